@@ -1,0 +1,178 @@
+"""Benchmarks: trouw's stages beside a hand-written baseline, in the same run.
+
+    python scripts/bench.py import --contacts 1000000
+
+generates the demo shop at that scale (about ten events per contact), then
+imports contacts and events with `trouw import` and, into a fresh database
+with the identical schema and SQLite settings, with a baseline that reads the
+same files with the standard library and calls `sqlite3.executemany` in the
+same batch size, without any validation. Each side runs in its own process so
+that its peak memory is its own. Prints a table and writes bench-import.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import date
+from pathlib import Path
+
+BATCH = 5000
+CONTACT_COLUMNS = (
+    "id", "email", "first_name", "last_name", "locale", "timezone", "birthday",
+    "customer_since", "channel", "street", "postcode", "city", "country",
+)
+EVENT_COLUMNS = (
+    "id", "contact_id", "type", "occurred_at", "tag", "url", "product", "category",
+    "amount", "score",
+)
+
+
+def run_measured(command: list[str]) -> tuple[float, float]:
+    """Run a command; return (seconds, peak resident MB) of that process alone."""
+    started = time.perf_counter()
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL)
+    _pid, status, usage = os.wait4(process.pid, 0)
+    seconds = time.perf_counter() - started
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise SystemExit(f"failed: {' '.join(command)}")
+    return seconds, usage.ru_maxrss / 1024
+
+
+# ---------------------------------------------------------------- the baseline (child process)
+
+
+def baseline(kind: str, path: Path, database: Path) -> None:
+    """Standard-library read + executemany, batch by batch, no validation."""
+    connection = sqlite3.connect(database, isolation_level=None)
+    for pragma in ("journal_mode = WAL", "synchronous = NORMAL", "foreign_keys = ON",
+                   "busy_timeout = 30000"):
+        connection.execute(f"PRAGMA {pragma}")
+    if kind == "contacts":
+        sql = (
+            "INSERT INTO contacts (id, email, first_name, last_name, locale, timezone, "
+            "birthday, customer_since, channel, street, postcode, city, country, attributes, "
+            "created_at, updated_at) VALUES (" + ", ".join("?" * 16) + ")"
+        )
+        rows = _baseline_contacts(path)
+    else:
+        sql = (
+            "INSERT INTO events (external_id, contact_id, type, occurred_at, tag, url, product, "
+            "category, amount, score, properties) VALUES (" + ", ".join("?" * 11) + ")"
+        )
+        rows = _baseline_events(path)
+    batch = []
+    for row in rows:
+        batch.append(row)
+        if len(batch) == BATCH:
+            _write(connection, sql, batch)
+            batch = []
+    _write(connection, sql, batch)
+    connection.close()
+
+
+def _write(connection: sqlite3.Connection, sql: str, batch: list[tuple]) -> None:
+    connection.execute("BEGIN IMMEDIATE")
+    connection.executemany(sql, batch)
+    connection.execute("COMMIT")
+
+
+def _baseline_contacts(path: Path):  # type: ignore[no-untyped-def]
+    now = "2026-01-01 00:00:00.000000"
+    with path.open(newline="", encoding="utf-8") as handle:
+        reader = csv.reader(handle)
+        header = next(reader)
+        known = [header.index(name) for name in CONTACT_COLUMNS]
+        extra = [(i, name) for i, name in enumerate(header) if name not in CONTACT_COLUMNS]
+        for values in reader:
+            attributes = json.dumps({name: values[i] for i, name in extra})
+            yield (*(values[i] or None for i in known), attributes, now, now)
+
+
+def _baseline_events(path: Path):  # type: ignore[no-untyped-def]
+    with path.open(encoding="utf-8") as handle:
+        for line in handle:
+            record = json.loads(line)
+            values = [record.pop(name, None) for name in EVENT_COLUMNS]
+            yield (*values, json.dumps(record))
+
+
+# ---------------------------------------------------------------- the driver
+
+
+def bench_import(contacts: int, workdir: Path) -> dict[str, object]:
+    from trouw.demo.generator import write_demo_files
+    from trouw.store import open_store
+
+    project = workdir / "project"
+    project.mkdir(parents=True, exist_ok=True)
+    (project / "trouw.toml").write_text('[project]\nname = "bench"\n', encoding="utf-8")
+    started = time.perf_counter()
+    files = write_demo_files(workdir / "data", contacts=contacts, as_of=date(2026, 11, 23))
+    generated = time.perf_counter() - started
+    print(f"generated {files.contacts:,} contacts and {files.events:,} events "
+          f"in {generated:.1f} s", flush=True)
+
+    ours_db, base_db = workdir / "ours.db", workdir / "baseline.db"
+    for database in (ours_db, base_db):
+        open_store(f"sqlite:///{database}").dispose()  # the same schema for both
+
+    trouw = [sys.executable, "-m", "trouw", "--project", str(project), "--db",
+             f"sqlite:///{ours_db}", "import"]
+    me = [sys.executable, __file__, "_baseline"]
+    results = []
+    for kind, path, rows in (
+        ("contacts", files.contacts_path, files.contacts),
+        ("events", files.events_path, files.events),
+    ):
+        base_s, base_mb = run_measured([*me, kind, str(path), str(base_db)])
+        ours_s, ours_mb = run_measured([*trouw, kind, str(path)])
+        results.append({
+            "stage": f"import {kind}", "rows": rows,
+            "ours_s": round(ours_s, 2), "ours_rows_per_s": round(rows / ours_s),
+            "ours_peak_mb": round(ours_mb), "baseline_s": round(base_s, 2),
+            "baseline_rows_per_s": round(rows / base_s), "baseline_peak_mb": round(base_mb),
+            "ratio": round(base_s / ours_s, 2),
+        })
+        print(f"  {kind} done", flush=True)
+    return {"bench": "import", "contacts": contacts, "events": files.events,
+            "generate_s": round(generated, 1), "stages": results}
+
+
+def print_table(report: dict[str, object]) -> None:
+    print(f"\n{'stage':<16}{'rows':>12}{'trouw rows/s':>14}{'baseline rows/s':>17}"
+          f"{'ratio':>7}{'trouw MB':>10}{'base MB':>9}")
+    for stage in report["stages"]:  # type: ignore[attr-defined]
+        print(f"{stage['stage']:<16}{stage['rows']:>12,}{stage['ours_rows_per_s']:>14,}"
+              f"{stage['baseline_rows_per_s']:>17,}{stage['ratio']:>7}"
+              f"{stage['ours_peak_mb']:>10}{stage['baseline_peak_mb']:>9}")
+    print("ratio = baseline time / trouw time (1.0 = as fast as raw executemany)")
+
+
+def main() -> None:
+    if len(sys.argv) > 1 and sys.argv[1] == "_baseline":
+        baseline(sys.argv[2], Path(sys.argv[3]), Path(sys.argv[4]))
+        return
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("stage", choices=["import"])
+    parser.add_argument("--contacts", type=int, default=100_000)
+    parser.add_argument("--workdir", type=Path, help="keep the data here (default: a temp dir)")
+    parser.add_argument("--json", type=Path, default=Path("bench-import.json"))
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="trouw-bench-") as scratch:
+        report = bench_import(args.contacts, args.workdir or Path(scratch))
+    print_table(report)
+    args.json.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    print(f"wrote {args.json}")
+
+
+if __name__ == "__main__":
+    main()

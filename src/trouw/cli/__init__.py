@@ -1,0 +1,78 @@
+"""The command line: thin Click commands over the trouw library.
+
+Each command resolves its context (project, database), calls one library
+function and prints. Library errors become messages here: bad input exits 2,
+a failure of the work exits 1.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+from sqlalchemy.exc import SQLAlchemyError
+
+from trouw import __version__
+from trouw.cli.contacts import contacts_group
+from trouw.cli.demo import demo_command
+from trouw.cli.imports import import_group
+from trouw.cli.params import Env
+from trouw.cli.project import init_command
+from trouw.errors import TrouwError, UserError
+
+
+class BadInput(click.ClickException):
+    exit_code = 2
+
+
+class WorkFailed(click.ClickException):
+    exit_code = 1
+
+
+class TrouwGroup(click.Group):
+    """Turns trouw's named errors into messages with the right exit code."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except UserError as exc:
+            raise BadInput(str(exc)) from exc
+        except TrouwError as exc:
+            raise WorkFailed(str(exc)) from exc
+        except SQLAlchemyError as exc:
+            reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+            raise WorkFailed(f"database error: {reason}") from exc
+
+
+@click.group(cls=TrouwGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--project",
+    "project_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="The project folder (default: the nearest folder upwards with trouw.toml).",
+)
+@click.option(
+    "--db",
+    "db",
+    metavar="URL",
+    help="Database URL (default: TROUW_DATABASE_URL, trouw.toml, then .trouw/trouw.db).",
+)
+@click.version_option(__version__, prog_name="trouw")
+@click.pass_context
+def main(ctx: click.Context, project_dir: Path | None, db: str | None) -> None:
+    """trouw: personal mail campaigns from plain files, a year at a time.
+
+    \b
+    Example:
+      trouw demo                      generate a shop and run the whole pipeline
+      trouw --project shop import contacts customers.csv
+    """
+    ctx.obj = env = Env(project_dir=project_dir, db_override=db)
+    ctx.call_on_close(env.close)
+
+
+main.add_command(init_command)
+main.add_command(demo_command)
+main.add_command(import_group)
+main.add_command(contacts_group)

@@ -1,0 +1,38 @@
+"""Printing: the one rich console, tables and progress bars."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Callable
+
+from rich.console import Console
+from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
+
+console = Console(highlight=False, soft_wrap=True)
+errors = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+@contextmanager
+def byte_progress(label: str, total: int) -> Iterator[Callable[[int], None]]:
+    """A progress bar over `total` bytes; yields the function that advances it."""
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        DownloadColumn(),
+        TimeRemainingColumn(),
+        console=errors,
+        transient=True,
+        disable=not errors.is_terminal,
+    ) as progress:
+        task = progress.add_task(label, total=total)
+        pending = 0
+
+        def advance(size: int) -> None:
+            nonlocal pending
+            pending += size
+            if pending >= 1 << 20:  # redraw per MiB, not per line
+                progress.advance(task, pending)
+                pending = 0
+
+        yield advance

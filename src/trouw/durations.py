@@ -1,0 +1,67 @@
+"""Durations as marketers write them: `30d`, `6w`, `3mo`, `1y`.
+
+A bare `m` is rejected: nobody can tell minutes from months at a glance.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import date, timedelta
+
+from dateutil.relativedelta import relativedelta
+
+_PATTERN = re.compile(r"^\s*(\d+)\s*(d|w|mo|y)\s*$")
+
+
+@dataclass(frozen=True)
+class Duration:
+    amount: int
+    unit: str  # "d", "w", "mo" or "y"
+
+    def __str__(self) -> str:
+        return f"{self.amount}{self.unit}"
+
+    def delta(self) -> relativedelta:
+        if self.unit == "d":
+            return relativedelta(days=self.amount)
+        if self.unit == "w":
+            return relativedelta(weeks=self.amount)
+        if self.unit == "mo":
+            return relativedelta(months=self.amount)
+        return relativedelta(years=self.amount)
+
+    def before(self, day: date) -> date:
+        """The day this duration before `day` (calendar-aware for months and years)."""
+        result: date = day - self.delta()
+        return result
+
+    def after(self, day: date) -> date:
+        result: date = day + self.delta()
+        return result
+
+    def approx_days(self) -> int:
+        """Length in days, for sizing windows; exact for d and w."""
+        if self.unit in ("d", "w"):
+            return (self.after(date(2001, 1, 1)) - date(2001, 1, 1)).days
+        return {"mo": 30, "y": 365}[self.unit] * self.amount
+
+    def as_timedelta(self) -> timedelta:
+        """Exact length; only defined for day and week durations."""
+        if self.unit not in ("d", "w"):
+            raise ValueError(f"{self} has no fixed length in days")
+        return timedelta(days=self.amount * (7 if self.unit == "w" else 1))
+
+
+def parse_duration(text: object) -> Duration:
+    """Parse `30d`, `6w`, `3mo` or `1y`; raise ValueError with the fix otherwise."""
+    if not isinstance(text, str):
+        raise ValueError(f"expected a duration such as 30d, 6w, 3mo or 1y, got {text!r}")
+    match = _PATTERN.match(text)
+    if match is None:
+        if re.match(r"^\s*\d+\s*m\s*$", text):
+            raise ValueError(
+                f"'{text}' is ambiguous (minutes or months?): write 'mo' for months"
+            )
+        raise ValueError(f"expected a duration such as 30d, 6w, 3mo or 1y, got {text!r}")
+    return Duration(int(match.group(1)), match.group(2))

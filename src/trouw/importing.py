@@ -1,0 +1,574 @@
+"""CSV/JSONL -> contacts and events: streamed, validated, written in batches.
+
+Memory stays flat whatever the file size: rows are read one at a time and
+written in batches of `batch_size`, each batch in its own transaction, so an
+interrupted import leaves only whole batches behind. With `strict`, all
+batches share one transaction that is rolled back if any row is bad.
+
+Bad rows are collected with file, line, column and reason; the valid rest is
+imported. Every text field is refused if it holds a line break: such values
+end up in mail headers, where CR/LF means header injection.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import re
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any, Literal
+from zoneinfo import ZoneInfo, available_timezones
+
+from sqlalchemy import Connection, Engine, bindparam, func, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.sql.dml import Insert
+
+from trouw.errors import ImportFileError
+from trouw.store import atomic, contacts, events, suppressions
+from trouw.store.bulk import BulkInsert
+
+Format = Literal["csv", "jsonl"]
+MAX_REPORTED = 1000  # rejected rows kept for the report; all are counted
+
+CONTACT_FIELDS = (
+    "id", "email", "first_name", "last_name", "locale", "timezone", "birthday",
+    "customer_since", "channel", "street", "postcode", "city", "country",
+)
+EVENT_FIELDS = (
+    "id", "contact_id", "type", "occurred_at", "tag", "url", "product", "category",
+    "amount", "score",
+)
+CHANNELS = ("email", "post", "none")
+KNOWN_EVENT_TYPES = (
+    "purchase", "click", "open", "survey", "complaint", "unsubscribe", "bounce", "signup",
+)
+
+# The WHATWG "valid e-mail address" grammar (what browsers accept in <input type=email>).
+_EMAIL = re.compile(
+    r"^[a-zA-Z0-9.!#$%&'*+/=?^_`{|}~-]+@[a-zA-Z0-9](?:[a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?"
+    r"(?:\.[a-zA-Z0-9](?:[a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?)+$"
+)
+_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+_LOCALE = re.compile(r"^[a-z]{2,3}(?:-[A-Z]{2})?$")
+_EVENT_TYPE = re.compile(r"^[a-z][a-z0-9_]{0,49}$")
+_INTEGER = re.compile(r"^-?(?:0|[1-9]\d*)$")
+_DECIMAL = re.compile(r"^-?(?:0|[1-9]\d*)\.\d+$")
+_BREAKS = ("\r", "\n", "\x0b", "\x0c", "\x85", "\u2028", "\u2029")
+
+
+class RowError(Exception):
+    """One bad value in one row."""
+
+    def __init__(self, column: str | None, reason: str) -> None:
+        super().__init__(reason)
+        self.column = column
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class Rejected:
+    line: int
+    column: str | None
+    reason: str
+
+    def describe(self, path: Path) -> str:
+        where = f"{path}, line {self.line}"
+        if self.column:
+            where += f", column '{self.column}'"
+        return f"{where}: {self.reason}"
+
+
+@dataclass
+class ImportReport:
+    path: Path
+    kind: str
+    strict: bool = False
+    rows: int = 0
+    written: int = 0
+    unchanged: int = 0  # events whose id was imported before
+    rejected_count: int = 0
+    rejected: list[Rejected] = field(default_factory=list)
+    suppressed: int = 0  # contacts whose address was forgotten before
+
+    @property
+    def applied(self) -> bool:
+        return not (self.strict and self.rejected_count)
+
+    def reject(self, line: int, error: RowError) -> None:
+        self.rejected_count += 1
+        if len(self.rejected) < MAX_REPORTED:
+            self.rejected.append(Rejected(line, error.column, error.reason))
+
+
+# ----------------------------------------------------------------------------- reading
+
+
+def detect_format(path: Path, fmt: str | None) -> Format:
+    if fmt is not None:
+        if fmt not in ("csv", "jsonl"):
+            raise ImportFileError(f"unknown format '{fmt}'", fix="use --format csv or jsonl")
+        return fmt  # type: ignore[return-value]
+    suffix = path.suffix.lower()
+    if suffix == ".csv":
+        return "csv"
+    if suffix in (".jsonl", ".ndjson"):
+        return "jsonl"
+    raise ImportFileError(
+        f"cannot tell the format from the extension '{suffix}'",
+        path=path,
+        fix="name the file .csv or .jsonl, or pass --format csv|jsonl",
+    )
+
+
+def read_records(
+    path: Path, fmt: Format, progress: Callable[[int], None] | None = None
+) -> Iterator[tuple[int, dict[str, Any] | RowError]]:
+    """Yield (line number, record or the reason it cannot be read), streaming."""
+    try:
+        handle = path.open(encoding="utf-8-sig", newline="")
+    except OSError as exc:
+        raise ImportFileError(f"cannot open: {exc.strerror}", path=path) from exc
+    with handle:
+        lines: Iterable[str] = handle if progress is None else _counted(handle, progress)
+        try:
+            if fmt == "csv":
+                yield from _csv_records(path, lines)
+            else:
+                yield from _jsonl_records(lines)
+        except UnicodeDecodeError as exc:
+            raise ImportFileError(
+                f"not UTF-8 text ({exc.reason})", path=path, fix="save the file as UTF-8"
+            ) from exc
+
+
+def _counted(lines: Iterable[str], progress: Callable[[int], None]) -> Iterator[str]:
+    for line in lines:
+        progress(len(line))
+        yield line
+
+
+def _csv_records(
+    path: Path, lines: Iterable[str]
+) -> Iterator[tuple[int, dict[str, Any] | RowError]]:
+    reader = csv.reader(lines)
+    try:
+        header = [name.strip() for name in next(reader)]
+    except StopIteration:
+        return
+    except csv.Error as exc:
+        raise ImportFileError(f"unreadable CSV header: {exc}", path=path, line=1) from exc
+    if len(set(header)) != len(header) or "" in header:
+        raise ImportFileError(
+            "the header has empty or repeated column names", path=path, line=1,
+            fix="give every column one unique name",
+        )
+    width = len(header)
+    line = reader.line_num
+    while True:
+        try:
+            values = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            yield reader.line_num, RowError(None, f"unreadable CSV: {exc}")
+            continue
+        start, line = line + 1, reader.line_num
+        if not values:
+            continue  # a blank line
+        if len(values) != width:
+            yield start, RowError(None, f"has {len(values)} fields, the header has {width}")
+            continue
+        yield start, {name: (value if value != "" else None)
+                      for name, value in zip(header, values, strict=True)}
+
+
+def _jsonl_records(lines: Iterable[str]) -> Iterator[tuple[int, dict[str, Any] | RowError]]:
+    for number, text in enumerate(lines, start=1):
+        if not text.strip():
+            continue
+        try:
+            record = json.loads(text)
+        except json.JSONDecodeError as exc:
+            yield number, RowError(None, f"not valid JSON: {exc.msg}")
+            continue
+        if not isinstance(record, dict):
+            yield number, RowError(None, "expected a JSON object per line")
+            continue
+        yield number, record
+
+
+# ----------------------------------------------------------------------------- values
+
+
+def text_value(column: str, value: Any, max_length: int = 200) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise RowError(column, f"expected text, got {type(value).__name__}")
+        value = str(value)
+    value = value.strip()
+    if any(mark in value for mark in _BREAKS):
+        raise RowError(column, "contains a line break (refused: it could inject mail headers)")
+    if len(value) > max_length:
+        raise RowError(column, f"longer than {max_length} characters")
+    return value or None
+
+
+def normalise_email(value: str) -> str:
+    """Trim and lower-case the domain; the local part is case-sensitive by the RFC."""
+    local, _, domain = value.strip().rpartition("@")
+    return f"{local}@{domain.lower()}"
+
+
+def email_hash(email: str) -> str:
+    return hashlib.sha256(email.lower().encode()).hexdigest()
+
+
+def email_value(value: Any) -> str | None:
+    text = text_value("email", value, 320)
+    if text is None:
+        return None
+    email = normalise_email(text)
+    if not _EMAIL.match(email):
+        raise RowError("email", f"'{text}' is not a valid email address")
+    return email
+
+
+def date_value(column: str, value: Any) -> date | None:
+    text = text_value(column, value, 10)
+    if text is None:
+        return None
+    if not _DATE.match(text):
+        raise RowError(column, f"'{text}' is not a date in the form YYYY-MM-DD")
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise RowError(column, f"'{text}' is not a real date") from None
+
+
+def number_value(column: str, value: Any) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    if isinstance(value, str) and (_INTEGER.match(value) or _DECIMAL.match(value)):
+        return float(value)
+    raise RowError(column, f"'{value}' is not a number (use a dot for decimals: 12.50)")
+
+
+def typed_extra(value: Any) -> Any:
+    """A CSV value that reads as a number becomes one (but '0123' stays text)."""
+    if isinstance(value, str):
+        if _INTEGER.match(value):
+            return int(value)
+        if _DECIMAL.match(value):
+            return float(value)
+    return value
+
+
+def extras(record: dict[str, Any], known: tuple[str, ...]) -> dict[str, Any]:
+    result = {}
+    for key, value in record.items():
+        if key in known or value is None:
+            continue
+        if isinstance(value, str) and any(mark in value for mark in _BREAKS):
+            raise RowError(key, "contains a line break (refused: it could inject mail headers)")
+        result[key] = typed_extra(value)
+    return result
+
+
+# ----------------------------------------------------------------------------- contacts
+
+
+class _Contacts:
+    columns = ("id", *CONTACT_FIELDS[1:], "attributes", "created_at", "updated_at")
+
+    def __init__(self, connection: Connection, default_tz: str) -> None:
+        self.seen: dict[str, int] = {}  # id -> first line, to refuse duplicates in one file
+        self.zones = available_timezones()
+        self.now = datetime.now(UTC).replace(tzinfo=None)
+        self.insert = BulkInsert(_contacts_upsert(connection), self.columns)
+
+    def parse(self, line: int, record: dict[str, Any]) -> tuple[Any, ...]:
+        contact_id = text_value("id", record.get("id"))
+        if contact_id is None:
+            raise RowError("id", "is required")
+        first = self.seen.get(contact_id)
+        if first is not None:
+            raise RowError("id", f"'{contact_id}' appears again (first on line {first})")
+        locale = text_value("locale", record.get("locale"), 20)
+        if locale is not None:
+            locale = locale.replace("_", "-")
+            if not _LOCALE.match(locale):
+                raise RowError("locale", f"'{locale}' is not a language code such as nl or en")
+        zone = text_value("timezone", record.get("timezone"), 64)
+        if zone is not None and zone not in self.zones:
+            raise RowError("timezone", f"'{zone}' is not an IANA time zone (Europe/Amsterdam)")
+        channel = text_value("channel", record.get("channel"), 10)
+        if channel is not None:
+            channel = channel.lower()
+            if channel not in CHANNELS:
+                raise RowError("channel", f"'{channel}' is not one of email, post, none")
+        country = text_value("country", record.get("country"), 2)
+        if country is not None and not re.fullmatch(r"[A-Za-z]{2}", country):
+            raise RowError("country", f"'{country}' is not a two-letter country code")
+        row = (
+            contact_id,
+            email_value(record.get("email")),
+            text_value("first_name", record.get("first_name")),
+            text_value("last_name", record.get("last_name")),
+            locale,
+            zone,
+            date_value("birthday", record.get("birthday")),
+            date_value("customer_since", record.get("customer_since")),
+            channel or "email",
+            text_value("street", record.get("street")),
+            text_value("postcode", record.get("postcode"), 20),
+            text_value("city", record.get("city"), 100),
+            country.upper() if country else None,
+            extras(record, CONTACT_FIELDS),
+            self.now,
+            self.now,
+        )
+        self.seen[contact_id] = line
+        return row
+
+    def screen(
+        self, connection: Connection, rows: list[tuple[Any, ...]], lines: list[int],
+        report: ImportReport,
+    ) -> list[tuple[Any, ...]]:
+        """Rows fit to write; forgotten addresses are counted (they stay unmailed)."""
+        hashes = [email_hash(row[1]) for row in rows if row[1]]
+        if hashes:
+            report.suppressed += connection.execute(
+                select(func.count()).select_from(suppressions).where(
+                    suppressions.c.email_hash.in_(bindparam("hashes", expanding=True))
+                ),
+                {"hashes": hashes},
+            ).scalar_one()
+        return rows
+
+    def store(
+        self, connection: Connection, rows: list[tuple[Any, ...]], report: ImportReport
+    ) -> None:
+        self.insert.run(connection, rows)
+        report.written += len(rows)
+
+
+def _contacts_upsert(connection: Connection) -> Insert:
+    """Insert, or update by id: an empty value keeps what is stored, attributes merge."""
+    dialect = connection.dialect.name
+    if dialect == "sqlite":
+        statement = sqlite.insert(contacts)
+        merge = func.json_patch(contacts.c.attributes, statement.excluded.attributes)
+        upsert = statement.on_conflict_do_update
+    elif dialect == "postgresql":
+        statement = postgresql.insert(contacts)
+        merge = contacts.c.attributes.op("||")(statement.excluded.attributes)
+        upsert = statement.on_conflict_do_update
+    else:
+        raise ImportFileError(f"importing into {dialect} is not supported yet")
+    updates: dict[str, Any] = {
+        name: func.coalesce(statement.excluded[name], contacts.c[name])
+        for name in CONTACT_FIELDS[1:]
+        if name != "channel"
+    }
+    updates["channel"] = statement.excluded.channel
+    updates["attributes"] = merge
+    updates["updated_at"] = statement.excluded.updated_at
+    return upsert(index_elements=["id"], set_=updates)
+
+
+# ----------------------------------------------------------------------------- events
+
+
+class _Events:
+    columns = (
+        "external_id", "contact_id", "type", "occurred_at", "tag", "url", "product",
+        "category", "amount", "score", "properties",
+    )
+
+    def __init__(self, connection: Connection, default_tz: str) -> None:
+        self.zone = ZoneInfo(default_tz)
+        dialect = connection.dialect.name
+        module = sqlite if dialect == "sqlite" else postgresql
+        statement = module.insert(events).on_conflict_do_nothing(index_elements=["external_id"])
+        self.insert = BulkInsert(statement, self.columns)
+
+    def parse(self, line: int, record: dict[str, Any]) -> tuple[Any, ...]:
+        contact_id = text_value("contact_id", record.get("contact_id"))
+        if contact_id is None:
+            raise RowError("contact_id", "is required")
+        kind = text_value("type", record.get("type"), 50)
+        if kind is None:
+            raise RowError("type", "is required")
+        if not _EVENT_TYPE.match(kind):
+            raise RowError("type", f"'{kind}' must be lower-case letters, digits and _")
+        tag = text_value("tag", record.get("tag"))
+        score = self._score(kind, tag, record.get("score"))
+        return (
+            text_value("id", record.get("id")),
+            contact_id,
+            kind,
+            self._moment(record.get("occurred_at")),
+            tag,
+            text_value("url", record.get("url"), 2000),
+            text_value("product", record.get("product")),
+            text_value("category", record.get("category")),
+            number_value("amount", record.get("amount")),
+            score,
+            extras(record, EVENT_FIELDS),
+        )
+
+    def _moment(self, value: Any) -> datetime:
+        text = text_value("occurred_at", value, 40)
+        if text is None:
+            raise RowError("occurred_at", "is required")
+        try:
+            moment = datetime.fromisoformat(text)
+        except ValueError:
+            raise RowError(
+                "occurred_at", f"'{text}' is not an ISO 8601 time (2027-04-02T10:30:00+02:00)"
+            ) from None
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=self.zone)  # read in the project's time zone
+        return moment.astimezone(UTC).replace(tzinfo=None)
+
+    @staticmethod
+    def _score(kind: str, tag: str | None, value: Any) -> int | None:
+        number = number_value("score", value)
+        if number is None:
+            if kind == "survey":
+                raise RowError("score", "a survey answer needs a score")
+            return None
+        if number != int(number):
+            raise RowError("score", f"'{value}' is not a whole number")
+        if kind == "survey":
+            low, high = {"nps": (0, 10), "csat": (1, 5)}.get(tag or "", (0, 10))
+            if tag not in ("nps", "csat"):
+                raise RowError("tag", "a survey answer needs tag nps (score 0-10) or csat (1-5)")
+            if not low <= number <= high:
+                raise RowError("score", f"{tag} scores run from {low} to {high}, got {value}")
+        return int(number)
+
+    def screen(
+        self, connection: Connection, rows: list[tuple[Any, ...]], lines: list[int],
+        report: ImportReport,
+    ) -> list[tuple[Any, ...]]:
+        """Rows whose contact exists; the others are rejected with their line."""
+        known = set(
+            connection.execute(
+                select(contacts.c.id).where(contacts.c.id.in_(bindparam("ids", expanding=True))),
+                {"ids": list({row[1] for row in rows})},
+            ).scalars()
+        )
+        good = []
+        for line, row in zip(lines, rows, strict=True):
+            if row[1] in known:
+                good.append(row)
+            else:
+                report.reject(line, RowError(
+                    "contact_id", f"no contact with id '{row[1]}' (import the contacts first)"
+                ))
+        return good
+
+    def store(
+        self, connection: Connection, rows: list[tuple[Any, ...]], report: ImportReport
+    ) -> None:
+        written = self.insert.run(connection, rows)
+        report.written += written
+        report.unchanged += len(rows) - written
+
+
+# ----------------------------------------------------------------------------- driver
+
+
+def import_contacts(
+    engine: Engine,
+    path: Path,
+    *,
+    timezone: str,
+    fmt: str | None = None,
+    strict: bool = False,
+    batch_size: int = 5000,
+    progress: Callable[[int], None] | None = None,
+) -> ImportReport:
+    """Upsert contacts by id from a CSV or JSONL file."""
+    return _import(engine, path, "contacts", timezone, fmt, strict, batch_size, progress)
+
+
+def import_events(
+    engine: Engine,
+    path: Path,
+    *,
+    timezone: str,
+    fmt: str | None = None,
+    strict: bool = False,
+    batch_size: int = 5000,
+    progress: Callable[[int], None] | None = None,
+) -> ImportReport:
+    """Append events from a CSV or JSONL file; rows with a known `id` are skipped."""
+    return _import(engine, path, "events", timezone, fmt, strict, batch_size, progress)
+
+
+def _import(
+    engine: Engine,
+    path: Path,
+    kind: str,
+    timezone: str,
+    fmt: str | None,
+    strict: bool,
+    batch_size: int,
+    progress: Callable[[int], None] | None,
+) -> ImportReport:
+    records = read_records(path, detect_format(path, fmt), progress)
+    report = ImportReport(path=path, kind=kind, strict=strict)
+    with ExitStack() as stack:
+        # Strict: one transaction around every batch, rolled back if any row was bad.
+        outer = stack.enter_context(atomic(engine)) if strict else None
+        with engine.connect() as probe:
+            parser: _Contacts | _Events = (
+                _Contacts(probe, timezone) if kind == "contacts" else _Events(probe, timezone)
+            )
+        rows: list[tuple[Any, ...]] = []
+        lines: list[int] = []
+        for line, record in records:
+            report.rows += 1
+            try:
+                if isinstance(record, RowError):
+                    raise record
+                rows.append(parser.parse(line, record))
+                lines.append(line)
+            except RowError as error:
+                report.reject(line, error)
+            if len(rows) >= batch_size:
+                _flush(engine, outer, parser, rows, lines, report)
+                rows, lines = [], []
+        if rows:
+            _flush(engine, outer, parser, rows, lines, report)
+        if outer is not None and report.rejected_count:
+            outer.rollback()
+            report.written = report.unchanged = report.suppressed = 0
+    return report
+
+
+def _flush(
+    engine: Engine,
+    outer: Connection | None,
+    parser: _Contacts | _Events,
+    rows: list[tuple[Any, ...]],
+    lines: list[int],
+    report: ImportReport,
+) -> None:
+    with ExitStack() as stack:
+        connection = outer if outer is not None else stack.enter_context(atomic(engine))
+        good = parser.screen(connection, rows, lines, report)
+        # Strict and already doomed: keep checking rows for the report, stop writing.
+        if not (outer is not None and report.rejected_count):
+            parser.store(connection, good, report)

@@ -1,0 +1,34 @@
+"""The data store: tables, engines, transactions and migrations.
+
+Functions that touch data take a Connection; they do not open their own.
+`open_store` is the one entry point that makes an engine and brings the
+schema up to date.
+"""
+
+from trouw.store.engine import atomic, create_store_engine
+from trouw.store.schema import open_store, upgrade_schema
+from trouw.store.tables import (
+    contacts,
+    events,
+    ledger,
+    metadata,
+    plan,
+    segment_members,
+    segment_snapshots,
+    suppressions,
+)
+
+__all__ = [
+    "atomic",
+    "contacts",
+    "create_store_engine",
+    "events",
+    "ledger",
+    "metadata",
+    "open_store",
+    "plan",
+    "segment_members",
+    "segment_snapshots",
+    "suppressions",
+    "upgrade_schema",
+]

@@ -1,0 +1,89 @@
+"""Engines, the one transaction helper, and schema upgrades on first use.
+
+SQLite is tuned for a cron tool: WAL (readers never block the writer), a busy
+timeout (a second writer waits instead of failing), foreign keys on. The
+driver's own transaction handling is switched off so that trouw decides when
+a transaction begins, and writers can take the lock up front with
+BEGIN IMMEDIATE instead of failing halfway through.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+
+from trouw.errors import UserError
+
+BUSY_TIMEOUT_MS = 30_000
+
+
+def create_store_engine(url: str) -> Engine:
+    """An engine for `url`, with SQLite tuned; the schema is not touched."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError as exc:
+        raise UserError(
+            f"'{url}' is not a database URL",
+            key="database",
+            fix="use e.g. sqlite:///path/trouw.db or postgresql+psycopg://user@host/db",
+        ) from exc
+    if parsed.get_backend_name() == "postgresql" and parsed.drivername == "postgresql":
+        # psycopg 3 is the supported driver; plain postgresql:// would ask for psycopg2.
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
+        Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+    try:
+        engine = create_engine(parsed)
+    except NoSuchModuleError as exc:
+        raise UserError(
+            f"no driver for '{parsed.drivername}'",
+            key="database",
+            fix="for PostgreSQL: pip install 'trouw[postgres]'",
+        ) from exc
+    except ModuleNotFoundError as exc:
+        raise UserError(
+            f"the database driver is not installed ({exc.name})",
+            key="database",
+            fix="for PostgreSQL: pip install 'trouw[postgres]'",
+        ) from exc
+    if engine.dialect.name == "sqlite":
+        _tune_sqlite(engine)
+    return engine
+
+
+def _tune_sqlite(engine: Engine) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None  # we emit BEGIN ourselves
+        cursor = dbapi_connection.cursor()
+        cursor.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        cursor.execute("PRAGMA journal_mode = WAL")
+        cursor.execute("PRAGMA synchronous = NORMAL")  # durable at checkpoints; safe in WAL
+        cursor.execute("PRAGMA foreign_keys = ON")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection: Connection) -> None:
+        mode = connection.get_execution_options().get("sqlite_begin", "DEFERRED")
+        connection.exec_driver_sql(f"BEGIN {mode}")
+
+
+@contextmanager
+def atomic(engine: Engine, *, write: bool = True) -> Iterator[Connection]:
+    """One transaction: commit when the block ends, roll back if it raises.
+
+    `write=True` takes SQLite's write lock at BEGIN, so two writers queue up
+    behind the busy timeout instead of one failing with "database is locked"
+    after it has done its reads.
+    """
+    with engine.connect() as connection:
+        if write and engine.dialect.name == "sqlite":
+            connection = connection.execution_options(sqlite_begin="IMMEDIATE")
+        with connection.begin():
+            yield connection

@@ -1,0 +1,159 @@
+"""The database tables, as SQLAlchemy Core metadata.
+
+Times are stored as naive UTC; days (birthdays, plan and ledger days) as dates.
+The migrations in `migrations/versions` create exactly these tables; a test
+checks that the two never drift apart.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Column,
+    Date,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+# JSONB on PostgreSQL (indexable, compact), JSON text on SQLite.
+Json = JSON().with_variant(JSONB(), "postgresql")
+# A 64-bit key on PostgreSQL; on SQLite it must be INTEGER to alias the rowid.
+RowId = BigInteger().with_variant(Integer(), "sqlite")
+
+contacts = Table(
+    "contacts",
+    metadata,
+    Column("id", String(200), primary_key=True, comment="the shop's own key"),
+    Column("email", String(320), index=True),
+    Column("first_name", String(200)),
+    Column("last_name", String(200)),
+    Column("locale", String(20)),
+    Column("timezone", String(64)),
+    Column("birthday", Date),
+    Column("customer_since", Date),
+    Column("channel", String(10), nullable=False, server_default="email"),
+    Column("street", String(200)),
+    Column("postcode", String(20)),
+    Column("city", String(100)),
+    Column("country", String(2)),
+    Column("attributes", Json, nullable=False, server_default="{}"),
+    Column("created_at", DateTime, nullable=False),
+    Column("updated_at", DateTime, nullable=False),
+)
+
+events = Table(
+    "events",
+    metadata,
+    Column("id", RowId, primary_key=True, autoincrement=True),
+    Column("external_id", String(200), unique=True, comment="re-imports skip known ids"),
+    Column(
+        "contact_id",
+        String(200),
+        ForeignKey("contacts.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column("type", String(50), nullable=False),
+    Column("occurred_at", DateTime, nullable=False),
+    Column("tag", String(200)),
+    Column("url", Text),
+    Column("product", String(200)),
+    Column("category", String(200)),
+    Column("amount", Float),
+    Column("score", Integer),
+    Column("properties", Json, nullable=False, server_default="{}"),
+    # Event aggregates are per contact and type over a time window.
+    Index("ix_events_contact_type_time", "contact_id", "type", "occurred_at"),
+    # Segment-wide scans ("clicked fire-safety in 90 days") start from type and time.
+    Index("ix_events_type_time", "type", "occurred_at"),
+)
+
+suppressions = Table(
+    "suppressions",
+    metadata,
+    Column("email_hash", String(64), primary_key=True, comment="sha256 of the normalised email"),
+    Column("reason", String(50), nullable=False),
+    Column("created_at", DateTime, nullable=False),
+)
+
+segment_snapshots = Table(
+    "segment_snapshots",
+    metadata,
+    Column("id", RowId, primary_key=True, autoincrement=True),
+    Column("segment", String(200), nullable=False),
+    Column("as_of", Date, nullable=False),
+    Column("taken_at", DateTime, nullable=False),
+    Column("size", Integer, nullable=False),
+    Column("entered", Integer, nullable=False),
+    Column("left", Integer, nullable=False),
+    Index("ix_segment_snapshots_segment_as_of", "segment", "as_of"),
+)
+
+segment_members = Table(
+    "segment_members",
+    metadata,
+    Column(
+        "snapshot_id",
+        RowId,
+        ForeignKey("segment_snapshots.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    Column("contact_id", String(200), primary_key=True),
+)
+
+plan = Table(
+    "plan",
+    metadata,
+    Column("id", RowId, primary_key=True, autoincrement=True),
+    Column("contact_id", String(200), nullable=False),
+    Column("day", Date, nullable=False),
+    Column("campaign", String(200), nullable=False),
+    Column("step", String(200), nullable=False),
+    Column("occurrence", String(50), nullable=False),
+    Column("template", String(300)),
+    Column("channel", String(10), nullable=False),
+    Column("priority", Integer, nullable=False),
+    Column("status", String(10), nullable=False),
+    Column("reason", Text),
+    Index("ix_plan_day", "day"),
+    Index("ix_plan_contact_id", "contact_id"),
+)
+
+ledger = Table(
+    "ledger",
+    metadata,
+    Column("id", RowId, primary_key=True, autoincrement=True),
+    Column("contact_id", String(200), nullable=False),
+    Column("campaign", String(200), nullable=False),
+    Column("step", String(200), nullable=False),
+    Column("occurrence", String(50), nullable=False),
+    Column("day", Date, nullable=False),
+    Column("template", String(300)),
+    Column("channel", String(10), nullable=False),
+    Column("status", String(10), nullable=False),
+    Column("message_id", String(300)),
+    Column("reserved_at", DateTime, nullable=False),
+    Column("sent_at", DateTime),
+    Column("error", Text),
+    UniqueConstraint("contact_id", "campaign", "step", "occurrence"),
+    Index("ix_ledger_contact_id_day", "contact_id", "day"),
+    Index("ix_ledger_day_status", "day", "status"),
+)

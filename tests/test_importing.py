@@ -1,0 +1,211 @@
+"""Import of contacts and events: what lands, what is refused and why."""
+
+from __future__ import annotations
+
+import json
+from datetime import date, datetime
+from pathlib import Path
+
+from sqlalchemy import Engine, func, select
+
+from tests.conftest import Cli
+from trouw.importing import import_contacts, import_events
+from trouw.store import contacts, events
+
+CONTACTS_CSV = """\
+id,email,first_name,last_name,birthday,customer_since,channel,household,children,member_no
+c1, Anna@Example.NL ,Anna,de Vries,1990-04-02,2020-01-15,email,family,2,0123
+c2,bram@example.com,Bram,Jansen,1985-02-28,2019-06-01,post,single,0,1234
+c3,,Carla,Smit,,2024-11-01,none,couple,0,
+"""
+
+
+def _write(tmp_path: Path, name: str, text: str) -> Path:
+    path = tmp_path / name
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def _contact(engine: Engine, contact_id: str) -> dict:
+    with engine.connect() as connection:
+        row = connection.execute(select(contacts).where(contacts.c.id == contact_id)).mappings()
+        return dict(row.one())
+
+
+def _count(engine: Engine, table) -> int:
+    with engine.connect() as connection:
+        return connection.execute(select(func.count()).select_from(table)).scalar_one()
+
+
+def test_contacts_are_normalised_and_extras_become_typed_attributes(
+    engine: Engine, tmp_path: Path
+) -> None:
+    path = _write(tmp_path, "contacts.csv", CONTACTS_CSV)
+    report = import_contacts(engine, path, timezone="Europe/Amsterdam")
+    assert (report.written, report.rejected_count) == (3, 0)
+    anna = _contact(engine, "c1")
+    assert anna["email"] == "Anna@example.nl"  # trimmed; only the domain lower-cased
+    assert anna["birthday"] == date(1990, 4, 2)
+    assert anna["channel"] == "email"
+    # a number-looking CSV value is a number, but a leading zero keeps it text
+    assert anna["attributes"] == {"household": "family", "children": 2, "member_no": "0123"}
+    assert _contact(engine, "c3")["email"] is None
+
+
+def test_reimport_updates_by_id_and_keeps_what_the_file_leaves_empty(
+    engine: Engine, tmp_path: Path
+) -> None:
+    import_contacts(engine, _write(tmp_path, "a.csv", CONTACTS_CSV), timezone="UTC")
+    update = "id,email,first_name,city,points\nc1,,Annie,Utrecht,120\n"
+    report = import_contacts(engine, _write(tmp_path, "b.csv", update), timezone="UTC")
+    assert report.written == 1
+    anna = _contact(engine, "c1")
+    assert anna["first_name"] == "Annie"
+    assert anna["city"] == "Utrecht"
+    assert anna["email"] == "Anna@example.nl"  # empty in the update: kept
+    assert anna["attributes"] == {
+        "household": "family", "children": 2, "member_no": "0123", "points": 120
+    }
+    assert _count(engine, contacts) == 3
+
+
+def test_jsonl_keeps_json_types(engine: Engine, tmp_path: Path) -> None:
+    lines = [
+        {"id": "j1", "email": "j@example.org", "vip": True, "tags": ["a", "b"], "zip": "0123"},
+    ]
+    path = _write(tmp_path, "c.jsonl", "\n".join(json.dumps(line) for line in lines) + "\n")
+    import_contacts(engine, path, timezone="UTC")
+    assert _contact(engine, "j1")["attributes"] == {"vip": True, "tags": ["a", "b"], "zip": "0123"}
+
+
+BAD_CONTACTS = """\
+id,email,first_name,birthday,channel
+ok1,ok1@example.nl,Ok,1990-01-01,email
+bad1,not-an-email,Bad,1990-01-01,email
+bad2,b2@example.nl,Bad,1990-02-30,email
+bad3,b3@example.nl,"Evil
+Bcc: victim@example.com",1990-01-01,email
+ok1,again@example.nl,Dup,1990-01-01,email
+bad4,b4@example.nl,Bad,01-02-1990,email
+,b5@example.nl,NoId,1990-01-01,email
+ok2,ok2@example.nl,Ok,,post
+bad5,b6@example.nl,Bad,1990-01-01,pigeon
+"""
+
+
+def test_bad_contact_rows_are_reported_with_line_and_column_and_the_rest_imported(
+    engine: Engine, tmp_path: Path
+) -> None:
+    path = _write(tmp_path, "bad.csv", BAD_CONTACTS)
+    report = import_contacts(engine, path, timezone="UTC")
+    found = {(r.line, r.column) for r in report.rejected}
+    assert found == {
+        (3, "email"),
+        (4, "birthday"),
+        (5, "first_name"),  # the CR/LF row starts on line 5 and spans two lines
+        (7, "id"),
+        (8, "birthday"),
+        (9, "id"),
+        (11, "channel"),
+    }
+    messages = {r.line: r.reason for r in report.rejected}
+    assert "line break" in messages[5]
+    assert "first on line 2" in messages[7]
+    assert report.written == 2
+    with engine.connect() as connection:
+        ids = set(connection.execute(select(contacts.c.id)).scalars())
+    assert ids == {"ok1", "ok2"}
+    assert _contact(engine, "ok1")["email"] == "ok1@example.nl"  # the duplicate did not win
+
+
+def test_strict_imports_nothing_when_a_row_is_bad(engine: Engine, tmp_path: Path) -> None:
+    path = _write(tmp_path, "bad.csv", BAD_CONTACTS)
+    report = import_contacts(engine, path, timezone="UTC", strict=True, batch_size=2)
+    assert not report.applied
+    assert report.rejected_count == 7
+    assert _count(engine, contacts) == 0
+
+
+def test_events_times_without_offset_are_read_in_the_project_zone(
+    engine: Engine, tmp_path: Path
+) -> None:
+    import_contacts(engine, _write(tmp_path, "c.csv", CONTACTS_CSV), timezone="UTC")
+    text = (
+        "contact_id,type,occurred_at,tag,amount,score,channel_hint\n"
+        "c1,click,2027-04-02T10:00:00,fire-safety,,,mail\n"
+        "c1,purchase,2027-01-10T10:00:00+00:00,,12.50,,\n"
+        "c2,survey,2027-04-02 09:30,nps,,9,\n"
+    )
+    report = import_events(
+        engine, _write(tmp_path, "e.csv", text), timezone="Europe/Amsterdam"
+    )
+    assert (report.written, report.rejected_count) == (3, 0)
+    with engine.connect() as connection:
+        rows = connection.execute(select(events).order_by(events.c.id)).mappings().all()
+    assert rows[0]["occurred_at"] == datetime(2027, 4, 2, 8, 0)  # CEST is UTC+2
+    assert rows[0]["tag"] == "fire-safety"
+    assert rows[0]["properties"] == {"channel_hint": "mail"}
+    assert rows[1]["amount"] == 12.5
+    assert rows[1]["occurred_at"] == datetime(2027, 1, 10, 10, 0)
+    assert rows[2]["score"] == 9
+
+
+def test_bad_event_rows_name_line_and_column(engine: Engine, tmp_path: Path) -> None:
+    import_contacts(engine, _write(tmp_path, "c.csv", CONTACTS_CSV), timezone="UTC")
+    text = (
+        "contact_id,type,occurred_at,tag,amount,score\n"
+        "c1,click,2027-04-02T10:00:00,ok,,\n"
+        "nobody,click,2027-04-02T10:00:00,,,\n"
+        "c1,purchase,yesterday,,,\n"
+        "c1,purchase,2027-04-02T10:00:00,,twelve,\n"
+        "c1,survey,2027-04-02T10:00:00,nps,,11\n"
+        "c1,Add To Cart,2027-04-02T10:00:00,,,\n"
+        "c1,click,2027-04-02T10:00:00,\"a\rb\",,\n"
+    )
+    report = import_events(engine, _write(tmp_path, "e.csv", text), timezone="UTC")
+    assert {(r.line, r.column) for r in report.rejected} == {
+        (3, "contact_id"),
+        (4, "occurred_at"),
+        (5, "amount"),
+        (6, "score"),
+        (7, "type"),
+        (8, "tag"),
+    }
+    assert report.written == 1
+
+
+def test_event_ids_make_reimport_idempotent(engine: Engine, tmp_path: Path) -> None:
+    import_contacts(engine, _write(tmp_path, "c.csv", CONTACTS_CSV), timezone="UTC")
+    lines = [
+        {"id": f"e{n}", "contact_id": "c1", "type": "open", "occurred_at": "2027-01-01T10:00:00Z"}
+        for n in range(5)
+    ]
+    path = _write(tmp_path, "e.jsonl", "\n".join(json.dumps(line) for line in lines))
+    first = import_events(engine, path, timezone="UTC", batch_size=2)
+    second = import_events(engine, path, timezone="UTC", batch_size=2)
+    assert (first.written, first.unchanged) == (5, 0)
+    assert (second.written, second.unchanged) == (0, 5)
+    assert _count(engine, events) == 5
+
+
+def test_cli_reports_rejects_and_exits_2(cli: Cli, tmp_path: Path) -> None:
+    path = _write(tmp_path, "bad.csv", BAD_CONTACTS)
+    result = cli("import", "contacts", str(path))
+    assert result.exit_code == 2
+    assert f"{path}, line 3, column 'email': 'not-an-email' is not a valid email" in result.stderr
+    assert "2 contacts imported, 7 rejected" in result.stdout
+
+
+def test_cli_strict_says_nothing_was_imported(cli: Cli, tmp_path: Path) -> None:
+    result = cli("import", "contacts", "--strict", str(_write(tmp_path, "bad.csv", BAD_CONTACTS)))
+    assert result.exit_code == 2
+    assert "nothing imported" in result.stderr
+    good = cli("import", "contacts", str(_write(tmp_path, "good.csv", CONTACTS_CSV)))
+    assert good.exit_code == 0, good.output
+    assert "3 contacts imported" in good.stdout
+
+
+def test_cli_refuses_an_unknown_extension(cli: Cli, tmp_path: Path) -> None:
+    result = cli("import", "contacts", str(_write(tmp_path, "c.txt", CONTACTS_CSV)))
+    assert result.exit_code == 2
+    assert "--format csv|jsonl" in result.stderr
