@@ -26,12 +26,31 @@ from pathlib import Path
 
 BATCH = 5000
 CONTACT_COLUMNS = (
-    "id", "email", "first_name", "last_name", "locale", "timezone", "birthday",
-    "customer_since", "channel", "street", "postcode", "city", "country",
+    "id",
+    "email",
+    "first_name",
+    "last_name",
+    "locale",
+    "timezone",
+    "birthday",
+    "customer_since",
+    "channel",
+    "street",
+    "postcode",
+    "city",
+    "country",
 )
 EVENT_COLUMNS = (
-    "id", "contact_id", "type", "occurred_at", "tag", "url", "product", "category",
-    "amount", "score",
+    "id",
+    "contact_id",
+    "type",
+    "occurred_at",
+    "tag",
+    "url",
+    "product",
+    "category",
+    "amount",
+    "score",
 )
 
 
@@ -52,8 +71,12 @@ def run_measured(command: list[str]) -> tuple[float, float]:
 def baseline(kind: str, path: Path, database: Path) -> None:
     """Standard-library read + executemany, batch by batch, no validation."""
     connection = sqlite3.connect(database, isolation_level=None)
-    for pragma in ("journal_mode = WAL", "synchronous = NORMAL", "foreign_keys = ON",
-                   "busy_timeout = 30000"):
+    for pragma in (
+        "journal_mode = WAL",
+        "synchronous = NORMAL",
+        "foreign_keys = ON",
+        "busy_timeout = 30000",
+    ):
         connection.execute(f"PRAGMA {pragma}")
     if kind == "contacts":
         sql = (
@@ -117,15 +140,25 @@ def bench_import(contacts: int, workdir: Path) -> dict[str, object]:
     started = time.perf_counter()
     files = write_demo_files(workdir / "data", contacts=contacts, as_of=date(2026, 11, 23))
     generated = time.perf_counter() - started
-    print(f"generated {files.contacts:,} contacts and {files.events:,} events "
-          f"in {generated:.1f} s", flush=True)
+    print(
+        f"generated {files.contacts:,} contacts and {files.events:,} events in {generated:.1f} s",
+        flush=True,
+    )
 
     ours_db, base_db = workdir / "ours.db", workdir / "baseline.db"
     for database in (ours_db, base_db):
         open_store(f"sqlite:///{database}").dispose()  # the same schema for both
 
-    trouw = [sys.executable, "-m", "trouw", "--project", str(project), "--db",
-             f"sqlite:///{ours_db}", "import"]
+    trouw = [
+        sys.executable,
+        "-m",
+        "trouw",
+        "--project",
+        str(project),
+        "--db",
+        f"sqlite:///{ours_db}",
+        "import",
+    ]
     me = [sys.executable, __file__, "_baseline"]
     results = []
     for kind, path, rows in (
@@ -134,25 +167,40 @@ def bench_import(contacts: int, workdir: Path) -> dict[str, object]:
     ):
         base_s, base_mb = run_measured([*me, kind, str(path), str(base_db)])
         ours_s, ours_mb = run_measured([*trouw, kind, str(path)])
-        results.append({
-            "stage": f"import {kind}", "rows": rows,
-            "ours_s": round(ours_s, 2), "ours_rows_per_s": round(rows / ours_s),
-            "ours_peak_mb": round(ours_mb), "baseline_s": round(base_s, 2),
-            "baseline_rows_per_s": round(rows / base_s), "baseline_peak_mb": round(base_mb),
-            "ratio": round(base_s / ours_s, 2),
-        })
+        results.append(
+            {
+                "stage": f"import {kind}",
+                "rows": rows,
+                "ours_s": round(ours_s, 2),
+                "ours_rows_per_s": round(rows / ours_s),
+                "ours_peak_mb": round(ours_mb),
+                "baseline_s": round(base_s, 2),
+                "baseline_rows_per_s": round(rows / base_s),
+                "baseline_peak_mb": round(base_mb),
+                "ratio": round(base_s / ours_s, 2),
+            }
+        )
         print(f"  {kind} done", flush=True)
-    return {"bench": "import", "contacts": contacts, "events": files.events,
-            "generate_s": round(generated, 1), "stages": results}
+    return {
+        "bench": "import",
+        "contacts": contacts,
+        "events": files.events,
+        "generate_s": round(generated, 1),
+        "stages": results,
+    }
 
 
 def print_table(report: dict[str, object]) -> None:
-    print(f"\n{'stage':<16}{'rows':>12}{'trouw rows/s':>14}{'baseline rows/s':>17}"
-          f"{'ratio':>7}{'trouw MB':>10}{'base MB':>9}")
+    print(
+        f"\n{'stage':<16}{'rows':>12}{'trouw rows/s':>14}{'baseline rows/s':>17}"
+        f"{'ratio':>7}{'trouw MB':>10}{'base MB':>9}"
+    )
     for stage in report["stages"]:  # type: ignore[attr-defined]
-        print(f"{stage['stage']:<16}{stage['rows']:>12,}{stage['ours_rows_per_s']:>14,}"
-              f"{stage['baseline_rows_per_s']:>17,}{stage['ratio']:>7}"
-              f"{stage['ours_peak_mb']:>10}{stage['baseline_peak_mb']:>9}")
+        print(
+            f"{stage['stage']:<16}{stage['rows']:>12,}{stage['ours_rows_per_s']:>14,}"
+            f"{stage['baseline_rows_per_s']:>17,}{stage['ratio']:>7}"
+            f"{stage['ours_peak_mb']:>10}{stage['baseline_peak_mb']:>9}"
+        )
     print("ratio = baseline time / trouw time (1.0 = as fast as raw executemany)")
 
 
@@ -160,8 +208,9 @@ def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "_baseline":
         baseline(sys.argv[2], Path(sys.argv[3]), Path(sys.argv[4]))
         return
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("stage", choices=["import"])
     parser.add_argument("--contacts", type=int, default=100_000)
     parser.add_argument("--workdir", type=Path, help="keep the data here (default: a temp dir)")

@@ -44,7 +44,8 @@ def test_killed_import_keeps_only_whole_batches(
 
     process = subprocess.Popen(
         [*base, "import", "events", "--batch-size", str(BATCH), str(events_csv)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     deadline = time.monotonic() + 60
     while imported() < 5 * BATCH and time.monotonic() < deadline:
@@ -61,7 +62,8 @@ def test_killed_import_keeps_only_whole_batches(
     assert ids == {f"e{n}" for n in range(count)}, "the kept rows are exactly the first batches"
 
     # Running the same import again completes the work without doubles.
-    subprocess.run([*base, "import", "events", str(events_csv)], check=True,
-                   stdout=subprocess.DEVNULL)
+    subprocess.run(
+        [*base, "import", "events", str(events_csv)], check=True, stdout=subprocess.DEVNULL
+    )
     assert imported() == ROWS
     engine.dispose()

@@ -64,7 +64,10 @@ def test_reimport_updates_by_id_and_keeps_what_the_file_leaves_empty(
     assert anna["city"] == "Utrecht"
     assert anna["email"] == "Anna@example.nl"  # empty in the update: kept
     assert anna["attributes"] == {
-        "household": "family", "children": 2, "member_no": "0123", "points": 120
+        "household": "family",
+        "children": 2,
+        "member_no": "0123",
+        "points": 120,
     }
     assert _count(engine, contacts) == 3
 
@@ -136,9 +139,7 @@ def test_events_times_without_offset_are_read_in_the_project_zone(
         "c1,purchase,2027-01-10T10:00:00+00:00,,12.50,,\n"
         "c2,survey,2027-04-02 09:30,nps,,9,\n"
     )
-    report = import_events(
-        engine, _write(tmp_path, "e.csv", text), timezone="Europe/Amsterdam"
-    )
+    report = import_events(engine, _write(tmp_path, "e.csv", text), timezone="Europe/Amsterdam")
     assert (report.written, report.rejected_count) == (3, 0)
     with engine.connect() as connection:
         rows = connection.execute(select(events).order_by(events.c.id)).mappings().all()
@@ -160,7 +161,7 @@ def test_bad_event_rows_name_line_and_column(engine: Engine, tmp_path: Path) -> 
         "c1,purchase,2027-04-02T10:00:00,,twelve,\n"
         "c1,survey,2027-04-02T10:00:00,nps,,11\n"
         "c1,Add To Cart,2027-04-02T10:00:00,,,\n"
-        "c1,click,2027-04-02T10:00:00,\"a\rb\",,\n"
+        'c1,click,2027-04-02T10:00:00,"a\rb",,\n'
     )
     report = import_events(engine, _write(tmp_path, "e.csv", text), timezone="UTC")
     assert {(r.line, r.column) for r in report.rejected} == {

@@ -22,7 +22,7 @@ def test_found_from_a_subfolder(project_dir: Path) -> None:
 def test_missing_project_says_how_to_make_one(tmp_path: Path) -> None:
     with pytest.raises(ProjectError, match="trouw init"):
         find_project(start=tmp_path)
-    with pytest.raises(ProjectError, match="no trouw.toml in"):
+    with pytest.raises(ProjectError, match=r"no trouw\.toml in"):
         find_project(explicit=tmp_path)
 
 
@@ -30,8 +30,14 @@ def test_database_url_precedence(project_dir: Path, monkeypatch: pytest.MonkeyPa
     monkeypatch.delenv("TROUW_DATABASE_URL", raising=False)
     project = find_project(explicit=project_dir)
     assert project.database_url() == f"sqlite:///{project_dir.resolve()}/.trouw/trouw.db"
-    write_files(project_dir, {"trouw.toml": SETTINGS.replace(
-        'locale = "nl"', 'locale = "nl"\ndatabase = "sqlite:///from-toml.db"')})
+    write_files(
+        project_dir,
+        {
+            "trouw.toml": SETTINGS.replace(
+                'locale = "nl"', 'locale = "nl"\ndatabase = "sqlite:///from-toml.db"'
+            )
+        },
+    )
     project = find_project(explicit=project_dir)
     assert project.database_url() == "sqlite:///from-toml.db"
     monkeypatch.setenv("TROUW_DATABASE_URL", "sqlite:///from-env.db")
@@ -43,11 +49,11 @@ def test_database_url_precedence(project_dir: Path, monkeypatch: pytest.MonkeyPa
     ("extra", "line", "key", "expected"),
     [
         ("[policy]\nmax_per_weak = 2\n", 11, "policy.max_per_weak", "unknown setting"),
-        ("[policy]\nmax_per_week = \"two\"\n", 11, "policy.max_per_week", "a whole number"),
+        ('[policy]\nmax_per_week = "two"\n', 11, "policy.max_per_week", "a whole number"),
         ("[policy]\nmax_per_week = true\n", 11, "policy.max_per_week", "a whole number"),
-        ("[policy]\nmin_gap = \"2m\"\n", 11, "policy.min_gap", "ambiguous"),
-        ("[policy]\nquiet_days = [\"sundays\"]\n", 11, "policy.quiet_days", "weekday"),
-        ("[policy]\nsend_window = \"9-17\"\n", 11, "policy.send_window", "HH:MM-HH:MM"),
+        ('[policy]\nmin_gap = "2m"\n', 11, "policy.min_gap", "ambiguous"),
+        ('[policy]\nquiet_days = ["sundays"]\n', 11, "policy.quiet_days", "weekday"),
+        ('[policy]\nsend_window = "9-17"\n', 11, "policy.send_window", "HH:MM-HH:MM"),
         ("[polcy]\n", 10, "polcy", "unknown setting"),
     ],
 )
@@ -65,7 +71,7 @@ def test_bad_settings_name_file_line_and_key(
 
 def test_bad_timezone_and_bad_toml(project_dir: Path) -> None:
     write_files(project_dir, {"trouw.toml": SETTINGS.replace("Europe/Amsterdam", "Mars/Olympus")})
-    with pytest.raises(ProjectError, match="line 3, key 'project.timezone'"):
+    with pytest.raises(ProjectError, match=r"line 3, key 'project\.timezone'"):
         find_project(explicit=project_dir)
     write_files(project_dir, {"trouw.toml": "[project\nname = 1"})
     with pytest.raises(ProjectError, match="not valid TOML"):

@@ -60,8 +60,6 @@ def parse_duration(text: object) -> Duration:
     match = _PATTERN.match(text)
     if match is None:
         if re.match(r"^\s*\d+\s*m\s*$", text):
-            raise ValueError(
-                f"'{text}' is ambiguous (minutes or months?): write 'mo' for months"
-            )
+            raise ValueError(f"'{text}' is ambiguous (minutes or months?): write 'mo' for months")
         raise ValueError(f"expected a duration such as 30d, 6w, 3mo or 1y, got {text!r}")
     return Duration(int(match.group(1)), match.group(2))

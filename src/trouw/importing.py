@@ -36,16 +36,42 @@ Format = Literal["csv", "jsonl"]
 MAX_REPORTED = 1000  # rejected rows kept for the report; all are counted
 
 CONTACT_FIELDS = (
-    "id", "email", "first_name", "last_name", "locale", "timezone", "birthday",
-    "customer_since", "channel", "street", "postcode", "city", "country",
+    "id",
+    "email",
+    "first_name",
+    "last_name",
+    "locale",
+    "timezone",
+    "birthday",
+    "customer_since",
+    "channel",
+    "street",
+    "postcode",
+    "city",
+    "country",
 )
 EVENT_FIELDS = (
-    "id", "contact_id", "type", "occurred_at", "tag", "url", "product", "category",
-    "amount", "score",
+    "id",
+    "contact_id",
+    "type",
+    "occurred_at",
+    "tag",
+    "url",
+    "product",
+    "category",
+    "amount",
+    "score",
 )
 CHANNELS = ("email", "post", "none")
 KNOWN_EVENT_TYPES = (
-    "purchase", "click", "open", "survey", "complaint", "unsubscribe", "bounce", "signup",
+    "purchase",
+    "click",
+    "open",
+    "survey",
+    "complaint",
+    "unsubscribe",
+    "bounce",
+    "signup",
 )
 
 # The WHATWG "valid e-mail address" grammar (what browsers accept in <input type=email>).
@@ -164,7 +190,9 @@ def _csv_records(
         raise ImportFileError(f"unreadable CSV header: {exc}", path=path, line=1) from exc
     if len(set(header)) != len(header) or "" in header:
         raise ImportFileError(
-            "the header has empty or repeated column names", path=path, line=1,
+            "the header has empty or repeated column names",
+            path=path,
+            line=1,
             fix="give every column one unique name",
         )
     width = len(header)
@@ -183,8 +211,13 @@ def _csv_records(
         if len(values) != width:
             yield start, RowError(None, f"has {len(values)} fields, the header has {width}")
             continue
-        yield start, {name: (value if value != "" else None)
-                      for name, value in zip(header, values, strict=True)}
+        yield (
+            start,
+            {
+                name: (value if value != "" else None)
+                for name, value in zip(header, values, strict=True)
+            },
+        )
 
 
 def _jsonl_records(lines: Iterable[str]) -> Iterator[tuple[int, dict[str, Any] | RowError]]:
@@ -340,16 +373,19 @@ class _Contacts:
         return row
 
     def screen(
-        self, connection: Connection, rows: list[tuple[Any, ...]], lines: list[int],
+        self,
+        connection: Connection,
+        rows: list[tuple[Any, ...]],
+        lines: list[int],
         report: ImportReport,
     ) -> list[tuple[Any, ...]]:
         """Rows fit to write; forgotten addresses are counted (they stay unmailed)."""
         hashes = [email_hash(row[1]) for row in rows if row[1]]
         if hashes:
             report.suppressed += connection.execute(
-                select(func.count()).select_from(suppressions).where(
-                    suppressions.c.email_hash.in_(bindparam("hashes", expanding=True))
-                ),
+                select(func.count())
+                .select_from(suppressions)
+                .where(suppressions.c.email_hash.in_(bindparam("hashes", expanding=True))),
                 {"hashes": hashes},
             ).scalar_one()
         return rows
@@ -364,14 +400,13 @@ class _Contacts:
 def _contacts_upsert(connection: Connection) -> Insert:
     """Insert, or update by id: an empty value keeps what is stored, attributes merge."""
     dialect = connection.dialect.name
+    statement: Any
     if dialect == "sqlite":
         statement = sqlite.insert(contacts)
-        merge = func.json_patch(contacts.c.attributes, statement.excluded.attributes)
-        upsert = statement.on_conflict_do_update
+        merge: Any = func.json_patch(contacts.c.attributes, statement.excluded.attributes)
     elif dialect == "postgresql":
         statement = postgresql.insert(contacts)
         merge = contacts.c.attributes.op("||")(statement.excluded.attributes)
-        upsert = statement.on_conflict_do_update
     else:
         raise ImportFileError(f"importing into {dialect} is not supported yet")
     updates: dict[str, Any] = {
@@ -382,7 +417,8 @@ def _contacts_upsert(connection: Connection) -> Insert:
     updates["channel"] = statement.excluded.channel
     updates["attributes"] = merge
     updates["updated_at"] = statement.excluded.updated_at
-    return upsert(index_elements=["id"], set_=updates)
+    result: Insert = statement.on_conflict_do_update(index_elements=["id"], set_=updates)
+    return result
 
 
 # ----------------------------------------------------------------------------- events
@@ -390,8 +426,17 @@ def _contacts_upsert(connection: Connection) -> Insert:
 
 class _Events:
     columns = (
-        "external_id", "contact_id", "type", "occurred_at", "tag", "url", "product",
-        "category", "amount", "score", "properties",
+        "external_id",
+        "contact_id",
+        "type",
+        "occurred_at",
+        "tag",
+        "url",
+        "product",
+        "category",
+        "amount",
+        "score",
+        "properties",
     )
 
     def __init__(self, connection: Connection, default_tz: str) -> None:
@@ -458,7 +503,10 @@ class _Events:
         return int(number)
 
     def screen(
-        self, connection: Connection, rows: list[tuple[Any, ...]], lines: list[int],
+        self,
+        connection: Connection,
+        rows: list[tuple[Any, ...]],
+        lines: list[int],
         report: ImportReport,
     ) -> list[tuple[Any, ...]]:
         """Rows whose contact exists; the others are rejected with their line."""
@@ -473,9 +521,12 @@ class _Events:
             if row[1] in known:
                 good.append(row)
             else:
-                report.reject(line, RowError(
-                    "contact_id", f"no contact with id '{row[1]}' (import the contacts first)"
-                ))
+                report.reject(
+                    line,
+                    RowError(
+                        "contact_id", f"no contact with id '{row[1]}' (import the contacts first)"
+                    ),
+                )
         return good
 
     def store(

@@ -150,7 +150,9 @@ class _SettingsReader:
             ZoneInfo(timezone)
         except (ZoneInfoNotFoundError, ValueError) as exc:
             raise self._error(
-                "project", "timezone", f"unknown time zone '{timezone}'",
+                "project",
+                "timezone",
+                f"unknown time zone '{timezone}'",
                 "use an IANA name such as Europe/Amsterdam",
             ) from exc
         return Settings(
@@ -178,11 +180,13 @@ class _SettingsReader:
             try:
                 parse_duration(value)
             except ValueError as exc:
-                raise self._error("policy", key, str(exc), "write e.g. \"2d\" or \"1w\"") from exc
+                raise self._error("policy", key, str(exc), 'write e.g. "2d" or "1w"') from exc
         window = self._get(table, "policy", "send_window", str, base.send_window)
         if not re.fullmatch(r"([01]\d|2[0-3]):[0-5]\d-([01]\d|2[0-3]):[0-5]\d", window):
             raise self._error(
-                "policy", "send_window", f"expected HH:MM-HH:MM, got '{window}'",
+                "policy",
+                "send_window",
+                f"expected HH:MM-HH:MM, got '{window}'",
                 'write e.g. "09:00-17:00"',
             )
         quiet = self._get(table, "policy", "quiet_days", list, list(base.quiet_days))
@@ -191,7 +195,9 @@ class _SettingsReader:
                 day.lower() in WEEKDAYS or re.fullmatch(r"holidays:[A-Z]{2}", day)
             ):
                 raise self._error(
-                    "policy", "quiet_days", f"'{day}' is not a weekday or holidays:CC",
+                    "policy",
+                    "quiet_days",
+                    f"'{day}' is not a weekday or holidays:CC",
                     'use weekday names and public holidays, e.g. ["sunday", "holidays:NL"]',
                 )
         return Policy(
@@ -213,14 +219,14 @@ class _SettingsReader:
         for key in table:
             if key not in known:
                 raise self._error(
-                    section, key, "unknown setting",
+                    section,
+                    key,
+                    "unknown setting",
                     f"known keys{' in [' + section + ']' if section else ''}: "
                     + ", ".join(sorted(known)),
                 )
 
-    def _get(
-        self, table: dict[str, Any], section: str, key: str, kind: type, default: Any
-    ) -> Any:
+    def _get(self, table: dict[str, Any], section: str, key: str, kind: type, default: Any) -> Any:
         if key not in table:
             return default
         value = table[key]
@@ -228,15 +234,18 @@ class _SettingsReader:
         if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
             expected = {str: "a string", int: "a whole number", list: "a list"}[kind]
             raise self._error(
-                section, key, f"expected {expected}, got {type(value).__name__} {value!r}",
+                section,
+                key,
+                f"expected {expected}, got {type(value).__name__} {value!r}",
                 f"write {key} as {expected}",
             )
         return value
 
     def _error(self, section: str, key: str, reason: str, fix: str) -> ProjectError:
         dotted = f"{section}.{key}" if section else key
-        return ProjectError(reason, path=self.path, line=self._line_of(section, key),
-                            key=dotted, fix=fix)
+        return ProjectError(
+            reason, path=self.path, line=self._line_of(section, key), key=dotted, fix=fix
+        )
 
     def _line_of(self, section: str, key: str) -> int | None:
         """The line where `key` is set inside `[section]` (tomllib keeps no positions)."""

@@ -7,7 +7,11 @@ from pathlib import Path
 
 from tests.conftest import Cli
 
-CONTACTS = "id,email,first_name,city,points\nc1,anna@example.nl,Anna,Utrecht,120\nc2,b@example.nl,Bram,Ede,5\n"
+CONTACTS = (
+    "id,email,first_name,city,points\n"
+    "c1,anna@example.nl,Anna,Utrecht,120\n"
+    "c2,b@example.nl,Bram,Ede,5\n"
+)
 EVENTS = (
     "contact_id,type,occurred_at,tag\n"
     "c1,click,2027-03-01T10:00:00,fire-safety\n"

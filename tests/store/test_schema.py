@@ -7,9 +7,9 @@ from datetime import datetime
 from pathlib import Path
 
 from alembic.autogenerate import compare_metadata
+from alembic.config import Config
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from alembic.config import Config
 from sqlalchemy import Engine, insert, select, text
 
 from trouw.store import contacts, create_store_engine, events, metadata, open_store
@@ -36,13 +36,24 @@ def test_an_old_database_keeps_its_data_after_upgrade(db_url: str) -> None:
     upgrade_schema(engine, "0001")  # a database made by the first release
     now = datetime(2026, 1, 1)
     with engine.begin() as connection:
-        connection.execute(insert(contacts).values(
-            id="old", email="old@example.nl", attributes={"tier": "gold"},
-            created_at=now, updated_at=now,
-        ))
-        connection.execute(insert(events).values(
-            contact_id="old", type="purchase", occurred_at=now, amount=10.0, properties={},
-        ))
+        connection.execute(
+            insert(contacts).values(
+                id="old",
+                email="old@example.nl",
+                attributes={"tier": "gold"},
+                created_at=now,
+                updated_at=now,
+            )
+        )
+        connection.execute(
+            insert(events).values(
+                contact_id="old",
+                type="purchase",
+                occurred_at=now,
+                amount=10.0,
+                properties={},
+            )
+        )
     assert current_revision(engine) == "0001"
     engine.dispose()
 

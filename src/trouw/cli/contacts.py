@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC
 
 import click
 from rich.table import Table
@@ -19,8 +20,18 @@ from trouw.contacts import (
 from trouw.store import atomic
 
 PROFILE_FIELDS = (
-    "email", "first_name", "last_name", "locale", "timezone", "birthday", "customer_since",
-    "channel", "street", "postcode", "city", "country",
+    "email",
+    "first_name",
+    "last_name",
+    "locale",
+    "timezone",
+    "birthday",
+    "customer_since",
+    "channel",
+    "street",
+    "postcode",
+    "city",
+    "country",
 )
 
 
@@ -36,8 +47,14 @@ def contacts_group() -> None:
 
 @contacts_group.command("show")
 @click.argument("contact_id", metavar="ID")
-@click.option("--events", "limit", type=click.IntRange(0), default=10, show_default=True,
-              help="How many recent events to show.")
+@click.option(
+    "--events",
+    "limit",
+    type=click.IntRange(0),
+    default=10,
+    show_default=True,
+    help="How many recent events to show.",
+)
 @pass_env
 def show_command(env: Env, contact_id: str, limit: int) -> None:
     """Show a contact's fields, attributes and recent events.
@@ -60,14 +77,19 @@ def show_command(env: Env, contact_id: str, limit: int) -> None:
         table.add_row("suppressed", "yes: this address is never mailed")
     console.print(table)
     if latest:
-        events = Table(title="recent events", title_justify="left")
-        for column in ("when (UTC)", "type", "tag", "product", "category", "amount", "score"):
-            events.add_column(column)
+        zone = env.project.settings.tz
+        events = Table(title=f"recent events ({zone.key})", title_justify="left")
+        for column in ("when", "type", "tag", "product", "category", "amount", "score"):
+            events.add_column(column, no_wrap=column == "when")
         for event in latest:
-            events.add_row(*(
-                "" if event[key] is None else str(event[key])
-                for key in ("occurred_at", "type", "tag", "product", "category", "amount", "score")
-            ))
+            when = event["occurred_at"].replace(tzinfo=UTC).astimezone(zone)
+            events.add_row(
+                when.strftime("%Y-%m-%d %H:%M"),
+                *(
+                    "" if event[key] is None else str(event[key])
+                    for key in ("type", "tag", "product", "category", "amount", "score")
+                ),
+            )
         console.print(events)
 
 

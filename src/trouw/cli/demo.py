@@ -11,10 +11,21 @@ from trouw.cli.params import Env, as_of_option, pass_env
 
 
 @click.command("demo")
-@click.option("--contacts", "count", type=click.IntRange(1), default=2000, show_default=True,
-              help="How many customers to generate.")
-@click.option("--seed", type=int, default=42, show_default=True,
-              help="Random seed; the same seed and --as-of give the same data.")
+@click.option(
+    "--contacts",
+    "count",
+    type=click.IntRange(1),
+    default=2000,
+    show_default=True,
+    help="How many customers to generate.",
+)
+@click.option(
+    "--seed",
+    type=int,
+    default=42,
+    show_default=True,
+    help="Random seed; the same seed and --as-of give the same data.",
+)
 @as_of_option
 @pass_env
 def demo_command(env: Env, count: int, seed: int, as_of: date | None) -> None:
@@ -32,7 +43,11 @@ def demo_command(env: Env, count: int, seed: int, as_of: date | None) -> None:
     day = as_of or env.today()
     console.print(f"[bold]trouw demo[/bold] for {env.project.settings.name}, as of {day}")
     result = run_demo(
-        env.engine, env.project, contacts_count=count, as_of=day, seed=seed,
+        env.engine,
+        env.project,
+        contacts_count=count,
+        as_of=day,
+        seed=seed,
         stage=byte_progress,
     )
     console.print(

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any, TypeVar
 
 import click
 
@@ -11,6 +13,7 @@ from trouw.cli.params import Env, pass_env
 from trouw.importing import ImportReport, import_contacts, import_events
 
 SHOWN_REJECTS = 20
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 @click.group("import")
@@ -24,16 +27,21 @@ def import_group() -> None:
     """
 
 
-def _file_options(function):  # type: ignore[no-untyped-def]
+def _file_options(function: F) -> F:
     function = click.option(
-        "--batch-size", type=click.IntRange(1), default=5000, show_default=True,
+        "--batch-size",
+        type=click.IntRange(1),
+        default=5000,
+        show_default=True,
         help="Rows per transaction; an interrupted import keeps only whole batches.",
     )(function)
+    function = click.option("--strict", is_flag=True, help="Import nothing if any row is bad.")(
+        function
+    )
     function = click.option(
-        "--strict", is_flag=True, help="Import nothing if any row is bad."
-    )(function)
-    function = click.option(
-        "--format", "fmt", type=click.Choice(["csv", "jsonl"]),
+        "--format",
+        "fmt",
+        type=click.Choice(["csv", "jsonl"]),
         help="File format (default: from the extension).",
     )(function)
     return click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))(
@@ -58,8 +66,13 @@ def contacts_command(env: Env, file: Path, fmt: str | None, strict: bool, batch_
     """
     with byte_progress(f"importing {file.name}", file.stat().st_size) as advance:
         report = import_contacts(
-            env.engine, file, timezone=env.project.settings.timezone, fmt=fmt,
-            strict=strict, batch_size=batch_size, progress=advance,
+            env.engine,
+            file,
+            timezone=env.project.settings.timezone,
+            fmt=fmt,
+            strict=strict,
+            batch_size=batch_size,
+            progress=advance,
         )
     _summarise(report)
 
@@ -81,8 +94,13 @@ def events_command(env: Env, file: Path, fmt: str | None, strict: bool, batch_si
     """
     with byte_progress(f"importing {file.name}", file.stat().st_size) as advance:
         report = import_events(
-            env.engine, file, timezone=env.project.settings.timezone, fmt=fmt,
-            strict=strict, batch_size=batch_size, progress=advance,
+            env.engine,
+            file,
+            timezone=env.project.settings.timezone,
+            fmt=fmt,
+            strict=strict,
+            batch_size=batch_size,
+            progress=advance,
         )
     _summarise(report)
 
@@ -94,10 +112,12 @@ def _summarise(report: ImportReport) -> None:
     if hidden:
         errors.print(f"... and {hidden} more rejected rows")
     if not report.applied:
-        raise click.exceptions.Exit(_fail(
-            f"{report.rejected_count} of {report.rows} rows are bad; --strict: nothing imported. "
-            "Fix the rows above and import again."
-        ))
+        raise click.exceptions.Exit(
+            _fail(
+                f"{report.rejected_count} of {report.rows} rows are bad; "
+                "--strict: nothing imported. Fix the rows above and import again."
+            )
+        )
     line = f"{report.path.name}: {report.written} {report.kind} imported"
     if report.unchanged:
         line += f", {report.unchanged} already known (skipped)"

@@ -53,12 +53,12 @@ def run_demo(
     contacts_report = _import(engine, files.contacts_path, "contacts", timezone, stage)
     events_report = _import(engine, files.events_path, "events", timezone, stage)
     with engine.connect() as connection:
-        channels = dict(
+        channels: dict[str, int] = dict(
             connection.execute(
                 select(contacts.c.channel, func.count()).group_by(contacts.c.channel)
             ).all()
         )
-        event_types = dict(
+        event_types: dict[str, int] = dict(
             connection.execute(
                 select(events.c.type, func.count())
                 .group_by(events.c.type)

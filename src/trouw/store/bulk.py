@@ -48,7 +48,7 @@ class BulkInsert:
         if connection.dialect.name != "sqlite":
             # Batched executemany reports no rowcount; RETURNING lists the rows written.
             dicts = [dict(zip(self.columns, row, strict=True)) for row in rows]
-            key = next(iter(self.statement.table.primary_key))  # type: ignore[attr-defined]
+            key = next(iter(self.statement.table.primary_key))
             return len(connection.execute(self.statement.returning(key), dicts).all())
         if self._sqlite_sql is None:
             self._prepare_sqlite(connection)
@@ -76,7 +76,7 @@ class BulkInsert:
         self._sqlite_sql = compiled.string
         table = self.statement.table
         for index, name in enumerate(self.columns):
-            column_type = table.c[name].type  # type: ignore[attr-defined]
+            column_type = table.c[name].type
             if isinstance(column_type, DateTime):
                 self._converters.append((index, _sqlite_datetime))
             elif isinstance(column_type, Date):

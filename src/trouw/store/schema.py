@@ -50,9 +50,7 @@ def upgrade_schema(engine: Engine, revision: str = "head") -> None:
     with atomic(engine) as connection:
         if engine.dialect.name == "postgresql":
             # Serialise concurrent first runs; released at commit.
-            connection.execute(
-                text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK}
-            )
+            connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK})
         if revision == "head" and _revision(connection) == HEAD:
             return  # another process migrated while we waited for the lock
         config.attributes["connection"] = connection

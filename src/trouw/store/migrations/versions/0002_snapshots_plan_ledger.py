@@ -27,9 +27,7 @@ def upgrade() -> None:
         sa.Column("left", sa.Integer, nullable=False),
         sa.PrimaryKeyConstraint("id", name="pk_segment_snapshots"),
     )
-    op.create_index(
-        "ix_segment_snapshots_segment_as_of", "segment_snapshots", ["segment", "as_of"]
-    )
+    op.create_index("ix_segment_snapshots_segment_as_of", "segment_snapshots", ["segment", "as_of"])
     op.create_table(
         "segment_members",
         sa.Column("snapshot_id", RowId, nullable=False),
@@ -76,7 +74,10 @@ def upgrade() -> None:
         sa.Column("error", sa.Text),
         sa.PrimaryKeyConstraint("id", name="pk_ledger"),
         sa.UniqueConstraint(
-            "contact_id", "campaign", "step", "occurrence",
+            "contact_id",
+            "campaign",
+            "step",
+            "occurrence",
             name="uq_ledger_contact_id_campaign_step_occurrence",
         ),
     )
