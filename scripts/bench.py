@@ -24,34 +24,9 @@ import time
 from datetime import date
 from pathlib import Path
 
+from trouw.importing import CONTACT_FIELDS, EVENT_FIELDS
+
 BATCH = 5000
-CONTACT_COLUMNS = (
-    "id",
-    "email",
-    "first_name",
-    "last_name",
-    "locale",
-    "timezone",
-    "birthday",
-    "customer_since",
-    "channel",
-    "street",
-    "postcode",
-    "city",
-    "country",
-)
-EVENT_COLUMNS = (
-    "id",
-    "contact_id",
-    "type",
-    "occurred_at",
-    "tag",
-    "url",
-    "product",
-    "category",
-    "amount",
-    "score",
-)
 
 
 def run_measured(command: list[str]) -> tuple[float, float]:
@@ -112,8 +87,8 @@ def _baseline_contacts(path: Path):  # type: ignore[no-untyped-def]
     with path.open(newline="", encoding="utf-8") as handle:
         reader = csv.reader(handle)
         header = next(reader)
-        known = [header.index(name) for name in CONTACT_COLUMNS]
-        extra = [(i, name) for i, name in enumerate(header) if name not in CONTACT_COLUMNS]
+        known = [header.index(name) for name in CONTACT_FIELDS]
+        extra = [(i, name) for i, name in enumerate(header) if name not in CONTACT_FIELDS]
         for values in reader:
             attributes = json.dumps({name: values[i] for i, name in extra})
             yield (*(values[i] or None for i in known), attributes, now, now)
@@ -123,7 +98,7 @@ def _baseline_events(path: Path):  # type: ignore[no-untyped-def]
     with path.open(encoding="utf-8") as handle:
         for line in handle:
             record = json.loads(line)
-            values = [record.pop(name, None) for name in EVENT_COLUMNS]
+            values = [record.pop(name, None) for name in EVENT_FIELDS]
             yield (*values, json.dumps(record))
 
 

@@ -56,20 +56,22 @@ def test_reimport_updates_by_id_and_keeps_what_the_file_leaves_empty(
     engine: Engine, tmp_path: Path
 ) -> None:
     import_contacts(engine, _write(tmp_path, "a.csv", CONTACTS_CSV), timezone="UTC")
-    update = "id,email,first_name,city,points\nc1,,Annie,Utrecht,120\n"
+    update = "id,email,first_name,city,points\nc1,,Annie,Utrecht,120\nc2,,,,\nc9,,New,,\n"
     report = import_contacts(engine, _write(tmp_path, "b.csv", update), timezone="UTC")
-    assert report.written == 1
+    assert report.written == 3
+    assert _contact(engine, "c9")["channel"] == "email"  # a new contact without a channel
     anna = _contact(engine, "c1")
     assert anna["first_name"] == "Annie"
     assert anna["city"] == "Utrecht"
     assert anna["email"] == "Anna@example.nl"  # empty in the update: kept
+    assert _contact(engine, "c2")["channel"] == "post"
     assert anna["attributes"] == {
         "household": "family",
         "children": 2,
         "member_no": "0123",
         "points": 120,
     }
-    assert _count(engine, contacts) == 3
+    assert _count(engine, contacts) == 4
 
 
 def test_jsonl_keeps_json_types(engine: Engine, tmp_path: Path) -> None:

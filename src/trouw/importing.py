@@ -25,7 +25,7 @@ from typing import Any, Literal
 from zoneinfo import ZoneInfo, available_timezones
 
 from sqlalchemy import Connection, Engine, bindparam, func, select
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.sql.dml import Insert
 
 from trouw.errors import ImportFileError
@@ -33,46 +33,18 @@ from trouw.store import atomic, contacts, events, suppressions
 from trouw.store.bulk import BulkInsert
 
 Format = Literal["csv", "jsonl"]
+Kind = Literal["contacts", "events"]
 MAX_REPORTED = 1000  # rejected rows kept for the report; all are counted
 
 CONTACT_FIELDS = (
-    "id",
-    "email",
-    "first_name",
-    "last_name",
-    "locale",
-    "timezone",
-    "birthday",
-    "customer_since",
-    "channel",
-    "street",
-    "postcode",
-    "city",
-    "country",
-)
+    "id", "email", "first_name", "last_name", "locale", "timezone", "birthday",
+    "customer_since", "channel", "street", "postcode", "city", "country",
+)  # fmt: skip
 EVENT_FIELDS = (
-    "id",
-    "contact_id",
-    "type",
-    "occurred_at",
-    "tag",
-    "url",
-    "product",
-    "category",
-    "amount",
+    "id", "contact_id", "type", "occurred_at", "tag", "url", "product", "category", "amount",
     "score",
-)
+)  # fmt: skip
 CHANNELS = ("email", "post", "none")
-KNOWN_EVENT_TYPES = (
-    "purchase",
-    "click",
-    "open",
-    "survey",
-    "complaint",
-    "unsubscribe",
-    "bounce",
-    "signup",
-)
 
 # The WHATWG "valid e-mail address" grammar (what browsers accept in <input type=email>).
 _EMAIL = re.compile(
@@ -319,14 +291,17 @@ def extras(record: dict[str, Any], known: tuple[str, ...]) -> dict[str, Any]:
 # ----------------------------------------------------------------------------- contacts
 
 
+CHANNEL = CONTACT_FIELDS.index("channel")  # its place in a contact row
+
+
 class _Contacts:
     columns = ("id", *CONTACT_FIELDS[1:], "attributes", "created_at", "updated_at")
 
-    def __init__(self, connection: Connection, default_tz: str) -> None:
+    def __init__(self) -> None:
         self.seen: dict[str, int] = {}  # id -> first line, to refuse duplicates in one file
         self.zones = available_timezones()
         self.now = datetime.now(UTC).replace(tzinfo=None)
-        self.insert = BulkInsert(_contacts_upsert(connection), self.columns)
+        self.insert = BulkInsert(contacts, self.columns, _contacts_upsert)
 
     def parse(self, line: int, record: dict[str, Any]) -> tuple[Any, ...]:
         contact_id = text_value("id", record.get("id"))
@@ -360,7 +335,7 @@ class _Contacts:
             zone,
             date_value("birthday", record.get("birthday")),
             date_value("customer_since", record.get("customer_since")),
-            channel or "email",
+            channel,  # None: keep the stored channel, or email for a new contact (see screen)
             text_value("street", record.get("street")),
             text_value("postcode", record.get("postcode"), 20),
             text_value("city", record.get("city"), 100),
@@ -380,6 +355,7 @@ class _Contacts:
         report: ImportReport,
     ) -> list[tuple[Any, ...]]:
         """Rows fit to write; forgotten addresses are counted (they stay unmailed)."""
+        rows = self._fill_channels(connection, rows)
         hashes = [email_hash(row[1]) for row in rows if row[1]]
         if hashes:
             report.suppressed += connection.execute(
@@ -390,6 +366,33 @@ class _Contacts:
             ).scalar_one()
         return rows
 
+    @staticmethod
+    def _fill_channels(
+        connection: Connection, rows: list[tuple[Any, ...]]
+    ) -> list[tuple[Any, ...]]:
+        """A row without a channel keeps the stored one; a new contact gets email.
+
+        The column is NOT NULL, so the value is resolved here rather than with
+        COALESCE in the upsert, whose INSERT half would otherwise see NULL.
+        """
+        missing = [row[0] for row in rows if row[CHANNEL] is None]
+        if not missing:
+            return rows
+        stored = dict(
+            connection.execute(
+                select(contacts.c.id, contacts.c.channel).where(
+                    contacts.c.id.in_(bindparam("ids", expanding=True))
+                ),
+                {"ids": missing},
+            ).all()
+        )
+        return [
+            row
+            if row[CHANNEL] is not None
+            else (*row[:CHANNEL], stored.get(row[0], "email"), *row[CHANNEL + 1 :])
+            for row in rows
+        ]
+
     def store(
         self, connection: Connection, rows: list[tuple[Any, ...]], report: ImportReport
     ) -> None:
@@ -397,26 +400,18 @@ class _Contacts:
         report.written += len(rows)
 
 
-def _contacts_upsert(connection: Connection) -> Insert:
+def _contacts_upsert(statement: Any) -> Insert:
     """Insert, or update by id: an empty value keeps what is stored, attributes merge."""
-    dialect = connection.dialect.name
-    statement: Any
-    if dialect == "sqlite":
-        statement = sqlite.insert(contacts)
-        merge: Any = func.json_patch(contacts.c.attributes, statement.excluded.attributes)
-    elif dialect == "postgresql":
-        statement = postgresql.insert(contacts)
-        merge = contacts.c.attributes.op("||")(statement.excluded.attributes)
+    excluded = statement.excluded
+    if isinstance(statement, postgresql.Insert):
+        merge: Any = contacts.c.attributes.op("||")(excluded.attributes)
     else:
-        raise ImportFileError(f"importing into {dialect} is not supported yet")
+        merge = func.json_patch(contacts.c.attributes, excluded.attributes)
     updates: dict[str, Any] = {
-        name: func.coalesce(statement.excluded[name], contacts.c[name])
-        for name in CONTACT_FIELDS[1:]
-        if name != "channel"
+        name: func.coalesce(excluded[name], contacts.c[name]) for name in CONTACT_FIELDS[1:]
     }
-    updates["channel"] = statement.excluded.channel
     updates["attributes"] = merge
-    updates["updated_at"] = statement.excluded.updated_at
+    updates["updated_at"] = excluded.updated_at
     result: Insert = statement.on_conflict_do_update(index_elements=["id"], set_=updates)
     return result
 
@@ -425,26 +420,15 @@ def _contacts_upsert(connection: Connection) -> Insert:
 
 
 class _Events:
-    columns = (
-        "external_id",
-        "contact_id",
-        "type",
-        "occurred_at",
-        "tag",
-        "url",
-        "product",
-        "category",
-        "amount",
-        "score",
-        "properties",
-    )
+    columns = ("external_id", *EVENT_FIELDS[1:], "properties")
 
-    def __init__(self, connection: Connection, default_tz: str) -> None:
+    def __init__(self, default_tz: str) -> None:
         self.zone = ZoneInfo(default_tz)
-        dialect = connection.dialect.name
-        module = sqlite if dialect == "sqlite" else postgresql
-        statement = module.insert(events).on_conflict_do_nothing(index_elements=["external_id"])
-        self.insert = BulkInsert(statement, self.columns)
+        self.insert = BulkInsert(
+            events,
+            self.columns,
+            lambda statement: statement.on_conflict_do_nothing(index_elements=["external_id"]),
+        )
 
     def parse(self, line: int, record: dict[str, Any]) -> tuple[Any, ...]:
         contact_id = text_value("contact_id", record.get("contact_id"))
@@ -551,7 +535,16 @@ def import_contacts(
     progress: Callable[[int], None] | None = None,
 ) -> ImportReport:
     """Upsert contacts by id from a CSV or JSONL file."""
-    return _import(engine, path, "contacts", timezone, fmt, strict, batch_size, progress)
+    return import_file(
+        engine,
+        "contacts",
+        path,
+        timezone=timezone,
+        fmt=fmt,
+        strict=strict,
+        batch_size=batch_size,
+        progress=progress,
+    )
 
 
 def import_events(
@@ -565,28 +558,36 @@ def import_events(
     progress: Callable[[int], None] | None = None,
 ) -> ImportReport:
     """Append events from a CSV or JSONL file; rows with a known `id` are skipped."""
-    return _import(engine, path, "events", timezone, fmt, strict, batch_size, progress)
+    return import_file(
+        engine,
+        "events",
+        path,
+        timezone=timezone,
+        fmt=fmt,
+        strict=strict,
+        batch_size=batch_size,
+        progress=progress,
+    )
 
 
-def _import(
+def import_file(
     engine: Engine,
+    kind: Kind,
     path: Path,
-    kind: str,
+    *,
     timezone: str,
-    fmt: str | None,
-    strict: bool,
-    batch_size: int,
-    progress: Callable[[int], None] | None,
+    fmt: str | None = None,
+    strict: bool = False,
+    batch_size: int = 5000,
+    progress: Callable[[int], None] | None = None,
 ) -> ImportReport:
+    """Import `kind` ("contacts" or "events") from `path`; see the module docstring."""
     records = read_records(path, detect_format(path, fmt), progress)
     report = ImportReport(path=path, kind=kind, strict=strict)
     with ExitStack() as stack:
         # Strict: one transaction around every batch, rolled back if any row was bad.
         outer = stack.enter_context(atomic(engine)) if strict else None
-        with engine.connect() as probe:
-            parser: _Contacts | _Events = (
-                _Contacts(probe, timezone) if kind == "contacts" else _Events(probe, timezone)
-            )
+        parser = _Contacts() if kind == "contacts" else _Events(timezone)
         rows: list[tuple[Any, ...]] = []
         lines: list[int] = []
         for line, record in records:

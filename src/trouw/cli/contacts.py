@@ -17,22 +17,10 @@ from trouw.contacts import (
     is_suppressed,
     recent_events,
 )
+from trouw.importing import CONTACT_FIELDS
 from trouw.store import atomic
 
-PROFILE_FIELDS = (
-    "email",
-    "first_name",
-    "last_name",
-    "locale",
-    "timezone",
-    "birthday",
-    "customer_since",
-    "channel",
-    "street",
-    "postcode",
-    "city",
-    "country",
-)
+PROFILE_FIELDS = CONTACT_FIELDS[1:]  # everything but the id, which is the title
 
 
 @click.group("contacts")

@@ -10,7 +10,7 @@ import click
 
 from trouw.cli.output import byte_progress, console, errors
 from trouw.cli.params import Env, pass_env
-from trouw.importing import ImportReport, import_contacts, import_events
+from trouw.importing import ImportReport, Kind, import_file
 
 SHOWN_REJECTS = 20
 F = TypeVar("F", bound=Callable[..., Any])
@@ -64,17 +64,7 @@ def contacts_command(env: Env, file: Path, fmt: str | None, strict: bool, batch_
     Example:
       trouw import contacts customers.csv --strict
     """
-    with byte_progress(f"importing {file.name}", file.stat().st_size) as advance:
-        report = import_contacts(
-            env.engine,
-            file,
-            timezone=env.project.settings.timezone,
-            fmt=fmt,
-            strict=strict,
-            batch_size=batch_size,
-            progress=advance,
-        )
-    _summarise(report)
+    _run(env, "contacts", file, fmt, strict, batch_size)
 
 
 @import_group.command("events")
@@ -92,14 +82,19 @@ def events_command(env: Env, file: Path, fmt: str | None, strict: bool, batch_si
     Example:
       trouw import events purchases.csv
     """
+    _run(env, "events", file, fmt, strict, batch_size)
+
+
+def _run(env: Env, kind: Kind, file: Path, fmt: str | None, strict: bool, batch: int) -> None:
     with byte_progress(f"importing {file.name}", file.stat().st_size) as advance:
-        report = import_events(
+        report = import_file(
             env.engine,
+            kind,
             file,
             timezone=env.project.settings.timezone,
             fmt=fmt,
             strict=strict,
-            batch_size=batch_size,
+            batch_size=batch,
             progress=advance,
         )
     _summarise(report)

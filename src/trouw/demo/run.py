@@ -15,7 +15,7 @@ from pathlib import Path
 from sqlalchemy import Engine, delete, func, select
 
 from trouw.demo.generator import DemoFiles, write_demo_files
-from trouw.importing import ImportReport, import_contacts, import_events
+from trouw.importing import ImportReport, Kind, import_file
 from trouw.project import Project
 from trouw.store import atomic, contacts, events
 
@@ -81,7 +81,6 @@ def remove_demo_data(engine: Engine) -> None:
         connection.execute(delete(contacts).where(contacts.c.id.startswith("demo-")))
 
 
-def _import(engine: Engine, path: Path, kind: str, timezone: str, stage: Stage) -> ImportReport:
-    run = import_contacts if kind == "contacts" else import_events
+def _import(engine: Engine, path: Path, kind: Kind, timezone: str, stage: Stage) -> ImportReport:
     with stage(f"importing {kind}", path.stat().st_size) as advance:
-        return run(engine, path, timezone=timezone, progress=advance)
+        return import_file(engine, kind, path, timezone=timezone, progress=advance)

@@ -1,11 +1,17 @@
 """Bulk inserts: one statement built once, fed batches of row tuples.
 
 SQLAlchemy's executemany spends about as long turning each row dict into
-driver values as SQLite spends storing it. On SQLite the statement is
-compiled once and rows go to the driver as tuples, converted with the same
-storage formats SQLAlchemy's own types use (so reads through SQLAlchemy see
-ordinary values). Other databases take the plain SQLAlchemy path, which
-batches rows into multi-row VALUES for PostgreSQL.
+driver values as the database spends storing it, so each dialect gets its
+fastest correct path:
+
+- SQLite: the INSERT is compiled once and rows go to the driver as tuples,
+  converted to the storage formats SQLAlchemy's own types use (so reads
+  through SQLAlchemy see ordinary values).
+- PostgreSQL: rows are COPYed into a temporary staging table and moved with
+  one INSERT … SELECT, which keeps the ON CONFLICT rules of the statement.
+
+The caller gives the conflict rule as a function of the dialect's INSERT, so
+`excluded` means the same thing on both paths.
 """
 
 from __future__ import annotations
@@ -15,8 +21,12 @@ from collections.abc import Callable, Sequence
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import JSON, Connection, Date, DateTime
+from sqlalchemy import JSON, Connection, Date, DateTime, Table, select, text
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.sql.dml import Insert
+
+# Adds an ON CONFLICT clause (or nothing) to a dialect-specific INSERT.
+ConflictRule = Callable[[Any], Insert]
 
 
 def _sqlite_datetime(value: datetime) -> str:
@@ -33,30 +43,37 @@ def _json(value: Any) -> str:
 
 
 class BulkInsert:
-    """`statement` (an INSERT, maybe with ON CONFLICT) for rows of `columns`."""
+    """Insert rows of `columns` into `table`, with `on_conflict` applied."""
 
-    def __init__(self, statement: Insert, columns: Sequence[str]) -> None:
-        self.statement = statement
+    def __init__(
+        self, table: Table, columns: Sequence[str], on_conflict: ConflictRule = lambda s: s
+    ) -> None:
+        self.table = table
         self.columns = tuple(columns)
+        self.on_conflict = on_conflict
         self._sqlite_sql: str | None = None
         self._converters: list[tuple[int, Callable[[Any], Any]]] = []
 
     def run(self, connection: Connection, rows: Sequence[tuple[Any, ...]]) -> int:
-        """Insert `rows`; return how many rows the database reports as changed."""
+        """Insert `rows`; return how many rows the database reports as written."""
         if not rows:
             return 0
-        if connection.dialect.name != "sqlite":
-            # Batched executemany reports no rowcount; RETURNING lists the rows written.
-            dicts = [dict(zip(self.columns, row, strict=True)) for row in rows]
-            key = next(iter(self.statement.table.primary_key))
-            return len(connection.execute(self.statement.returning(key), dicts).all())
+        dialect = connection.dialect.name
+        if dialect == "sqlite":
+            return self._run_sqlite(connection, rows)
+        if dialect == "postgresql":
+            return self._run_postgresql(connection, rows)
+        raise NotImplementedError(f"bulk insert into {dialect}")
+
+    # -- SQLite
+
+    def _run_sqlite(self, connection: Connection, rows: Sequence[tuple[Any, ...]]) -> int:
         if self._sqlite_sql is None:
             self._prepare_sqlite(connection)
         assert self._sqlite_sql is not None
         if self._converters:
             rows = [self._convert(row) for row in rows]
-        result = connection.exec_driver_sql(self._sqlite_sql, list(rows))
-        return result.rowcount
+        return connection.exec_driver_sql(self._sqlite_sql, list(rows)).rowcount
 
     def _convert(self, row: tuple[Any, ...]) -> tuple[Any, ...]:
         values = list(row)
@@ -67,19 +84,56 @@ class BulkInsert:
         return tuple(values)
 
     def _prepare_sqlite(self, connection: Connection) -> None:
-        compiled = self.statement.compile(
-            dialect=connection.dialect, column_keys=list(self.columns)
-        )
-        order = compiled.positiontup or []
-        if list(order) != list(self.columns):
-            raise ValueError(f"statement binds {order}, expected {self.columns}")
+        statement = self.on_conflict(sqlite.insert(self.table))
+        compiled = statement.compile(dialect=connection.dialect, column_keys=list(self.columns))
+        if list(compiled.positiontup or []) != list(self.columns):
+            raise ValueError(f"statement binds {compiled.positiontup}, expected {self.columns}")
         self._sqlite_sql = compiled.string
-        table = self.statement.table
         for index, name in enumerate(self.columns):
-            column_type = table.c[name].type
+            column_type = self.table.c[name].type
             if isinstance(column_type, DateTime):
                 self._converters.append((index, _sqlite_datetime))
             elif isinstance(column_type, Date):
                 self._converters.append((index, _sqlite_date))
             elif isinstance(column_type, JSON):
                 self._converters.append((index, _json))
+
+    # -- PostgreSQL
+
+    def _run_postgresql(self, connection: Connection, rows: Sequence[tuple[Any, ...]]) -> int:
+        staging = f"trouw_staging_{self.table.name}"
+        names = ", ".join(self.columns)
+        # Same column types as the target, no constraints or defaults; lives per session.
+        connection.execute(
+            text(
+                f"CREATE TEMP TABLE IF NOT EXISTS {staging} AS "
+                f"SELECT {names} FROM {self.table.name} WITH NO DATA"
+            )
+        )
+        json_columns = [
+            index
+            for index, name in enumerate(self.columns)
+            if isinstance(self.table.c[name].type, JSON)
+        ]
+        cursor = connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
+        with cursor.copy(f"COPY {staging} ({names}) FROM STDIN") as copy:
+            for row in rows:
+                if json_columns:  # jsonb takes its text form in COPY
+                    row = tuple(
+                        _json(value) if index in json_columns and value is not None else value
+                        for index, value in enumerate(row)
+                    )
+                copy.write_row(row)
+        cursor.close()
+        source = (
+            select(*(text(name) for name in self.columns))
+            .select_from(text(staging))
+            .where(text("true"))  # keeps ON CONFLICT from parsing as a join's ON
+        )
+        statement = self.on_conflict(
+            postgresql.insert(self.table).from_select(list(self.columns), source)
+        )
+        # Run as plain SQL: SQLAlchemy reports no rowcount for INSERT … SELECT here.
+        written = connection.exec_driver_sql(str(statement.compile(dialect=connection.dialect)))
+        connection.execute(text(f"TRUNCATE {staging}"))
+        return written.rowcount
