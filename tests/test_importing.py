@@ -212,3 +212,18 @@ def test_cli_refuses_an_unknown_extension(cli: Cli, tmp_path: Path) -> None:
     result = cli("import", "contacts", str(_write(tmp_path, "c.txt", CONTACTS_CSV)))
     assert result.exit_code == 2
     assert "--format csv|jsonl" in result.stderr
+
+
+def test_a_duplicate_id_in_a_later_batch_is_refused_too(engine: Engine, tmp_path: Path) -> None:
+    text = "id,email\nd1,first@example.nl\nd2,x@example.nl\nd1,second@example.nl\n"
+    report = import_contacts(engine, _write(tmp_path, "d.csv", text), timezone="UTC", batch_size=1)
+    assert [(r.line, r.column, r.reason) for r in report.rejected] == [
+        (4, "id", "'d1' appears again (earlier in this file)")
+    ]
+    assert _contact(engine, "d1")["email"] == "first@example.nl"
+    # A later import of the same id is an update, not a duplicate.
+    again = import_contacts(
+        engine, _write(tmp_path, "u.csv", "id,email\nd1,new@example.nl\n"), timezone="UTC"
+    )
+    assert again.rejected_count == 0
+    assert _contact(engine, "d1")["email"] == "new@example.nl"

@@ -298,7 +298,6 @@ class _Contacts:
     columns = ("id", *CONTACT_FIELDS[1:], "attributes", "created_at", "updated_at")
 
     def __init__(self) -> None:
-        self.seen: dict[str, int] = {}  # id -> first line, to refuse duplicates in one file
         self.zones = available_timezones()
         self.now = datetime.now(UTC).replace(tzinfo=None)
         self.insert = BulkInsert(contacts, self.columns, _contacts_upsert)
@@ -307,9 +306,6 @@ class _Contacts:
         contact_id = text_value("id", record.get("id"))
         if contact_id is None:
             raise RowError("id", "is required")
-        first = self.seen.get(contact_id)
-        if first is not None:
-            raise RowError("id", f"'{contact_id}' appears again (first on line {first})")
         locale = text_value("locale", record.get("locale"), 20)
         if locale is not None:
             locale = locale.replace("_", "-")
@@ -335,7 +331,7 @@ class _Contacts:
             zone,
             date_value("birthday", record.get("birthday")),
             date_value("customer_since", record.get("customer_since")),
-            channel,  # None: keep the stored channel, or email for a new contact (see screen)
+            channel,  # None: resolved in screen()
             text_value("street", record.get("street")),
             text_value("postcode", record.get("postcode"), 20),
             text_value("city", record.get("city"), 100),
@@ -344,7 +340,6 @@ class _Contacts:
             self.now,
             self.now,
         )
-        self.seen[contact_id] = line
         return row
 
     def screen(
@@ -354,9 +349,38 @@ class _Contacts:
         lines: list[int],
         report: ImportReport,
     ) -> list[tuple[Any, ...]]:
-        """Rows fit to write; forgotten addresses are counted (they stay unmailed)."""
-        rows = self._fill_channels(connection, rows)
-        hashes = [email_hash(row[1]) for row in rows if row[1]]
+        """Rows fit to write: one per id, channels resolved; forgotten addresses counted.
+
+        An id seen earlier in the file is refused. Within a batch a dict finds
+        it; across batches the database does, as a row this very import wrote
+        (its `updated_at` is this run's timestamp), so memory stays flat.
+        """
+        query = select(contacts.c.id, contacts.c.channel, contacts.c.updated_at).where(
+            contacts.c.id.in_(bindparam("ids", expanding=True))
+        )
+        stored = {
+            contact_id: (channel, updated_at)
+            for contact_id, channel, updated_at in connection.execute(
+                query, {"ids": [row[0] for row in rows]}
+            )
+        }
+        first_lines: dict[str, int] = {}
+        kept = []
+        for line, row in zip(lines, rows, strict=True):
+            contact_id = row[0]
+            channel, updated_at = stored.get(contact_id, ("email", None))
+            if contact_id in first_lines:
+                where = f"first on line {first_lines[contact_id]}"
+            elif updated_at == self.now:
+                where = "earlier in this file"
+            else:
+                first_lines[contact_id] = line
+                if row[CHANNEL] is None:  # keep the stored channel; a new contact gets email
+                    row = (*row[:CHANNEL], channel, *row[CHANNEL + 1 :])
+                kept.append(row)
+                continue
+            report.reject(line, RowError("id", f"'{contact_id}' appears again ({where})"))
+        hashes = [email_hash(row[1]) for row in kept if row[1]]
         if hashes:
             report.suppressed += connection.execute(
                 select(func.count())
@@ -364,34 +388,7 @@ class _Contacts:
                 .where(suppressions.c.email_hash.in_(bindparam("hashes", expanding=True))),
                 {"hashes": hashes},
             ).scalar_one()
-        return rows
-
-    @staticmethod
-    def _fill_channels(
-        connection: Connection, rows: list[tuple[Any, ...]]
-    ) -> list[tuple[Any, ...]]:
-        """A row without a channel keeps the stored one; a new contact gets email.
-
-        The column is NOT NULL, so the value is resolved here rather than with
-        COALESCE in the upsert, whose INSERT half would otherwise see NULL.
-        """
-        missing = [row[0] for row in rows if row[CHANNEL] is None]
-        if not missing:
-            return rows
-        stored = dict(
-            connection.execute(
-                select(contacts.c.id, contacts.c.channel).where(
-                    contacts.c.id.in_(bindparam("ids", expanding=True))
-                ),
-                {"ids": missing},
-            ).all()
-        )
-        return [
-            row
-            if row[CHANNEL] is not None
-            else (*row[:CHANNEL], stored.get(row[0], "email"), *row[CHANNEL + 1 :])
-            for row in rows
-        ]
+        return kept
 
     def store(
         self, connection: Connection, rows: list[tuple[Any, ...]], report: ImportReport
@@ -620,7 +617,6 @@ def _flush(
 ) -> None:
     with ExitStack() as stack:
         connection = outer if outer is not None else stack.enter_context(atomic(engine))
-        good = parser.screen(connection, rows, lines, report)
-        # Strict and already doomed: keep checking rows for the report, stop writing.
-        if not (outer is not None and report.rejected_count):
-            parser.store(connection, good, report)
+        # Strict keeps writing after a bad row (the outer transaction is rolled
+        # back at the end), so later duplicates and unknown contacts are reported too.
+        parser.store(connection, parser.screen(connection, rows, lines, report), report)
