@@ -1,0 +1,480 @@
+"""A segment compiled to one SQLAlchemy Core select of contact ids.
+
+Every condition becomes a predicate on the `contacts` row that is never NULL
+(true or false, nothing in between), so `not:` is an exact complement: "no
+purchase in 180 days" includes contacts without any events at all.
+
+Time is settled in Python, never in SQL: as-of D is the end of day D in the
+project's time zone, and every window boundary is converted to the naive UTC
+that `events.occurred_at` stores, then bound as a parameter. The only
+dialect-specific pieces are JSON access and the month-day of a date, each in
+one small helper below.
+"""
+
+from __future__ import annotations
+
+import json
+from calendar import isleap
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import (
+    Boolean,
+    ColumnElement,
+    Float,
+    Integer,
+    Select,
+    String,
+    and_,
+    case,
+    cast,
+    exists,
+    false,
+    func,
+    literal,
+    not_,
+    or_,
+    select,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.engine import Dialect
+from sqlalchemy.sql.expression import FromClause
+
+from trouw.durations import Duration
+from trouw.segments.definition import (
+    AllOf,
+    AnyOf,
+    Attribute,
+    Catalog,
+    Condition,
+    DateWithin,
+    Event,
+    Not,
+    Nps,
+    Op,
+    Property,
+    Scalar,
+    Segment,
+    SegmentRef,
+)
+from trouw.store import contacts, events
+
+Predicate = ColumnElement[bool]
+
+
+@dataclass(frozen=True)
+class Clock:
+    """As-of day D in a time zone; turns days into the naive UTC the events table stores."""
+
+    as_of: date
+    tz: ZoneInfo
+
+    def start_of(self, day: date) -> datetime:
+        local = datetime.combine(day, time(0), tzinfo=self.tz)
+        return local.astimezone(UTC).replace(tzinfo=None)
+
+    @property
+    def end(self) -> datetime:
+        """The first moment after day D: events at or after it are ignored."""
+        return self.start_of(self.as_of + timedelta(days=1))
+
+    def window_start(self, within: Duration) -> datetime:
+        """`within: 30d` covers days D-29 … D: the window starts at the start of D-29."""
+        return self.start_of(within.before(self.as_of) + timedelta(days=1))
+
+    def day_of(self, moment: datetime) -> date:
+        """The local day of a stored (naive UTC) moment."""
+        return moment.replace(tzinfo=UTC).astimezone(self.tz).date()
+
+    def resolve(self, value: date | Duration) -> date:
+        """`before: 90d` means before the day 90 days before as-of."""
+        return value.before(self.as_of) if isinstance(value, Duration) else value
+
+
+def holds(op: Op, value: float) -> bool:
+    """Whether a number (an aggregate) meets an aggregate operator; used for counts of zero."""
+    target = op.value
+    if op.name in ("in", "not_in"):
+        assert isinstance(target, tuple)
+        inside = any(value == v for v in target)
+        return inside if op.name == "in" else not inside
+    assert isinstance(target, int | float)
+    return {
+        "equals": value == target,
+        "not_equals": value != target,
+        "at_least": value >= target,
+        "at_most": value <= target,
+    }[op.name]
+
+
+def day_codes(first: date, days: int) -> list[int] | None:
+    """Month*100+day of every day in first … first+days-1; None when that is every day.
+
+    A 29 February date falls on 28 February in years without one, so 229 joins
+    the codes when the window holds a non-leap 28 February.
+    """
+    if days >= 366:
+        return None
+    codes = set()
+    for offset in range(days):
+        day = first + timedelta(days=offset)
+        codes.add(day.month * 100 + day.day)
+        if day.month == 2 and day.day == 28 and not isleap(day.year):
+            codes.add(229)
+    return sorted(codes)
+
+
+def code_ranges(codes: Sequence[int]) -> list[tuple[int, int]]:
+    """Runs of consecutive codes as (first, last); a window over New Year gives two."""
+    ranges: list[tuple[int, int]] = []
+    for code in codes:
+        if ranges and ranges[-1][1] + 1 == code:
+            ranges[-1] = (ranges[-1][0], code)
+        else:
+            ranges.append((code, code))
+    return ranges
+
+
+def _is_true(expression: ColumnElement[bool]) -> Predicate:
+    """NULL becomes false, so a negation of this predicate is the exact complement."""
+    return func.coalesce(expression, false(), type_=Boolean)
+
+
+class Compiler:
+    """Compiles conditions for one as-of day and one SQL dialect."""
+
+    def __init__(self, catalog: Catalog, clock: Clock, dialect: str) -> None:
+        self.catalog = catalog
+        self.clock = clock
+        self.dialect = dialect
+
+    def members(self, segment: Segment) -> Select[tuple[str]]:
+        return select(contacts.c.id).where(self.predicate(segment.where))
+
+    def predicate(self, condition: Condition) -> Predicate:
+        if isinstance(condition, AllOf):
+            return and_(*(self.predicate(item) for item in condition.items))
+        if isinstance(condition, AnyOf):
+            return or_(*(self.predicate(item) for item in condition.items))
+        if isinstance(condition, Not):
+            return not_(self.predicate(condition.item))
+        if isinstance(condition, SegmentRef):
+            # Inlined: the referenced segment's predicate on the same contacts row.
+            return self.predicate(self.catalog.get(condition.name).where)
+        if isinstance(condition, Attribute):
+            return and_(*(self.attribute_op(condition, op) for op in condition.ops))
+        if isinstance(condition, Event):
+            return self.event(condition)
+        if isinstance(condition, DateWithin):
+            return self.date_within(condition)
+        return self.nps(condition)
+
+    # ------------------------------------------------------------------ attributes
+
+    def attribute_op(self, condition: Attribute, op: Op) -> Predicate:
+        if condition.kind == "json":
+            return self.json_op(contacts.c.attributes, condition.name, op)
+        return self.column_op(contacts.c[condition.name], op)
+
+    def column_op(self, column: ColumnElement[Any], op: Op) -> Predicate:
+        """An operator on a plain column; NULL (missing) meets only the negative operators."""
+        value = op.value
+        if op.name == "exists":
+            return column.is_not(None) if value else column.is_(None)
+        if op.name in ("not_equals", "not_in"):
+            positive = Op("equals" if op.name == "not_equals" else "in", value, op.line)
+            return not_(self.column_op(column, positive))
+        if op.name == "equals":
+            return _is_true(column == value)
+        if op.name == "in":
+            assert isinstance(value, tuple)
+            return _is_true(column.in_(value))
+        if op.name == "contains":
+            assert isinstance(value, str)
+            return _is_true(self.position(column, value) > 0)
+        if op.name in ("before", "after"):
+            assert isinstance(value, date | Duration)
+            bound = self.clock.resolve(value)
+            return _is_true(column < bound if op.name == "before" else column > bound)
+        return _is_true(column >= value if op.name == "at_least" else column <= value)
+
+    def position(self, column: ColumnElement[Any], text: str) -> ColumnElement[Any]:
+        # Case-sensitive on both: SQLite's LIKE ignores ASCII case, PostgreSQL's does not.
+        if self.dialect == "postgresql":
+            return func.strpos(column, text, type_=Integer)
+        return func.instr(column, text, type_=Integer)
+
+    # ------------------------------------------------------------------ JSON values
+
+    def json_op(self, document: ColumnElement[Any], name: str, op: Op) -> Predicate:
+        """An operator on a JSON value; it matches only values of the operand's JSON type."""
+        value = op.value
+        if op.name == "exists":
+            present = self.json_present(document, name)
+            return present if value else not_(present)
+        if op.name in ("not_equals", "not_in"):
+            positive = Op("equals" if op.name == "not_equals" else "in", value, op.line)
+            return not_(self.json_op(document, name, positive))
+        if op.name == "in":
+            assert isinstance(value, tuple)
+            return or_(*(self.json_equals(document, name, v) for v in value))
+        if op.name == "equals":
+            assert not isinstance(value, tuple | Duration)
+            return self.json_equals(document, name, value)
+        if op.name == "contains":
+            assert isinstance(value, str)
+            return _is_true(self.position(self.json_text(document, name), value) > 0)
+        if op.name in ("before", "after"):
+            assert isinstance(value, date | Duration)
+            # Dates in attributes are ISO text, which sorts like the dates themselves.
+            bound = self.clock.resolve(value).isoformat()
+            text = self.json_text(document, name)
+            return _is_true(text < bound if op.name == "before" else text > bound)
+        assert isinstance(value, int | float | date)
+        if isinstance(value, date):
+            text = self.json_text(document, name)
+            iso = value.isoformat()
+            return _is_true(text >= iso if op.name == "at_least" else text <= iso)
+        number = self.json_number(document, name)
+        return _is_true(number >= value if op.name == "at_least" else number <= value)
+
+    def json_present(self, document: ColumnElement[Any], name: str) -> Predicate:
+        """Whether the key is there with a value other than JSON null."""
+        if self.dialect == "postgresql":
+            kind = func.jsonb_typeof(document.op("->")(literal(name, String)), type_=String)
+        else:
+            kind = func.json_type(document, _path(name), type_=String)
+        return _is_true(kind != "null")
+
+    def json_text(self, document: ColumnElement[Any], name: str) -> ColumnElement[Any]:
+        """A JSON string value as text; NULL for other types."""
+        if self.dialect == "postgresql":
+            node = document.op("->")(literal(name, String))
+            return _case_when(
+                func.jsonb_typeof(node) == "string",
+                document.op("->>", return_type=String)(literal(name, String)),
+            )
+        path = _path(name)
+        return _case_when(
+            func.json_type(document, path) == "text",
+            func.json_extract(document, path, type_=String),
+        )
+
+    def json_number(self, document: ColumnElement[Any], name: str) -> ColumnElement[Any]:
+        """A JSON number as a number; NULL for other types (true is not 1 here)."""
+        if self.dialect == "postgresql":
+            node = document.op("->")(literal(name, String))
+            return _case_when(
+                func.jsonb_typeof(node) == "number",
+                cast(document.op("->>", return_type=String)(literal(name, String)), Float),
+            )
+        path = _path(name)
+        return _case_when(
+            func.json_type(document, path).in_(("integer", "real")),
+            func.json_extract(document, path, type_=Float),
+        )
+
+    def json_equals(self, document: ColumnElement[Any], name: str, value: Scalar) -> Predicate:
+        stored = value.isoformat() if isinstance(value, date) else value
+        if self.dialect == "postgresql":
+            # Containment compares JSON types exactly (5 is not "5", true is not 1).
+            probe = cast(literal(json.dumps({name: stored}), String), JSONB)
+            return document.op("@>", return_type=Boolean)(probe)
+        path = _path(name)
+        if isinstance(stored, bool):
+            return _is_true(func.json_type(document, path) == ("true" if stored else "false"))
+        if isinstance(stored, str):
+            # json_extract gives text only for JSON strings, and text never equals a number.
+            return _is_true(func.json_extract(document, path, type_=String) == stored)
+        return _is_true(self.json_number(document, name) == stored)
+
+    # ------------------------------------------------------------------ events
+
+    def event_filters(self, condition: Event) -> list[Predicate]:
+        """The WHERE of an event condition: type, time window, tag/product/category, where."""
+        filters: list[Predicate] = [
+            events.c.type == condition.type,
+            events.c.occurred_at < self.clock.end,
+        ]
+        if condition.within is not None:
+            filters.append(events.c.occurred_at >= self.clock.window_start(condition.within))
+        for name in ("tag", "product", "category"):
+            wanted: tuple[str, ...] | None = getattr(condition, name)
+            if wanted is not None:
+                column = events.c[name]
+                filters.append(column == wanted[0] if len(wanted) == 1 else column.in_(wanted))
+        for prop in condition.where:
+            filters.extend(self.property_op(prop, op) for op in prop.ops)
+        return filters
+
+    def property_op(self, prop: Property, op: Op) -> Predicate:
+        if prop.kind == "json":
+            return self.json_op(events.c.properties, prop.name, op)
+        return self.column_op(events.c[prop.name], op)
+
+    def event(self, condition: Event) -> Predicate:
+        filters = self.event_filters(condition)
+        matching = select(events.c.contact_id).where(*filters)
+        if condition.aggregate in ("count", "sum"):
+            at_zero = all(holds(op, 0) for op in condition.ops)
+            if condition.aggregate == "count" and _existence_only(condition.ops):
+                # "at least once" / "never": a semi-join, no counting needed.
+                if at_zero:
+                    return contacts.c.id.not_in(matching)
+                return contacts.c.id.in_(matching)
+            if condition.aggregate == "count":
+                aggregate: ColumnElement[Any] = func.count()
+            else:
+                aggregate = func.coalesce(func.sum(events.c.amount), 0)
+            met = and_(*(_number_op(aggregate, op) for op in condition.ops))
+            grouped = matching.group_by(events.c.contact_id)
+            # Contacts without matching events have count and sum 0: when 0 meets the
+            # condition they are members, so select the contacts that do not meet it.
+            if at_zero:
+                return contacts.c.id.not_in(grouped.having(not_(met)))
+            return contacts.c.id.in_(grouped.having(met))
+        # days_since_last/first: without matching events there is no value, so no match.
+        moment = (
+            func.max(events.c.occurred_at)
+            if condition.aggregate == "days_since_last"
+            else func.min(events.c.occurred_at)
+        )
+        met = and_(*(self.days_since_op(moment, op) for op in condition.ops))
+        return contacts.c.id.in_(matching.group_by(events.c.contact_id).having(met))
+
+    def days_since_op(self, moment: ColumnElement[Any], op: Op) -> Predicate:
+        """`days_since_last OP n` as comparisons of the moment with day boundaries.
+
+        n days since means the event's local day is D-n: the moment lies in
+        [start of D-n, start of D-n+1). No date arithmetic happens in SQL.
+        """
+
+        def day_start(days: int) -> datetime:
+            return self.clock.start_of(self.clock.as_of - timedelta(days=days))
+
+        def on_day(days: int) -> Predicate:
+            return and_(moment >= day_start(days), moment < day_start(days - 1))
+
+        value = op.value
+        if op.name in ("in", "not_in"):
+            assert isinstance(value, tuple)
+            inside = or_(*(on_day(int(v)) for v in value))  # type: ignore[arg-type]
+            return inside if op.name == "in" else not_(inside)
+        assert isinstance(value, int)
+        if op.name == "equals":
+            return on_day(value)
+        if op.name == "not_equals":
+            return not_(on_day(value))
+        if op.name == "at_least":
+            return moment < day_start(value - 1)
+        return moment >= day_start(value)  # at_most
+
+    # ------------------------------------------------------------------ dates and NPS
+
+    def month_day(self, column: ColumnElement[Any]) -> ColumnElement[Any]:
+        """month*100+day of a date column."""
+        if self.dialect == "postgresql":
+            return cast(func.extract("month", column) * 100 + func.extract("day", column), Integer)
+        return cast(func.strftime("%m%d", column), Integer)
+
+    def date_within(self, condition: DateWithin) -> Predicate:
+        column = contacts.c[condition.column]
+        checks: list[Predicate] = [column.is_not(None)]
+        if condition.column == "customer_since":
+            # The day someone became a customer is not their anniversary.
+            checks.append(column < self.clock.as_of)
+        codes = day_codes(self.clock.as_of, condition.days)
+        if codes is not None:
+            code = self.month_day(column)
+            checks.append(
+                or_(
+                    *(
+                        code == first if first == last else code.between(first, last)
+                        for first, last in code_ranges(codes)
+                    )
+                )
+            )
+        return and_(*checks)
+
+    def nps(self, condition: Nps) -> Predicate:
+        """The class of each contact's latest scored NPS answer (ties: the later row)."""
+        latest = events.alias("latest")
+        newer = events.alias("newer")
+
+        def answers(t: FromClause) -> list[Predicate]:
+            return [
+                t.c.type == "survey",
+                t.c.tag == "nps",
+                t.c.score.is_not(None),
+                t.c.occurred_at < self.clock.end,
+            ]
+
+        superseded = exists().where(
+            newer.c.contact_id == latest.c.contact_id,
+            *answers(newer),
+            or_(
+                newer.c.occurred_at > latest.c.occurred_at,
+                and_(newer.c.occurred_at == latest.c.occurred_at, newer.c.id > latest.c.id),
+            ),
+        )
+        classed = select(latest.c.contact_id).where(
+            *answers(latest),
+            latest.c.score.between(condition.low, condition.high),
+            ~superseded,
+        )
+        return contacts.c.id.in_(classed)
+
+
+def _path(name: str) -> str:
+    # Names are checked against [A-Za-z_][A-Za-z0-9_-]*, so quoting cannot break out.
+    return f'$."{name}"'
+
+
+def _case_when(condition: Predicate, then: ColumnElement[Any]) -> ColumnElement[Any]:
+    return case((condition, then), else_=None)
+
+
+def _number_op(aggregate: ColumnElement[Any], op: Op) -> Predicate:
+    value = op.value
+    if op.name == "in":
+        assert isinstance(value, tuple)
+        return aggregate.in_(value)
+    if op.name == "not_in":
+        assert isinstance(value, tuple)
+        return aggregate.not_in(value)
+    return {
+        "equals": aggregate == value,
+        "not_equals": aggregate != value,
+        "at_least": aggregate >= value,
+        "at_most": aggregate <= value,
+    }[op.name]
+
+
+def _existence_only(ops: tuple[Op, ...]) -> bool:
+    """Whether a count condition only asks "any?" or "none?": equal truth for every count ≥ 1."""
+    numbers = [
+        float(v)
+        for op in ops
+        for v in (op.value if isinstance(op.value, tuple) else (op.value,))
+        if isinstance(v, int | float)
+    ]
+    top = int(max(numbers, default=0)) + 2
+    outcomes = {all(holds(op, k) for op in ops) for k in range(1, top)}
+    return len(outcomes) == 1
+
+
+def members_query(
+    segment: Segment, catalog: Catalog, clock: Clock, dialect: str
+) -> Select[tuple[str]]:
+    """The one select of the segment's contact ids, as of `clock.as_of`."""
+    return Compiler(catalog, clock, dialect).members(segment)
+
+
+def segment_sql(segment: Segment, catalog: Catalog, clock: Clock, dialect: Dialect) -> str:
+    """The compiled SQL with its parameters written in, for reading and for running by hand."""
+    query = members_query(segment, catalog, clock, dialect.name)
+    compiled = query.compile(dialect=dialect, compile_kwargs={"literal_binds": True})
+    return str(compiled)
