@@ -18,7 +18,10 @@ from trouw.cli.contacts import contacts_group
 from trouw.cli.demo import demo_command
 from trouw.cli.imports import import_group
 from trouw.cli.params import Env
+from trouw.cli.preview import preview_command
 from trouw.cli.project import init_command
+from trouw.cli.segments import segments_group
+from trouw.cli.templates import templates_group
 from trouw.errors import TrouwError, UserError
 
 
@@ -76,3 +79,6 @@ main.add_command(init_command)
 main.add_command(demo_command)
 main.add_command(import_group)
 main.add_command(contacts_group)
+main.add_command(segments_group)
+main.add_command(templates_group)
+main.add_command(preview_command)

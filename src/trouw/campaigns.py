@@ -1,0 +1,468 @@
+"""Campaign files (campaigns/NAME.yaml): what to send, to whom, with which template.
+
+This loader reads what rendering needs: description, kind, priority, the
+audience `segment`, and the mails: one `template`, or `variants` chosen per
+segment (first match wins, an entry without `segment` is the fallback), or a
+journey of `steps` (`after`, `template` or `variants`, optional `unless` /
+`only_if: {segment: NAME}`). Errors name the file, the line and the key.
+Other top-level keys (`schedule`, `trigger`, ...) are kept in `Campaign.raw`
+for the planner, which validates them.
+
+Every campaign has at least one step: a single-mail campaign has one step
+named `main`; journey steps are named by their `name:` or their number (1, 2, ...).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Connection
+
+from trouw.durations import Duration, parse_duration
+from trouw.errors import UserError
+from trouw.segments import Catalog, Clock, members_query
+from trouw.store import contacts
+from trouw.yamlfile import LineDict, item_line, read_yaml
+
+KINDS = ("service", "lifecycle", "promotional")
+SINGLE_STEP = "main"
+DEFAULT_PRIORITY = 50
+
+
+class CampaignError(UserError):
+    """A campaign file is invalid, or a campaign or step that does not exist was named."""
+
+
+@dataclass(frozen=True)
+class Variant:
+    """A template for the members of `segment`; `segment` None is the fallback."""
+
+    template: str
+    segment: str | None = None
+    line: int | None = None
+
+
+@dataclass(frozen=True)
+class Step:
+    """One mail of a campaign: its variants, and for journeys when and for whom."""
+
+    name: str
+    variants: tuple[Variant, ...]
+    after: Duration | None = None
+    unless: str | None = None  # skip members of this segment
+    only_if: str | None = None  # send only to members of this segment
+    line: int | None = None
+
+    @property
+    def templates(self) -> list[str]:
+        return [variant.template for variant in self.variants]
+
+    @property
+    def has_fallback(self) -> bool:
+        return any(variant.segment is None for variant in self.variants)
+
+
+@dataclass(frozen=True)
+class Campaign:
+    name: str
+    path: Path
+    description: str
+    kind: str
+    priority: int
+    segment: str | None
+    steps: tuple[Step, ...]
+    raw: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    @property
+    def is_journey(self) -> bool:
+        return not (len(self.steps) == 1 and self.steps[0].name == SINGLE_STEP)
+
+    def step(self, name: str | None) -> Step:
+        """The step called `name` (its name or number); the only step when None."""
+        if name is None:
+            if len(self.steps) == 1:
+                return self.steps[0]
+            raise CampaignError(
+                f"campaign '{self.name}' is a journey of {len(self.steps)} steps",
+                path=self.path,
+                fix=f"name a step: {', '.join(f'{self.name}:{s.name}' for s in self.steps)}",
+            )
+        for step in self.steps:
+            if step.name == name:
+                return step
+        raise CampaignError(
+            f"campaign '{self.name}' has no step '{name}'",
+            path=self.path,
+            fix=f"steps: {', '.join(f'{self.name}:{s.name}' for s in self.steps)}",
+        )
+
+    def segments(self) -> set[str]:
+        """Every segment this campaign names (audience, variants, step conditions)."""
+        names = {self.segment} if self.segment else set()
+        for step in self.steps:
+            names.update(v.segment for v in step.variants if v.segment)
+            names.update(n for n in (step.unless, step.only_if) if n)
+        return names
+
+
+# ---------------------------------------------------------------------- loading
+
+
+def campaign_names(folder: Path) -> list[str]:
+    if not folder.is_dir():
+        return []
+    return sorted(path.stem for path in folder.glob("*.yaml"))
+
+
+def load_campaigns(folder: Path) -> list[Campaign]:
+    """Every campaign in the folder, sorted by name."""
+    return [load_campaign(folder / f"{name}.yaml") for name in campaign_names(folder)]
+
+
+def find_campaign(folder: Path, name: str) -> Campaign:
+    path = folder / f"{name}.yaml"
+    if not path.is_file():
+        known = ", ".join(campaign_names(folder)) or "none yet"
+        raise CampaignError(
+            f"no campaign '{name}'",
+            path=path,
+            fix=f"campaigns in {folder}: {known}",
+        )
+    return load_campaign(path)
+
+
+def load_campaign(path: Path) -> Campaign:
+    raw = read_yaml(path, CampaignError)
+    return _Reader(path).campaign(raw)
+
+
+def check_references(
+    campaign: Campaign, *, segments: Iterable[str], template_exists: Any
+) -> list[CampaignError]:
+    """Segments and templates the campaign names that do not exist, as errors."""
+    known = set(segments)
+    problems = []
+    lines = _Lines(campaign.raw)
+    if campaign.segment and campaign.segment not in known:
+        problems.append(
+            CampaignError(
+                f"no segment '{campaign.segment}'",
+                path=campaign.path,
+                line=lines.of("segment"),
+                key="segment",
+                fix=f"create segments/{campaign.segment}.yaml, or use one of: "
+                + ", ".join(sorted(known)),
+            )
+        )
+    for step in campaign.steps:
+        for name in (step.unless, step.only_if):
+            if name and name not in known:
+                problems.append(
+                    CampaignError(
+                        f"no segment '{name}'",
+                        path=campaign.path,
+                        line=step.line,
+                        fix=f"create segments/{name}.yaml, or correct the name",
+                    )
+                )
+        for variant in step.variants:
+            if variant.segment and variant.segment not in known:
+                problems.append(
+                    CampaignError(
+                        f"no segment '{variant.segment}'",
+                        path=campaign.path,
+                        line=variant.line,
+                        key="segment",
+                        fix=f"create segments/{variant.segment}.yaml, or correct the name",
+                    )
+                )
+            if not template_exists(variant.template):
+                problems.append(
+                    CampaignError(
+                        f"no template '{variant.template}'",
+                        path=campaign.path,
+                        line=variant.line,
+                        key="template",
+                        fix=f"create templates/{variant.template}.html, or correct the name",
+                    )
+                )
+    return problems
+
+
+class _Lines:
+    def __init__(self, mapping: Any) -> None:
+        self.key_lines: dict[Any, int] = getattr(mapping, "key_lines", {})
+        self.line: int | None = getattr(mapping, "line", None)
+
+    def of(self, key: str) -> int | None:
+        return self.key_lines.get(key, self.line)
+
+
+class _Reader:
+    """Validates one campaign file, naming the line and key of what is wrong."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def error(self, mapping: Any, key: str | None, reason: str, fix: str) -> CampaignError:
+        line = _Lines(mapping).of(key) if key else getattr(mapping, "line", None)
+        return CampaignError(reason, path=self.path, line=line, key=key, fix=fix)
+
+    def campaign(self, raw: Any) -> Campaign:
+        if not isinstance(raw, LineDict):
+            raise CampaignError(
+                "a campaign file must be a mapping of keys",
+                path=self.path,
+                line=1,
+                fix="start with `description: ...` and `template: NAME`",
+            )
+        description = self.text(raw, "description", required=False) or ""
+        kind = self.text(raw, "kind", required=False) or "promotional"
+        if kind not in KINDS:
+            raise self.error(
+                raw, "kind", f"unknown kind '{kind}'", f"use one of: {', '.join(KINDS)}"
+            )
+        priority = raw.get("priority", DEFAULT_PRIORITY)
+        if not isinstance(priority, int) or isinstance(priority, bool):
+            raise self.error(
+                raw, "priority", f"expected a whole number, got {priority!r}", "write e.g. 50"
+            )
+        segment = self.text(raw, "segment", required=False)
+        forms = [key for key in ("template", "variants", "steps") if key in raw]
+        if len(forms) != 1:
+            raise self.error(
+                raw,
+                forms[1] if len(forms) > 1 else None,
+                "a campaign needs exactly one of template, variants or steps"
+                + (f" (found {', '.join(forms)})" if forms else ""),
+                "write `template: NAME` for one mail, `variants:` per segment, "
+                "or `steps:` for a journey",
+            )
+        if forms[0] == "steps":
+            steps = self.steps(raw)
+        else:
+            steps = (Step(SINGLE_STEP, self.mails(raw), line=_Lines(raw).of(forms[0])),)
+        return Campaign(
+            name=self.path.stem,
+            path=self.path,
+            description=description,
+            kind=kind,
+            priority=priority,
+            segment=segment,
+            steps=steps,
+            raw=raw,
+        )
+
+    def text(self, mapping: Any, key: str, *, required: bool = True) -> str | None:
+        if key not in mapping:
+            if required:
+                raise self.error(mapping, None, f"'{key}' is missing", f"add `{key}: ...`")
+            return None
+        value = mapping[key]
+        if not isinstance(value, str) or not value.strip():
+            raise self.error(
+                mapping, key, f"expected text, got {value!r}", f"write `{key}: some-name`"
+            )
+        return value.strip()
+
+    def mails(self, mapping: Any) -> tuple[Variant, ...]:
+        """`template: NAME` or `variants: [...]` of a campaign or a step."""
+        if "template" in mapping:
+            if "variants" in mapping:
+                raise self.error(
+                    mapping,
+                    "variants",
+                    "both template and variants are given",
+                    "keep one: `template` for everyone, `variants` per segment",
+                )
+            name = self.text(mapping, "template")
+            assert name is not None
+            return (
+                Variant(self.template_name(mapping, name), None, _Lines(mapping).of("template")),
+            )
+        items = mapping.get("variants")
+        if not isinstance(items, list) or not items:
+            raise self.error(
+                mapping,
+                "variants" if "variants" in mapping else None,
+                "expected a list of variants",
+                "write `variants:` with items `- {segment: NAME, template: NAME}`, "
+                "optionally ending with `- {template: NAME}` as fallback",
+            )
+        variants: list[Variant] = []
+        for index, item in enumerate(items):
+            if not isinstance(item, LineDict):
+                raise CampaignError(
+                    f"variant {index + 1} must be a mapping",
+                    path=self.path,
+                    line=item_line(items, index),
+                    key="variants",
+                    fix="write `- {segment: NAME, template: NAME}`",
+                )
+            self.only(item, ("segment", "template"), "a variant")
+            template = self.text(item, "template")
+            assert template is not None
+            segment = self.text(item, "segment", required=False)
+            if variants and variants[-1].segment is None:
+                raise self.error(
+                    item,
+                    None,
+                    "a variant follows the fallback (the entry without a segment)",
+                    "put the fallback last: variants after it would never be chosen",
+                )
+            variants.append(Variant(self.template_name(item, template), segment, item.line))
+        return tuple(variants)
+
+    def template_name(self, mapping: Any, name: str) -> str:
+        if name.endswith((".html", ".txt")) or name.startswith("/") or ".." in name.split("/"):
+            raise self.error(
+                mapping,
+                "template",
+                f"'{name}' is not a template name",
+                "write the path under templates/ without the extension, e.g. spring/generic",
+            )
+        return name
+
+    def steps(self, raw: Any) -> tuple[Step, ...]:
+        items = raw["steps"]
+        if not isinstance(items, list) or not items:
+            raise self.error(
+                raw, "steps", "expected a list of steps", "write `- {after: 0d, template: NAME}`"
+            )
+        steps: list[Step] = []
+        for index, item in enumerate(items):
+            if not isinstance(item, LineDict):
+                raise CampaignError(
+                    f"step {index + 1} must be a mapping",
+                    path=self.path,
+                    line=item_line(items, index),
+                    key="steps",
+                    fix="write `- {after: 14d, template: NAME}`",
+                )
+            self.only(
+                item, ("name", "after", "template", "variants", "unless", "only_if"), "a step"
+            )
+            name = self.text(item, "name", required=False) or str(index + 1)
+            if any(step.name == name for step in steps):
+                raise self.error(item, "name", f"two steps are called '{name}'", "rename one")
+            if "after" not in item:
+                raise self.error(item, None, "the step has no `after`", "add e.g. `after: 14d`")
+            try:
+                after = parse_duration(item["after"])
+            except ValueError as exc:
+                raise self.error(item, "after", str(exc), "write e.g. `after: 14d`") from exc
+            steps.append(
+                Step(
+                    name=name,
+                    variants=self.mails(item),
+                    after=after,
+                    unless=self.segment_condition(item, "unless"),
+                    only_if=self.segment_condition(item, "only_if"),
+                    line=item.line,
+                )
+            )
+        return tuple(steps)
+
+    def segment_condition(self, mapping: Any, key: str) -> str | None:
+        if key not in mapping:
+            return None
+        value = mapping[key]
+        if isinstance(value, LineDict) and set(value) == {"segment"}:
+            name = value["segment"]
+            if isinstance(name, str) and name.strip():
+                return name.strip()
+        raise self.error(
+            mapping,
+            key,
+            f"expected {{segment: NAME}}, got {value!r}",
+            f"write `{key}: {{segment: NAME}}`",
+        )
+
+    def only(self, mapping: Any, allowed: tuple[str, ...], what: str) -> None:
+        for key in mapping:
+            if key not in allowed:
+                raise self.error(
+                    mapping,
+                    str(key),
+                    f"unknown key '{key}' in {what}",
+                    f"known keys: {', '.join(allowed)}",
+                )
+
+
+# ---------------------------------------------------------------------- variant choice
+
+
+@dataclass(frozen=True)
+class Choice:
+    """What one contact gets from a step: a variant or None, and why."""
+
+    contact_id: str
+    variant: Variant | None
+    in_audience: bool = True
+    skipped_because: str | None = None  # e.g. "member of 'detractors' (unless)"
+
+
+def members_among(
+    connection: Connection,
+    names: Iterable[str],
+    contact_ids: list[str],
+    catalog: Catalog,
+    clock: Clock,
+) -> dict[str, set[str]]:
+    """For each segment name: which of `contact_ids` are members, one query per segment."""
+    result: dict[str, set[str]] = {}
+    dialect = connection.dialect.name
+    for name in names:
+        query = members_query(catalog.get(name), catalog, clock, dialect)
+        found: set[str] = set()
+        for start in range(0, len(contact_ids), 900):
+            batch = contact_ids[start : start + 900]
+            rows = connection.execute(query.where(contacts.c.id.in_(batch)))
+            found.update(str(row[0]) for row in rows)
+        result[name] = found
+    return result
+
+
+def sample_members(
+    connection: Connection, name: str, catalog: Catalog, clock: Clock, *, limit: int
+) -> list[str]:
+    """Up to `limit` members of a segment, the first ids in order (reproducible samples)."""
+    query = members_query(catalog.get(name), catalog, clock, connection.dialect.name)
+    rows = connection.execute(query.order_by(contacts.c.id).limit(limit))
+    return [str(row[0]) for row in rows]
+
+
+def choose_variants(
+    connection: Connection,
+    campaign: Campaign,
+    step: Step,
+    contact_ids: list[str],
+    *,
+    catalog: Catalog,
+    clock: Clock,
+) -> dict[str, Choice]:
+    """For each contact: the first variant whose segment they are in, as of the clock's day.
+
+    One query per segment named (the audience, each variant's, unless/only_if),
+    each restricted to the given contacts; a segment is never evaluated per contact.
+    """
+    names = [v.segment for v in step.variants if v.segment]
+    names += [n for n in (campaign.segment, step.unless, step.only_if) if n]
+    members = members_among(connection, sorted(set(names)), contact_ids, catalog, clock)
+    choices: dict[str, Choice] = {}
+    for contact_id in contact_ids:
+        in_audience = campaign.segment is None or contact_id in members[campaign.segment]
+        skipped = None
+        if step.unless and contact_id in members[step.unless]:
+            skipped = f"member of '{step.unless}' (unless)"
+        elif step.only_if and contact_id not in members[step.only_if]:
+            skipped = f"not a member of '{step.only_if}' (only_if)"
+        chosen = next(
+            (v for v in step.variants if v.segment is None or contact_id in members[v.segment]),
+            None,
+        )
+        choices[contact_id] = Choice(contact_id, chosen, in_audience, skipped)
+    return choices

@@ -1,0 +1,1 @@
+"""The local preview web page (`trouw preview --serve`): campaigns, variants, rendered mails."""

@@ -1,0 +1,34 @@
+"""Mail templates: the sandboxed Jinja2 environment, personal context, finished mails.
+
+`MailTemplates` compiles a project's templates once per run and renders a
+`Mail` (subject, HTML with CSS inlined, text) from a context that
+`mail_context` builds from a contact, their `Facts`, the campaign and the shop.
+"""
+
+from trouw.templates.context import (
+    campaign_view,
+    contact_view,
+    load_contacts,
+    mail_context,
+    shop_view,
+)
+from trouw.templates.environment import Mail, MailTemplates, TemplateError, make_environment
+from trouw.templates.links import DEV_SECRET_NOTE, LinkSigner, link_secret
+from trouw.templates.mail import MailFinisher, build_message
+
+__all__ = [
+    "DEV_SECRET_NOTE",
+    "LinkSigner",
+    "Mail",
+    "MailFinisher",
+    "MailTemplates",
+    "TemplateError",
+    "build_message",
+    "campaign_view",
+    "contact_view",
+    "link_secret",
+    "load_contacts",
+    "mail_context",
+    "make_environment",
+    "shop_view",
+]

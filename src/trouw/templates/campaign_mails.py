@@ -1,0 +1,246 @@
+"""A campaign step's mails for chosen contacts: variant choice, facts, context, render.
+
+This is what `trouw preview`, `trouw templates check` and the preview web page
+share: pick the contacts (given, sampled from a segment, or synthetic), choose
+each one's variant with one query per segment, compute their facts for the
+whole batch, and render.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from email.message import EmailMessage
+from typing import Any
+
+from sqlalchemy import Connection, select
+
+from trouw.campaigns import Campaign, Choice, Step, Variant, choose_variants, sample_members
+from trouw.facts import Facts, compute_facts
+from trouw.project import Project
+from trouw.segments import Catalog, Clock, load_catalog
+from trouw.store import contacts
+from trouw.templates.context import (
+    campaign_view,
+    contact_view,
+    load_contacts,
+    mail_context,
+    shop_view,
+)
+from trouw.templates.environment import Mail, MailTemplates, TemplateError
+from trouw.templates.links import LinkSigner, link_secret
+from trouw.templates.mail import build_message
+
+SYNTHETIC_PREFIX = "sample-"
+
+
+@dataclass
+class RenderedMail:
+    """One contact's mail from one campaign step, or why there is none."""
+
+    campaign: Campaign
+    step: Step
+    contact: dict[str, Any]
+    variant: Variant | None
+    mail: Mail | None = None
+    error: TemplateError | None = None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def contact_id(self) -> str:
+        return str(self.contact["id"])
+
+    @property
+    def synthetic(self) -> bool:
+        return self.contact_id.startswith(SYNTHETIC_PREFIX)
+
+
+def synthetic_contact(locale: str, as_of: date, *, household: str = "family") -> dict[str, Any]:
+    """A made-up contact for templates whose segment has no members (yet)."""
+    first, last = ("Sanne", "de Vries") if locale == "nl" else ("Emma", "Wilson")
+    return {
+        "id": f"{SYNTHETIC_PREFIX}{locale}",
+        "email": f"{first.lower()}@example.com",
+        "first_name": first,
+        "last_name": last,
+        "locale": locale,
+        "timezone": None,
+        "birthday": date(1985, as_of.month, min(as_of.day, 28)),
+        "customer_since": date(as_of.year - 3, as_of.month, min(as_of.day, 28)),
+        "channel": "email",
+        "street": "Dorpsstraat 12",
+        "postcode": "1234 AB",
+        "city": "Ergens",
+        "country": "NL",
+        "attributes": {"household": household, "children": 2, "points": 1250},
+    }
+
+
+SYNTHETIC_FACTS = Facts(
+    last_purchase_date=None,
+    last_purchase_product="garden-hose",
+    favourite_category="garden",
+    total_spent=312.45,
+    order_count=4,
+    years_as_customer=3,
+    nps_score=9,
+    nps_class="promoter",
+    points=1250,
+)
+
+
+class CampaignMails:
+    """Renders campaign steps for a project, as of a day, within one connection."""
+
+    def __init__(
+        self,
+        project: Project,
+        connection: Connection,
+        as_of: date,
+        *,
+        templates: MailTemplates | None = None,
+        catalog: Catalog | None = None,
+    ) -> None:
+        self.project = project
+        self.connection = connection
+        self.as_of = as_of
+        self.templates = templates or MailTemplates(project.templates_dir)
+        self.catalog = catalog or load_catalog(project.segments_dir)
+        self.clock = Clock(as_of, project.settings.tz)
+        secret, self.dev_secret = link_secret()
+        self.signer = LinkSigner(project.settings.tracking_base_url, secret)
+        self.shop = shop_view(project.settings)
+
+    # ------------------------------------------------------------------ choosing contacts
+
+    def sample_ids(self, segment: str | None, limit: int) -> list[str]:
+        """The first `limit` members of a segment (all contacts when None), by id."""
+        if segment is not None:
+            return sample_members(self.connection, segment, self.catalog, self.clock, limit=limit)
+        query = select(contacts.c.id).order_by(contacts.c.id).limit(limit)
+        return [str(row[0]) for row in self.connection.execute(query)]
+
+    def variant_samples(self, campaign: Campaign, step: Step, per_variant: int) -> list[str]:
+        """A few contacts per variant (members of its segment; any contact for the fallback)."""
+        ids: list[str] = []
+        for variant in step.variants:
+            segment = variant.segment or campaign.segment
+            for contact_id in self.sample_ids(segment, per_variant):
+                if contact_id not in ids:
+                    ids.append(contact_id)
+        return ids
+
+    def locales_in_use(self) -> list[str]:
+        """The project's locale and every locale the contacts have."""
+        query = select(contacts.c.locale).where(contacts.c.locale.is_not(None)).distinct()
+        found = {str(row[0]) for row in self.connection.execute(query)}
+        return sorted(found | {self.project.settings.locale})
+
+    # ------------------------------------------------------------------ rendering
+
+    def render_for(
+        self, campaign: Campaign, step: Step, contact_ids: Sequence[str]
+    ) -> list[RenderedMail]:
+        """Each contact's mail from this step: their variant, facts and context."""
+        rows = load_contacts(self.connection, list(contact_ids))
+        ids = [str(row["id"]) for row in rows]
+        choices = choose_variants(
+            self.connection, campaign, step, ids, catalog=self.catalog, clock=self.clock
+        )
+        facts = compute_facts(self.connection, rows, as_of=self.as_of, tz=self.project.settings.tz)
+        results = []
+        for row in rows:
+            choice = choices[str(row["id"])]
+            result = self._render(campaign, step, row, choice.variant, facts[str(row["id"])])
+            result.notes[:0] = _notes(campaign, choice)
+            results.append(result)
+        return results
+
+    def render_synthetic(
+        self, campaign: Campaign, step: Step, variant: Variant, locale: str
+    ) -> RenderedMail:
+        """A variant rendered for a made-up contact (its segment has no members)."""
+        household = "single" if variant.segment and "single" in variant.segment else "family"
+        row = synthetic_contact(locale, self.as_of, household=household)
+        result = self._render(campaign, step, row, variant, SYNTHETIC_FACTS)
+        result.notes.append("a made-up contact: the segment has no members")
+        return result
+
+    def render_template(self, name: str, row: Mapping[str, Any], facts: Facts) -> Mail:
+        """Template `name` for one contact outside any campaign (templates check)."""
+        view = contact_view(row, self.project.settings.locale)
+        context = self._context(view, facts, campaign_view("preview", template=name))
+        return self.templates.render(name, context)
+
+    def _render(
+        self,
+        campaign: Campaign,
+        step: Step,
+        row: Mapping[str, Any],
+        variant: Variant | None,
+        facts: Facts,
+    ) -> RenderedMail:
+        view = contact_view(row, self.project.settings.locale)
+        result = RenderedMail(campaign, step, view, variant)
+        if variant is None:
+            return result
+        info = campaign_view(
+            campaign.name,
+            description=campaign.description,
+            kind=campaign.kind,
+            step=step.name,
+            template=variant.template,
+        )
+        try:
+            result.mail = self.templates.render(variant.template, self._context(view, facts, info))
+        except TemplateError as exc:
+            result.error = exc
+        return result
+
+    def _context(
+        self, view: Mapping[str, Any], facts: Facts, info: Mapping[str, Any]
+    ) -> dict[str, Any]:
+        return mail_context(
+            contact=view,
+            facts=facts,
+            campaign=info,
+            shop=self.shop,
+            signer=self.signer,
+            as_of=self.as_of,
+        )
+
+    def message(self, rendered: RenderedMail) -> EmailMessage:
+        """The complete message (.eml) of a rendered mail."""
+        assert rendered.mail is not None
+        contact = rendered.contact
+        settings = self.project.settings
+        return build_message(
+            subject=rendered.mail.subject,
+            html=rendered.mail.html,
+            text=rendered.mail.text,
+            sender=settings.sender.from_address,
+            to_name=str(contact.get("full_name") or ""),
+            to_address=str(contact.get("email") or f"{rendered.contact_id}@invalid"),
+            reply_to=settings.sender.reply_to,
+            unsubscribe_url=self.signer.unsubscribe_url(
+                rendered.contact_id, rendered.campaign.name
+            ),
+            when=datetime.now(UTC),
+            headers={
+                "X-Trouw-Campaign": rendered.campaign.name,
+                "X-Trouw-Step": rendered.step.name,
+                "X-Trouw-Template": rendered.mail.template,
+            },
+        )
+
+
+def _notes(campaign: Campaign, choice: Choice) -> list[str]:
+    notes = []
+    if not choice.in_audience:
+        notes.append(f"not in the campaign's audience '{campaign.segment}': would not be sent")
+    if choice.skipped_because:
+        notes.append(f"{choice.skipped_because}: this step would be skipped")
+    if choice.variant is None:
+        notes.append("matches no variant and the campaign has no fallback: skipped")
+    return notes

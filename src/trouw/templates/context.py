@@ -1,0 +1,102 @@
+"""What a mail template sees: the contact, their facts, the campaign, links and the shop.
+
+`contact` holds the contact's columns and, beside them, their attributes
+(`contact.household`, `contact.points`; a column wins over an attribute of the
+same name, and all attributes stay reachable as `contact.attributes`).
+`locale` is the contact's locale, else the project's: the filters use it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import date
+from functools import partial
+from typing import Any
+
+from sqlalchemy import Connection, select
+
+from trouw.facts import Facts
+from trouw.project import Settings
+from trouw.store import contacts
+from trouw.templates.links import LinkSigner
+
+INTERNAL_COLUMNS = ("created_at", "updated_at")
+
+
+def load_contacts(connection: Connection, ids: Sequence[str]) -> list[dict[str, Any]]:
+    """The contact rows for `ids`, in the order asked; unknown ids are left out."""
+    found: dict[str, dict[str, Any]] = {}
+    for start in range(0, len(ids), 900):
+        query = select(contacts).where(contacts.c.id.in_(list(ids[start : start + 900])))
+        for row in connection.execute(query).mappings():
+            found[row["id"]] = dict(row)
+    return [found[contact_id] for contact_id in ids if contact_id in found]
+
+
+def contact_view(row: Mapping[str, Any], default_locale: str) -> dict[str, Any]:
+    """A contact row as templates see it: columns, attributes beside them, a locale."""
+    attributes = dict(row.get("attributes") or {})
+    view: dict[str, Any] = {name: value for name, value in attributes.items()}
+    for name, value in row.items():
+        if name not in INTERNAL_COLUMNS:
+            view[name] = value
+    view["attributes"] = attributes
+    view["locale"] = row.get("locale") or default_locale
+    names = (row.get("first_name") or "", row.get("last_name") or "")
+    view["full_name"] = " ".join(part for part in names if part)
+    return view
+
+
+def shop_view(settings: Settings) -> dict[str, Any]:
+    """The sender as templates see it: `shop.name`, `shop.postal_address`, ..."""
+    sender = settings.sender
+    return {
+        "name": settings.name,
+        "from": sender.from_address,
+        "reply_to": sender.reply_to or "",
+        "postal_address": sender.postal_address,
+    }
+
+
+def campaign_view(
+    name: str, *, description: str = "", kind: str = "", step: str = "", template: str = ""
+) -> dict[str, Any]:
+    return {
+        "name": name,
+        "description": description,
+        "kind": kind,
+        "step": step,
+        "template": template,
+    }
+
+
+def _track(signer: LinkSigner, contact_id: str, campaign: str, url: str, tag: str = "") -> str:
+    """`track(url, tag)` in a template: the signed click link; the tag defaults to the campaign."""
+    if not str(url).strip():
+        raise ValueError("track() was given an empty URL")
+    return signer.click_url(contact_id, campaign, str(url), str(tag) or campaign)
+
+
+def mail_context(
+    *,
+    contact: Mapping[str, Any],
+    facts: Facts,
+    campaign: Mapping[str, Any],
+    shop: Mapping[str, Any],
+    signer: LinkSigner,
+    as_of: date,
+) -> dict[str, Any]:
+    """The variables of one mail for one contact."""
+    contact_id = str(contact["id"])
+    campaign_name = str(campaign["name"])
+    return {
+        "contact": contact,
+        "facts": facts,
+        "campaign": campaign,
+        "shop": shop,
+        "locale": contact["locale"],
+        "today": as_of,
+        "unsubscribe_url": signer.unsubscribe_url(contact_id, campaign_name),
+        "open_pixel_url": signer.open_url(contact_id, campaign_name),
+        "track": partial(_track, signer, contact_id, campaign_name),
+    }
