@@ -49,6 +49,10 @@ def test_demo_on_the_example_project_replaces_its_own_rows(tmp_path: Path, db_ur
     assert "Huis & Tuin" in first.stdout
     assert "Where to look next" in first.stdout
     assert "trouw contacts show demo-" in first.stdout
+    assert "fire-safety-prospects" in first.stdout  # every segment counted
+    previews = sorted((project / ".trouw" / "demo" / "previews").glob("*.eml"))
+    assert previews, "the demo writes sample mails"
+    assert "spring-outing" in " ".join(path.name for path in previews)
     second = cli("demo", "--contacts", "100", "--as-of", "2026-11-23")
     assert second.exit_code == 0, second.output
 

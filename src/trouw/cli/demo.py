@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import date
 
 import click
+from rich.table import Table
 
 from trouw.cli.output import byte_progress, console
 from trouw.cli.params import Env, as_of_option, pass_env
@@ -62,12 +63,23 @@ def demo_command(env: Env, count: int, seed: int, as_of: date | None) -> None:
     console.print(f"  channels    {channels}")
     kinds = ", ".join(f"{n} {name}" for name, n in result.event_types.items())
     console.print(f"  behaviour   {kinds}")
+    table = Table(box=None, padding=(0, 1), show_header=False)
+    for name, size in result.segment_sizes.items():
+        table.add_row(f"  {'segments' if not table.rows else ''}  ", name, str(size))
+    console.print(table)
+    if result.previews:
+        folder = result.previews[0].parent
+        mails = len([path for path in result.previews if path.suffix == ".eml"])
+        console.print(f"  previews    {mails} sample mails (.html, .txt, .eml) in {folder}")
     console.print("\n[bold]Where to look next[/bold]")
     if result.example_contact:
         console.print(
             f"  trouw contacts show {result.example_contact}   "
             "a customer who clicked a fire-safety link"
         )
+    console.print(
+        "  trouw segments explain fire-safety-prospects --contact ID   why (not) a member"
+    )
+    console.print("  trouw preview --serve   the mails per campaign and contact, in your browser")
     console.print(f"  {result.files.contacts_path}   the generated customers (CSV)")
-    console.print(f"  {result.files.events_path}   their behaviour (JSONL)")
     console.print("  trouw --help   every command, with examples")

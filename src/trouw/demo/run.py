@@ -12,12 +12,15 @@ from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
-from sqlalchemy import Engine, delete, func, select
+from sqlalchemy import Connection, Engine, delete, func, select
 
+from trouw.campaigns import campaign_names
 from trouw.demo.generator import DemoFiles, write_demo_files
 from trouw.importing import ImportReport, Kind, import_file
 from trouw.project import Project
+from trouw.segments import Clock, count_members, load_catalog
 from trouw.store import atomic, contacts, events
+from trouw.templates.preview_run import preview_mails, write_mail_files
 
 # Opens a progress display for a stage of `total` bytes; yields the advance function.
 Stage = Callable[[str, int], AbstractContextManager[Callable[[int], None]]]
@@ -31,6 +34,8 @@ class DemoResult:
     channels: dict[str, int]
     event_types: dict[str, int]
     example_contact: str | None
+    segment_sizes: dict[str, int]
+    previews: list[Path]
 
 
 def _no_progress(_label: str, _total: int) -> AbstractContextManager[Callable[[int], None]]:
@@ -71,7 +76,37 @@ def run_demo(
             .order_by(events.c.contact_id)
             .limit(1)
         ).scalar()
-    return DemoResult(files, contacts_report, events_report, channels, event_types, example)
+    with engine.connect() as connection:
+        sizes = segment_sizes(connection, project, as_of)
+        previews = write_previews(connection, project, as_of, folder / "previews")
+    return DemoResult(
+        files, contacts_report, events_report, channels, event_types, example, sizes, previews
+    )
+
+
+def segment_sizes(connection: Connection, project: Project, as_of: date) -> dict[str, int]:
+    """Every segment of the project, counted as of `as_of` (one SQL statement each)."""
+    catalog = load_catalog(project.segments_dir)
+    clock = Clock(as_of, project.settings.tz)
+    return {
+        name: count_members(connection, catalog.get(name), catalog, clock)
+        for name in sorted(catalog.segments)
+    }
+
+
+def write_previews(
+    connection: Connection, project: Project, as_of: date, folder: Path
+) -> list[Path]:
+    """A sample mail per variant of every campaign, as .html/.txt/.eml files in `folder`."""
+    written: list[Path] = []
+    for name in campaign_names(project.campaigns_dir):
+        results, mails = preview_mails(
+            project, connection, as_of, name, contact_ids=[], segment=None, limit=1
+        )
+        for result in results:
+            if result.mail is not None:
+                written.extend(write_mail_files(mails, result, folder))
+    return written
 
 
 def remove_demo_data(engine: Engine) -> None:
