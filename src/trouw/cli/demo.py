@@ -5,7 +5,6 @@ from __future__ import annotations
 from datetime import date
 
 import click
-from rich.table import Table
 
 from trouw.cli.output import byte_progress, console
 from trouw.cli.params import Env, as_of_option, pass_env
@@ -63,23 +62,30 @@ def demo_command(env: Env, count: int, seed: int, as_of: date | None) -> None:
     console.print(f"  channels    {channels}")
     kinds = ", ".join(f"{n} {name}" for name, n in result.event_types.items())
     console.print(f"  behaviour   {kinds}")
-    table = Table(box=None, padding=(0, 1), show_header=False)
-    for name, size in result.segment_sizes.items():
-        table.add_row(f"  {'segments' if not table.rows else ''}  ", name, str(size))
-    console.print(table)
+    width = max((len(name) for name in result.segment_sizes), default=0)
+    for index, (name, size) in enumerate(result.segment_sizes.items()):
+        console.print(f"  {'segments' if index == 0 else '':<10}  {name:<{width}}  {size:>7,}")
     if result.previews:
         folder = result.previews[0].parent
         mails = len([path for path in result.previews if path.suffix == ".eml"])
         console.print(f"  previews    {mails} sample mails (.html, .txt, .eml) in {folder}")
+
+    contact = result.example_contact
+    segment = next(iter(result.segment_sizes), None)
+    if "fire-safety-prospects" in result.segment_sizes:
+        segment = "fire-safety-prospects"
+    hints = [("trouw segments count --save", "segment sizes, kept as a snapshot")]
+    if contact:
+        hints.append((f"trouw contacts show {contact}", "a customer who clicked fire safety"))
+        if segment:
+            hints.append(
+                (f"trouw segments explain {segment} --contact {contact}", "why (not) a member")
+            )
+    hints += [
+        ("trouw preview --serve", "every campaign's mails per contact, in your browser"),
+        ("trouw --help", "every command, with an example"),
+    ]
     console.print("\n[bold]Where to look next[/bold]")
-    if result.example_contact:
-        console.print(
-            f"  trouw contacts show {result.example_contact}   "
-            "a customer who clicked a fire-safety link"
-        )
-    console.print(
-        "  trouw segments explain fire-safety-prospects --contact ID   why (not) a member"
-    )
-    console.print("  trouw preview --serve   the mails per campaign and contact, in your browser")
-    console.print(f"  {result.files.contacts_path}   the generated customers (CSV)")
-    console.print("  trouw --help   every command, with examples")
+    width = max(len(command) for command, _ in hints)
+    for command, why in hints:
+        console.print(f"  {command:<{width}}   [dim]{why}[/dim]")
