@@ -18,7 +18,7 @@ from __future__ import annotations
 import html
 import traceback
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +40,7 @@ from jinja2.runtime import Context
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from trouw.errors import UserError
+from trouw.facts import Facts
 from trouw.templates.filters import FILTERS
 from trouw.templates.mail import MailFinisher
 
@@ -76,6 +77,38 @@ def _autoescape(name: str | None) -> bool:
     return not (name or "").endswith(".txt")
 
 
+# A dict's own attributes (`items`, `get`, ...): a lookup of any other name on a dict
+# falls through to the key in the sandbox too, so only those take the checked path.
+_DICT_ATTRIBUTES = frozenset(dir(dict))
+# Plain data fields of context objects: no underscore, not callable, not mutable containers.
+_DATA_FIELDS: dict[type, frozenset[str]] = {Facts: frozenset(f.name for f in fields(Facts))}
+
+
+class MailSandbox(ImmutableSandboxedEnvironment):
+    """The immutable sandbox, with a short path for what mails read most.
+
+    `contact.first_name` on a dict and `facts.points` on `Facts` give what the
+    sandbox's checks would give (a key of a plain dict; a data field), without
+    first raising and catching an AttributeError or inspecting the value.
+    Everything else (methods, dunder names, other types) goes through the
+    sandbox's checks unchanged.
+    """
+
+    def getattr(self, obj: Any, attribute: str) -> Any:
+        kind = type(obj)
+        if kind is dict:
+            if attribute not in _DICT_ATTRIBUTES:
+                try:
+                    return obj[attribute]
+                except KeyError:
+                    pass
+        else:
+            names = _DATA_FIELDS.get(kind)
+            if names is not None and attribute in names:
+                return getattr(obj, attribute)
+        return super().getattr(obj, attribute)
+
+
 def make_environment(templates_dir: Path | None) -> ImmutableSandboxedEnvironment:
     """The sandboxed environment over the project's templates and the built-in ones."""
     loaders: list[BaseLoader] = []
@@ -83,7 +116,7 @@ def make_environment(templates_dir: Path | None) -> ImmutableSandboxedEnvironmen
         loaders.append(FileSystemLoader(templates_dir))
     loaders.append(FileSystemLoader(BUILTIN_DIR))
     loaders.append(PrefixLoader({"builtin": FileSystemLoader(BUILTIN_DIR)}, delimiter=":"))
-    environment = ImmutableSandboxedEnvironment(
+    environment = MailSandbox(
         loader=ChoiceLoader(loaders),
         autoescape=_autoescape,
         undefined=StrictUndefined,
@@ -205,11 +238,14 @@ class MailTemplates:
         locale = str(context.get("locale") or "nl")
         compiled = self.compiled(name, locale)
         subject, body = self.render_parts(compiled, context)
-        if compiled.text is not None:
-            text = self._run(compiled.text, lambda: compiled.text.render(context))  # type: ignore[union-attr]
+        twin = compiled.text
+        finished, derived = self.finisher.finish(body, text=twin is None)
+        if twin is not None:
+            text = self._run(twin, lambda: twin.render(context))
         else:
-            text = self.finisher.text_of(body)
-        return Mail(name, subject, self.finisher.inline_css(body), text)
+            assert derived is not None
+            text = derived
+        return Mail(name, subject, finished, text)
 
     def render_parts(self, compiled: CompiledMail, context: Mapping[str, Any]) -> tuple[str, str]:
         """The subject (plain text, one line) and the HTML before CSS inlining."""

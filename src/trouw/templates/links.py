@@ -19,6 +19,8 @@ from typing import Any
 
 from itsdangerous import BadSignature, URLSafeSerializer
 
+_json_string = json.encoder.encode_basestring
+
 SECRET_ENV = "TROUW_SECRET"
 DEV_SECRET = "trouw-development-secret-do-not-use-for-real-mail"
 # One salt per kind of link: a click token cannot be replayed as an unsubscribe.
@@ -71,7 +73,9 @@ class LinkSigner:
 
     def sign(self, kind: str, data: list[str]) -> str:
         """The token for `data` (what `URLSafeSerializer(secret, salt).dumps(data)` verifies)."""
-        text = json.dumps(data, separators=(",", ":"), ensure_ascii=False)
+        # The JSON `dumps(data, separators=(",", ":"), ensure_ascii=False)` writes, from
+        # json's C string encoder: a new JSONEncoder per call costs as much as the HMAC.
+        text = "[" + ",".join([_json_string(value) for value in data]) + "]"
         payload = base64.urlsafe_b64encode(text.encode("utf-8")).rstrip(b"=")
         mac = hmac.digest(self._keys[kind], payload, "sha1")
         return (payload + b"." + base64.urlsafe_b64encode(mac).rstrip(b"=")).decode("ascii")

@@ -5,6 +5,10 @@ rules are written onto the elements with css-inline; a `<style
 data-css-inline="keep">` block (media queries) stays as it is. The text part,
 when a template has no `.txt` twin, is derived from the HTML with html2text,
 links kept as readable URLs ("Ontdek de winkel: https://...").
+
+Both cost more than rendering the template, so `finish` does them once per
+shape of a mail (see `shapes`) and fills in each mail's text and links;
+`inline_css` and `text_of` are the per-mail originals it is built on.
 """
 
 from __future__ import annotations
@@ -20,6 +24,8 @@ from typing import Any
 import css_inline
 import html2text
 
+from trouw.templates.shapes import ShapeCache
+
 # [text](url) as html2text writes it; link text never spans lines with body_width=0.
 _MARKDOWN_LINK = re.compile(r"\[([^\]\n]*)\]\((\S+?)\)")
 # Long tracked URLs in List-Unsubscribe must stay readable, not RFC 2047-encoded.
@@ -34,6 +40,11 @@ class MailFinisher:
         self._inliner = css_inline.CSSInliner(
             keep_style_tags=False, keep_link_tags=False, load_remote_stylesheets=False
         )
+        self.shapes = ShapeCache(self.inline_css, self.text_of)
+
+    def finish(self, html: str, *, text: bool = True) -> tuple[str, str | None]:
+        """The HTML with CSS inlined, and (when `text`) its derived text part."""
+        return self.shapes.finish(html, text=text)
 
     def inline_css(self, html: str) -> str:
         """The HTML with its `<style>` rules written into `style` attributes."""
