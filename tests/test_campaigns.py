@@ -213,3 +213,66 @@ def test_facts_for_a_batch(tmp_path: Path, engine: Engine) -> None:
     assert (facts["sin"].nps_score, facts["sin"].nps_class) == (3, "detractor")
     assert facts["sin"].order_count == 0 and facts["sin"].last_purchase_date is None
     assert facts["cou"].nps_class is None and facts["cou"].points is None
+
+
+# ---------------------------------------------------------------------- calendar keys
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "key", "message"),
+    [
+        ("template: a\nschedule:\n  rrule: FREQ=SOMETIMES\n", 3, "rrule", "not an RFC 5545"),
+        ("template: a\nschedule:\n  rrule: FREQ=HOURLY\n", 3, "rrule", "finer than daily"),
+        ("template: a\nschedule:\n  dates: [2027-04-02, soon]\n", 3, "dates", "'soon' is not"),
+        ("template: a\nschedule:\n  when: 2027-04-02\n", 3, "when", "unknown key 'when'"),
+        ("template: a\ntrigger: payday\n", 2, "trigger", "unknown trigger 'payday'"),
+        ("template: a\ntrigger: {inactive: 6m}\n", 2, "inactive", "ambiguous"),
+        ("template: a\ntrigger: {event: click, tags: x}\n", 2, "tags", "unknown key 'tags'"),
+        (
+            "template: a\ntrigger: birthday\nschedule:\n  dates: [2027-01-01]\n",
+            2,
+            "trigger",
+            "not both",
+        ),
+        ("template: a\nschedul: {}\n", 2, "schedul", "unknown key 'schedul'"),
+    ],
+)
+def test_calendar_errors_name_line_and_key(
+    tmp_path: Path, text: str, line: int, key: str, message: str
+) -> None:
+    with pytest.raises(CampaignError, match=message) as caught:
+        load(tmp_path, text)
+    assert (caught.value.line, caught.value.key) == (line, key)
+    assert caught.value.path == tmp_path / "campaigns" / "c.yaml"
+
+
+def test_schedules_and_triggers_are_read(tmp_path: Path) -> None:
+    spring = load(tmp_path, SPRING)
+    assert spring.schedule is not None and spring.trigger is None and spring.on_calendar
+    assert spring.schedule.days_in(2027) == [date(2027, 4, 2)]
+    dated = load(tmp_path, "template: a\nschedule:\n  dates: ['2027-05-01', 2027-01-02]\n")
+    assert dated.schedule is not None
+    assert dated.schedule.days_in(2027) == [date(2027, 1, 2), date(2027, 5, 1)]
+    for text, kind, detail in [
+        ("trigger: signup", "signup", None),
+        ("trigger: {event: click, tag: fire-safety}", "event", ("click", "fire-safety")),
+        ("trigger: {inactive: 180d}", "inactive", "180d"),
+        ("trigger: {entered: promoters}", "entered", "promoters"),
+    ]:
+        campaign = load(tmp_path, f"template: a\n{text}\n")
+        trigger = campaign.trigger
+        assert trigger is not None and trigger.kind == kind
+        if kind == "event":
+            assert (trigger.event, trigger.tag) == detail
+        elif kind == "inactive":
+            assert str(trigger.duration) == detail
+        elif kind == "entered":
+            assert trigger.segment == detail and "promoters" in campaign.segments()
+    assert not load(tmp_path, "template: a\n").on_calendar
+
+
+def test_an_entered_trigger_on_a_missing_segment_is_reported(tmp_path: Path) -> None:
+    campaign = load(tmp_path, "template: a\ntrigger: {entered: vips}\n")
+    problems = check_references(campaign, segments=[], template_exists=lambda _n: True)
+    assert [(p.line, p.key) for p in problems] == [(2, "trigger")]
+    assert "no segment 'vips'" in str(problems[0])

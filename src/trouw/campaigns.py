@@ -5,8 +5,11 @@ audience `segment`, and the mails: one `template`, or `variants` chosen per
 segment (first match wins, an entry without `segment` is the fallback), or a
 journey of `steps` (`after`, `template` or `variants`, optional `unless` /
 `only_if: {segment: NAME}`). Errors name the file, the line and the key.
-Other top-level keys (`schedule`, `trigger`, ...) are kept in `Campaign.raw`
-for the planner, which validates them.
+For the year calendar it also reads when a campaign goes out: a `schedule`
+(`dates: [...]` or an RFC 5545 `rrule`) or a `trigger` (signup, birthday,
+anniversary, `{event: TYPE, tag: ...}`, `{inactive: DURATION}`,
+`{entered: SEGMENT}`). A campaign with neither is sent only on demand and
+never planned. The whole file stays available in `Campaign.raw`.
 
 Every campaign has at least one step: a single-mail campaign has one step
 named `main`; journey steps are named by their `name:` or their number (1, 2, ...).
@@ -16,9 +19,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
+from dateutil.rrule import rrule, rruleset, rrulestr
 from sqlalchemy import Connection
 
 from trouw.durations import Duration, parse_duration
@@ -30,6 +35,23 @@ from trouw.yamlfile import LineDict, item_line, read_yaml
 KINDS = ("service", "lifecycle", "promotional")
 SINGLE_STEP = "main"
 DEFAULT_PRIORITY = 50
+TRIGGERS = ("signup", "birthday", "anniversary", "event", "inactive", "entered")
+TOP_LEVEL_KEYS = (
+    "description",
+    "kind",
+    "priority",
+    "segment",
+    "schedule",
+    "trigger",
+    "template",
+    "variants",
+    "steps",
+)
+# An rrule is anchored here when it names no DTSTART, so INTERVAL=2 means the
+# same years whichever year is planned.
+RRULE_ANCHOR = datetime(2000, 1, 1)
+# Finer rules than daily would be millions of sends per contact: surely a typo.
+_TOO_FINE = ("HOURLY", "MINUTELY", "SECONDLY")
 
 
 class CampaignError(UserError):
@@ -66,6 +88,48 @@ class Step:
 
 
 @dataclass(frozen=True)
+class Schedule:
+    """Calendar days a campaign goes out: fixed `dates`, or an RFC 5545 `rrule`."""
+
+    dates: tuple[date, ...] = ()
+    rrule: str | None = None
+    line: int | None = None
+
+    def days_in(self, year: int) -> list[date]:
+        """The scheduled days that fall in `year`, sorted."""
+        if self.rrule is None:
+            return sorted(day for day in self.dates if day.year == year)
+        rule = _parse_rrule(self.rrule)
+        found = rule.between(datetime(year, 1, 1), datetime(year, 12, 31, 23, 59, 59), inc=True)
+        return sorted({moment.date() for moment in found})
+
+
+@dataclass(frozen=True)
+class Trigger:
+    """What starts a journey for one contact.
+
+    `kind` is one of TRIGGERS; `event` and `tag` belong to event triggers,
+    `duration` to `inactive`, `segment` to `entered`.
+    """
+
+    kind: str
+    event: str | None = None
+    tag: str | None = None
+    duration: Duration | None = None
+    segment: str | None = None
+    line: int | None = None
+
+    def __str__(self) -> str:
+        if self.kind == "event":
+            return f"event {self.event}" + (f" tagged {self.tag}" if self.tag else "")
+        if self.kind == "inactive":
+            return f"inactive {self.duration}"
+        if self.kind == "entered":
+            return f"entered {self.segment}"
+        return self.kind
+
+
+@dataclass(frozen=True)
 class Campaign:
     name: str
     path: Path
@@ -75,6 +139,13 @@ class Campaign:
     segment: str | None
     steps: tuple[Step, ...]
     raw: dict[str, Any] = field(default_factory=dict, repr=False)
+    schedule: Schedule | None = None
+    trigger: Trigger | None = None
+
+    @property
+    def on_calendar(self) -> bool:
+        """Whether the planner dates this campaign (it has a schedule or a trigger)."""
+        return self.schedule is not None or self.trigger is not None
 
     @property
     def is_journey(self) -> bool:
@@ -105,7 +176,16 @@ class Campaign:
         for step in self.steps:
             names.update(v.segment for v in step.variants if v.segment)
             names.update(n for n in (step.unless, step.only_if) if n)
+        if self.trigger is not None and self.trigger.segment:
+            names.add(self.trigger.segment)
         return names
+
+
+def _parse_rrule(text: str) -> rrule | rruleset:
+    """An rrule string, anchored at RRULE_ANCHOR unless it carries its own DTSTART."""
+    if "DTSTART" in text.upper():
+        return rrulestr(text, forceset=False)
+    return rrulestr(text, dtstart=RRULE_ANCHOR)
 
 
 # ---------------------------------------------------------------------- loading
@@ -155,6 +235,17 @@ def check_references(
                 key="segment",
                 fix=f"create segments/{campaign.segment}.yaml, or use one of: "
                 + ", ".join(sorted(known)),
+            )
+        )
+    trigger = campaign.trigger
+    if trigger is not None and trigger.segment and trigger.segment not in known:
+        problems.append(
+            CampaignError(
+                f"no segment '{trigger.segment}'",
+                path=campaign.path,
+                line=trigger.line,
+                key="trigger",
+                fix=f"create segments/{trigger.segment}.yaml, or correct the name",
             )
         )
     for step in campaign.steps:
@@ -219,6 +310,7 @@ class _Reader:
                 line=1,
                 fix="start with `description: ...` and `template: NAME`",
             )
+        self.only(raw, TOP_LEVEL_KEYS, "a campaign")
         description = self.text(raw, "description", required=False) or ""
         kind = self.text(raw, "kind", required=False) or "promotional"
         if kind not in KINDS:
@@ -245,6 +337,13 @@ class _Reader:
             steps = self.steps(raw)
         else:
             steps = (Step(SINGLE_STEP, self.mails(raw), line=_Lines(raw).of(forms[0])),)
+        if "schedule" in raw and "trigger" in raw:
+            raise self.error(
+                raw,
+                "trigger",
+                "a campaign has a schedule or a trigger, not both",
+                "use `schedule:` for calendar days, `trigger:` for a journey per contact",
+            )
         return Campaign(
             name=self.path.stem,
             path=self.path,
@@ -254,7 +353,92 @@ class _Reader:
             segment=segment,
             steps=steps,
             raw=raw,
+            schedule=self.schedule(raw) if "schedule" in raw else None,
+            trigger=self.trigger(raw) if "trigger" in raw else None,
         )
+
+    def schedule(self, raw: Any) -> Schedule:
+        """`schedule: {dates: [...]}` or `schedule: {rrule: "FREQ=..."}`."""
+        value = raw["schedule"]
+        fix = 'write `schedule: {rrule: "FREQ=YEARLY;BYMONTH=4;BYMONTHDAY=2"}` or `dates: [...]`'
+        if not isinstance(value, LineDict) or len(value) != 1:
+            raise self.error(raw, "schedule", "expected one of `dates` or `rrule`", fix)
+        self.only(value, ("dates", "rrule"), "a schedule")
+        line = _Lines(value).of(next(iter(value)))
+        if "rrule" in value:
+            text = value["rrule"]
+            if not isinstance(text, str) or not text.strip():
+                raise self.error(value, "rrule", f"expected an rrule text, got {text!r}", fix)
+            text = text.strip()
+            if any(f"FREQ={freq}" in text.upper() for freq in _TOO_FINE):
+                raise self.error(
+                    value, "rrule", "a rule finer than daily", "use FREQ=DAILY or coarser"
+                )
+            try:
+                _parse_rrule(text)
+            except (ValueError, TypeError) as exc:
+                raise self.error(
+                    value,
+                    "rrule",
+                    f"not an RFC 5545 rule: {exc}",
+                    'write e.g. "FREQ=YEARLY;BYMONTH=3;BYMONTHDAY=31"',
+                ) from exc
+            return Schedule(rrule=text, line=line)
+        items = value["dates"]
+        if not isinstance(items, list) or not items:
+            raise self.error(value, "dates", "expected a list of dates", "write `[2027-04-02]`")
+        days: list[date] = []
+        for index, item in enumerate(items):
+            day = item if isinstance(item, date) and not isinstance(item, datetime) else None
+            if isinstance(item, str):
+                try:
+                    day = date.fromisoformat(item.strip())
+                except ValueError:
+                    day = None
+            if day is None:
+                raise CampaignError(
+                    f"'{item}' is not a date",
+                    path=self.path,
+                    line=item_line(items, index) or line,
+                    key="dates",
+                    fix="write dates as YYYY-MM-DD",
+                )
+            days.append(day)
+        return Schedule(dates=tuple(sorted(set(days))), line=line)
+
+    def trigger(self, raw: Any) -> Trigger:
+        """`signup`, `birthday`, `anniversary`, or a mapping for event/inactive/entered."""
+        value = raw["trigger"]
+        line = _Lines(raw).of("trigger")
+        fix = (
+            "write `trigger: signup`, `birthday`, `anniversary`, "
+            "`{event: click, tag: fire-safety}`, `{inactive: 180d}` or `{entered: SEGMENT}`"
+        )
+        if isinstance(value, str):
+            if value in ("signup", "birthday", "anniversary"):
+                return Trigger(value, line=line)
+            raise self.error(raw, "trigger", f"unknown trigger '{value}'", fix)
+        if not isinstance(value, LineDict):
+            raise self.error(raw, "trigger", f"expected a trigger, got {value!r}", fix)
+        line = value.line
+        if "event" in value:
+            self.only(value, ("event", "tag"), "an event trigger")
+            event = self.text(value, "event")
+            tag = self.text(value, "tag", required=False)
+            return Trigger("event", event=event, tag=tag, line=line)
+        if "inactive" in value:
+            self.only(value, ("inactive",), "an inactive trigger")
+            try:
+                duration = parse_duration(value["inactive"])
+            except ValueError as exc:
+                raise self.error(
+                    value, "inactive", str(exc), "write e.g. `inactive: 180d`"
+                ) from exc
+            return Trigger("inactive", duration=duration, line=line)
+        if "entered" in value:
+            self.only(value, ("entered",), "an entered trigger")
+            return Trigger("entered", segment=self.text(value, "entered"), line=line)
+        raise self.error(raw, "trigger", "expected event, inactive or entered", fix)
 
     def text(self, mapping: Any, key: str, *, required: bool = True) -> str | None:
         if key not in mapping:

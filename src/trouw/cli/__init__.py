@@ -14,10 +14,12 @@ import click
 from sqlalchemy.exc import SQLAlchemyError
 
 from trouw import __version__
+from trouw.cli.calendar import calendar_command
 from trouw.cli.contacts import contacts_group
 from trouw.cli.demo import demo_command
 from trouw.cli.imports import import_group
 from trouw.cli.params import Env
+from trouw.cli.plan import plan_group
 from trouw.cli.preview import preview_command
 from trouw.cli.project import init_command
 from trouw.cli.segments import segments_group
@@ -82,3 +84,5 @@ main.add_command(contacts_group)
 main.add_command(segments_group)
 main.add_command(templates_group)
 main.add_command(preview_command)
+main.add_command(plan_group)
+main.add_command(calendar_command)

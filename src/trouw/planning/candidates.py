@@ -1,0 +1,419 @@
+"""Candidate sends for a chunk of contacts: who a campaign wants to mail, and when.
+
+Everything about the chunk that needs the database is asked set-based, one
+statement per segment or trigger for the whole chunk (restricted to the
+chunk's id range, which the primary key answers): segment members, the latest
+triggering event, the last purchase, who entered a segment since its last
+snapshot, and who must get nothing but service mails. The per-contact part
+is arithmetic on dates in Python.
+
+Occurrence keys name the campaign and what started the send: `birthday:2027`,
+`spring-outing:2027-04-02`, `welcome:2026-12-20` (the signup day); with the
+contact, campaign and step they identify a send in the plan and the ledger.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from functools import lru_cache
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    String,
+    and_,
+    bindparam,
+    exists,
+    func,
+    literal_column,
+    select,
+)
+
+from trouw.campaigns import Campaign, Step
+from trouw.importing import email_hash
+from trouw.planning.policy import SERVICE, Candidate
+from trouw.segments import Catalog, Clock, members_query
+from trouw.store import contacts, events, segment_members, segment_snapshots, suppressions
+
+CONTACT_COLUMNS = (
+    contacts.c.id,
+    contacts.c.email,
+    contacts.c.channel,
+    contacts.c.birthday,
+    contacts.c.customer_since,
+    contacts.c.timezone,
+)
+# A row of CONTACT_COLUMNS, read by attribute (`row.birthday`).
+ContactRow = Any
+# Events that end promotional mail for a contact. A bounce counts unless tagged soft.
+STOPPING_EVENTS = ("unsubscribe", "complaint", "bounce")
+
+
+def contact_chunks(connection: Connection, size: int) -> Iterator[Sequence[ContactRow]]:
+    """All contacts in id order, `size` at a time (keyset pages: no open cursor, flat memory)."""
+    last: str | None = None
+    while True:
+        query = select(*CONTACT_COLUMNS).order_by(contacts.c.id).limit(size)
+        if last is not None:
+            query = query.where(contacts.c.id > last)
+        rows = connection.execute(query).all()
+        if not rows:
+            return
+        yield rows
+        last = rows[-1].id
+
+
+def day_in_year(month_day: date, year: int) -> date:
+    """The same month and day in `year`; 29 February becomes 28 February in other years."""
+    if month_day.month == 2 and month_day.day == 29:
+        try:
+            return date(year, 2, 29)
+        except ValueError:
+            return date(year, 2, 28)
+    return month_day.replace(year=year)
+
+
+def _event_type(dialect: str) -> ColumnElement[str]:
+    """`events.type` for filters next to a contact id range.
+
+    SQLite would pick the (type, occurred_at) index and read every purchase of
+    the whole shop for each chunk; `+type` keeps the type test off the index, so
+    the (contact_id, type, occurred_at) index serves the chunk's range instead.
+    """
+    if dialect == "sqlite":
+        return literal_column("+events.type", String)
+    return events.c.type
+
+
+@lru_cache(maxsize=512)
+def _zone(name: str | None, fallback: str) -> ZoneInfo:
+    try:
+        return ZoneInfo(name) if name else ZoneInfo(fallback)
+    except (ZoneInfoNotFoundError, ValueError):
+        return ZoneInfo(fallback)
+
+
+@dataclass
+class ChunkFacts:
+    """What the database says about one chunk of contacts, as of the planning day."""
+
+    members: dict[str, set[str]] = field(default_factory=dict)  # segment -> contact ids
+    stopped: dict[str, str] = field(default_factory=dict)  # contact id -> reason
+    last_purchase: dict[str, datetime] = field(default_factory=dict)
+    trigger_events: dict[str, dict[str, datetime]] = field(default_factory=dict)  # by campaign
+    entered: dict[str, set[str]] = field(default_factory=dict)  # by campaign
+
+
+class CandidateFinder:
+    """Turns the calendar campaigns into candidate sends for chunks of contacts."""
+
+    def __init__(
+        self,
+        campaigns: Sequence[Campaign],
+        catalog: Catalog,
+        clock: Clock,
+        year: int,
+        defer_days: int,
+    ) -> None:
+        self.campaigns = list(campaigns)
+        self.catalog = catalog
+        self.clock = clock
+        self.year = year
+        self.defer_days = defer_days
+        self.as_of = clock.as_of
+        self.project_zone = clock.tz.key
+        self.segments = sorted({name for c in self.campaigns for name in c.segments()})
+        # Scheduled days of this year and the last: a journey started in December can
+        # have steps in January.
+        self.scheduled: dict[str, list[date]] = {
+            c.name: [*c.schedule.days_in(year - 1), *c.schedule.days_in(year)]
+            for c in self.campaigns
+            if c.schedule is not None
+        }
+        self.needs_purchases = any(
+            c.trigger is not None and c.trigger.kind == "inactive" for c in self.campaigns
+        )
+        self.snapshot_ids: dict[str, int | None] = {}
+        self.event_type: ColumnElement[str] = events.c.type
+        self.earliest_catch_up = self.as_of - timedelta(days=defer_days)
+        # Per campaign and step: the `after` as whole days when it has a fixed length
+        # (adding an int is much cheaper than calendar arithmetic, done per contact).
+        self.offsets: dict[tuple[str, int], int | None] = {
+            (c.name, index): _fixed_days(step) for c in self.campaigns
+            for index, step in enumerate(c.steps)
+        }  # fmt: skip
+        # Scheduled campaigns: the due days and occurrences are the same for everyone.
+        self.scheduled_dues: dict[tuple[str, int], list[tuple[date, str]]] = {}
+        for campaign in self.campaigns:
+            if campaign.schedule is None:
+                continue
+            for index, step in enumerate(campaign.steps):
+                dues = []
+                for start in self.scheduled[campaign.name]:
+                    due = self.due(start, step, self.offsets[(campaign.name, index)], False)
+                    if due is not None:
+                        dues.append((due, f"{campaign.name}:{start}"))
+                self.scheduled_dues[(campaign.name, index)] = dues
+        self.any_suppressed: bool | None = None
+
+    # -- the set-based part: one statement per segment / trigger per chunk
+
+    def gather(self, connection: Connection, chunk: Sequence[ContactRow]) -> ChunkFacts:
+        first, last = str(chunk[0].id), str(chunk[-1].id)
+        in_chunk = and_(contacts.c.id >= first, contacts.c.id <= last)
+        facts = ChunkFacts()
+        dialect = connection.dialect.name
+        for name in self.segments:
+            query = members_query(self.catalog.get(name), self.catalog, self.clock, dialect)
+            facts.members[name] = set(
+                map(str, connection.execute(query.where(in_chunk)).scalars().all())
+            )
+        end = self.clock.end
+        event_range = and_(
+            events.c.contact_id >= first, events.c.contact_id <= last, events.c.occurred_at < end
+        )
+        self.event_type = _event_type(dialect)
+        stopping = select(events.c.contact_id, events.c.type, events.c.tag).where(
+            event_range, self.event_type.in_(STOPPING_EVENTS)
+        )
+        for contact_id, kind, tag in connection.execute(stopping):
+            if kind == "bounce" and tag == "soft":
+                continue
+            reason = {"unsubscribe": "unsubscribed", "complaint": "complained"}.get(
+                kind, "hard-bounced"
+            )
+            facts.stopped.setdefault(str(contact_id), reason)
+        self._suppressed(connection, chunk, facts)
+        if self.needs_purchases:
+            facts.last_purchase = self._latest(connection, event_range, "purchase", None)
+        for campaign in self.campaigns:
+            trigger = campaign.trigger
+            if trigger is None:
+                continue
+            if trigger.kind == "event":
+                assert trigger.event is not None
+                facts.trigger_events[campaign.name] = self._latest(
+                    connection, event_range, trigger.event, trigger.tag
+                )
+            elif trigger.kind == "entered":
+                assert trigger.segment is not None
+                facts.entered[campaign.name] = self._entered(
+                    connection, trigger.segment, facts, first, last
+                )
+        return facts
+
+    def _latest(
+        self, connection: Connection, event_range: ColumnElement[bool], kind: str, tag: str | None
+    ) -> dict[str, datetime]:
+        query = select(events.c.contact_id, func.max(events.c.occurred_at)).where(
+            event_range,
+            self.event_type == kind,
+        )
+        if tag is not None:
+            query = query.where(events.c.tag == tag)
+        rows = connection.execute(query.group_by(events.c.contact_id)).all()
+        return {str(contact_id): moment for contact_id, moment in rows if moment is not None}
+
+    def _entered(
+        self, connection: Connection, segment: str, facts: ChunkFacts, first: str, last: str
+    ) -> set[str]:
+        """Members now that were not in the segment's latest snapshot before the planning day.
+
+        Without an earlier snapshot nobody counts as entered: the first snapshot
+        is the baseline, not a wave of newcomers.
+        """
+        if segment not in self.snapshot_ids:
+            self.snapshot_ids[segment] = connection.execute(
+                select(segment_snapshots.c.id)
+                .where(
+                    segment_snapshots.c.segment == segment,
+                    segment_snapshots.c.as_of < self.as_of,
+                )
+                .order_by(segment_snapshots.c.as_of.desc(), segment_snapshots.c.id.desc())
+                .limit(1)
+            ).scalar_one_or_none()
+        snapshot_id = self.snapshot_ids[segment]
+        if snapshot_id is None:
+            return set()
+        before = {
+            str(row[0])
+            for row in connection.execute(
+                select(segment_members.c.contact_id).where(
+                    segment_members.c.snapshot_id == snapshot_id,
+                    segment_members.c.contact_id >= first,
+                    segment_members.c.contact_id <= last,
+                )
+            )
+        }
+        return facts.members[segment] - before
+
+    def _suppressed(
+        self, connection: Connection, chunk: Sequence[ContactRow], facts: ChunkFacts
+    ) -> None:
+        if self.any_suppressed is None:  # asked once per plan: usually there are none
+            self.any_suppressed = bool(
+                connection.execute(select(exists().select_from(suppressions))).scalar()
+            )
+        if not self.any_suppressed:
+            return
+        by_hash = {email_hash(str(row.email)): str(row.id) for row in chunk if row.email}
+        hashes = list(by_hash)
+        query = select(suppressions.c.email_hash).where(
+            suppressions.c.email_hash.in_(bindparam("hashes", expanding=True))
+        )
+        for start in range(0, len(hashes), 500):
+            for (found,) in connection.execute(query, {"hashes": hashes[start : start + 500]}):
+                facts.stopped.setdefault(by_hash[found], "suppressed")
+
+    # -- the per-contact part: date arithmetic
+
+    def local_day(self, moment: datetime, zone_name: str | None) -> date:
+        return moment.replace(tzinfo=UTC).astimezone(_zone(zone_name, self.project_zone)).date()
+
+    def starts(
+        self, campaign: Campaign, contact: ContactRow, facts: ChunkFacts
+    ) -> list[tuple[date, str, bool]]:
+        """(start day, occurrence key, overdue-is-fine) of each run of the campaign."""
+        name = campaign.name
+        if campaign.schedule is not None:
+            return [(day, f"{name}:{day}", False) for day in self.scheduled[name]]
+        trigger = campaign.trigger
+        assert trigger is not None
+        contact_id = str(contact.id)
+        kind = trigger.kind
+        if kind == "signup":
+            since = contact.customer_since
+            return [(since, f"{name}:{since}", False)] if isinstance(since, date) else []
+        if kind in ("birthday", "anniversary"):
+            origin = contact.birthday if kind == "birthday" else contact.customer_since
+            if not isinstance(origin, date):
+                return []
+            found = []
+            for year in (self.year - 1, self.year):
+                # An anniversary needs a full year as a customer.
+                if kind == "anniversary" and year <= origin.year:
+                    continue
+                found.append((day_in_year(origin, year), f"{name}:{year}", False))
+            return found
+        if kind == "event":
+            moment = facts.trigger_events[name].get(contact_id)
+            if moment is None:
+                return []
+            day = self.local_day(moment, contact.timezone)
+            return [(day, f"{name}:{day}", False)]
+        if kind == "inactive":
+            moment = facts.last_purchase.get(contact_id)
+            if moment is None:
+                return []  # never bought: nothing to win back
+            assert trigger.duration is not None
+            due = trigger.duration.after(self.local_day(moment, contact.timezone))
+            # Already inactive that long: due now, once for this spell of inactivity.
+            return [(due, f"{name}:{due}", True)]
+        if kind == "entered":
+            if contact_id in facts.entered[name]:
+                return [(self.as_of, f"{name}:{self.as_of}", False)]
+            return []
+        raise AssertionError(f"unknown trigger {kind}")
+
+    def due(self, start: date, step: Step, offset: int | None, overdue_ok: bool) -> date | None:
+        """The day a step is due for a run started on `start`; None if not in the year."""
+        if offset is not None:
+            due = start + timedelta(days=offset)
+        else:
+            due = step.after.after(start) if step.after is not None else start
+        if due < self.as_of:
+            # Missed while the plan was not running: catch up on the planning day if it
+            # is recent enough (or always, for a lasting state such as inactivity).
+            if not overdue_ok and due < self.earliest_catch_up:
+                return None
+            due = self.as_of
+        return due if due.year == self.year else None
+
+    def candidates(self, contact: ContactRow, facts: ChunkFacts) -> list[Candidate]:
+        """Every send the calendar wants to make to this contact, due in the year."""
+        contact_id = str(contact.id)
+        members = facts.members
+        found: list[Candidate] = []
+        for campaign in self.campaigns:
+            if campaign.segment and contact_id not in members[campaign.segment]:
+                continue
+            name = campaign.name
+            scheduled = campaign.schedule is not None
+            starts = None if scheduled else self.starts(campaign, contact, facts)
+            if starts is not None and not starts:
+                continue
+            for index, step in enumerate(campaign.steps):
+                template = self._template(step, contact_id, members)
+                if template is None:
+                    continue
+                if scheduled:
+                    dues = self.scheduled_dues[(name, index)]
+                else:
+                    assert starts is not None
+                    offset = self.offsets[(name, index)]
+                    dues = []
+                    for start, occurrence, overdue_ok in starts:
+                        due = self.due(start, step, offset, overdue_ok)
+                        if due is not None:
+                            dues.append((due, occurrence))
+                for due, occurrence in dues:
+                    found.append(
+                        Candidate(
+                            due,
+                            name,
+                            step.name,
+                            occurrence,
+                            template,
+                            campaign.kind,
+                            campaign.priority,
+                            index,
+                        )
+                    )
+        return found
+
+    @staticmethod
+    def _template(step: Step, contact_id: str, members: dict[str, set[str]]) -> str | None:
+        """The step's template for this contact, or None when the step skips them."""
+        if step.unless and contact_id in members[step.unless]:
+            return None
+        if step.only_if and contact_id not in members[step.only_if]:
+            return None
+        for variant in step.variants:
+            if variant.segment is None or contact_id in members[variant.segment]:
+                return variant.template
+        return None
+
+
+def _fixed_days(step: Step) -> int | None:
+    if step.after is None:
+        return 0
+    if step.after.unit in ("d", "w"):
+        return step.after.as_timedelta().days
+    return None
+
+
+def stop_reason(contact: ContactRow, facts: ChunkFacts) -> str | None:
+    """Why this contact gets nothing but service mails, or None."""
+    channel = contact.channel
+    if channel == "none":
+        return "channel none: service mails only"
+    reason = facts.stopped.get(str(contact.id))
+    if reason:
+        return reason
+    if channel == "email" and not contact.email:
+        return "no email address"
+    return None
+
+
+def send_channel(contact: ContactRow) -> str:
+    """Email or post; a service mail to a `none` contact goes by email if there is one."""
+    if contact.channel in ("email", "post"):
+        return str(contact.channel)
+    return "email" if contact.email else "post"
+
+
+__all__ = ["SERVICE", "CandidateFinder", "ChunkFacts", "contact_chunks", "day_in_year"]

@@ -1,0 +1,158 @@
+"""`trouw plan YEAR`: the year plan for every contact, written to the `plan` table.
+
+Contacts are streamed in chunks: per chunk the database answers segment
+membership and triggers (set-based, see candidates.py), Python resolves each
+contact's candidates against the policy (policy.py), and the rows go in with
+one bulk insert. Memory depends on the chunk size, not on the number of contacts.
+
+Re-planning replaces the year's rows in the same transaction that writes the
+new ones: readers see the old plan or the new one, never half of each.
+Sends due before the planning day are left out (the ledger has them), except
+recent ones within `defer_for`, which are caught up on the planning day.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import date
+from typing import Any
+
+from sqlalchemy import Connection, delete, func, select
+
+from trouw.campaigns import Campaign, CampaignError, check_references, load_campaigns
+from trouw.planning.candidates import CandidateFinder, contact_chunks, send_channel, stop_reason
+from trouw.planning.policy import DEFERRED, DROPPED, PLANNED, Rules, YearCalendar, resolve
+from trouw.project import Project
+from trouw.segments import Catalog, Clock, load_catalog
+from trouw.store import contacts, plan
+from trouw.store.bulk import BulkInsert
+
+CHUNK_SIZE = 10_000
+PLAN_COLUMNS = (
+    "contact_id",
+    "day",
+    "campaign",
+    "step",
+    "occurrence",
+    "template",
+    "channel",
+    "priority",
+    "status",
+    "reason",
+)
+# plan.occurrence is 50 characters: "<campaign>:YYYY-MM-DD" must fit.
+MAX_CAMPAIGN_NAME = 50 - len(":YYYY-MM-DD")
+
+
+@dataclass
+class PlanSummary:
+    """What a plan run wrote: counts per status, and per campaign and status."""
+
+    year: int
+    as_of: date
+    contacts: int = 0
+    statuses: Counter[str] = field(default_factory=Counter)
+    campaigns: dict[str, Counter[str]] = field(default_factory=dict)
+
+    @property
+    def sends(self) -> int:
+        return self.statuses[PLANNED] + self.statuses[DEFERRED]
+
+
+def calendar_campaigns(project: Project, catalog: Catalog) -> list[Campaign]:
+    """The campaigns with a schedule or trigger, checked: every segment and template exists."""
+    found = []
+    for campaign in load_campaigns(project.campaigns_dir):
+        if not campaign.on_calendar:
+            continue
+        if len(campaign.name) > MAX_CAMPAIGN_NAME:
+            raise CampaignError(
+                f"the name '{campaign.name}' is over {MAX_CAMPAIGN_NAME} characters",
+                path=campaign.path,
+                fix="rename the file: occurrence keys (name:date) must fit in 50 characters",
+            )
+        problems = check_references(
+            campaign,
+            segments=catalog.names,
+            template_exists=lambda name: (project.templates_dir / f"{name}.html").is_file(),
+        )
+        if problems:
+            raise problems[0]
+        for name in sorted(campaign.segments()):
+            catalog.get(name)  # raises the segment's own error if it is invalid
+        found.append(campaign)
+    return found
+
+
+def plan_year(
+    connection: Connection,
+    project: Project,
+    *,
+    year: int,
+    as_of: date,
+    chunk_size: int = CHUNK_SIZE,
+    progress: Callable[[int], Any] | None = None,
+) -> PlanSummary:
+    """Compute and store the plan of `year` as of `as_of`, replacing the year's old plan.
+
+    Run it inside one transaction (`atomic`). `progress` is called with the
+    number of contacts done after each chunk.
+    """
+    catalog = load_catalog(project.segments_dir)
+    campaigns = calendar_campaigns(project, catalog)
+    rules = Rules.from_policy(project.settings.policy)
+    calendar = YearCalendar(year, rules.quiet)
+    clock = Clock(as_of, project.settings.tz)
+    finder = CandidateFinder(campaigns, catalog, clock, year, rules.defer_days)
+    connection.execute(
+        delete(plan).where(plan.c.day >= date(year, 1, 1), plan.c.day <= date(year, 12, 31))
+    )
+    summary = PlanSummary(year, as_of)
+    statuses = summary.statuses
+    per_campaign = summary.campaigns
+    writer = BulkInsert(plan, PLAN_COLUMNS)
+    for chunk in contact_chunks(connection, chunk_size):
+        facts = finder.gather(connection, chunk)
+        rows: list[tuple[Any, ...]] = []
+        for contact in chunk:
+            candidates = finder.candidates(contact, facts)
+            if not candidates:
+                continue
+            contact_id = str(contact.id)
+            channel = send_channel(contact)
+            for decision in resolve(
+                candidates, rules, calendar, excluded=stop_reason(contact, facts)
+            ):
+                candidate = decision.candidate
+                rows.append(
+                    (
+                        contact_id,
+                        decision.day,
+                        candidate.campaign,
+                        candidate.step,
+                        candidate.occurrence,
+                        candidate.template,
+                        channel,
+                        candidate.priority,
+                        decision.status,
+                        decision.reason,
+                    )
+                )
+        # Counted per chunk from the rows (campaign at 2, status at 8): cheaper than per send.
+        for (campaign, status), count in Counter((row[2], row[8]) for row in rows).items():
+            statuses[status] += count
+            per_campaign.setdefault(campaign, Counter())[status] += count
+        writer.run(connection, rows)
+        summary.contacts += len(chunk)
+        if progress is not None:
+            progress(summary.contacts)
+    return summary
+
+
+def count_contacts(connection: Connection) -> int:
+    return int(connection.execute(select(func.count()).select_from(contacts)).scalar_one())
+
+
+__all__ = ["DROPPED", "PlanSummary", "calendar_campaigns", "count_contacts", "plan_year"]

@@ -1,0 +1,264 @@
+"""The contact-pressure rules of `[policy]` and the per-contact conflict resolution.
+
+This module does no I/O: `resolve` takes one contact's candidate sends and
+returns a decision for each, so property tests can drive it directly.
+
+Decisions, in order, deterministic for the same input:
+
+1. A send due on a quiet day (a weekday name or a public holiday) moves to the
+   next allowed day. That is not a deferral: the calendar simply has no such day.
+2. `service` mails are placed first, ignoring the caps, but they count toward them.
+3. The others are placed by priority (highest first; then by day, campaign,
+   step, occurrence). A send goes on its day when the week (Monday to Sunday),
+   the calendar month and the minimum gap allow it; else on the first later
+   day within `defer_for` that does (status `deferred`); else it is `dropped`
+   with the reason that bound. Because every placed send is checked against
+   every send placed before it, in both directions, the caps hold whatever
+   the processing order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from typing import NamedTuple
+
+import holidays
+
+from trouw.durations import parse_duration
+from trouw.project import WEEKDAYS, Policy
+
+PLANNED = "planned"
+DEFERRED = "deferred"
+DROPPED = "dropped"
+SERVICE = "service"
+
+
+class QuietDays:
+    """Days without sends: weekday names and `holidays:CC` public holidays."""
+
+    def __init__(self, entries: Iterable[str]) -> None:
+        self.entries = tuple(entries)
+        self.weekdays = frozenset(
+            WEEKDAYS.index(entry.lower()) for entry in self.entries if entry.lower() in WEEKDAYS
+        )
+        self.countries = tuple(
+            entry.split(":", 1)[1] for entry in self.entries if entry.startswith("holidays:")
+        )
+        self._holidays: dict[int, dict[date, str]] = {}
+
+    def holidays_in(self, year: int) -> dict[date, str]:
+        """The public holidays of every configured country in `year`, by day."""
+        if year not in self._holidays:
+            found: dict[date, str] = {}
+            for country in self.countries:
+                for day, name in holidays.country_holidays(country, years=year).items():
+                    found.setdefault(day, f"{name} ({country})")
+            self._holidays[year] = found
+        return self._holidays[year]
+
+    def reason(self, day: date) -> str | None:
+        """Why `day` is quiet (the weekday or the holiday's name), or None if it is not."""
+        if day.weekday() in self.weekdays:
+            return WEEKDAYS[day.weekday()]
+        return self.holidays_in(day.year).get(day)
+
+    def is_quiet(self, day: date) -> bool:
+        return day.weekday() in self.weekdays or day in self.holidays_in(day.year)
+
+
+@dataclass(frozen=True)
+class Rules:
+    """`[policy]` in the units the planner counts in."""
+
+    max_per_week: int = 2
+    max_per_month: int = 6
+    min_gap_days: int = 2
+    defer_days: int = 7
+    quiet: QuietDays = field(default_factory=lambda: QuietDays(("sunday",)))
+
+    @classmethod
+    def from_policy(cls, policy: Policy) -> Rules:
+        return cls(
+            max_per_week=policy.max_per_week,
+            max_per_month=policy.max_per_month,
+            min_gap_days=parse_duration(policy.min_gap).approx_days(),
+            defer_days=parse_duration(policy.defer_for).approx_days(),
+            quiet=QuietDays(policy.quiet_days),
+        )
+
+
+class Candidate(NamedTuple):
+    """A send a campaign wants to make to one contact, before the policy decides.
+
+    A named tuple rather than a dataclass: the planner makes millions of them.
+    """
+
+    due: date
+    campaign: str
+    step: str
+    occurrence: str
+    template: str
+    kind: str
+    priority: int
+    step_index: int = 0
+
+    @property
+    def key(self) -> tuple[str, str, str]:
+        return (self.campaign, self.step, self.occurrence)
+
+
+class Decision(NamedTuple):
+    candidate: Candidate
+    day: date
+    status: str  # planned | deferred | dropped
+    reason: str | None
+
+
+class YearCalendar:
+    """Per-year lookups shared by every contact: next allowed day, month of a day.
+
+    Days are handled as ordinals: the resolution loop runs for every contact,
+    and integer arithmetic keeps it cheap.
+    """
+
+    def __init__(self, year: int, quiet: QuietDays) -> None:
+        self.year = year
+        self.quiet = quiet
+        self.first = date(year, 1, 1).toordinal()
+        self.last = date(year, 12, 31).toordinal()
+        # next_allowed[i]: the first allowed ordinal >= first + i, or 0 if none in the year.
+        self.next_allowed: list[int] = []
+        following = 0
+        for ordinal in range(self.last, self.first - 1, -1):
+            if not quiet.is_quiet(date.fromordinal(ordinal)):
+                following = ordinal
+            self.next_allowed.append(following)
+        self.next_allowed.reverse()
+        self.month = [date.fromordinal(o).month for o in range(self.first, self.last + 1)]
+
+    def allowed_from(self, day: date) -> int:
+        """The ordinal of the first allowed day on or after `day` in the year; 0 if none."""
+        ordinal = day.toordinal()
+        if ordinal < self.first:
+            ordinal = self.first
+        if ordinal > self.last:
+            return 0
+        return self.next_allowed[ordinal - self.first]
+
+
+def _order(candidate: Candidate) -> tuple[int, int, date, str, int, str]:
+    # Service first; then priority, day, campaign, step and occurrence: a total order.
+    return (
+        0 if candidate.kind == SERVICE else 1,
+        -candidate.priority,
+        candidate.due,
+        candidate.campaign,
+        candidate.step_index,
+        candidate.occurrence,
+    )
+
+
+def resolve(
+    candidates: Sequence[Candidate],
+    rules: Rules,
+    calendar: YearCalendar,
+    *,
+    excluded: str | None = None,
+) -> list[Decision]:
+    """Decide day and status of each of one contact's candidates.
+
+    `excluded` is why the contact gets nothing but service mails (unsubscribed,
+    channel none, ...), or None. Candidates must be due in the calendar's year;
+    a (campaign, step, occurrence) given twice is decided once.
+    """
+    seen: set[tuple[str, str, str]] = set()
+    decisions: list[Decision] = []
+    placed: list[int] = []  # ordinals of sends placed so far
+    per_week: dict[int, int] = {}
+    per_month: dict[int, int] = {}
+    placed_by: dict[int, str] = {}
+    gap = rules.min_gap_days
+    first = calendar.first
+    months = calendar.month
+    for candidate in sorted(candidates, key=_order):
+        if candidate.key in seen:
+            continue
+        seen.add(candidate.key)
+        due = candidate.due
+        start = calendar.allowed_from(due)
+        if not start:
+            decisions.append(
+                Decision(candidate, due, DROPPED, f"no allowed day left in {calendar.year}")
+            )
+            continue
+        shifted = None
+        if start != due.toordinal():
+            why = calendar.quiet.reason(due) or "quiet day"
+            shifted = f"moved from {due} ({why})"
+        service = candidate.kind == SERVICE
+        if excluded and not service:
+            decisions.append(Decision(candidate, date.fromordinal(start), DROPPED, excluded))
+            continue
+        chosen = 0
+        first_problem: str | None = None
+        if service:
+            chosen = start
+        else:
+            limit = min(start + rules.defer_days, calendar.last)
+            ordinal = start
+            while ordinal <= limit:
+                if calendar.next_allowed[ordinal - first] != ordinal:
+                    ordinal += 1
+                    continue
+                problem = None
+                if per_week.get((ordinal - 1) // 7, 0) >= rules.max_per_week:
+                    problem = f"max_per_week {rules.max_per_week} reached"
+                elif per_month.get(months[ordinal - first], 0) >= rules.max_per_month:
+                    problem = f"max_per_month {rules.max_per_month} reached"
+                elif gap:
+                    for other in placed:
+                        if -gap < ordinal - other < gap:
+                            problem = (
+                                f"within min_gap {gap}d of {placed_by[other]} "
+                                f"on {date.fromordinal(other)}"
+                            )
+                            break
+                if problem is None:
+                    chosen = ordinal
+                    break
+                if first_problem is None:
+                    first_problem = problem
+                ordinal += 1
+        if not chosen:
+            reason = f"{first_problem}; no room within defer_for {rules.defer_days}d"
+            if shifted:
+                reason = f"{shifted}; {reason}"
+            decisions.append(Decision(candidate, date.fromordinal(start), DROPPED, reason))
+            continue
+        placed.append(chosen)
+        placed_by.setdefault(chosen, candidate.campaign)
+        week = (chosen - 1) // 7  # ordinal 1 is a Monday: weeks run Monday to Sunday
+        per_week[week] = per_week.get(week, 0) + 1
+        month = months[chosen - first]
+        per_month[month] = per_month.get(month, 0) + 1
+        if chosen == start:
+            day = due if shifted is None else date.fromordinal(chosen)
+            decisions.append(Decision(candidate, day, PLANNED, shifted))
+        else:
+            moved = f"moved from {date.fromordinal(start)}: {first_problem}"
+            decisions.append(
+                Decision(
+                    candidate,
+                    date.fromordinal(chosen),
+                    DEFERRED,
+                    f"{shifted}; {moved}" if shifted else moved,
+                )
+            )
+    return decisions
+
+
+def week_of(day: date) -> date:
+    """The Monday that starts `day`'s week."""
+    return day - timedelta(days=day.weekday())
