@@ -53,6 +53,8 @@ def test_demo_on_the_example_project_replaces_its_own_rows(tmp_path: Path, db_ur
     previews = sorted((project / ".trouw" / "demo" / "previews").glob("*.eml"))
     assert previews, "the demo writes sample mails"
     assert "spring-outing" in " ".join(path.name for path in previews)
+    assert "plan 2027" in first.stdout  # late in 2026 the demo plans the coming year
+    assert (project / ".trouw" / "demo" / "calendar-2027.ics").is_file()
     second = cli("demo", "--contacts", "100", "--as-of", "2026-11-23")
     assert second.exit_code == 0, second.output
 

@@ -69,6 +69,13 @@ def demo_command(env: Env, count: int, seed: int, as_of: date | None) -> None:
         folder = result.previews[0].parent
         mails = len([path for path in result.previews if path.suffix == ".eml"])
         console.print(f"  previews    {mails} sample mails (.html, .txt, .eml) in {folder}")
+    plan = result.plan
+    per_contact = plan.sends / plan.contacts if plan.contacts else 0.0
+    console.print(
+        f"  plan {plan.year}   {plan.sends:,} sends for {plan.contacts:,} contacts "
+        f"({per_contact:.1f} each), {plan.statuses['dropped']:,} dropped by the caps"
+    )
+    console.print(f"  calendar    {result.calendar_html}  (and .ics to subscribe to)")
 
     contact = result.example_contact
     segment = next(iter(result.segment_sizes), None)
@@ -81,7 +88,9 @@ def demo_command(env: Env, count: int, seed: int, as_of: date | None) -> None:
             hints.append(
                 (f"trouw segments explain {segment} --contact {contact}", "why (not) a member")
             )
+        hints.append((f"trouw plan explain --contact {contact}", "their year: sent, deferred, why"))
     hints += [
+        (f"trouw calendar {plan.year}", "the year as a heatmap, busiest campaigns"),
         ("trouw preview --serve", "every campaign's mails per contact, in your browser"),
         ("trouw --help", "every command, with an example"),
     ]

@@ -17,6 +17,8 @@ from sqlalchemy import Connection, Engine, delete, func, select
 from trouw.campaigns import campaign_names
 from trouw.demo.generator import DemoFiles, write_demo_files
 from trouw.importing import ImportReport, Kind, import_file
+from trouw.planning import PlanSummary, plan_year
+from trouw.planning.views import calendar_html, calendar_ics, year_view
 from trouw.project import Project
 from trouw.segments import Clock, count_members, load_catalog
 from trouw.store import atomic, contacts, events
@@ -36,6 +38,9 @@ class DemoResult:
     example_contact: str | None
     segment_sizes: dict[str, int]
     previews: list[Path]
+    plan: PlanSummary
+    calendar_html: Path
+    calendar_ics: Path
 
 
 def _no_progress(_label: str, _total: int) -> AbstractContextManager[Callable[[int], None]]:
@@ -79,9 +84,31 @@ def run_demo(
     with engine.connect() as connection:
         sizes = segment_sizes(connection, project, as_of)
         previews = write_previews(connection, project, as_of, folder / "previews")
+    year = plan_year_for(as_of)
+    with atomic(engine) as connection:
+        summary = plan_year(connection, project, year=year, as_of=as_of)
+        view = year_view(connection, year)
+    html_path, ics_path = folder / f"calendar-{year}.html", folder / f"calendar-{year}.ics"
+    html_path.write_text(calendar_html(view, name=project.settings.name), encoding="utf-8")
+    ics_path.write_bytes(calendar_ics(view, name=project.settings.name))
     return DemoResult(
-        files, contacts_report, events_report, channels, event_types, example, sizes, previews
+        files,
+        contacts_report,
+        events_report,
+        channels,
+        event_types,
+        example,
+        sizes,
+        previews,
+        summary,
+        html_path,
+        ics_path,
     )
+
+
+def plan_year_for(as_of: date) -> int:
+    """The year a marketer plans now: the coming one from November on (like the cron job)."""
+    return as_of.year + 1 if as_of.month >= 11 else as_of.year
 
 
 def segment_sizes(connection: Connection, project: Project, as_of: date) -> dict[str, int]:
