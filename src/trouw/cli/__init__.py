@@ -28,11 +28,7 @@ from trouw.errors import TrouwError, UserError
 
 
 class BadInput(click.ClickException):
-    exit_code = 2
-
-
-class WorkFailed(click.ClickException):
-    exit_code = 1
+    exit_code = 2  # ClickException's own exit code, 1, means the work failed
 
 
 class TrouwGroup(click.Group):
@@ -44,10 +40,10 @@ class TrouwGroup(click.Group):
         except UserError as exc:
             raise BadInput(str(exc)) from exc
         except TrouwError as exc:
-            raise WorkFailed(str(exc)) from exc
+            raise click.ClickException(str(exc)) from exc
         except SQLAlchemyError as exc:
             reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
-            raise WorkFailed(f"database error: {reason}") from exc
+            raise click.ClickException(f"database error: {reason}") from exc
 
 
 @click.group(cls=TrouwGroup, context_settings={"help_option_names": ["-h", "--help"]})
