@@ -69,6 +69,15 @@ def test_zero_counts_and_negations_include_contacts_without_events(
     assert _members(engine, tmp_path, small_sum, D, people, behaviour) == {"buyer", "old", "never"}
 
 
+def test_counts_that_every_contact_or_none_meets(engine: Engine, tmp_path: Path) -> None:
+    people = [contact("buyer"), contact("never")]
+    behaviour = [event("buyer", "purchase", local(date(2027, 3, 1)))]
+    anyone = "  event: purchase\n  count: {at_least: 0}\n"
+    assert _members(engine, tmp_path, anyone, D, people, behaviour) == {"buyer", "never"}
+    no_one = "  event: purchase\n  count: {at_least: 2, at_most: 1}\n"
+    assert _members(engine, tmp_path, no_one, D, people, behaviour) == set()
+
+
 def test_days_since_last_is_zero_for_an_event_on_d(engine: Engine, tmp_path: Path) -> None:
     people = [contact("today"), contact("yesterday"), contact("never"), contact("tomorrow")]
     behaviour = [
@@ -149,6 +158,26 @@ def test_latest_nps_answer_decides_the_class(engine: Engine, tmp_path: Path) -> 
     ]
     assert _members(engine, tmp_path, "  nps: detractor\n", D, people, behaviour) == {"turned"}
     assert _members(engine, tmp_path, "  nps: promoter\n", D, people, behaviour) == {"fan", "later"}
+
+
+def test_of_nps_answers_at_the_same_moment_the_later_inserted_one_wins(
+    engine: Engine, tmp_path: Path
+) -> None:
+    people = [contact("corrected"), contact("raised"), contact("unscored")]
+    moment = local(date(2027, 2, 1), 12, 0, 0)
+    behaviour = [  # inserted in this order, so each contact's second row has the greater id
+        event("corrected", "survey", moment, tag="nps", score=10),
+        event("corrected", "survey", moment, tag="nps", score=3),
+        event("raised", "survey", moment, tag="nps", score=3),
+        event("raised", "survey", moment, tag="nps", score=10),
+        event("unscored", "survey", moment, tag="nps", score=9),
+        event("unscored", "survey", moment, tag="nps", score=None),  # not an answer
+    ]
+    assert _members(engine, tmp_path, "  nps: detractor\n", D, people, behaviour) == {"corrected"}
+    assert _members(engine, tmp_path, "  nps: promoter\n", D, people, behaviour) == {
+        "raised",
+        "unscored",
+    }
 
 
 def test_event_filters_and_segment_references(engine: Engine, tmp_path: Path) -> None:

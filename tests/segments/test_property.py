@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -123,20 +123,51 @@ def people(draw: st.DrawFn, as_of: date) -> list[dict[str, Any]]:
     return rows
 
 
+DURATIONS = [
+    Duration(1, "d"),
+    Duration(7, "d"),
+    Duration(30, "d"),
+    Duration(2, "w"),
+    Duration(3, "mo"),
+    Duration(1, "y"),
+]
+
+
+def moments(as_of: date) -> st.SearchStrategy[datetime]:
+    """Event times, half of them on an edge: where a window or as-of begins or ends.
+
+    The edges are the first moment of every `within` window (the start of D-29
+    for 30d) and the second before it, the start and the last second of D, the
+    first moment after as-of, and the start of each day for days_since. Equal
+    moments are common, so NPS answers tie too.
+    """
+    clock = Clock(as_of, ZONE)
+    second = timedelta(seconds=1)
+    edges = [clock.end - second, clock.end, clock.start_of(as_of)]
+    for within in DURATIONS:
+        start = clock.window_start(within)
+        edges += [start, start - second]
+    edges += [clock.start_of(as_of - timedelta(days=days)) for days in (1, 2, 7, 30, 31)]
+    # Midnight exactly, the last second of a day, or any time, mostly near as-of.
+    days = st.builds(
+        lambda offset, hms: local(as_of + timedelta(days=offset), *hms),
+        days_around,
+        st.sampled_from([(0, 0, 0), (23, 59, 59), (12, 30, 0)]),
+    )
+    return st.one_of(st.sampled_from(sorted(set(edges))), days)
+
+
 @st.composite
 def behaviour(draw: st.DrawFn, people: list[dict[str, Any]], as_of: date) -> list[dict[str, Any]]:
     rows = []
     for number in range(1, draw(st.integers(min_value=0, max_value=14)) + 1):
-        day = as_of + timedelta(days=draw(days_around))
-        # Midnight exactly, the last second of a day, or any time.
-        hour, minute, second = draw(st.sampled_from([(0, 0, 0), (23, 59, 59), (12, 30, 0)]))
         kind = draw(st.sampled_from(["purchase", "click", "survey"]))
         rows.append(
             event(
                 draw(st.sampled_from([p["id"] for p in people])),
                 kind,
-                local(day, hour, minute, second),
-                id=number,
+                draw(moments(as_of)),
+                id=number,  # insertion order: the later row wins an NPS tie
                 tag=draw(st.sampled_from([None, "nps", "fire-safety"])),
                 product=draw(st.sampled_from([None, "a", "b"])),
                 amount=draw(st.sampled_from([None, 5.0, 20.0])),
@@ -149,16 +180,7 @@ def behaviour(draw: st.DrawFn, people: list[dict[str, Any]], as_of: date) -> lis
 
 # ----------------------------------------------------------------------------- conditions
 
-durations = st.sampled_from(
-    [
-        Duration(1, "d"),
-        Duration(7, "d"),
-        Duration(30, "d"),
-        Duration(2, "w"),
-        Duration(3, "mo"),
-        Duration(1, "y"),
-    ]
-)
+durations = st.sampled_from(DURATIONS)
 small = st.integers(min_value=0, max_value=4)
 
 

@@ -38,6 +38,7 @@ from sqlalchemy import (
     not_,
     or_,
     select,
+    true,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Dialect
@@ -316,34 +317,60 @@ class Compiler:
         return self.column_op(events.c[prop.name], op)
 
     def event(self, condition: Event) -> Predicate:
+        """An event condition as a predicate on the contacts row.
+
+        "At least once" and "never" are a correlated EXISTS / NOT EXISTS on both
+        dialects. Other aggregates differ by dialect, each in its fastest shape:
+        SQLite has no hash joins, so it computes the aggregate per contact with a
+        correlated subquery, one probe of ix_events_contact_type_time (contact_id,
+        type, occurred_at) per contact, walked in key order; PostgreSQL
+        hash-aggregates a grouped subquery over the matching events instead.
+        """
         filters = self.event_filters(condition)
-        matching = select(events.c.contact_id).where(*filters)
-        if condition.aggregate in ("count", "sum"):
+        for_any = _truth_for_any(condition.ops) if condition.aggregate == "count" else None
+        if for_any is not None:
             at_zero = all(holds(op, 0) for op in condition.ops)
-            if condition.aggregate == "count" and _existence_only(condition.ops):
-                # "at least once" / "never": a semi-join, no counting needed.
-                if at_zero:
-                    return contacts.c.id.not_in(matching)
-                return contacts.c.id.in_(matching)
-            if condition.aggregate == "count":
-                aggregate: ColumnElement[Any] = func.count()
-            else:
-                aggregate = func.coalesce(func.sum(events.c.amount), 0)
+            if for_any == at_zero:
+                # Every count meets it (at_least 0) or none does (equals 0 and equals 1).
+                return true() if at_zero else false()
+            # "Any?" or "none?". SELECT 1, not *: SQLite answers from the index alone.
+            own = select(literal(1)).where(events.c.contact_id == contacts.c.id, *filters)
+            return own.exists() if for_any else not_(own.exists())
+        if self.dialect == "postgresql":
+            return self.grouped_event(condition, filters)
+        own = select(self.aggregate(condition)).where(
+            events.c.contact_id == contacts.c.id, *filters
+        )
+        value = own.scalar_subquery()
+        if condition.aggregate in ("count", "sum"):
+            # Never NULL: count is 0 and the sum is coalesced to 0 without events.
+            return and_(*(_number_op(value, op) for op in condition.ops))
+        # days_since_last/first: without matching events there is no value, so no match.
+        return _is_true(and_(*(self.days_since_op(value, op) for op in condition.ops)))
+
+    def aggregate(self, condition: Event) -> ColumnElement[Any]:
+        """The aggregate over one contact's matching events (over a group of them)."""
+        if condition.aggregate == "count":
+            return func.count()
+        if condition.aggregate == "sum":
+            return func.coalesce(func.sum(events.c.amount), 0)
+        if condition.aggregate == "days_since_last":
+            return func.max(events.c.occurred_at)
+        return func.min(events.c.occurred_at)
+
+    def grouped_event(self, condition: Event, filters: list[Predicate]) -> Predicate:
+        """The aggregate as `id IN (matching events grouped by contact HAVING …)`."""
+        grouped = select(events.c.contact_id).where(*filters).group_by(events.c.contact_id)
+        aggregate = self.aggregate(condition)
+        if condition.aggregate in ("count", "sum"):
             met = and_(*(_number_op(aggregate, op) for op in condition.ops))
-            grouped = matching.group_by(events.c.contact_id)
             # Contacts without matching events have count and sum 0: when 0 meets the
             # condition they are members, so select the contacts that do not meet it.
-            if at_zero:
+            if all(holds(op, 0) for op in condition.ops):
                 return contacts.c.id.not_in(grouped.having(not_(met)))
             return contacts.c.id.in_(grouped.having(met))
-        # days_since_last/first: without matching events there is no value, so no match.
-        moment = (
-            func.max(events.c.occurred_at)
-            if condition.aggregate == "days_since_last"
-            else func.min(events.c.occurred_at)
-        )
-        met = and_(*(self.days_since_op(moment, op) for op in condition.ops))
-        return contacts.c.id.in_(matching.group_by(events.c.contact_id).having(met))
+        met = and_(*(self.days_since_op(aggregate, op) for op in condition.ops))
+        return contacts.c.id.in_(grouped.having(met))
 
     def days_since_op(self, moment: ColumnElement[Any], op: Op) -> Predicate:
         """`days_since_last OP n` as comparisons of the moment with day boundaries.
@@ -400,32 +427,49 @@ class Compiler:
         return and_(*checks)
 
     def nps(self, condition: Nps) -> Predicate:
-        """The class of each contact's latest scored NPS answer (ties: the later row)."""
+        """The class of each contact's latest scored NPS answer.
+
+        Latest means the greatest occurred_at; of answers at the same moment the
+        later-inserted row (the greater events.id) wins, so re-importing a
+        corrected answer replaces the earlier one. SQLite reads the latest answer
+        per contact with one backwards probe of ix_events_contact_type_time, whose
+        entries for one moment are in rowid (id) order; PostgreSQL anti-joins
+        against any newer answer.
+        """
+        if self.dialect != "postgresql":
+            score = (
+                select(events.c.score)
+                .where(events.c.contact_id == contacts.c.id, *self.nps_answers(events))
+                .order_by(events.c.occurred_at.desc(), events.c.id.desc())
+                .limit(1)
+                .scalar_subquery()
+            )
+            return _is_true(score.between(condition.low, condition.high))
         latest = events.alias("latest")
         newer = events.alias("newer")
-
-        def answers(t: FromClause) -> list[Predicate]:
-            return [
-                t.c.type == "survey",
-                t.c.tag == "nps",
-                t.c.score.is_not(None),
-                t.c.occurred_at < self.clock.end,
-            ]
-
         superseded = exists().where(
             newer.c.contact_id == latest.c.contact_id,
-            *answers(newer),
+            *self.nps_answers(newer),
             or_(
                 newer.c.occurred_at > latest.c.occurred_at,
                 and_(newer.c.occurred_at == latest.c.occurred_at, newer.c.id > latest.c.id),
             ),
         )
         classed = select(latest.c.contact_id).where(
-            *answers(latest),
+            *self.nps_answers(latest),
             latest.c.score.between(condition.low, condition.high),
             ~superseded,
         )
         return contacts.c.id.in_(classed)
+
+    def nps_answers(self, table: FromClause) -> list[Predicate]:
+        """The rows that count as NPS answers as of D: scored surveys tagged nps."""
+        return [
+            table.c.type == "survey",
+            table.c.tag == "nps",
+            table.c.score.is_not(None),
+            table.c.occurred_at < self.clock.end,
+        ]
 
 
 def _path(name: str) -> str:
@@ -453,8 +497,8 @@ def _number_op(aggregate: ColumnElement[Any], op: Op) -> Predicate:
     }[op.name]
 
 
-def _existence_only(ops: tuple[Op, ...]) -> bool:
-    """Whether a count condition only asks "any?" or "none?": equal truth for every count ≥ 1."""
+def _truth_for_any(ops: tuple[Op, ...]) -> bool | None:
+    """A count condition's truth, when it is the same for every count ≥ 1; else None."""
     numbers = [
         float(v)
         for op in ops
@@ -463,7 +507,7 @@ def _existence_only(ops: tuple[Op, ...]) -> bool:
     ]
     top = int(max(numbers, default=0)) + 2
     outcomes = {all(holds(op, k) for op in ops) for k in range(1, top)}
-    return len(outcomes) == 1
+    return outcomes.pop() if len(outcomes) == 1 else None
 
 
 def members_query(
