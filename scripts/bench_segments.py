@@ -76,7 +76,7 @@ def hand_written(clock: Clock) -> dict[str, list[tuple[str, str, dict[str, objec
         return (
             f"SELECT count(*) FROM (SELECT contact_id FROM {source} WHERE type = 'purchase' "
             "AND occurred_at >= :y AND occurred_at < :end GROUP BY contact_id "
-            "HAVING sum(amount) >= 1000)"
+            "HAVING sum(amount) >= 500)"
         )
 
     def lapsed(source: str) -> str:
