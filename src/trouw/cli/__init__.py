@@ -23,6 +23,7 @@ from trouw.cli.plan import plan_group
 from trouw.cli.preview import preview_command
 from trouw.cli.project import init_command
 from trouw.cli.segments import segments_group
+from trouw.cli.simulate import simulate_command
 from trouw.cli.templates import templates_group
 from trouw.errors import TrouwError, UserError
 
@@ -82,3 +83,4 @@ main.add_command(templates_group)
 main.add_command(preview_command)
 main.add_command(plan_group)
 main.add_command(calendar_command)
+main.add_command(simulate_command)

@@ -108,6 +108,45 @@ class ChunkFacts:
     entered: dict[str, set[str]] = field(default_factory=dict)  # by campaign
 
 
+# Triggers whose contacts are looked up per chunk (ChunkFacts), not read from the contact row.
+LOOKUPS = ("event", "inactive", "entered")
+
+
+@dataclass(frozen=True)
+class CampaignPlan:
+    """What `candidates` asks of a campaign for every contact, worked out once.
+
+    `steps` holds (index, step, fixed template): the template when the step
+    sends the same one to everyone it reaches, else None (decided per contact).
+    """
+
+    campaign: Campaign
+    name: str
+    segment: str | None
+    scheduled: bool
+    steps: tuple[tuple[int, Step, str | None], ...]
+    lookup: str | None  # the trigger kind when it is found in a per-chunk lookup
+
+    @classmethod
+    def of(cls, campaign: Campaign) -> CampaignPlan:
+        trigger = campaign.trigger
+        steps = []
+        for index, step in enumerate(campaign.steps):
+            fixed = None
+            first = step.variants[0] if step.variants else None
+            if step.unless is None and step.only_if is None and first and first.segment is None:
+                fixed = first.template
+            steps.append((index, step, fixed))
+        return cls(
+            campaign,
+            campaign.name,
+            campaign.segment or None,
+            campaign.schedule is not None,
+            tuple(steps),
+            trigger.kind if trigger is not None and trigger.kind in LOOKUPS else None,
+        )
+
+
 class CandidateFinder:
     """Turns the calendar campaigns into candidate sends for chunks of contacts."""
 
@@ -159,6 +198,10 @@ class CandidateFinder:
                         dues.append((due, f"{campaign.name}:{start}"))
                 self.scheduled_dues[(campaign.name, index)] = dues
         self.any_suppressed: bool | None = None
+        self.plans = [CampaignPlan.of(c) for c in self.campaigns]
+        # Occurrence keys of yearly triggers (birthday:2026, birthday:2027), made once.
+        self.year_keys = {c.name: (f"{c.name}:{year - 1}", f"{c.name}:{year}") for c in campaigns}
+        self._shared: dict[tuple[str, int, str], tuple[Candidate, ...]] = {}
 
     # -- the set-based part: one statement per segment / trigger per chunk
 
@@ -292,12 +335,18 @@ class CandidateFinder:
             origin = contact.birthday if kind == "birthday" else contact.customer_since
             if not isinstance(origin, date):
                 return []
-            found = []
-            for year in (self.year - 1, self.year):
-                # An anniversary needs a full year as a customer.
-                if kind == "anniversary" and year <= origin.year:
-                    continue
-                found.append((day_in_year(origin, year), f"{name}:{year}", False))
+            previous, current = self.year_keys[name]
+            year = self.year
+            if kind == "birthday":
+                return [
+                    (day_in_year(origin, year - 1), previous, False),
+                    (day_in_year(origin, year), current, False),
+                ]
+            found = []  # an anniversary needs a full year as a customer
+            if year - 1 > origin.year:
+                found.append((day_in_year(origin, year - 1), previous, False))
+            if year > origin.year:
+                found.append((day_in_year(origin, year), current, False))
             return found
         if kind == "event":
             moment = facts.trigger_events[name].get(contact_id)
@@ -334,46 +383,79 @@ class CandidateFinder:
         return due if due.year == self.year else None
 
     def candidates(self, contact: ContactRow, facts: ChunkFacts) -> list[Candidate]:
-        """Every send the calendar wants to make to this contact, due in the year."""
+        """Every send the calendar wants to make to this contact, due in the year.
+
+        Runs once per contact, so the per-campaign work is done in `plans` up
+        front: scheduled sends are built once per (step, template) and shared by
+        every contact (candidates are immutable tuples).
+        """
         contact_id = str(contact.id)
         members = facts.members
         found: list[Candidate] = []
-        for campaign in self.campaigns:
-            if campaign.segment and contact_id not in members[campaign.segment]:
+        as_of = self.as_of
+        catch_up = self.earliest_catch_up
+        year = self.year
+        for plan in self.plans:
+            campaign = plan.campaign
+            if plan.segment is not None and contact_id not in members[plan.segment]:
                 continue
-            name = campaign.name
-            scheduled = campaign.schedule is not None
-            starts = None if scheduled else self.starts(campaign, contact, facts)
-            if starts is not None and not starts:
+            if plan.scheduled:
+                for index, step, fixed in plan.steps:
+                    template = fixed or self._template(step, contact_id, members)
+                    if template is not None:
+                        found.extend(self._scheduled_candidates(plan, index, step, template))
                 continue
-            for index, step in enumerate(campaign.steps):
-                template = self._template(step, contact_id, members)
+            # Most contacts have no such event, purchase or entry: skip them before `starts`.
+            lookup = plan.lookup
+            if lookup == "event" and contact_id not in facts.trigger_events[plan.name]:
+                continue
+            if lookup == "inactive" and contact_id not in facts.last_purchase:
+                continue
+            if lookup == "entered" and contact_id not in facts.entered[plan.name]:
+                continue
+            starts = self.starts(campaign, contact, facts)
+            if not starts:
+                continue
+            name, kind, priority = plan.name, campaign.kind, campaign.priority
+            for index, step, fixed in plan.steps:
+                template = fixed or self._template(step, contact_id, members)
                 if template is None:
                     continue
-                if scheduled:
-                    dues = self.scheduled_dues[(name, index)]
-                else:
-                    assert starts is not None
-                    offset = self.offsets[(name, index)]
-                    dues = []
-                    for start, occurrence, overdue_ok in starts:
-                        due = self.due(start, step, offset, overdue_ok)
-                        if due is not None:
-                            dues.append((due, occurrence))
-                for due, occurrence in dues:
+                offset = self.offsets[(name, index)]
+                for start, occurrence, overdue_ok in starts:
+                    if offset is not None:
+                        due = start + timedelta(days=offset)
+                    else:
+                        due = step.after.after(start) if step.after is not None else start
+                    if due < as_of:
+                        # Missed while the plan was not running: catch up on the planning
+                        # day if recent enough (or always, for a lasting state: inactivity).
+                        if not overdue_ok and due < catch_up:
+                            continue
+                        due = as_of
+                    if due.year != year:
+                        continue
                     found.append(
-                        Candidate(
-                            due,
-                            name,
-                            step.name,
-                            occurrence,
-                            template,
-                            campaign.kind,
-                            campaign.priority,
-                            index,
-                        )
+                        Candidate(due, name, step.name, occurrence, template, kind, priority, index)
                     )
         return found
+
+    def _scheduled_candidates(
+        self, plan: CampaignPlan, index: int, step: Step, template: str
+    ) -> tuple[Candidate, ...]:
+        """The sends of one scheduled step with one template: the same for every contact."""
+        key = (plan.name, index, template)
+        built = self._shared.get(key)
+        if built is None:
+            campaign = plan.campaign
+            built = self._shared[key] = tuple(
+                Candidate(
+                    due, plan.name, step.name, occurrence, template, campaign.kind,
+                    campaign.priority, index,
+                )
+                for due, occurrence in self.scheduled_dues[(plan.name, index)]
+            )  # fmt: skip
+        return built
 
     @staticmethod
     def _template(step: Step, contact_id: str, members: dict[str, set[str]]) -> str | None:

@@ -166,12 +166,15 @@ def resolve(
     calendar: YearCalendar,
     *,
     excluded: str | None = None,
+    sent: Sequence[tuple[date, str]] = (),
 ) -> list[Decision]:
     """Decide day and status of each of one contact's candidates.
 
     `excluded` is why the contact gets nothing but service mails (unsubscribed,
     channel none, ...), or None. Candidates must be due in the calendar's year;
-    a (campaign, step, occurrence) given twice is decided once.
+    a (campaign, step, occurrence) given twice is decided once. `sent` holds the
+    (day, campaign) of mails already made (the ledger): they are not decided
+    again, but they count toward the week, the month and the gap, as at send time.
     """
     seen: set[tuple[str, str, str]] = set()
     decisions: list[Decision] = []
@@ -182,19 +185,37 @@ def resolve(
     gap = rules.min_gap_days
     first = calendar.first
     months = calendar.month
+    for day, campaign in sent:
+        ordinal = day.toordinal()
+        placed.append(ordinal)
+        placed_by.setdefault(ordinal, campaign)
+        week = (ordinal - 1) // 7
+        per_week[week] = per_week.get(week, 0) + 1
+        if first <= ordinal <= calendar.last:  # months are counted within the year
+            month = months[ordinal - first]
+            per_month[month] = per_month.get(month, 0) + 1
+    next_allowed = calendar.next_allowed
+    last = calendar.last
+    max_week, max_month, defer = rules.max_per_week, rules.max_per_month, rules.defer_days
     for candidate in sorted(candidates, key=_order):
-        if candidate.key in seen:
+        key = candidate[1:4]  # (campaign, step, occurrence), as Candidate.key
+        if key in seen:
             continue
-        seen.add(candidate.key)
+        seen.add(key)
         due = candidate.due
-        start = calendar.allowed_from(due)
+        due_ordinal = due.toordinal()
+        # calendar.allowed_from, inlined: this loop runs for every send of every contact.
+        if due_ordinal > last:
+            start = 0
+        else:
+            start = next_allowed[due_ordinal - first if due_ordinal >= first else 0]
         if not start:
             decisions.append(
                 Decision(candidate, due, DROPPED, f"no allowed day left in {calendar.year}")
             )
             continue
         shifted = None
-        if start != due.toordinal():
+        if start != due_ordinal:
             why = calendar.quiet.reason(due) or "quiet day"
             shifted = f"moved from {due} ({why})"
         service = candidate.kind == SERVICE
@@ -206,17 +227,17 @@ def resolve(
         if service:
             chosen = start
         else:
-            limit = min(start + rules.defer_days, calendar.last)
+            limit = min(start + defer, last)
             ordinal = start
             while ordinal <= limit:
-                if calendar.next_allowed[ordinal - first] != ordinal:
+                if next_allowed[ordinal - first] != ordinal:
                     ordinal += 1
                     continue
                 problem = None
-                if per_week.get((ordinal - 1) // 7, 0) >= rules.max_per_week:
-                    problem = f"max_per_week {rules.max_per_week} reached"
-                elif per_month.get(months[ordinal - first], 0) >= rules.max_per_month:
-                    problem = f"max_per_month {rules.max_per_month} reached"
+                if per_week.get((ordinal - 1) // 7, 0) >= max_week:
+                    problem = f"max_per_week {max_week} reached"
+                elif per_month.get(months[ordinal - first], 0) >= max_month:
+                    problem = f"max_per_month {max_month} reached"
                 elif gap:
                     for other in placed:
                         if -gap < ordinal - other < gap:
@@ -232,20 +253,23 @@ def resolve(
                     first_problem = problem
                 ordinal += 1
         if not chosen:
-            reason = f"{first_problem}; no room within defer_for {rules.defer_days}d"
+            reason = f"{first_problem}; no room within defer_for {defer}d"
             if shifted:
                 reason = f"{shifted}; {reason}"
             decisions.append(Decision(candidate, date.fromordinal(start), DROPPED, reason))
             continue
         placed.append(chosen)
-        placed_by.setdefault(chosen, candidate.campaign)
+        if chosen not in placed_by:
+            placed_by[chosen] = candidate.campaign
         week = (chosen - 1) // 7  # ordinal 1 is a Monday: weeks run Monday to Sunday
         per_week[week] = per_week.get(week, 0) + 1
         month = months[chosen - first]
         per_month[month] = per_month.get(month, 0) + 1
         if chosen == start:
-            day = due if shifted is None else date.fromordinal(chosen)
-            decisions.append(Decision(candidate, day, PLANNED, shifted))
+            if shifted is None:
+                decisions.append(Decision(candidate, due, PLANNED, None))
+            else:
+                decisions.append(Decision(candidate, date.fromordinal(chosen), PLANNED, shifted))
         else:
             moved = f"moved from {date.fromordinal(start)}: {first_problem}"
             decisions.append(
