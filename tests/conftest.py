@@ -12,6 +12,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner, Result
@@ -128,3 +129,36 @@ class Cli:
 @pytest.fixture
 def cli(project_dir: Path, db_url: str) -> Cli:
     return Cli(project_dir, db_url)
+
+
+CHROMIUM = "/usr/bin/chromium"  # Debian's; Playwright's own browser download cannot work here
+CHROMIUM_ARGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+    "--disable-component-update", "--no-first-run", "--disable-sync",
+]  # fmt: skip
+
+
+@pytest.fixture
+def browser() -> Iterator[Any]:
+    """Headless Chromium driven by Playwright; skipped with the reason if either is missing,
+    except under CI, which must run the browser tests."""
+    problem = None
+    if not Path(CHROMIUM).exists():
+        problem = f"{CHROMIUM} is missing: apt-get install -y chromium"
+    else:
+        try:
+            import playwright.sync_api
+        except ImportError:
+            problem = "the playwright package is missing: pip install playwright"
+    if problem:
+        if os.environ.get("CI"):
+            pytest.fail(f"CI must run the browser tests, but: {problem}")
+        pytest.skip(problem)
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            yield chromium
+        finally:
+            chromium.close()

@@ -5,14 +5,13 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
 from datetime import date
 from pathlib import Path
+from typing import Any
 
 import icalendar
 import pytest
 
-from tests.cli.test_preview import CHROMIUM
 from tests.conftest import Cli, write_files
 from tests.planning.shop import TEMPLATE, policy
 
@@ -130,36 +129,13 @@ def test_calendar_terminal_html_and_ics(shop: Cli, tmp_path: Path) -> None:
     assert "data-date='2027-04-02' data-sends='2'" in text
 
 
-def test_calendar_page_in_a_real_browser(shop: Cli, tmp_path: Path) -> None:
-    problem = None
-    if not Path(CHROMIUM).exists():
-        problem = f"{CHROMIUM} is missing: apt-get install -y chromium"
-    else:
-        try:
-            import playwright.sync_api
-        except ImportError:
-            problem = "the playwright package is missing: pip install playwright"
-    if problem:
-        if os.environ.get("CI"):
-            pytest.fail(f"CI must run the browser test, but: {problem}")
-        pytest.skip(problem)
-    from playwright.sync_api import sync_playwright
-
+def test_calendar_page_in_a_real_browser(shop: Cli, tmp_path: Path, browser: Any) -> None:
     page_path = tmp_path / "calendar.html"
     assert shop("calendar", "2027", "--html", str(page_path)).exit_code == 0
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=CHROMIUM,
-            args=["--headless", "--no-sandbox", "--disable-gpu",
-                  "--disable-background-networking", "--no-first-run"],
-        )  # fmt: skip
-        try:
-            page = browser.new_page()
-            page.goto(page_path.as_uri(), timeout=30_000)
-            assert page.locator(".month").count() == 12
-            cell = page.locator("td[data-date='2027-04-02']")
-            assert cell.get_attribute("data-sends") == "2"
-            assert "spring: 2" in (cell.get_attribute("title") or "")
-            assert "spring" in page.inner_text("#campaigns")
-        finally:
-            browser.close()
+    page = browser.new_page()
+    page.goto(page_path.as_uri(), timeout=30_000)
+    assert page.locator(".month").count() == 12
+    cell = page.locator("td[data-date='2027-04-02']")
+    assert cell.get_attribute("data-sends") == "2"
+    assert "spring: 2" in (cell.get_attribute("title") or "")
+    assert "spring" in page.inner_text("#campaigns")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import email
-import os
 import shutil
 import socket
 import subprocess
@@ -13,6 +12,7 @@ from datetime import date
 from email.message import EmailMessage
 from email.policy import default as default_policy
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import Engine
@@ -26,7 +26,6 @@ from trouw.store import open_store
 
 REPO = Path(__file__).resolve().parents[2]
 AS_OF = "2027-04-01"
-CHROMIUM = "/usr/bin/chromium"
 
 
 @pytest.fixture(scope="module")
@@ -179,22 +178,8 @@ def _wait_for(port: int, process: subprocess.Popen[bytes], seconds: float = 30) 
 
 
 @pytest.mark.slow
-def test_preview_page_in_a_real_browser(example: tuple[Path, str]) -> None:
+def test_preview_page_in_a_real_browser(example: tuple[Path, str], browser: Any) -> None:
     """Start `trouw preview --serve`, pick a campaign and contact in Chromium, see their name."""
-    problem = None
-    if not Path(CHROMIUM).exists():
-        problem = f"{CHROMIUM} is missing: apt-get install -y chromium"
-    else:
-        try:
-            import playwright.sync_api
-        except ImportError:
-            problem = "the playwright package is missing: pip install playwright"
-    if problem:
-        if os.environ.get("CI"):
-            pytest.fail(f"CI must run the browser test, but: {problem}")
-        pytest.skip(problem)
-    from playwright.sync_api import sync_playwright
-
     root, url = example
     port = _free_port()
     process = subprocess.Popen(
@@ -205,35 +190,25 @@ def test_preview_page_in_a_real_browser(example: tuple[Path, str]) -> None:
     )  # fmt: skip
     try:
         _wait_for(port, process)
-        with sync_playwright() as playwright:
-            browser = playwright.chromium.launch(
-                executable_path=CHROMIUM,
-                args=["--headless", "--no-sandbox", "--disable-gpu",
-                      "--disable-background-networking", "--disable-component-update",
-                      "--no-first-run", "--disable-sync"],
-            )  # fmt: skip
-            try:
-                page = browser.new_page()
-                page.goto(f"http://127.0.0.1:{port}/", timeout=30_000)
-                page.click("a.campaign-link:text-is('spring-outing')")
-                page.wait_for_selector("a.contact-link")
-                link = page.locator("a.contact-link").nth(1)
-                contact_id = link.get_attribute("data-contact")
-                link.click()
-                page.wait_for_selector("#mail-frame")
-                name = page.inner_text("#contact-name")
-                assert contact_id and contact_id in page.inner_text("#mail-meta")
-                first_name = name.split()[0]
-                frame = page.frame_locator("#mail-frame")
-                assert first_name in frame.locator("body").inner_text(timeout=30_000)
-                assert first_name in page.inner_text("#text-part")
-                # The contact picker: any id, typed in.
-                page.fill("#contact-input", "demo-000002")
-                page.click("#contact-picker button")
-                page.wait_for_selector("#mail-frame")
-                assert "demo-000002" in page.inner_text("#mail-meta")
-            finally:
-                browser.close()
+        page = browser.new_page()
+        page.goto(f"http://127.0.0.1:{port}/", timeout=30_000)
+        page.click("a.campaign-link:text-is('spring-outing')")
+        page.wait_for_selector("a.contact-link")
+        link = page.locator("a.contact-link").nth(1)
+        contact_id = link.get_attribute("data-contact")
+        link.click()
+        page.wait_for_selector("#mail-frame")
+        name = page.inner_text("#contact-name")
+        assert contact_id and contact_id in page.inner_text("#mail-meta")
+        first_name = name.split()[0]
+        frame = page.frame_locator("#mail-frame")
+        assert first_name in frame.locator("body").inner_text(timeout=30_000)
+        assert first_name in page.inner_text("#text-part")
+        # The contact picker: any id, typed in.
+        page.fill("#contact-input", "demo-000002")
+        page.click("#contact-picker button")
+        page.wait_for_selector("#mail-frame")
+        assert "demo-000002" in page.inner_text("#mail-meta")
     finally:
         process.terminate()
         process.wait(timeout=10)
