@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from datetime import date
-from functools import partial
 from typing import Any
 
 from sqlalchemy import Connection, select
@@ -18,7 +17,7 @@ from sqlalchemy import Connection, select
 from trouw.facts import Facts
 from trouw.project import Settings
 from trouw.store import contacts
-from trouw.templates.links import LinkSigner
+from trouw.templates.links import LinkSigner, MailLinks
 
 INTERNAL_COLUMNS = ("created_at", "updated_at")
 
@@ -70,11 +69,27 @@ def campaign_view(
     }
 
 
-def _track(signer: LinkSigner, contact_id: str, campaign: str, url: str, tag: str = "") -> str:
-    """`track(url, tag)` in a template: the signed click link; the tag defaults to the campaign."""
-    if not str(url).strip():
-        raise ValueError("track() was given an empty URL")
-    return signer.click_url(contact_id, campaign, str(url), str(tag) or campaign)
+class Track:
+    """`track(url, tag)` in a template: the signed click link; the tag defaults to the campaign.
+
+    A plain callable with nothing public on it, so the sandbox can call it directly
+    (see `MailSandbox.call`) and a template cannot reach the signer through it.
+    """
+
+    __slots__ = ("_campaign", "_links")
+
+    def __init__(self, links: MailLinks, campaign: str) -> None:
+        self._links = links
+        self._campaign = campaign
+
+    def __call__(self, url: str, tag: str = "") -> str:
+        url = str(url)
+        if not url.strip():
+            raise ValueError("track() was given an empty URL")
+        return self._links.click_url(url, str(tag) or self._campaign)
+
+    def __repr__(self) -> str:
+        return "<track>"
 
 
 def mail_context(
@@ -87,8 +102,8 @@ def mail_context(
     as_of: date,
 ) -> dict[str, Any]:
     """The variables of one mail for one contact."""
-    contact_id = str(contact["id"])
     campaign_name = str(campaign["name"])
+    links = signer.for_mail(str(contact["id"]), campaign_name)
     return {
         "contact": contact,
         "facts": facts,
@@ -96,7 +111,7 @@ def mail_context(
         "shop": shop,
         "locale": contact["locale"],
         "today": as_of,
-        "unsubscribe_url": signer.unsubscribe_url(contact_id, campaign_name),
-        "open_pixel_url": signer.open_url(contact_id, campaign_name),
-        "track": partial(_track, signer, contact_id, campaign_name),
+        "unsubscribe_url": links.unsubscribe_url(),
+        "open_pixel_url": links.open_url(),
+        "track": Track(links, campaign_name),
     }

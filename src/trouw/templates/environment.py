@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import html
 import traceback
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, MutableMapping
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -34,13 +34,15 @@ from jinja2 import (
     nodes,
 )
 from jinja2.debug import rewrite_traceback_stack
+from jinja2.environment import TemplateModule
 from jinja2.exceptions import SecurityError
 from jinja2.exceptions import TemplateError as JinjaTemplateError
-from jinja2.runtime import Context
+from jinja2.runtime import Context, Macro
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from trouw.errors import UserError
 from trouw.facts import Facts
+from trouw.templates.context import Track
 from trouw.templates.filters import FILTERS
 from trouw.templates.mail import MailFinisher
 
@@ -85,11 +87,13 @@ _DATA_FIELDS: dict[type, frozenset[str]] = {Facts: frozenset(f.name for f in fie
 
 
 class MailSandbox(ImmutableSandboxedEnvironment):
-    """The immutable sandbox, with a short path for what mails read most.
+    """The immutable sandbox, with short paths for what mails do most.
 
-    `contact.first_name` on a dict and `facts.points` on `Facts` give what the
-    sandbox's checks would give (a key of a plain dict; a data field), without
-    first raising and catching an AttributeError or inspecting the value.
+    `contact.first_name` on a dict, `facts.points` on `Facts` and `m.button` on an
+    imported template give what the sandbox's checks would give (a key of a plain
+    dict; a data field; a name the template exports), without first raising and
+    catching an AttributeError or inspecting the value. Calling a macro or
+    `track` skips the checks for unsafe callables, which those never are.
     Everything else (methods, dunder names, other types) goes through the
     sandbox's checks unchanged.
     """
@@ -102,11 +106,48 @@ class MailSandbox(ImmutableSandboxedEnvironment):
                     return obj[attribute]
                 except KeyError:
                     pass
+        elif kind is TemplateModule:
+            if attribute[:1] != "_":
+                try:
+                    return obj.__dict__[attribute]
+                except KeyError:
+                    pass
         else:
             names = _DATA_FIELDS.get(kind)
             if names is not None and attribute in names:
                 return getattr(obj, attribute)
         return super().getattr(obj, attribute)
+
+    def call(
+        __self,
+        __context: Context,
+        __obj: Any,
+        *args: Any,
+        **kwargs: Any,
+    ) -> Any:
+        """Call from a template: macros and `track` directly, anything else checked."""
+        kind = type(__obj)
+        if kind is Macro or kind is Track:
+            # What Context.call does for callables without pass_context & co.
+            kwargs.pop("_block_vars", None)
+            kwargs.pop("_loop_vars", None)
+            try:
+                return __obj(*args, **kwargs)
+            except StopIteration:
+                return __context.environment.undefined(
+                    "value was undefined because a callable raised a StopIteration exception"
+                )
+        return super().call(__context, __obj, *args, **kwargs)
+
+    def make_globals(self, d: MutableMapping[str, Any] | None) -> MutableMapping[str, Any]:
+        """A template's globals as one plain dict instead of Jinja's ChainMap.
+
+        Every render copies the globals into its context (and imports compare their
+        keys); a ChainMap does that in Python, a dict in C. The price: globals added
+        to the environment after a template is loaded do not reach it, and trouw
+        sets none (filters are not globals).
+        """
+        return {**self.globals, **(d or {})}
 
 
 def make_environment(templates_dir: Path | None) -> ImmutableSandboxedEnvironment:
@@ -248,10 +289,17 @@ class MailTemplates:
         return Mail(name, subject, finished, text)
 
     def render_parts(self, compiled: CompiledMail, context: Mapping[str, Any]) -> tuple[str, str]:
-        """The subject (plain text, one line) and the HTML before CSS inlining."""
+        """The subject (plain text, one line) and the HTML before CSS inlining.
+
+        The subject block is rendered once: where the layout shows it again (in
+        `<title>`), it gets the same text without running the block a second time.
+        """
         template = compiled.html
-        jinja_context = template.new_context(dict(context))
+        # new_context copies the variables (into the globals): the caller's dict stays as is.
+        variables = context if isinstance(context, dict) else dict(context)
+        jinja_context = template.new_context(variables)
         raw_subject = self._run(template, lambda: "".join(compiled.subject(jinja_context)))
+        jinja_context.blocks["subject"][0] = _rendered(raw_subject)
         body = self._run(template, lambda: "".join(template.root_render_func(jinja_context)))
         return " ".join(html.unescape(raw_subject).split()), body
 
@@ -290,6 +338,15 @@ class MailTemplates:
     ) -> TemplateError:
         filename, line = _template_frame(exc, template)
         return TemplateError(f"{what}: {exc}", path=self._path(filename), line=line, fix=fix)
+
+
+def _rendered(text: str) -> Callable[[Context], Iterator[str]]:
+    """A block that was already rendered for this context: yields its text again."""
+
+    def block(context: Context) -> Iterator[str]:
+        yield text
+
+    return block
 
 
 def _fix_for(exc: Exception) -> str:
