@@ -55,7 +55,7 @@ class Env:
 pass_env = click.make_pass_decorator(Env)
 
 
-def _parse_day(_ctx: click.Context, _param: click.Parameter, value: str | None) -> date | None:
+def parse_day(_ctx: click.Context, _param: click.Parameter, value: str | None) -> date | None:
     if value is None:
         return None
     try:
@@ -69,7 +69,7 @@ def as_of_option(function: F) -> F:
         "--as-of",
         "as_of",
         metavar="YYYY-MM-DD",
-        callback=_parse_day,
+        callback=parse_day,
         help="Act as if it were the end of this day (default: today in the project's zone).",
     )(function)
 

@@ -7,11 +7,10 @@ from pathlib import Path
 
 import click
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from trouw.cli.output import console, errors
-from trouw.cli.params import Env, _parse_day, pass_env
+from trouw.cli.output import console, count_progress
+from trouw.cli.params import Env, parse_day, pass_env
 from trouw.errors import UserError
 from trouw.planning.planner import CHUNK_SIZE
 from trouw.planning.scratch import scratch_copy
@@ -23,9 +22,9 @@ MAX_DAYS = 400
 
 
 @click.command("simulate")
-@click.option("--from", "start", required=True, metavar="YYYY-MM-DD", callback=_parse_day,
+@click.option("--from", "start", required=True, metavar="YYYY-MM-DD", callback=parse_day,
               help="First day to replay.")  # fmt: skip
-@click.option("--to", "end", required=True, metavar="YYYY-MM-DD", callback=_parse_day,
+@click.option("--to", "end", required=True, metavar="YYYY-MM-DD", callback=parse_day,
               help="Last day to replay (inclusive).")  # fmt: skip
 @click.option(
     "--out",
@@ -69,17 +68,8 @@ def simulate_command(
         )
     folder = out_dir or env.project.state_dir / "simulate"
     days = (end - start).days + 1
-    progress = Progress(
-        TextColumn("simulating {task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeRemainingColumn(),
-        console=errors,
-        transient=True,
-        disable=not errors.is_terminal,
-    )
-    with scratch_copy(env.engine) as scratch, atomic(scratch) as connection, progress:
-        task = progress.add_task(f"{start} … {end}", total=days)
+    progress = count_progress(f"simulating {start} … {end}", days)
+    with scratch_copy(env.engine) as scratch, atomic(scratch) as connection, progress as done:
         summary = simulate_period(
             connection,
             env.project,
@@ -87,7 +77,7 @@ def simulate_command(
             end=end,
             out_dir=folder,
             chunk_size=chunk_size,
-            progress=lambda _day: progress.advance(task),
+            progress=lambda day: done((day - start).days + 1),
         )
     _print_summary(summary)
 
