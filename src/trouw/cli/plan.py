@@ -18,6 +18,7 @@ from trouw.cli.output import console, errors
 from trouw.cli.params import Env, as_of_option, format_option, pass_env
 from trouw.errors import ContactNotFound, UserError
 from trouw.planning import DEFERRED, DROPPED, PLANNED, plan_year
+from trouw.planning.parallel import default_workers
 from trouw.planning.planner import CHUNK_SIZE, count_contacts
 from trouw.planning.views import EXPORT_COLUMNS, contact_plan, export_rows
 from trouw.store import atomic, contacts
@@ -62,8 +63,15 @@ class PlanGroup(click.Group):
     show_default=True,
     help="Contacts planned per batch (memory grows with it, not with the contacts).",
 )
+@click.option(
+    "--workers",
+    type=click.IntRange(1, 64),
+    default=default_workers(),
+    show_default=True,
+    help="Processes computing batches while this one writes (1: all in this process).",
+)
 @click.pass_context
-def plan_group(ctx: click.Context, as_of: date | None, chunk_size: int) -> None:
+def plan_group(ctx: click.Context, as_of: date | None, chunk_size: int, workers: int) -> None:
     """Compute the year plan: for every contact, the dated sends of YEAR.
 
     Candidates come from every campaign with a schedule or trigger; quiet days
@@ -109,6 +117,7 @@ def plan_group(ctx: click.Context, as_of: date | None, chunk_size: int) -> None:
                 year=year,
                 as_of=day,
                 chunk_size=chunk_size,
+                workers=workers,
                 progress=lambda done: progress.update(task, completed=done),
             )
     table = Table(title=f"plan {year} as of {day}", title_justify="left")

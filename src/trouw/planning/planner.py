@@ -14,15 +14,23 @@ recent ones within `defer_for`, which are caught up on the planning day.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
-from sqlalchemy import Connection, delete, func, select
+from sqlalchemy import Connection, delete, exists, func, or_, select
 
 from trouw.campaigns import Campaign, CampaignError, check_references, load_campaigns
-from trouw.planning.candidates import CandidateFinder, contact_chunks, send_channel, stop_reason
+from trouw.planning.candidates import (
+    CandidateFinder,
+    ContactRow,
+    contact_chunks,
+    send_channel,
+    stop_reason,
+)
+from trouw.planning.parallel import ChunkPool, chunk_bounds, shared_url
 from trouw.planning.policy import DEFERRED, DROPPED, PLANNED, Rules, YearCalendar, resolve
 from trouw.project import Project
 from trouw.segments import Catalog, Clock, load_catalog
@@ -86,34 +94,24 @@ def calendar_campaigns(project: Project, catalog: Catalog) -> list[Campaign]:
     return found
 
 
-def plan_year(
-    connection: Connection,
-    project: Project,
-    *,
-    year: int,
-    as_of: date,
-    chunk_size: int = CHUNK_SIZE,
-    progress: Callable[[int], Any] | None = None,
-) -> PlanSummary:
-    """Compute and store the plan of `year` as of `as_of`, replacing the year's old plan.
+class ChunkPlanner:
+    """The plan rows of chunks of contacts: the calendar, policy and finder, set up once.
 
-    Run it inside one transaction (`atomic`). `progress` is called with the
-    number of contacts done after each chunk.
+    Built the same way in the main process and in each worker (parallel.py), so
+    both paths compute the same rows.
     """
-    catalog = load_catalog(project.segments_dir)
-    campaigns = calendar_campaigns(project, catalog)
-    rules = Rules.from_policy(project.settings.policy)
-    calendar = YearCalendar(year, rules.quiet)
-    clock = Clock(as_of, project.settings.tz)
-    finder = CandidateFinder(campaigns, catalog, clock, year, rules.defer_days)
-    connection.execute(
-        delete(plan).where(plan.c.day >= date(year, 1, 1), plan.c.day <= date(year, 12, 31))
-    )
-    summary = PlanSummary(year, as_of)
-    statuses = summary.statuses
-    per_campaign = summary.campaigns
-    writer = BulkInsert(plan, PLAN_COLUMNS)
-    for chunk in contact_chunks(connection, chunk_size):
+
+    def __init__(self, project: Project, *, year: int, as_of: date) -> None:
+        catalog = load_catalog(project.segments_dir)
+        campaigns = calendar_campaigns(project, catalog)
+        self.rules = Rules.from_policy(project.settings.policy)
+        self.calendar = YearCalendar(year, self.rules.quiet)
+        clock = Clock(as_of, project.settings.tz)
+        self.finder = CandidateFinder(campaigns, catalog, clock, year, self.rules.defer_days)
+
+    def rows(self, connection: Connection, chunk: Sequence[ContactRow]) -> list[tuple[Any, ...]]:
+        """The plan rows (PLAN_COLUMNS) of `chunk`, in contact order."""
+        finder, rules, calendar = self.finder, self.rules, self.calendar
         facts = finder.gather(connection, chunk)
         rows: list[tuple[Any, ...]] = []
         for contact in chunk:
@@ -140,19 +138,96 @@ def plan_year(
                         decision.reason,
                     )
                 )
-        # Counted per chunk from the rows (campaign at 2, status at 8): cheaper than per send.
-        for (campaign, status), count in Counter((row[2], row[8]) for row in rows).items():
-            statuses[status] += count
-            per_campaign.setdefault(campaign, Counter())[status] += count
-        writer.run(connection, rows)
-        summary.contacts += len(chunk)
-        if progress is not None:
-            progress(summary.contacts)
+        return rows
+
+
+def row_counts(rows: Sequence[tuple[Any, ...]]) -> Counter[tuple[str, str]]:
+    """(campaign, status) -> rows; counted per chunk (campaign at 2, status at 8)."""
+    return Counter((row[2], row[8]) for row in rows)
+
+
+def plan_year(
+    connection: Connection,
+    project: Project,
+    *,
+    year: int,
+    as_of: date,
+    chunk_size: int = CHUNK_SIZE,
+    progress: Callable[[int], Any] | None = None,
+    workers: int = 1,
+) -> PlanSummary:
+    """Compute and store the plan of `year` as of `as_of`, replacing the year's old plan.
+
+    Run it inside one transaction (`atomic`). `progress` is called with the
+    number of contacts done after each chunk.
+
+    With `workers` > 1 the chunks are computed by that many worker processes,
+    each reading through its own connection (parallel.py), while this
+    connection deletes and writes, chunk by chunk in contact order: the rows
+    are the same as with one worker. Workers see only committed data, so this
+    is for a database with a URL other processes can open, and a transaction
+    that has not changed contacts or events itself; otherwise (an in-memory
+    SQLite, or contacts that fit in one chunk) the plan is computed here.
+    """
+    planner = ChunkPlanner(project, year=year, as_of=as_of)
+    summary = PlanSummary(year, as_of)
+    statuses = summary.statuses
+    per_campaign = summary.campaigns
+    writer = BulkInsert(plan, PLAN_COLUMNS)
+    chunks: Iterator[tuple[int, Sequence[tuple[Any, ...]], Counter[tuple[str, str]] | None]]
+    url = shared_url(connection) if workers > 1 else None
+    if url is not None and next(chunk_bounds(connection, chunk_size))[1] is None:
+        url = None  # one chunk: nothing to share out
+    with ExitStack() as stack:
+        if url is None:
+            _delete_year(connection, year)
+            chunks = (
+                (len(chunk), planner.rows(connection, chunk), None)
+                for chunk in contact_chunks(connection, chunk_size)
+            )
+        else:
+            pool = stack.enter_context(
+                ChunkPool(connection, url, project, year=year, as_of=as_of, workers=workers)
+            )
+            _delete_year(connection, year)  # while the workers start
+            chunks = pool.run(chunk_size)
+        for contacts_done, rows, counts in chunks:
+            for (campaign, status), count in (counts or row_counts(rows)).items():
+                statuses[status] += count
+                per_campaign.setdefault(campaign, Counter())[status] += count
+            writer.run(connection, rows)
+            summary.contacts += contacts_done
+            if progress is not None:
+                progress(summary.contacts)
     return summary
+
+
+def _delete_year(connection: Connection, year: int) -> None:
+    """Delete the year's old plan rows.
+
+    On SQLite a DELETE without WHERE frees the table's pages instead of
+    deleting row by row (and index entry by entry): when the plan holds no
+    other year, that is the same delete, many times faster.
+    """
+    start, end = date(year, 1, 1), date(year, 12, 31)
+    if connection.dialect.name == "sqlite":
+        other_years = exists().where(or_(plan.c.day < start, plan.c.day > end))
+        if not connection.execute(select(other_years)).scalar():
+            connection.execute(delete(plan))
+            return
+    connection.execute(delete(plan).where(plan.c.day >= start, plan.c.day <= end))
 
 
 def count_contacts(connection: Connection) -> int:
     return int(connection.execute(select(func.count()).select_from(contacts)).scalar_one())
 
 
-__all__ = ["DROPPED", "PlanSummary", "calendar_campaigns", "count_contacts", "plan_year"]
+__all__ = [
+    "DROPPED",
+    "ChunkPlanner",
+    "PlanSummary",
+    "calendar_campaigns",
+    "count_contacts",
+    "plan_year",
+    "row_counts",
+]
