@@ -10,11 +10,10 @@ from typing import Any
 
 import click
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 from sqlalchemy import exists, select
 
-from trouw.cli.output import console, errors
+from trouw.cli.output import console, count_progress
 from trouw.cli.params import Env, as_of_option, format_option, pass_env
 from trouw.errors import ContactNotFound, UserError
 from trouw.planning import DEFERRED, DROPPED, PLANNED, plan_year
@@ -101,16 +100,7 @@ def plan_group(ctx: click.Context, as_of: date | None, chunk_size: int, workers:
     day = as_of or env.today()
     with atomic(env.engine) as connection:
         total = count_contacts(connection)
-        with Progress(
-            TextColumn("planning {task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeRemainingColumn(),
-            console=errors,
-            transient=True,
-            disable=not errors.is_terminal,
-        ) as progress:
-            task = progress.add_task(str(year), total=total)
+        with count_progress(f"planning {year}", total) as done:
             summary = plan_year(
                 connection,
                 env.project,
@@ -118,7 +108,7 @@ def plan_group(ctx: click.Context, as_of: date | None, chunk_size: int, workers:
                 as_of=day,
                 chunk_size=chunk_size,
                 workers=workers,
-                progress=lambda done: progress.update(task, completed=done),
+                progress=done,
             )
     table = Table(title=f"plan {year} as of {day}", title_justify="left")
     table.add_column("campaign")
