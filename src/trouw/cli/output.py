@@ -11,6 +11,7 @@ from rich.progress import (
     DownloadColumn,
     MofNCompleteColumn,
     Progress,
+    ProgressColumn,
     TextColumn,
     TimeRemainingColumn,
 )
@@ -19,18 +20,23 @@ console = Console(highlight=False, soft_wrap=True)
 errors = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
-@contextmanager
-def byte_progress(label: str, total: int) -> Iterator[Callable[[int], None]]:
-    """A progress bar over `total` bytes; yields the function that advances it."""
-    with Progress(
+def _bar(amount: ProgressColumn) -> Progress:
+    """A bar on stderr that disappears when done, and stays silent when not a terminal."""
+    return Progress(
         TextColumn("{task.description}"),
         BarColumn(),
-        DownloadColumn(),
+        amount,
         TimeRemainingColumn(),
         console=errors,
         transient=True,
         disable=not errors.is_terminal,
-    ) as progress:
+    )
+
+
+@contextmanager
+def byte_progress(label: str, total: int) -> Iterator[Callable[[int], None]]:
+    """A progress bar over `total` bytes; yields the function that advances it."""
+    with _bar(DownloadColumn()) as progress:
         task = progress.add_task(label, total=total)
         pending = 0
 
@@ -47,14 +53,6 @@ def byte_progress(label: str, total: int) -> Iterator[Callable[[int], None]]:
 @contextmanager
 def count_progress(label: str, total: int) -> Iterator[Callable[[int], None]]:
     """A progress bar over `total` items (contacts, days); yields `done(n)`, which sets it."""
-    with Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeRemainingColumn(),
-        console=errors,
-        transient=True,
-        disable=not errors.is_terminal,
-    ) as progress:
+    with _bar(MofNCompleteColumn()) as progress:
         task = progress.add_task(label, total=total)
         yield lambda done: progress.update(task, completed=done)
