@@ -18,11 +18,13 @@ from trouw.cli.calendar import calendar_command
 from trouw.cli.contacts import contacts_group
 from trouw.cli.demo import demo_command
 from trouw.cli.imports import import_group
+from trouw.cli.log import log_command
 from trouw.cli.params import Env
 from trouw.cli.plan import plan_group
 from trouw.cli.preview import preview_command
 from trouw.cli.project import init_command
 from trouw.cli.segments import segments_group
+from trouw.cli.send import send_command
 from trouw.cli.simulate import simulate_command
 from trouw.cli.templates import templates_group
 from trouw.errors import TrouwError, UserError
@@ -84,3 +86,5 @@ main.add_command(preview_command)
 main.add_command(plan_group)
 main.add_command(calendar_command)
 main.add_command(simulate_command)
+main.add_command(send_command)
+main.add_command(log_command)

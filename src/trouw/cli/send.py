@@ -1,0 +1,118 @@
+"""`trouw send`: the day's due mails, checked again, through SMTP or into an outbox."""
+
+from __future__ import annotations
+
+import os
+from datetime import date
+from pathlib import Path
+
+import click
+from rich.markup import escape
+
+from trouw.cli.output import console, count_progress
+from trouw.cli.params import Env, as_of_option, pass_env
+from trouw.errors import UserError
+from trouw.sending import OutboxTransport, SendSummary, SmtpTransport, send_day
+from trouw.sending.transports import Transport
+
+
+@click.command("send")
+@as_of_option
+@click.option("--dry-run", is_flag=True, help="Check and render, but reserve and send nothing.")
+@click.option(
+    "--outbox",
+    "outbox",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Write a .eml per mail into DIR, and letters for post contacts into DIR/letters/.",
+)
+@click.option(
+    "--smtp",
+    "smtp_url",
+    metavar="URL",
+    help="smtp://user:password@host:587 or smtps://host:465 (default: TROUW_SMTP_URL).",
+)
+@click.option("--limit", type=click.IntRange(min=0), help="Send at most N mails in this run.")
+@click.option(
+    "--retry-unknown",
+    is_flag=True,
+    help="Send again the day's mails whose fate is unknown (a run died mid-send).",
+)
+@pass_env
+def send_command(
+    env: Env,
+    as_of: date | None,
+    dry_run: bool,
+    outbox: Path | None,
+    smtp_url: str | None,
+    limit: int | None,
+    retry_unknown: bool,
+) -> None:
+    """Send the day's planned mails, each at most once.
+
+    Every due send of the day (planned or deferred to it) is checked again:
+    the contact still exists, has not unsubscribed, bounced or complained,
+    and the caps hold against the ledger of what was really sent. Each mail
+    is reserved in the ledger before it leaves and confirmed after, so a
+    second run for the same day sends nothing new, and a mail whose run died
+    mid-send is reported as unknown and only sent again with --retry-unknown.
+
+    \b
+    Example:
+      trouw send --as-of 2027-03-01 --smtp smtps://shop:secret@mail.example.com:465
+      trouw send --outbox outbox/ --limit 100
+    """
+    chosen = [flag for flag, on in (("--dry-run", dry_run), ("--outbox", outbox),
+              ("--smtp", smtp_url)) if on]  # fmt: skip
+    if len(chosen) > 1:
+        raise UserError(f"{' and '.join(chosen)} exclude each other", fix="give one of them")
+    if not chosen:
+        smtp_url = os.environ.get("TROUW_SMTP_URL") or None
+        if smtp_url is None:
+            raise UserError(
+                "nowhere to send to",
+                fix="give --smtp URL (or set TROUW_SMTP_URL), --outbox DIR or --dry-run",
+            )
+    transport: Transport | None = None
+    if outbox is not None:
+        transport = OutboxTransport(outbox)
+    elif smtp_url is not None:
+        transport = SmtpTransport(smtp_url)
+    day = as_of or env.today()
+    try:
+        with count_progress(f"sending {day}", 0) as done:
+            summary = send_day(
+                env.engine,
+                env.project,
+                day,
+                transport,
+                limit=limit,
+                dry_run=dry_run,
+                retry_unknown=retry_unknown,
+                progress=lambda finished, total: done(finished),
+            )
+    finally:
+        if transport is not None:
+            transport.close()
+    _print_summary(summary)
+
+
+def _print_summary(summary: SendSummary) -> None:
+    verb = "would send" if summary.dry_run else "sent"
+    count = summary.would_send if summary.dry_run else summary.sent
+    console.print(f"{summary.day}: {summary.due} due, {verb} {count}")
+    if summary.stale:
+        console.print(f"  {summary.stale} reservations of a run that died are now unknown")
+    for reason, n in sorted(summary.skipped.items(), key=lambda item: (-item[1], item[0])):
+        console.print(f"  skipped {n}: {escape(reason)}")
+    if summary.released:
+        console.print(f"  {summary.released} refused for now (4xx): left for the next run")
+    if summary.suppressed:
+        console.print(f"  {summary.suppressed} addresses suppressed after a hard bounce")
+    for key, error in summary.failures:
+        console.print(f"  failed {escape(':'.join(key))}: {escape(error)}")
+    if summary.unknown_waiting:
+        console.print(
+            f"  {summary.unknown_waiting} mails of {summary.day} have an unknown fate; "
+            f"check the SMTP server's log, then `trouw send --as-of {summary.day} "
+            "--retry-unknown` sends them again"
+        )

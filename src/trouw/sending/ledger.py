@@ -1,0 +1,302 @@
+"""The send ledger: one row per send, reserved before delivery and confirmed after.
+
+A row is keyed by (contact, campaign, step, occurrence), unique in the
+database, so a reservation is an INSERT that does nothing for a key that is
+already there: a second run for the same day reserves nothing, and two runs
+at once can never both own a send. A reservation is committed before the
+mail leaves; the confirmation (`sent`, `failed`, `suppressed`) follows in a
+batch. A `reserved` row whose run died becomes `unknown`: it may or may not
+have reached the inbox, so it is never sent again unless the operator asks.
+
+Functions take a Connection; the caller decides the transaction.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Connection, and_, bindparam, delete, func, select, tuple_, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+from trouw.store import ledger
+
+RESERVED = "reserved"
+SENT = "sent"
+FAILED = "failed"
+UNKNOWN = "unknown"
+SUPPRESSED = "suppressed"
+STATUSES = (RESERVED, SENT, FAILED, UNKNOWN, SUPPRESSED)
+# Statuses that may have reached the inbox, and so count toward the caps.
+COUNTED = frozenset({RESERVED, SENT, UNKNOWN})
+# A reservation older than this belongs to a run that died: a live run confirms
+# each batch long before (a batch is a few hundred mails).
+STALE_AFTER = timedelta(minutes=10)
+
+Key = tuple[str, str, str, str]  # (contact_id, campaign, step, occurrence)
+
+
+@dataclass(frozen=True)
+class Send:
+    """One send as the ledger holds it."""
+
+    contact_id: str
+    campaign: str
+    step: str
+    occurrence: str
+    day: date
+    template: str | None
+    channel: str
+
+    @property
+    def key(self) -> Key:
+        return (self.contact_id, self.campaign, self.step, self.occurrence)
+
+
+@dataclass(frozen=True)
+class Confirmation:
+    """How a reserved send ended: `sent`, `failed` or `suppressed`, with when and why."""
+
+    key: Key
+    status: str
+    sent_at: datetime | None = None
+    error: str | None = None
+
+
+def message_id(key: Key, domain: str) -> str:
+    """A Message-ID derived from the ledger key: a retry of the same row reuses it."""
+    digest = hashlib.sha256("\x1f".join(key).encode()).hexdigest()[:32]
+    return f"<{digest}@{domain}>"
+
+
+def reserve(
+    connection: Connection, sends: Sequence[Send], *, domain: str, now: datetime
+) -> list[Send]:
+    """Reserve `sends` in one INSERT; returns those this call reserved.
+
+    A send whose key is already in the ledger (another run's, or an earlier
+    day's) is left alone and not returned.
+    """
+    if not sends:
+        return []
+    rows = [
+        {
+            "contact_id": s.contact_id,
+            "campaign": s.campaign,
+            "step": s.step,
+            "occurrence": s.occurrence,
+            "day": s.day,
+            "template": s.template,
+            "channel": s.channel,
+            "status": RESERVED,
+            "message_id": message_id(s.key, domain),
+            "reserved_at": now,
+        }
+        for s in sends
+    ]
+    dialect = connection.dialect.name
+    keys = (ledger.c.contact_id, ledger.c.campaign, ledger.c.step, ledger.c.occurrence)
+    if dialect == "postgresql":
+        statement: Any = pg_insert(ledger).on_conflict_do_nothing()
+    elif dialect == "sqlite":
+        statement = sqlite_insert(ledger).on_conflict_do_nothing()
+    else:  # pragma: no cover - trouw supports SQLite and PostgreSQL
+        raise NotImplementedError(dialect)
+    returned = connection.execute(statement.values(rows).returning(*keys)).all()
+    reserved = {tuple(str(v) for v in row) for row in returned}
+    return [s for s in sends if s.key in reserved]
+
+
+def reclaim_unknown(connection: Connection, sends: Sequence[Send], *, now: datetime) -> list[Send]:
+    """Turn these sends' `unknown` rows back into reservations (`--retry-unknown`)."""
+    if not sends:
+        return []
+    keys = [s.key for s in sends]
+    tuple_key = tuple_(ledger.c.contact_id, ledger.c.campaign, ledger.c.step, ledger.c.occurrence)
+    returned = connection.execute(
+        update(ledger)
+        .where(ledger.c.status == UNKNOWN, tuple_key.in_(keys))
+        .values(status=RESERVED, reserved_at=now, error=None)
+        .returning(ledger.c.contact_id, ledger.c.campaign, ledger.c.step, ledger.c.occurrence)
+    ).all()
+    reclaimed = {tuple(str(v) for v in row) for row in returned}
+    return [s for s in sends if s.key in reclaimed]
+
+
+_KEY_MATCH = and_(
+    ledger.c.contact_id == bindparam("k_contact"),
+    ledger.c.campaign == bindparam("k_campaign"),
+    ledger.c.step == bindparam("k_step"),
+    ledger.c.occurrence == bindparam("k_occurrence"),
+)
+
+
+def _key_params(key: Key) -> dict[str, str]:
+    return {"k_contact": key[0], "k_campaign": key[1], "k_step": key[2], "k_occurrence": key[3]}
+
+
+def confirm(connection: Connection, confirmations: Iterable[Confirmation]) -> int:
+    """Record how reserved sends ended, in one executemany; returns the rows updated."""
+    params = [
+        {
+            **_key_params(c.key),
+            "new_status": c.status,
+            "new_sent_at": c.sent_at,
+            "new_error": c.error,
+        }
+        for c in confirmations
+    ]
+    if not params:
+        return 0
+    statement = (
+        update(ledger)
+        .where(_KEY_MATCH, ledger.c.status == RESERVED)
+        .values(
+            status=bindparam("new_status"),
+            sent_at=bindparam("new_sent_at"),
+            error=bindparam("new_error"),
+        )
+    )
+    return connection.execute(statement, params).rowcount
+
+
+def release(connection: Connection, keys: Iterable[Key]) -> int:
+    """Delete reservations that were certainly not delivered, so a later run makes them."""
+    params = [_key_params(key) for key in keys]
+    if not params:
+        return 0
+    statement = delete(ledger).where(_KEY_MATCH, ledger.c.status == RESERVED)
+    return connection.execute(statement, params).rowcount
+
+
+def mark_stale(connection: Connection, *, before: datetime) -> int:
+    """`reserved` rows reserved before `before` belonged to a dead run: make them `unknown`."""
+    result = connection.execute(
+        update(ledger)
+        .where(ledger.c.status == RESERVED, ledger.c.reserved_at < before)
+        .values(status=UNKNOWN, error="the run that reserved it ended before confirming")
+    )
+    return result.rowcount
+
+
+def unknown_sends(connection: Connection, day: date) -> list[Send]:
+    """The `unknown` rows of a day, as sends (for `--retry-unknown`)."""
+    query = (
+        select(
+            ledger.c.contact_id,
+            ledger.c.campaign,
+            ledger.c.step,
+            ledger.c.occurrence,
+            ledger.c.day,
+            ledger.c.template,
+            ledger.c.channel,
+        )
+        .where(ledger.c.day == day, ledger.c.status == UNKNOWN)
+        .order_by(ledger.c.contact_id, ledger.c.campaign, ledger.c.step, ledger.c.occurrence)
+    )
+    return [Send(*row) for row in connection.execute(query)]
+
+
+def count_unknown(connection: Connection, day: date) -> int:
+    query = (
+        select(func.count())
+        .select_from(ledger)
+        .where(ledger.c.day == day, ledger.c.status == UNKNOWN)
+    )
+    return int(connection.execute(query).scalar_one())
+
+
+@dataclass
+class History:
+    """A contact's ledger: the keys it holds (with status) and the sends counted for caps."""
+
+    status: dict[tuple[str, str, str], str]
+    counted: dict[tuple[str, str, str], tuple[date, str]]  # key -> (day, campaign)
+
+
+def histories(
+    connection: Connection, contact_ids: Sequence[str], *, since: date, until: date
+) -> dict[str, History]:
+    """The ledger of these contacts: every key, and the counted sends with `day` in range."""
+    found: dict[str, History] = {}
+    query = select(
+        ledger.c.contact_id,
+        ledger.c.campaign,
+        ledger.c.step,
+        ledger.c.occurrence,
+        ledger.c.day,
+        ledger.c.status,
+    ).where(ledger.c.contact_id.in_(bindparam("ids", expanding=True)))
+    for start in range(0, len(contact_ids), 500):
+        ids = list(contact_ids[start : start + 500])
+        for contact_id, campaign, step, occurrence, day, status in connection.execute(
+            query, {"ids": ids}
+        ):
+            history = found.setdefault(str(contact_id), History({}, {}))
+            history.status[(campaign, step, occurrence)] = status
+            if status in COUNTED and since <= day <= until:
+                history.counted[(campaign, step, occurrence)] = (day, campaign)
+    return found
+
+
+LOG_COLUMNS = (
+    "contact_id",
+    "campaign",
+    "step",
+    "occurrence",
+    "day",
+    "template",
+    "channel",
+    "status",
+    "message_id",
+    "sent_at",
+)
+
+
+def log_rows(
+    connection: Connection, *, contact_id: str | None = None, campaign: str | None = None
+) -> Iterable[dict[str, Any]]:
+    """The ledger, filtered, in (day, contact, campaign, step) order, as JSON-ready rows."""
+    query = select(*(ledger.c[name] for name in LOG_COLUMNS))
+    if contact_id is not None:
+        query = query.where(ledger.c.contact_id == contact_id)
+    if campaign is not None:
+        query = query.where(ledger.c.campaign == campaign)
+    query = query.order_by(
+        ledger.c.day, ledger.c.contact_id, ledger.c.campaign, ledger.c.step, ledger.c.occurrence
+    )
+    for row in connection.execution_options(yield_per=2000).execute(query).mappings():
+        yield {
+            name: (value.isoformat() if hasattr(value, "isoformat") else value)
+            for name, value in row.items()
+        }
+
+
+__all__ = [
+    "COUNTED",
+    "FAILED",
+    "LOG_COLUMNS",
+    "RESERVED",
+    "SENT",
+    "STALE_AFTER",
+    "STATUSES",
+    "SUPPRESSED",
+    "UNKNOWN",
+    "Confirmation",
+    "History",
+    "Send",
+    "confirm",
+    "count_unknown",
+    "histories",
+    "log_rows",
+    "mark_stale",
+    "message_id",
+    "reclaim_unknown",
+    "release",
+    "reserve",
+    "unknown_sends",
+]

@@ -1,0 +1,476 @@
+"""`send_day`: the day's due sends, checked again, rendered, reserved, delivered, confirmed.
+
+The plan says what was meant for the day; the ledger says what has been
+made. Each chunk of contacts is handled in one write transaction (SQLite:
+BEGIN IMMEDIATE, so two runs queue up): read the contacts, their stops and
+their ledger, decide with the planner's own policy code (`resolve`, with the
+ledger's counted sends as history and no deferral: a send that no longer
+fits today is skipped with the reason), render, and reserve. The
+reservation commits before any mail leaves. Delivery follows, then the
+confirmations in one batch. A run that dies between the two leaves
+`reserved` rows; the next run marks them `unknown`, which are never sent
+again unless asked (`retry_unknown`).
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import UTC, date, datetime, timedelta
+from email.message import EmailMessage
+from email.utils import parseaddr
+from typing import Any
+
+from sqlalchemy import Connection, Engine, bindparam, insert, select
+
+from trouw.campaigns import Campaign, Step, load_campaigns
+from trouw.importing import email_hash
+from trouw.planning.policy import PLANNED, Candidate, QuietDays, Rules, YearCalendar, resolve
+from trouw.project import Project
+from trouw.segments import Clock, load_catalog
+from trouw.sending import ledger as book
+from trouw.sending.letters import letter_html
+from trouw.sending.transports import RELEASED, Outgoing, Transport, TransportDown
+from trouw.store import atomic, contacts, events, plan, suppressions
+from trouw.templates.campaign_mails import CampaignMails
+from trouw.templates.environment import MailTemplates
+
+CHUNK_CONTACTS = 500
+# How far back (and ahead) ledger rows matter for caps: a month, a week, any sane gap.
+HISTORY_DAYS = 62
+STOPPING = {"unsubscribe": "unsubscribed", "complaint": "complained", "bounce": "hard-bounced"}
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+@dataclass
+class SendSummary:
+    """What a run did: sent, skipped with reasons, failed, and what is left unknown."""
+
+    day: date
+    dry_run: bool = False
+    due: int = 0
+    sent: int = 0
+    would_send: int = 0
+    failed: int = 0
+    unknown: int = 0  # lost during DATA in this run
+    released: int = 0  # temporary failures left for the next run
+    stale: int = 0  # reservations of dead runs, now unknown
+    unknown_waiting: int = 0  # the day's unknown rows not retried
+    suppressed: int = 0  # addresses suppressed after a hard bounce
+    limited: bool = False
+    skipped: Counter[str] = field(default_factory=Counter)
+    failures: list[tuple[book.Key, str]] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Due:
+    send: book.Send
+    priority: int
+    retry: bool = False  # an `unknown` row reclaimed by --retry-unknown
+
+
+def safe_name(*parts: str) -> str:
+    return "-".join(_UNSAFE.sub("_", part).strip("_") or "_" for part in parts)
+
+
+def sender_domain(sender: str) -> str:
+    return parseaddr(sender)[1].rpartition("@")[2] or "trouw.invalid"
+
+
+def _now() -> datetime:
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+def due_sends(connection: Connection, day: date, *, retry_unknown: bool) -> list[Due]:
+    """The plan's planned and deferred sends of `day`, and the day's unknown rows if asked."""
+    query = (
+        select(
+            plan.c.contact_id,
+            plan.c.campaign,
+            plan.c.step,
+            plan.c.occurrence,
+            plan.c.day,
+            plan.c.template,
+            plan.c.channel,
+            plan.c.priority,
+        )
+        .where(plan.c.day == day, plan.c.status.in_(("planned", "deferred")))
+        .order_by(plan.c.contact_id, plan.c.campaign, plan.c.step, plan.c.occurrence)
+    )
+    found = {
+        (row[0], row[1], row[2], row[3]): Due(book.Send(*row[:7]), int(row[7]))
+        for row in connection.execute(query)
+    }
+    if retry_unknown:
+        for send in book.unknown_sends(connection, day):
+            old = found.get(send.key)
+            found[send.key] = Due(send, old.priority if old else 0, retry=True)
+    return sorted(found.values(), key=lambda d: d.send.key)
+
+
+def _stops(
+    connection: Connection, rows: Sequence[Any], clock: Clock
+) -> tuple[dict[str, str], set[str]]:
+    """Why contacts get nothing but service mail (by id), and the suppressed addresses."""
+    ids = [str(row.id) for row in rows]
+    stopped: dict[str, str] = {}
+    query = select(events.c.contact_id, events.c.type, events.c.tag).where(
+        events.c.contact_id.in_(bindparam("ids", expanding=True)),
+        events.c.type.in_(tuple(STOPPING)),
+        events.c.occurred_at < clock.end,
+    )
+    for contact_id, kind, tag in connection.execute(query, {"ids": ids}):
+        if kind == "bounce" and tag == "soft":
+            continue
+        stopped.setdefault(str(contact_id), STOPPING[kind])
+    by_hash = {email_hash(str(row.email)): str(row.email) for row in rows if row.email}
+    suppressed: set[str] = set()
+    if by_hash:
+        query2 = select(suppressions.c.email_hash).where(
+            suppressions.c.email_hash.in_(bindparam("hashes", expanding=True))
+        )
+        for (found,) in connection.execute(query2, {"hashes": list(by_hash)}):
+            suppressed.add(by_hash[found].lower())
+    return stopped, suppressed
+
+
+class DaySender:
+    """One run of one day: the per-run setup shared by every chunk."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        project: Project,
+        as_of: date,
+        transport: Transport | None,
+        *,
+        dry_run: bool,
+        retry_unknown: bool,
+    ) -> None:
+        self.engine = engine
+        self.project = project
+        self.as_of = as_of
+        self.transport = transport
+        self.dry_run = dry_run
+        self.retry_unknown = retry_unknown
+        self.clock = Clock(as_of, project.settings.tz)
+        self.catalog = load_catalog(project.segments_dir)
+        self.templates = MailTemplates(project.templates_dir)
+        self.campaigns = {c.name: c for c in load_campaigns(project.campaigns_dir)}
+        rules = Rules.from_policy(project.settings.policy)
+        # Quiet days and deferral were the planner's business; today a send fits or it doesn't.
+        self.rules = replace(rules, defer_days=0, quiet=QuietDays(()))
+        self.calendar = YearCalendar(as_of.year, self.rules.quiet)
+        self.sender = project.settings.sender.from_address
+        self.envelope_sender = parseaddr(self.sender)[1]
+        self.domain = sender_domain(self.sender)
+
+    def _step(self, send: book.Send) -> tuple[Campaign, Step] | str:
+        campaign = self.campaigns.get(send.campaign)
+        if campaign is None:
+            return f"campaign '{send.campaign}' no longer exists"
+        for step in campaign.steps:
+            if step.name == send.step:
+                return campaign, step
+        return f"step '{send.step}' no longer in campaign '{send.campaign}'"
+
+    def eligible(
+        self, connection: Connection, dues: Sequence[Due], summary: SendSummary
+    ) -> tuple[list[tuple[Due, str]], dict[str, Any]]:
+        """The dues that may go out today, with their channel; skips are counted."""
+        ids = sorted({d.send.contact_id for d in dues})
+        rows = connection.execute(
+            select(contacts).where(contacts.c.id.in_(bindparam("ids", expanding=True))),
+            {"ids": ids},
+        ).all()
+        people = {str(row.id): row for row in rows}
+        stopped, suppressed = _stops(connection, rows, self.clock)
+        since = self.as_of - timedelta(days=HISTORY_DAYS)
+        until = self.as_of + timedelta(days=HISTORY_DAYS)
+        histories = book.histories(connection, ids, since=since, until=until)
+        by_contact: dict[str, list[Due]] = {}
+        for due in dues:
+            by_contact.setdefault(due.send.contact_id, []).append(due)
+        chosen: list[tuple[Due, str]] = []
+        for contact_id, mine in by_contact.items():
+            person = people.get(contact_id)
+            if person is None:
+                summary.skipped["contact no longer exists"] += len(mine)
+                continue
+            history = histories.get(contact_id)
+            keep: list[Due] = []
+            for due in mine:
+                status = history.status.get(due.send.key[1:]) if history else None
+                if status is not None and not (due.retry and status == book.UNKNOWN):
+                    summary.skipped[f"already in the ledger ({status})"] += 1
+                    continue
+                keep.append(due)
+            if not keep:
+                continue
+            channel = person.channel if person.channel in ("email", "post") else None
+            channel = channel or ("email" if person.email else "post")
+            excluded: str | None = None
+            if person.channel == "none":
+                excluded = "channel none: service mails only"
+            elif contact_id in stopped:
+                excluded = stopped[contact_id]
+            if channel == "email":
+                problem = None
+                if not person.email:
+                    problem = "no email address"
+                elif str(person.email).lower() in suppressed:
+                    problem = "address suppressed"
+                if problem:
+                    summary.skipped[problem] += len(keep)
+                    continue
+            refused = self.transport.refuses(channel) if self.transport else None
+            if refused:
+                summary.skipped[refused] += len(keep)
+                continue
+            candidates: list[Candidate] = []
+            by_key: dict[tuple[str, str, str], Due] = {}
+            for due in keep:
+                found = self._step(due.send)
+                if isinstance(found, str):
+                    summary.skipped[found] += 1
+                    continue
+                campaign, step = found
+                send = due.send
+                candidates.append(
+                    Candidate(
+                        self.as_of, send.campaign, send.step, send.occurrence,
+                        send.template or "", campaign.kind, due.priority,
+                        campaign.steps.index(step),
+                    )
+                )  # fmt: skip
+                by_key[send.key[1:]] = due
+            retried = {key for key, due in by_key.items() if due.retry}
+            counted = [
+                (day, campaign)
+                for key, (day, campaign) in (history.counted.items() if history else ())
+                if key not in retried
+            ]
+            for decision in resolve(
+                candidates, self.rules, self.calendar, excluded=excluded, sent=counted
+            ):
+                if decision.status == PLANNED and decision.day == self.as_of:
+                    chosen.append((by_key[decision.candidate.key], channel))
+                else:
+                    summary.skipped[_short(decision.reason or "does not fit today")] += 1
+        return chosen, people
+
+    def prepare(
+        self, connection: Connection, chosen: Sequence[tuple[Due, str]], summary: SendSummary
+    ) -> list[tuple[Due, Outgoing]]:
+        """Render the chosen sends; a mail that cannot be rendered is skipped with the reason."""
+        mails = CampaignMails(
+            self.project, connection, self.as_of, templates=self.templates, catalog=self.catalog
+        )
+        groups: dict[tuple[str, str], list[tuple[Due, str]]] = {}
+        for item in chosen:
+            groups.setdefault((item[0].send.campaign, item[0].send.step), []).append(item)
+        prepared: list[tuple[Due, Outgoing]] = []
+        for (campaign_name, step_name), items in groups.items():
+            found = self._step(items[0][0].send)
+            assert not isinstance(found, str)
+            campaign, step = found
+            rendered = {
+                r.contact_id: r
+                for r in mails.render_for(campaign, step, [d.send.contact_id for d, _ in items])
+            }
+            for due, channel in items:
+                result = rendered.get(due.send.contact_id)
+                if result is None or result.mail is None:
+                    why = result.error if result is not None else None
+                    reason = result.notes[0] if result and result.notes else None
+                    summary.skipped[_short(str(why) if why else reason or "nothing to render")] += 1
+                    continue
+                if result.notes:
+                    summary.skipped[_short(result.notes[0])] += 1
+                    continue
+                try:
+                    message = mails.message(result)
+                    self._stamp(message, due.send, campaign_name)
+                except ValueError as exc:  # e.g. a header with CR/LF from data
+                    summary.skipped[_short(f"cannot build the message: {exc}")] += 1
+                    continue
+                send = replace(due.send, channel=channel, template=result.mail.template)
+                letter = None
+                if channel == "post":
+                    letter = letter_html(
+                        subject=result.mail.subject,
+                        html=result.mail.html,
+                        contact=result.contact,
+                        sender=self.project.settings.sender.postal_address or self.sender,
+                        day=self.as_of,
+                    )
+                name = safe_name(
+                    self.as_of.isoformat(), campaign_name, step_name, send.contact_id,
+                    book.message_id(send.key, self.domain)[1:9],
+                )  # fmt: skip
+                recipient = str(result.contact.get("email") or "") or None
+                outgoing = Outgoing(send, message, self.envelope_sender, recipient, name, letter)
+                prepared.append((replace(due, send=send), outgoing))
+        return prepared
+
+    def _stamp(self, message: EmailMessage, send: book.Send, campaign: str) -> None:
+        del message["Message-ID"]
+        message["Message-ID"] = book.message_id(send.key, self.domain)
+        message["List-Id"] = f"{campaign} <{safe_name(campaign)}.{self.domain}>"
+
+    def deliver(self, prepared: Sequence[tuple[Due, Outgoing]], summary: SendSummary) -> None:
+        """Deliver reserved mails and confirm them in one batch, even when the transport fails."""
+        assert self.transport is not None
+        confirmations: list[book.Confirmation] = []
+        released: list[book.Key] = []
+        bounced: list[str] = []
+        try:
+            for index, (due, outgoing) in enumerate(prepared):
+                try:
+                    outcome = self.transport.deliver(outgoing)
+                except TransportDown:
+                    released.extend(d.send.key for d, _ in prepared[index:])
+                    raise
+                key = due.send.key
+                if outcome.status == RELEASED:
+                    released.append(key)
+                    summary.released += 1
+                    continue
+                sent_at = _now() if outcome.status == book.SENT else None
+                confirmations.append(book.Confirmation(key, outcome.status, sent_at, outcome.error))
+                if outcome.status == book.SENT:
+                    summary.sent += 1
+                elif outcome.status == book.UNKNOWN:
+                    summary.unknown += 1
+                    summary.failures.append((key, outcome.error or "unknown"))
+                else:
+                    summary.failed += 1
+                    summary.failures.append((key, outcome.error or "failed"))
+                    if outcome.hard_bounce and outgoing.recipient:
+                        bounced.append(outgoing.recipient)
+        finally:
+            with atomic(self.engine) as connection:
+                book.confirm(connection, confirmations)
+                book.release(connection, released)
+                summary.suppressed += _suppress(connection, bounced)
+
+
+def _suppress(connection: Connection, addresses: Sequence[str]) -> int:
+    hashes = sorted({email_hash(address) for address in addresses})
+    if not hashes:
+        return 0
+    known = set(
+        connection.execute(
+            select(suppressions.c.email_hash).where(
+                suppressions.c.email_hash.in_(bindparam("hashes", expanding=True))
+            ),
+            {"hashes": hashes},
+        ).scalars()
+    )
+    new = [h for h in hashes if h not in known]
+    if new:
+        now = _now()
+        connection.execute(
+            insert(suppressions),
+            [{"email_hash": h, "reason": "hard-bounce", "created_at": now} for h in new],
+        )
+    return len(new)
+
+
+def _short(reason: str) -> str:
+    """A reason as a summary line: the first line, without per-contact dates."""
+    first = reason.strip().splitlines()[0] if reason.strip() else reason
+    return re.sub(r" on \d{4}-\d{2}-\d{2}", "", first)
+
+
+def send_day(
+    engine: Engine,
+    project: Project,
+    as_of: date,
+    transport: Transport | None,
+    *,
+    limit: int | None = None,
+    dry_run: bool = False,
+    retry_unknown: bool = False,
+    stale_after: timedelta = book.STALE_AFTER,
+    chunk_contacts: int = CHUNK_CONTACTS,
+    progress: Callable[[int, int], Any] | None = None,
+) -> SendSummary:
+    """Send the day's due mails through `transport` (None for a dry run, which reserves nothing).
+
+    `progress(done, total)` is called after each chunk. Raises TransportDown
+    (after confirming what was delivered and releasing what was not) when the
+    transport fails altogether.
+    """
+    if transport is None and not dry_run:
+        raise ValueError("a transport is needed unless dry_run")
+    run = DaySender(engine, project, as_of, transport, dry_run=dry_run, retry_unknown=retry_unknown)
+    summary = SendSummary(as_of, dry_run=dry_run)
+    if not dry_run:
+        with atomic(engine) as connection:
+            summary.stale = book.mark_stale(connection, before=_now() - stale_after)
+    with engine.connect() as connection:
+        dues = due_sends(connection, as_of, retry_unknown=retry_unknown and not dry_run)
+    summary.due = len(dues)
+    remaining = limit
+    done = 0
+    start = 0
+    while start < len(dues):
+        # A chunk ends at a contact boundary: one contact's sends are decided together.
+        end = start
+        contacts_seen: set[str] = set()
+        while end < len(dues):
+            contact_id = dues[end].send.contact_id
+            if contact_id not in contacts_seen and len(contacts_seen) >= chunk_contacts:
+                break
+            contacts_seen.add(contact_id)
+            end += 1
+        chunk = dues[start:end]
+        start = end
+        if remaining is not None and remaining <= 0:
+            summary.limited = True
+            summary.skipped["over --limit"] += len(chunk)
+            continue
+        with atomic(engine, write=not dry_run) as connection:
+            chosen, _people = run.eligible(connection, chunk, summary)
+            if remaining is not None and len(chosen) > remaining:
+                summary.limited = True
+                summary.skipped["over --limit"] += len(chosen) - remaining
+                chosen = chosen[:remaining]
+            prepared = run.prepare(connection, chosen, summary)
+            if dry_run:
+                summary.would_send += len(prepared)
+                if remaining is not None:
+                    remaining -= len(prepared)
+                done += len(chunk)
+                if progress is not None:
+                    progress(done, len(dues))
+                continue
+            now = _now()
+            fresh = [d.send for d, _ in prepared if not d.retry]
+            retried = [d.send for d, _ in prepared if d.retry]
+            mine = {
+                s.key
+                for s in book.reserve(connection, fresh, domain=run.domain, now=now)
+                + book.reclaim_unknown(connection, retried, now=now)
+            }
+        # Committed: from here on the ledger owns these sends.
+        taken = len(prepared) - len(mine)
+        if taken:
+            summary.skipped["reserved by another run"] += taken
+        reserved = [(d, o) for d, o in prepared if d.send.key in mine]
+        if remaining is not None:
+            remaining -= len(reserved)
+        run.deliver(reserved, summary)
+        done += len(chunk)
+        if progress is not None:
+            progress(done, len(dues))
+    if not retry_unknown:
+        with engine.connect() as connection:
+            summary.unknown_waiting = book.count_unknown(connection, as_of)
+    return summary
+
+
+__all__ = ["SendSummary", "due_sends", "send_day"]

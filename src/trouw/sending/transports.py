@@ -1,0 +1,253 @@
+"""Where mails go: an SMTP server, or an outbox folder (.eml files and printable letters).
+
+A transport delivers one prepared mail and says how it ended. It never
+touches the ledger: run.py reserves before and confirms after. The outcome
+tells the ledger what is known: `sent`, `failed` (a final 5xx; a hard bounce
+when the server refused the recipient), `unknown` (the connection was lost
+during DATA: the server may have the mail), or `released` (certainly not
+delivered, e.g. a 4xx that outlasted the retries: a later run makes it).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import smtplib
+import ssl
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from email.message import EmailMessage
+from pathlib import Path
+from typing import Protocol
+from urllib.parse import unquote, urlsplit
+
+from trouw.errors import UserError, WorkFailed
+from trouw.sending.ledger import FAILED, SENT, UNKNOWN, Send
+
+RELEASED = "released"
+# Seconds to wait before each retry of a 4xx answer.
+BACKOFF = (0.2, 0.5, 1.0)
+
+
+class TransportDown(WorkFailed):
+    """The transport cannot deliver at all (SMTP server unreachable, login refused)."""
+
+
+@dataclass
+class Outgoing:
+    """One prepared mail: the ledger row, the message, and for `post` the letter."""
+
+    send: Send
+    message: EmailMessage
+    sender: str  # envelope sender address
+    recipient: str | None  # envelope recipient (email channel)
+    name: str  # file name stem, unique per ledger row
+    letter: str | None = None  # print-ready HTML (post channel)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    status: str  # sent | failed | unknown | released
+    error: str | None = None
+    hard_bounce: bool = False
+
+
+class Transport(Protocol):
+    def refuses(self, channel: str) -> str | None:
+        """Why this transport cannot deliver to `channel`, or None if it can."""
+        ...
+
+    def deliver(self, item: Outgoing) -> Outcome: ...
+
+    def close(self) -> None: ...
+
+
+def _write_atomically(path: Path, data: bytes) -> None:
+    # A crash never leaves half a file under the final name; a rewrite replaces it.
+    temporary = path.with_name(path.name + ".tmp")
+    temporary.write_bytes(data)
+    os.replace(temporary, path)
+
+
+class OutboxTransport:
+    """A complete .eml per mail in the folder; letters for `post` contacts in letters/."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.letters = folder / "letters"
+        self.letters.mkdir(parents=True, exist_ok=True)
+
+    def refuses(self, channel: str) -> str | None:
+        return None
+
+    def deliver(self, item: Outgoing) -> Outcome:
+        if item.send.channel == "post":
+            assert item.letter is not None
+            _write_atomically(self.letters / f"{item.name}.html", item.letter.encode("utf-8"))
+        else:
+            _write_atomically(self.folder / f"{item.name}.eml", item.message.as_bytes())
+        return Outcome(SENT)
+
+    def close(self) -> None:
+        pass
+
+
+@dataclass(frozen=True)
+class SmtpAddress:
+    """An smtp:// or smtps:// URL, parsed: host, port, TLS from the start, login."""
+
+    host: str
+    port: int
+    tls: bool
+    user: str | None
+    password: str | None
+
+    @classmethod
+    def parse(cls, url: str) -> SmtpAddress:
+        parts = urlsplit(url)
+        if parts.scheme not in ("smtp", "smtps") or not parts.hostname:
+            raise UserError(
+                "the SMTP URL must look like smtp://user:password@host:587 or smtps://host:465",
+                key="--smtp",
+                fix="give the scheme (smtp or smtps), the host and, if needed, user and password",
+            )
+        try:
+            port = parts.port
+        except ValueError:
+            raise UserError(f"'{parts.netloc}' has a bad port", key="--smtp") from None
+        tls = parts.scheme == "smtps"
+        return cls(
+            host=parts.hostname,
+            port=port or (465 if tls else 25),
+            tls=tls,
+            user=unquote(parts.username) if parts.username else None,
+            password=unquote(parts.password) if parts.password else None,
+        )
+
+
+class _Refused(Exception):
+    def __init__(self, code: int, reply: bytes | str, command: str) -> None:
+        text = reply.decode(errors="replace") if isinstance(reply, bytes) else reply
+        self.code = code
+        self.command = command
+        super().__init__(f"{command}: {code} {text}".strip())
+
+
+class SmtpTransport:
+    """One reused SMTP connection: STARTTLS when offered, login when the URL has a user.
+
+    4xx answers are retried after a short wait; a 5xx is final (a 5xx to the
+    recipient is a hard bounce). A connection lost before DATA is reopened and
+    the mail tried again; lost during DATA, the mail's fate is unknown.
+    """
+
+    def __init__(
+        self, url: str, *, backoff: Sequence[float] = BACKOFF, timeout: float = 30.0
+    ) -> None:
+        self.address = SmtpAddress.parse(url)
+        self.backoff = tuple(backoff)
+        self.timeout = timeout
+        self._smtp: smtplib.SMTP | None = None
+
+    def refuses(self, channel: str) -> str | None:
+        if channel == "post":
+            return "channel post: letters are written with --outbox"
+        return None
+
+    def _connect(self) -> smtplib.SMTP:
+        a = self.address
+        context = ssl.create_default_context()
+        try:
+            if a.tls:
+                smtp: smtplib.SMTP = smtplib.SMTP_SSL(
+                    a.host, a.port, timeout=self.timeout, context=context
+                )
+            else:
+                smtp = smtplib.SMTP(a.host, a.port, timeout=self.timeout)
+                smtp.ehlo()
+                if smtp.has_extn("starttls"):
+                    smtp.starttls(context=context)
+                    smtp.ehlo()
+            if a.user:
+                smtp.login(a.user, a.password or "")
+        except (OSError, smtplib.SMTPException) as exc:
+            raise TransportDown(f"cannot use the SMTP server {a.host}:{a.port}: {exc}") from exc
+        return smtp
+
+    def _drop(self) -> None:
+        if self._smtp is not None:
+            try:
+                self._smtp.close()
+            finally:
+                self._smtp = None
+
+    def deliver(self, item: Outgoing) -> Outcome:
+        assert item.recipient is not None
+        data = item.message.as_bytes()
+        retries = 0
+        while True:
+            if self._smtp is None:
+                self._smtp = self._connect()
+            smtp = self._smtp
+            in_data = False
+            try:
+                code, reply = smtp.mail(item.sender)
+                if code != 250:
+                    raise _Refused(code, reply, "MAIL FROM")
+                code, reply = smtp.rcpt(item.recipient)
+                if code not in (250, 251):
+                    raise _Refused(code, reply, "RCPT TO")
+                in_data = True
+                try:
+                    code, reply = smtp.data(data)
+                except smtplib.SMTPDataError as exc:  # DATA itself refused: nothing was sent
+                    in_data = False
+                    raise _Refused(exc.smtp_code, exc.smtp_error, "DATA") from exc
+                if code != 250:
+                    raise _Refused(code, reply, "DATA")
+                return Outcome(SENT)
+            except _Refused as refused:
+                self._reset()
+                if 400 <= refused.code < 500:
+                    if retries < len(self.backoff):
+                        time.sleep(self.backoff[retries])
+                        retries += 1
+                        continue
+                    return Outcome(RELEASED, f"temporary failure, retries used up: {refused}")
+                hard = refused.command == "RCPT TO" and 550 <= refused.code <= 553
+                return Outcome(FAILED, str(refused), hard_bounce=hard)
+            except (smtplib.SMTPServerDisconnected, OSError) as exc:
+                self._drop()
+                if in_data:
+                    return Outcome(UNKNOWN, f"connection lost during DATA: {exc}")
+                if retries < len(self.backoff):
+                    retries += 1
+                    continue
+                raise TransportDown(f"the SMTP connection keeps dropping: {exc}") from exc
+
+    def _reset(self) -> None:
+        if self._smtp is None:
+            return
+        try:
+            self._smtp.rset()
+        except (smtplib.SMTPException, OSError):
+            self._drop()
+
+    def close(self) -> None:
+        if self._smtp is not None:
+            with contextlib.suppress(smtplib.SMTPException, OSError):
+                self._smtp.quit()
+            self._drop()
+
+
+__all__ = [
+    "RELEASED",
+    "OutboxTransport",
+    "Outcome",
+    "Outgoing",
+    "SmtpAddress",
+    "SmtpTransport",
+    "Transport",
+    "TransportDown",
+]

@@ -1,0 +1,270 @@
+"""`send_day` against a real SMTP server on loopback, an outbox, and the ledger's rules."""
+
+from __future__ import annotations
+
+import csv
+import io
+from datetime import UTC, datetime, timedelta
+from email import message_from_bytes, policy
+from email.message import EmailMessage
+from email.utils import parsedate_to_datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import Engine, insert, select
+
+from tests.conftest import Cli
+from tests.planning.shop import policy as policy_settings
+from tests.sending.conftest import DAY, SmtpServer, make_day_shop
+from trouw.contacts import is_suppressed
+from trouw.project import load_project
+from trouw.sending import OutboxTransport, SendSummary, SmtpTransport, TransportDown, send_day
+from trouw.sending.ledger import LOG_COLUMNS, message_id
+from trouw.sending.transports import Transport
+from trouw.store import ledger
+
+TRACKING = '\n[tracking]\nbase_url = "https://t.shop.example"\n'
+
+
+def _send(root: Path, engine: Engine, transport: Transport | None, **options: Any) -> SendSummary:
+    try:
+        return send_day(engine, load_project(root), DAY, transport, **options)
+    finally:
+        if transport is not None:
+            transport.close()
+
+
+def _smtp(server: SmtpServer) -> SmtpTransport:
+    return SmtpTransport(server.url, backoff=(0.01, 0.01, 0.01))
+
+
+def _statuses(engine: Engine) -> dict[str, str]:
+    with engine.connect() as connection:
+        rows = connection.execute(select(ledger.c.contact_id, ledger.c.status))
+        return {str(r[0]): str(r[1]) for r in rows}
+
+
+def _parse(content: bytes) -> EmailMessage:
+    message = message_from_bytes(content, policy=policy.default)
+    assert isinstance(message, EmailMessage)
+    return message
+
+
+def test_smtp_delivers_each_mail_once_with_every_header(
+    project_dir: Path, engine: Engine, smtp_server: SmtpServer
+) -> None:
+    root = make_day_shop(project_dir, engine, settings=TRACKING + policy_settings())
+    summary = _send(root, engine, _smtp(smtp_server))
+    assert summary.sent == 3
+    assert summary.skipped == {"channel post: letters are written with --outbox": 1}
+    received = smtp_server.handler.received
+    assert sorted(r.rcpt_tos[0] for r in received) == [
+        "ann@x.example",
+        "bob@x.example",
+        "cor@x.example",
+    ]
+    with engine.connect() as connection:
+        ids = dict(connection.execute(select(ledger.c.contact_id, ledger.c.message_id)).all())
+    for mail in received:
+        assert len(mail.rcpt_tos) == 1
+        assert mail.mail_from == "hello@shop.example"
+        message = _parse(mail.content)
+        assert message["From"] == "Test Shop <hello@shop.example>"
+        assert message["To"].endswith(f"<{mail.rcpt_tos[0]}>")
+        assert parsedate_to_datetime(message["Date"]) > datetime.now(UTC) - timedelta(minutes=5)
+        contact = mail.rcpt_tos[0][0]
+        contact_id = {"a": "c1", "b": "c2", "c": "c3"}[contact]
+        assert message["Message-ID"] == ids[contact_id]
+        assert message["Message-ID"].endswith("@shop.example>")
+        unsubscribe = message["List-Unsubscribe"]
+        assert "<https://t.shop.example/u/" in unsubscribe
+        assert "<mailto:hello@shop.example?subject=unsubscribe>" in unsubscribe
+        assert message["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+        assert message["List-Id"] == "spring <spring.shop.example>"
+        assert message.get_content_type() == "multipart/alternative"
+        parts = [part.get_content_type() for part in message.iter_parts()]
+        assert parts == ["text/plain", "text/html"]
+        text = message.get_body(("plain",))
+        html = message.get_body(("html",))
+        assert text is not None and html is not None
+        assert "Hi" in text.get_content()
+        assert "<p>Hi" in html.get_content()
+    assert set(_statuses(engine).values()) == {"sent"}
+    with engine.connect() as connection:
+        sent_at = connection.execute(select(ledger.c.sent_at, ledger.c.day)).all()
+    assert all(row.sent_at is not None and row.day == DAY for row in sent_at)
+
+
+def test_a_second_run_for_the_same_day_sends_nothing(
+    project_dir: Path, engine: Engine, smtp_server: SmtpServer
+) -> None:
+    root = make_day_shop(project_dir, engine)
+    assert _send(root, engine, _smtp(smtp_server)).sent == 3
+    again = _send(root, engine, _smtp(smtp_server))
+    assert again.sent == 0
+    assert again.skipped["already in the ledger (sent)"] == 3
+    assert len(smtp_server.handler.received) == 3
+
+
+def test_550_fails_and_suppresses_that_address_the_others_are_sent(
+    project_dir: Path, engine: Engine, smtp_server: SmtpServer
+) -> None:
+    root = make_day_shop(project_dir, engine)
+    smtp_server.handler.refuse["bob@x.example"] = "550 5.1.1 no such user"
+    summary = _send(root, engine, _smtp(smtp_server))
+    assert (summary.sent, summary.failed, summary.suppressed) == (2, 1, 1)
+    statuses = _statuses(engine)
+    assert statuses == {"c1": "sent", "c2": "failed", "c3": "sent"}
+    with engine.connect() as connection:
+        assert is_suppressed(connection, "bob@x.example")
+        assert not is_suppressed(connection, "ann@x.example")
+        error = connection.execute(select(ledger.c.error).where(ledger.c.contact_id == "c2"))
+        assert "550" in str(error.scalar_one())
+    assert sorted(r.rcpt_tos[0] for r in smtp_server.handler.received) == [
+        "ann@x.example",
+        "cor@x.example",
+    ]
+
+
+def test_451_once_is_retried_and_sent(
+    project_dir: Path, engine: Engine, smtp_server: SmtpServer
+) -> None:
+    root = make_day_shop(project_dir, engine)
+    smtp_server.handler.temporary["ann@x.example"] = 1
+    summary = _send(root, engine, _smtp(smtp_server))
+    assert summary.sent == 3 and summary.failed == 0
+    assert _statuses(engine)["c1"] == "sent"
+    assert [r.rcpt_tos for r in smtp_server.handler.received].count(["ann@x.example"]) == 1
+
+
+def test_4xx_that_outlasts_the_retries_is_left_for_the_next_run(
+    project_dir: Path, engine: Engine, smtp_server: SmtpServer
+) -> None:
+    root = make_day_shop(project_dir, engine)
+    smtp_server.handler.temporary["ann@x.example"] = 10
+    summary = _send(root, engine, _smtp(smtp_server))
+    assert (summary.sent, summary.released) == (2, 1)
+    assert "c1" not in _statuses(engine)
+    smtp_server.handler.temporary.clear()
+    assert _send(root, engine, _smtp(smtp_server)).sent == 1
+    assert _statuses(engine)["c1"] == "sent"
+
+
+def test_server_down_raises_and_loses_nothing(
+    project_dir: Path, engine: Engine, smtp_server: SmtpServer
+) -> None:
+    root = make_day_shop(project_dir, engine)
+    with pytest.raises(TransportDown):
+        _send(root, engine, SmtpTransport("smtp://127.0.0.1:9", backoff=()))
+    assert _statuses(engine) == {}  # every reservation released: nothing was sent
+    assert _send(root, engine, _smtp(smtp_server)).sent == 3
+
+
+def test_outbox_writes_eml_files_and_letters_for_post_contacts(
+    project_dir: Path, engine: Engine, tmp_path: Path
+) -> None:
+    root = make_day_shop(project_dir, engine)
+    outbox = tmp_path / "outbox"
+    summary = _send(root, engine, OutboxTransport(outbox))
+    assert summary.sent == 4
+    emls = sorted(outbox.glob("*.eml"))
+    assert len(emls) == 3
+    for path in emls:
+        message = _parse(path.read_bytes())
+        assert message["Message-ID"] and message["List-Unsubscribe-Post"]
+    letters = list((outbox / "letters").glob("*.html"))
+    assert len(letters) == 1
+    letter = letters[0].read_text(encoding="utf-8")
+    for line in ("Dirk Visser", "Kerkstraat 5", "1234 AB Utrecht", "@page"):
+        assert line in letter
+    assert _statuses(engine) == {"c1": "sent", "c2": "sent", "c3": "sent", "c4": "sent"}
+
+
+def test_dry_run_renders_and_reserves_nothing(project_dir: Path, engine: Engine) -> None:
+    root = make_day_shop(project_dir, engine)
+    summary = _send(root, engine, None, dry_run=True)
+    assert summary.would_send == 4
+    assert _statuses(engine) == {}
+
+
+def test_caps_count_the_ledger(project_dir: Path, engine: Engine, smtp_server: SmtpServer) -> None:
+    root = make_day_shop(project_dir, engine, settings=policy_settings(week=1, gap="0d"))
+    monday = DAY - timedelta(days=1)
+    with engine.begin() as connection:
+        connection.execute(
+            insert(ledger).values(
+                contact_id="c1", campaign="news", step="main", occurrence="news:1",
+                day=monday, template="mail", channel="email", status="sent",
+                reserved_at=datetime(2027, 4, 5, 9), sent_at=datetime(2027, 4, 5, 9),
+            )
+        )  # fmt: skip
+    summary = _send(root, engine, _smtp(smtp_server))
+    assert summary.sent == 2
+    reasons = [reason for reason in summary.skipped if "max_per_week 1" in reason]
+    assert reasons and summary.skipped[reasons[0]] == 1
+    assert "ann@x.example" not in [r.rcpt_tos[0] for r in smtp_server.handler.received]
+
+
+def test_limit_sends_at_most_n(project_dir: Path, engine: Engine, smtp_server: SmtpServer) -> None:
+    root = make_day_shop(project_dir, engine)
+    summary = _send(root, engine, _smtp(smtp_server), limit=2)
+    assert summary.sent == 2 and summary.limited
+    assert _send(root, engine, _smtp(smtp_server)).sent == 1
+
+
+def test_a_dead_runs_reservations_become_unknown_and_wait_for_retry_unknown(
+    project_dir: Path, engine: Engine, smtp_server: SmtpServer
+) -> None:
+    root = make_day_shop(project_dir, engine)
+    first_id = message_id(("c1", "spring", "main", "spring:2027-04-06"), "shop.example")
+    hour = timedelta(hours=1)
+    with engine.begin() as connection:  # a run that reserved c1 and died
+        connection.execute(
+            insert(ledger).values(
+                contact_id="c1", campaign="spring", step="main", occurrence="spring:2027-04-06",
+                day=DAY, template="mail", channel="email", status="reserved",
+                message_id=first_id, reserved_at=datetime.now(UTC).replace(tzinfo=None) - hour,
+            )
+        )  # fmt: skip
+    summary = _send(root, engine, _smtp(smtp_server))
+    assert summary.stale == 1 and summary.sent == 2 and summary.unknown_waiting == 1
+    assert _statuses(engine)["c1"] == "unknown"
+    retry = _send(root, engine, _smtp(smtp_server), retry_unknown=True)
+    assert retry.sent == 1
+    assert _statuses(engine)["c1"] == "sent"
+    again = [r for r in smtp_server.handler.received if r.rcpt_tos == ["ann@x.example"]]
+    assert len(again) == 1
+    assert _parse(again[0].content)["Message-ID"] == first_id  # the same as the first try
+
+
+def test_cli_send_and_log_csv(cli: Cli, engine: Engine, smtp_server: SmtpServer) -> None:
+    make_day_shop(cli.project, engine)
+    result = cli("send", "--as-of", DAY.isoformat(), "--smtp", smtp_server.url)
+    assert result.exit_code == 0, result.output
+    assert "sent 3" in result.output
+    result = cli("log", "--format", "csv")
+    assert result.exit_code == 0, result.output
+    rows = list(csv.reader(io.StringIO(result.output)))
+    assert tuple(rows[0]) == LOG_COLUMNS
+    header = result.output.splitlines()[0]
+    assert header == (
+        "contact_id,campaign,step,occurrence,day,template,channel,status,message_id,sent_at"
+    )
+    assert [(r[0], r[1], r[4], r[7]) for r in rows[1:]] == [
+        (c, "spring", "2027-04-06", "sent") for c in ("c1", "c2", "c3")
+    ]
+    assert all(r[8].startswith("<") and r[9] for r in rows[1:])
+    only = cli("log", "--contact", "c2", "--format", "json")
+    assert '"contact_id": "c2"' in only.output and "c1" not in only.output
+    assert "spring" in cli("log").output
+
+
+def test_cli_send_needs_a_destination(
+    cli: Cli, engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("TROUW_SMTP_URL", raising=False)
+    make_day_shop(cli.project, engine)
+    result = cli("send", "--as-of", DAY.isoformat())
+    assert result.exit_code == 2
+    assert "--outbox" in result.output
