@@ -55,6 +55,8 @@ def test_demo_on_the_example_project_replaces_its_own_rows(tmp_path: Path, db_ur
     assert "spring-outing" in " ".join(path.name for path in previews)
     assert "plan 2027" in first.stdout  # late in 2026 the demo plans the coming year
     assert (project / ".trouw" / "demo" / "calendar-2027.ics").is_file()
+    assert "logged in the ledger" in first.stdout  # the plan's first day went to the outbox
+    assert list((project / ".trouw" / "demo" / "outbox").glob("*.eml"))
     second = cli("demo", "--contacts", "100", "--as-of", "2026-11-23")
     assert second.exit_code == 0, second.output
 

@@ -76,6 +76,12 @@ def demo_command(env: Env, count: int, seed: int, as_of: date | None) -> None:
         f"({per_contact:.1f} each), {plan.statuses['dropped']:,} dropped by the caps"
     )
     console.print(f"  calendar    {result.calendar_html}  (and .ics to subscribe to)")
+    if result.sent is not None:
+        letters = len(list((result.outbox / "letters").glob("*"))) if result.outbox.exists() else 0
+        console.print(
+            f"  sent        {result.sent.day}: {result.sent.sent} mails and letters to "
+            f"{result.outbox} ({letters} letters by post), logged in the ledger"
+        )
 
     contact = result.example_contact
     segment = next(iter(result.segment_sizes), None)
@@ -91,6 +97,7 @@ def demo_command(env: Env, count: int, seed: int, as_of: date | None) -> None:
         hints.append((f"trouw plan explain --contact {contact}", "their year: sent, deferred, why"))
     hints += [
         (f"trouw calendar {plan.year}", "the year as a heatmap, busiest campaigns"),
+        ("trouw log --format csv", "every send in the ledger"),
         ("trouw preview --serve", "every campaign's mails per contact, in your browser"),
         ("trouw --help", "every command, with an example"),
     ]

@@ -21,7 +21,8 @@ from trouw.planning import PlanSummary, plan_year
 from trouw.planning.views import calendar_html, calendar_ics, year_view
 from trouw.project import Project
 from trouw.segments import Clock, count_members, load_catalog
-from trouw.store import atomic, contacts, events
+from trouw.sending import OutboxTransport, SendSummary, send_day
+from trouw.store import atomic, contacts, events, ledger, plan
 from trouw.templates.preview_run import preview_mails, write_mail_files
 
 # Opens a progress display for a stage of `total` bytes; yields the advance function.
@@ -41,6 +42,8 @@ class DemoResult:
     plan: PlanSummary
     calendar_html: Path
     calendar_ics: Path
+    sent: SendSummary | None  # the plan's first send day, delivered to the outbox
+    outbox: Path
 
 
 def _no_progress(_label: str, _total: int) -> AbstractContextManager[Callable[[int], None]]:
@@ -91,18 +94,23 @@ def run_demo(
     html_path, ics_path = folder / f"calendar-{year}.html", folder / f"calendar-{year}.ics"
     html_path.write_text(calendar_html(view, name=project.settings.name), encoding="utf-8")
     ics_path.write_bytes(calendar_ics(view, name=project.settings.name))
+    outbox = folder / "outbox"
+    first_day = min(view.per_day, default=None)
+    sent = send_day(engine, project, first_day, OutboxTransport(outbox)) if first_day else None
     return DemoResult(
-        files,
-        contacts_report,
-        events_report,
-        channels,
-        event_types,
-        example,
-        sizes,
-        previews,
-        summary,
-        html_path,
-        ics_path,
+        files=files,
+        contacts=contacts_report,
+        events=events_report,
+        channels=channels,
+        event_types=event_types,
+        example_contact=example,
+        segment_sizes=sizes,
+        previews=previews,
+        plan=summary,
+        calendar_html=html_path,
+        calendar_ics=ics_path,
+        sent=sent,
+        outbox=outbox,
     )
 
 
@@ -137,9 +145,10 @@ def write_previews(
 
 
 def remove_demo_data(engine: Engine) -> None:
-    """Delete the rows an earlier demo run imported (ids `demo-…`), in one transaction."""
+    """Delete what an earlier demo run made for its contacts (ids `demo-…`), in one transaction."""
     with atomic(engine) as connection:
-        connection.execute(delete(events).where(events.c.contact_id.startswith("demo-")))
+        for table in (events, plan, ledger):
+            connection.execute(delete(table).where(table.c.contact_id.startswith("demo-")))
         connection.execute(delete(contacts).where(contacts.c.id.startswith("demo-")))
 
 
