@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import socket
 from collections import Counter
 from collections.abc import Iterator
@@ -43,6 +44,8 @@ class Collector:
     received: list[Received] = field(default_factory=list)
     refuse: dict[str, str] = field(default_factory=dict)  # address -> final reply
     temporary: Counter[str] = field(default_factory=Counter)  # address -> 4xx answers left
+    delay: float = 0.0  # seconds before answering DATA: a slow server
+    drop: dict[str, bool] = field(default_factory=dict)  # address -> keep it? then hang up once
 
     async def handle_RCPT(
         self, server: Any, session: Any, envelope: Any, address: str, rcpt_options: Any
@@ -56,6 +59,16 @@ class Collector:
         return "250 OK"
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        if self.delay:
+            await asyncio.sleep(self.delay)
+        dropped = [a for a in envelope.rcpt_tos if a in self.drop]
+        if dropped:  # hang up after the data, before the reply: the client cannot know
+            if self.drop.pop(dropped[0]):
+                self.received.append(
+                    Received(envelope.mail_from, list(envelope.rcpt_tos), envelope.content)
+                )
+            server.transport.close()
+            return "421 4.4.2 connection dropped"
         self.received.append(
             Received(envelope.mail_from, list(envelope.rcpt_tos), envelope.content)
         )

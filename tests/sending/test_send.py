@@ -219,16 +219,24 @@ def test_a_dead_runs_reservations_become_unknown_and_wait_for_retry_unknown(
     root = make_day_shop(project_dir, engine)
     first_id = message_id(("c1", "spring", "main", "spring:2027-04-06"), "shop.example")
     hour = timedelta(hours=1)
-    with engine.begin() as connection:  # a run that reserved c1 and died
+    with engine.begin() as connection:  # a run that was sending c1 and had reserved c2, died
         connection.execute(
             insert(ledger).values(
                 contact_id="c1", campaign="spring", step="main", occurrence="spring:2027-04-06",
-                day=DAY, template="mail", channel="email", status="reserved",
+                day=DAY, template="mail", channel="email", status="sending",
                 message_id=first_id, reserved_at=datetime.now(UTC).replace(tzinfo=None) - hour,
             )
         )  # fmt: skip
+        connection.execute(
+            insert(ledger).values(
+                contact_id="c2", campaign="spring", step="main", occurrence="spring:2027-04-06",
+                day=DAY, template="mail", channel="email", status="reserved",
+                reserved_at=datetime.now(UTC).replace(tzinfo=None) - hour,
+            )
+        )  # fmt: skip
     summary = _send(root, engine, _smtp(smtp_server))
-    assert summary.stale == 1 and summary.sent == 2 and summary.unknown_waiting == 1
+    assert summary.stale == 1 and summary.stale_released == 1
+    assert summary.sent == 2 and summary.unknown_waiting == 1  # c2 had never left: sent now
     assert _statuses(engine)["c1"] == "unknown"
     retry = _send(root, engine, _smtp(smtp_server), retry_unknown=True)
     assert retry.sent == 1

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 
 import click
@@ -12,7 +12,9 @@ from rich.markup import escape
 from trouw.cli.output import console, count_progress
 from trouw.cli.params import Env, as_of_option, pass_env
 from trouw.errors import UserError
-from trouw.sending import OutboxTransport, SendSummary, SmtpTransport, send_day
+from trouw.sending import OutboxTransport, SendSummary, SmtpTransport
+from trouw.sending.ledger import STALE_AFTER
+from trouw.sending.run import CHUNK_CONTACTS, send_day_workers
 from trouw.sending.transports import Transport
 
 
@@ -37,6 +39,27 @@ from trouw.sending.transports import Transport
     is_flag=True,
     help="Send again the day's mails whose fate is unknown (a run died mid-send).",
 )
+@click.option(
+    "--workers",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Send with N workers (each its own SMTP connection); runs on other machines share too.",
+)
+@click.option(
+    "--stale-after",
+    type=click.FloatRange(min=0),
+    default=STALE_AFTER.total_seconds(),
+    hidden=True,
+    help="Seconds after which another run's unconfirmed reservations count as dead (tests).",
+)
+@click.option(
+    "--chunk-contacts",
+    type=click.IntRange(min=1),
+    default=CHUNK_CONTACTS,
+    hidden=True,
+    help="Contacts decided per transaction (tests).",
+)
 @pass_env
 def send_command(
     env: Env,
@@ -46,6 +69,9 @@ def send_command(
     smtp_url: str | None,
     limit: int | None,
     retry_unknown: bool,
+    workers: int,
+    stale_after: float,
+    chunk_contacts: int,
 ) -> None:
     """Send the day's planned mails, each at most once.
 
@@ -60,6 +86,7 @@ def send_command(
     Example:
       trouw send --as-of 2027-03-01 --smtp smtps://shop:secret@mail.example.com:465
       trouw send --outbox outbox/ --limit 100
+      trouw send --smtp smtp://relay:25 --workers 4   # on each of several machines (PostgreSQL)
     """
     chosen = [flag for flag, on in (("--dry-run", dry_run), ("--outbox", outbox),
               ("--smtp", smtp_url)) if on]  # fmt: skip
@@ -72,27 +99,34 @@ def send_command(
                 "nowhere to send to",
                 fix="give --smtp URL (or set TROUW_SMTP_URL), --outbox DIR or --dry-run",
             )
-    transport: Transport | None = None
-    if outbox is not None:
-        transport = OutboxTransport(outbox)
-    elif smtp_url is not None:
-        transport = SmtpTransport(smtp_url)
+    if workers > 1 and (limit is not None or dry_run):
+        raise UserError(
+            "--workers runs several senders at once", fix="drop --limit and --dry-run, or --workers"
+        )
+    url = smtp_url
+
+    def make_transport() -> Transport | None:
+        if outbox is not None:
+            return OutboxTransport(outbox)
+        if url is not None:
+            return SmtpTransport(url)
+        return None  # a dry run
+
     day = as_of or env.today()
-    try:
-        with count_progress(f"sending {day}", 0) as done:
-            summary = send_day(
-                env.engine,
-                env.project,
-                day,
-                transport,
-                limit=limit,
-                dry_run=dry_run,
-                retry_unknown=retry_unknown,
-                progress=lambda finished, total: done(finished),
-            )
-    finally:
-        if transport is not None:
-            transport.close()
+    with count_progress(f"sending {day}", 0) as done:
+        summary = send_day_workers(
+            env.engine,
+            env.project,
+            day,
+            make_transport,
+            workers=workers,
+            limit=limit,
+            dry_run=dry_run,
+            retry_unknown=retry_unknown,
+            stale_after=timedelta(seconds=stale_after),
+            chunk_contacts=chunk_contacts,
+            progress=lambda finished, total: done(finished),
+        )
     _print_summary(summary)
 
 
@@ -101,7 +135,11 @@ def _print_summary(summary: SendSummary) -> None:
     count = summary.would_send if summary.dry_run else summary.sent
     console.print(f"{summary.day}: {summary.due} due, {verb} {count}")
     if summary.stale:
-        console.print(f"  {summary.stale} reservations of a run that died are now unknown")
+        console.print(f"  {summary.stale} mails of a run that died mid-send are now unknown")
+    if summary.stale_released:
+        console.print(
+            f"  {summary.stale_released} reservations of a run that died had not left: made again"
+        )
     for reason, n in sorted(summary.skipped.items(), key=lambda item: (-item[1], item[0])):
         console.print(f"  skipped {n}: {escape(reason)}")
     if summary.released:

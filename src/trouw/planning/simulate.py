@@ -40,6 +40,7 @@ from trouw.planning.policy import DEFERRED, PLANNED, Decision, Rules, YearCalend
 from trouw.planning.policy import week_of as monday_of
 from trouw.project import Project
 from trouw.segments import Clock, load_catalog, save_snapshot
+from trouw.sending.ledger import COUNTED  # statuses that may have reached the inbox
 from trouw.store import ledger
 from trouw.store.bulk import BulkInsert
 
@@ -57,8 +58,6 @@ LEDGER_COLUMNS = (
     "sent_at",
 )
 TIMELINE_COLUMNS = ("contact_id", "day", "campaign", "step", "occurrence", "template", "channel")
-# Ledger statuses that may have reached the inbox, and so count toward the caps.
-COUNTED = frozenset({"reserved", "sent", "unknown"})
 # How far back the ledger matters for caps: a month, a week and any sane min_gap.
 HISTORY_DAYS = 62
 

@@ -3,10 +3,16 @@
 A row is keyed by (contact, campaign, step, occurrence), unique in the
 database, so a reservation is an INSERT that does nothing for a key that is
 already there: a second run for the same day reserves nothing, and two runs
-at once can never both own a send. A reservation is committed before the
-mail leaves; the confirmation (`sent`, `failed`, `suppressed`) follows in a
-batch. A `reserved` row whose run died becomes `unknown`: it may or may not
-have reached the inbox, so it is never sent again unless the operator asks.
+at once can never both own a send. A row goes
+
+    reserved  -> sending  -> sent | failed | suppressed
+    (chunk)      (batch of a few dozen, committed before the first of them leaves)
+
+A run's rows carry its `reserved_at` as the owner's token: a run only moves
+rows it still owns. When a run dies, its `reserved` rows had certainly not
+left, so the next run deletes them and makes them again; its `sending` rows
+may or may not have reached the inbox, so they become `unknown` and are never
+sent again unless the operator asks. The window of doubt is one batch.
 
 Functions take a Connection; the caller decides the transaction.
 """
@@ -19,20 +25,21 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, and_, bindparam, delete, func, select, tuple_, update
+from sqlalchemy import Connection, and_, bindparam, delete, func, or_, select, tuple_, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-from trouw.store import ledger
+from trouw.store import contacts, ledger
 
 RESERVED = "reserved"
+SENDING = "sending"
 SENT = "sent"
 FAILED = "failed"
 UNKNOWN = "unknown"
 SUPPRESSED = "suppressed"
-STATUSES = (RESERVED, SENT, FAILED, UNKNOWN, SUPPRESSED)
+STATUSES = (RESERVED, SENDING, SENT, FAILED, UNKNOWN, SUPPRESSED)
 # Statuses that may have reached the inbox, and so count toward the caps.
-COUNTED = frozenset({RESERVED, SENT, UNKNOWN})
+COUNTED = frozenset({RESERVED, SENDING, SENT, UNKNOWN})
 # A reservation older than this belongs to a run that died: a live run confirms
 # each batch long before (a batch is a few hundred mails).
 STALE_AFTER = timedelta(minutes=10)
@@ -139,8 +146,35 @@ def _key_params(key: Key) -> dict[str, str]:
     return {"k_contact": key[0], "k_campaign": key[1], "k_step": key[2], "k_occurrence": key[3]}
 
 
-def confirm(connection: Connection, confirmations: Iterable[Confirmation]) -> int:
-    """Record how reserved sends ended, in one executemany; returns the rows updated."""
+def start_sending(connection: Connection, keys: Sequence[Key], *, token: datetime) -> list[Key]:
+    """Mark these reservations of the run `token` as leaving now; returns the keys still owned.
+
+    Committed before the first of them is handed to the transport: a `reserved`
+    row has certainly not left, a `sending` row may have.
+    """
+    if not keys:
+        return []
+    tuple_key = tuple_(ledger.c.contact_id, ledger.c.campaign, ledger.c.step, ledger.c.occurrence)
+    returned = connection.execute(
+        update(ledger)
+        .where(
+            ledger.c.status == RESERVED, ledger.c.reserved_at == token, tuple_key.in_(list(keys))
+        )
+        .values(status=SENDING)
+        .returning(ledger.c.contact_id, ledger.c.campaign, ledger.c.step, ledger.c.occurrence)
+    ).all()
+    owned = {tuple(str(v) for v in row) for row in returned}
+    return [key for key in keys if key in owned]
+
+
+def confirm(
+    connection: Connection, confirmations: Iterable[Confirmation], *, token: datetime
+) -> int:
+    """Record how the run `token`'s sends ended, in one executemany; returns the rows updated.
+
+    A row another run turned `unknown` while this one was slow is confirmed
+    all the same: this run knows how it ended.
+    """
     params = [
         {
             **_key_params(c.key),
@@ -154,33 +188,79 @@ def confirm(connection: Connection, confirmations: Iterable[Confirmation]) -> in
         return 0
     statement = (
         update(ledger)
-        .where(_KEY_MATCH, ledger.c.status == RESERVED)
+        .where(
+            _KEY_MATCH,
+            or_(ledger.c.status == SENDING, ledger.c.status == UNKNOWN),  # no IN: executemany
+            ledger.c.reserved_at == bindparam("k_token"),
+        )
         .values(
             status=bindparam("new_status"),
             sent_at=bindparam("new_sent_at"),
             error=bindparam("new_error"),
         )
     )
-    return connection.execute(statement, params).rowcount
+    return connection.execute(statement, [{**p, "k_token": token} for p in params]).rowcount
 
 
-def release(connection: Connection, keys: Iterable[Key]) -> int:
-    """Delete reservations that were certainly not delivered, so a later run makes them."""
-    params = [_key_params(key) for key in keys]
+def release(connection: Connection, keys: Iterable[Key], *, token: datetime) -> int:
+    """Delete the run `token`'s reservations that certainly did not leave, for a later run."""
+    params = [{**_key_params(key), "k_token": token} for key in keys]
     if not params:
         return 0
-    statement = delete(ledger).where(_KEY_MATCH, ledger.c.status == RESERVED)
+    statement = delete(ledger).where(
+        _KEY_MATCH,
+        or_(ledger.c.status == RESERVED, ledger.c.status == SENDING),
+        ledger.c.reserved_at == bindparam("k_token"),
+    )
     return connection.execute(statement, params).rowcount
 
 
-def mark_stale(connection: Connection, *, before: datetime) -> int:
-    """`reserved` rows reserved before `before` belonged to a dead run: make them `unknown`."""
-    result = connection.execute(
+def mark_stale(connection: Connection, *, before: datetime) -> tuple[int, int]:
+    """Clear up the rows of runs that died (reserved before `before`, never confirmed).
+
+    Their `reserved` rows never left: deleted, so this run makes them again.
+    Their `sending` rows may have: `unknown`. Returns (released, unknown).
+    """
+    released = connection.execute(
+        delete(ledger).where(ledger.c.status == RESERVED, ledger.c.reserved_at < before)
+    ).rowcount
+    unknown = connection.execute(
         update(ledger)
-        .where(ledger.c.status == RESERVED, ledger.c.reserved_at < before)
-        .values(status=UNKNOWN, error="the run that reserved it ended before confirming")
+        .where(ledger.c.status == SENDING, ledger.c.reserved_at < before)
+        .values(status=UNKNOWN, error="the run that sent it ended before confirming")
+    ).rowcount
+    return released, unknown
+
+
+def claim_contacts(connection: Connection, contact_ids: Sequence[str]) -> set[str]:
+    """PostgreSQL: lock these contacts for this transaction, skipping those another run holds.
+
+    `SELECT … FOR NO KEY UPDATE SKIP LOCKED` on the contact rows: one worker at
+    a time decides a contact's sends, so the caps hold across workers, and a
+    worker that meets a held contact moves on to the next instead of waiting.
+    Contacts that no longer exist are returned as claimed (nothing to hold).
+    On SQLite the write transaction already holds the whole database.
+    """
+    if connection.dialect.name != "postgresql" or not contact_ids:
+        return set(contact_ids)
+    ids: Any = bindparam("ids", expanding=True)
+    locked = set(
+        connection.execute(
+            select(contacts.c.id)
+            .where(contacts.c.id.in_(ids))
+            .with_for_update(skip_locked=True, key_share=True),
+            {"ids": list(contact_ids)},
+        ).scalars()
     )
-    return result.rowcount
+    rest = [c for c in contact_ids if c not in locked]
+    held = set(
+        connection.execute(select(contacts.c.id).where(contacts.c.id.in_(ids)), {"ids": rest})
+        .scalars()
+        .all()
+        if rest
+        else ()
+    )
+    return {c for c in contact_ids if c not in held}
 
 
 def unknown_sends(connection: Connection, day: date) -> list[Send]:
@@ -281,6 +361,7 @@ __all__ = [
     "FAILED",
     "LOG_COLUMNS",
     "RESERVED",
+    "SENDING",
     "SENT",
     "STALE_AFTER",
     "STATUSES",
@@ -289,6 +370,7 @@ __all__ = [
     "Confirmation",
     "History",
     "Send",
+    "claim_contacts",
     "confirm",
     "count_unknown",
     "histories",
@@ -298,5 +380,6 @@ __all__ = [
     "reclaim_unknown",
     "release",
     "reserve",
+    "start_sending",
     "unknown_sends",
 ]

@@ -6,17 +6,26 @@ BEGIN IMMEDIATE, so two runs queue up): read the contacts, their stops and
 their ledger, decide with the planner's own policy code (`resolve`, with the
 ledger's counted sends as history and no deferral: a send that no longer
 fits today is skipped with the reason), render, and reserve. The
-reservation commits before any mail leaves. Delivery follows, then the
-confirmations in one batch. A run that dies between the two leaves
-`reserved` rows; the next run marks them `unknown`, which are never sent
-again unless asked (`retry_unknown`).
+reservation commits before any mail leaves. Delivery goes in batches of
+SEND_BATCH: one small transaction confirms the batch before and marks the
+next `sending`, committed before its first mail leaves. A run that dies
+leaves `reserved` rows (certainly not sent: the next run makes them again)
+and at most one batch of `sending` rows, which the next run marks `unknown`:
+never sent again unless asked (`retry_unknown`).
+
+On PostgreSQL each chunk transaction first claims its contacts with
+`FOR NO KEY UPDATE SKIP LOCKED`, so several workers (threads of one run,
+processes, machines) share one day: a worker skips the contacts another is
+deciding, and the ledger's unique key stops any send being made twice.
 """
 
 from __future__ import annotations
 
 import re
+import threading
 from collections import Counter
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from email.message import EmailMessage
@@ -32,12 +41,14 @@ from trouw.project import Project
 from trouw.segments import Clock, load_catalog
 from trouw.sending import ledger as book
 from trouw.sending.letters import letter_html
-from trouw.sending.transports import RELEASED, Outgoing, Transport, TransportDown
+from trouw.sending.transports import RELEASED, Outcome, Outgoing, Transport, TransportDown
 from trouw.store import atomic, contacts, events, plan, suppressions
 from trouw.templates.campaign_mails import CampaignMails
 from trouw.templates.environment import MailTemplates
 
 CHUNK_CONTACTS = 500
+# Mails marked `sending` in one go: the most a killed run can leave `unknown`.
+SEND_BATCH = 20
 # How far back (and ahead) ledger rows matter for caps: a month, a week, any sane gap.
 HISTORY_DAYS = 62
 STOPPING = {"unsubscribe": "unsubscribed", "complaint": "complained", "bounce": "hard-bounced"}
@@ -57,6 +68,7 @@ class SendSummary:
     unknown: int = 0  # lost during DATA in this run
     released: int = 0  # temporary failures left for the next run
     stale: int = 0  # reservations of dead runs, now unknown
+    stale_released: int = 0  # reservations of dead runs that never left, made again
     unknown_waiting: int = 0  # the day's unknown rows not retried
     suppressed: int = 0  # addresses suppressed after a hard bounce
     limited: bool = False
@@ -320,41 +332,87 @@ class DaySender:
         message["Message-ID"] = book.message_id(send.key, self.domain)
         message["List-Id"] = f"{campaign} <{safe_name(campaign)}.{self.domain}>"
 
-    def deliver(self, prepared: Sequence[tuple[Due, Outgoing]], summary: SendSummary) -> None:
-        """Deliver reserved mails and confirm them in one batch, even when the transport fails."""
+    def deliver(
+        self,
+        prepared: Sequence[tuple[Due, Outgoing]],
+        summary: SendSummary,
+        *,
+        token: datetime,
+        batch_size: int = SEND_BATCH,
+    ) -> None:
+        """Deliver the run `token`'s reserved mails batch by batch, confirming as it goes.
+
+        Each batch is marked `sending` (committed, together with the previous
+        batch's confirmations) before its first mail leaves; what a failing
+        transport leaves undelivered is released for a later run.
+        """
         assert self.transport is not None
         confirmations: list[book.Confirmation] = []
         released: list[book.Key] = []
         bounced: list[str] = []
+
+        def record(connection: Connection) -> None:
+            book.confirm(connection, confirmations, token=token)
+            book.release(connection, released, token=token)
+            summary.suppressed += _suppress(connection, bounced)
+            confirmations.clear()
+            released.clear()
+            bounced.clear()
+
+        index = 0
         try:
-            for index, (due, outgoing) in enumerate(prepared):
-                try:
-                    outcome = self.transport.deliver(outgoing)
-                except TransportDown:
-                    released.extend(d.send.key for d, _ in prepared[index:])
-                    raise
-                key = due.send.key
-                if outcome.status == RELEASED:
-                    released.append(key)
-                    summary.released += 1
-                    continue
-                sent_at = _now() if outcome.status == book.SENT else None
-                confirmations.append(book.Confirmation(key, outcome.status, sent_at, outcome.error))
-                if outcome.status == book.SENT:
-                    summary.sent += 1
-                elif outcome.status == book.UNKNOWN:
-                    summary.unknown += 1
-                    summary.failures.append((key, outcome.error or "unknown"))
-                else:
-                    summary.failed += 1
-                    summary.failures.append((key, outcome.error or "failed"))
-                    if outcome.hard_bounce and outgoing.recipient:
-                        bounced.append(outgoing.recipient)
+            while index < len(prepared):
+                batch = prepared[index : index + batch_size]
+                index += len(batch)
+                with atomic(self.engine) as connection:
+                    record(connection)
+                    owned = set(
+                        book.start_sending(connection, [d.send.key for d, _ in batch], token=token)
+                    )
+                if len(owned) < len(batch):
+                    summary.skipped["reservation taken over by another run"] += len(batch) - len(
+                        owned
+                    )
+                mine = [(d, o) for d, o in batch if d.send.key in owned]
+                for position, (due, outgoing) in enumerate(mine):
+                    try:
+                        outcome = self.transport.deliver(outgoing)
+                    except TransportDown:
+                        released.extend(d.send.key for d, _ in mine[position:])
+                        released.extend(d.send.key for d, _ in prepared[index:])
+                        raise
+                    self._outcome(due, outgoing, outcome, summary, confirmations, released, bounced)
         finally:
             with atomic(self.engine) as connection:
-                book.confirm(connection, confirmations)
-                book.release(connection, released)
-                summary.suppressed += _suppress(connection, bounced)
+                record(connection)
+
+    @staticmethod
+    def _outcome(
+        due: Due,
+        outgoing: Outgoing,
+        outcome: Outcome,
+        summary: SendSummary,
+        confirmations: list[book.Confirmation],
+        released: list[book.Key],
+        bounced: list[str],
+    ) -> None:
+        key = due.send.key
+        if outcome.status == RELEASED:
+            released.append(key)
+            summary.released += 1
+            return
+        sent_at = _now() if outcome.status == book.SENT else None
+        confirmations.append(book.Confirmation(key, outcome.status, sent_at, outcome.error))
+        if outcome.status == book.SENT:
+            summary.sent += 1
+        elif outcome.status == book.UNKNOWN:
+            summary.unknown += 1
+            summary.failures.append((key, outcome.error or "unknown"))
+        else:
+            summary.failed += 1
+            summary.failures.append((key, outcome.error or "failed"))
+            if outcome.hard_bounce and outgoing.recipient:
+                bounced.append(outgoing.recipient)
 
 
 def _suppress(connection: Connection, addresses: Sequence[str]) -> int:
@@ -385,6 +443,24 @@ def _short(reason: str) -> str:
     return re.sub(r" on \d{4}-\d{2}-\d{2}", "", first)
 
 
+def _chunks(dues: Sequence[Due], chunk_contacts: int) -> list[Sequence[Due]]:
+    """The dues cut into chunks of whole contacts: one contact's sends are decided together."""
+    chunks: list[Sequence[Due]] = []
+    start = 0
+    while start < len(dues):
+        end = start
+        contacts_seen: set[str] = set()
+        while end < len(dues):
+            contact_id = dues[end].send.contact_id
+            if contact_id not in contacts_seen and len(contacts_seen) >= chunk_contacts:
+                break
+            contacts_seen.add(contact_id)
+            end += 1
+        chunks.append(dues[start:end])
+        start = end
+    return chunks
+
+
 def send_day(
     engine: Engine,
     project: Project,
@@ -396,13 +472,17 @@ def send_day(
     retry_unknown: bool = False,
     stale_after: timedelta = book.STALE_AFTER,
     chunk_contacts: int = CHUNK_CONTACTS,
+    send_batch: int = SEND_BATCH,
+    worker: tuple[int, int] = (0, 1),
     progress: Callable[[int, int], Any] | None = None,
 ) -> SendSummary:
     """Send the day's due mails through `transport` (None for a dry run, which reserves nothing).
 
-    `progress(done, total)` is called after each chunk. Raises TransportDown
-    (after confirming what was delivered and releasing what was not) when the
-    transport fails altogether.
+    `progress(done, total)` is called after each chunk. `worker=(i, n)`: the
+    i-th of n workers of one run starts at the i-th n-th of the day's chunks
+    (and wraps around), so workers meet each other's work as late as possible.
+    Raises TransportDown (after confirming what was delivered and releasing
+    what was not) when the transport fails altogether.
     """
     if transport is None and not dry_run:
         raise ValueError("a transport is needed unless dry_run")
@@ -410,31 +490,32 @@ def send_day(
     summary = SendSummary(as_of, dry_run=dry_run)
     if not dry_run:
         with atomic(engine) as connection:
-            summary.stale = book.mark_stale(connection, before=_now() - stale_after)
+            summary.stale_released, summary.stale = book.mark_stale(
+                connection, before=_now() - stale_after
+            )
     with engine.connect() as connection:
         dues = due_sends(connection, as_of, retry_unknown=retry_unknown and not dry_run)
     summary.due = len(dues)
+    chunks = _chunks(dues, chunk_contacts)
+    first = len(chunks) * worker[0] // max(worker[1], 1)
+    chunks = chunks[first:] + chunks[:first]
     remaining = limit
     done = 0
-    start = 0
-    while start < len(dues):
-        # A chunk ends at a contact boundary: one contact's sends are decided together.
-        end = start
-        contacts_seen: set[str] = set()
-        while end < len(dues):
-            contact_id = dues[end].send.contact_id
-            if contact_id not in contacts_seen and len(contacts_seen) >= chunk_contacts:
-                break
-            contacts_seen.add(contact_id)
-            end += 1
-        chunk = dues[start:end]
-        start = end
+    for chunk in chunks:
         if remaining is not None and remaining <= 0:
             summary.limited = True
             summary.skipped["over --limit"] += len(chunk)
             continue
         with atomic(engine, write=not dry_run) as connection:
-            chosen, _people = run.eligible(connection, chunk, summary)
+            if not dry_run:
+                claimed = book.claim_contacts(
+                    connection, sorted({d.send.contact_id for d in chunk})
+                )
+                held = [d for d in chunk if d.send.contact_id not in claimed]
+                if held:
+                    summary.skipped["claimed by another worker"] += len(held)
+                    chunk = [d for d in chunk if d.send.contact_id in claimed]
+            chosen, _people = run.eligible(connection, chunk, summary) if chunk else ([], {})
             if remaining is not None and len(chosen) > remaining:
                 summary.limited = True
                 summary.skipped["over --limit"] += len(chosen) - remaining
@@ -448,13 +529,13 @@ def send_day(
                 if progress is not None:
                     progress(done, len(dues))
                 continue
-            now = _now()
+            token = _now()
             fresh = [d.send for d, _ in prepared if not d.retry]
             retried = [d.send for d, _ in prepared if d.retry]
             mine = {
                 s.key
-                for s in book.reserve(connection, fresh, domain=run.domain, now=now)
-                + book.reclaim_unknown(connection, retried, now=now)
+                for s in book.reserve(connection, fresh, domain=run.domain, now=token)
+                + book.reclaim_unknown(connection, retried, now=token)
             }
         # Committed: from here on the ledger owns these sends.
         taken = len(prepared) - len(mine)
@@ -463,7 +544,7 @@ def send_day(
         reserved = [(d, o) for d, o in prepared if d.send.key in mine]
         if remaining is not None:
             remaining -= len(reserved)
-        run.deliver(reserved, summary)
+        run.deliver(reserved, summary, token=token, batch_size=send_batch)
         done += len(chunk)
         if progress is not None:
             progress(done, len(dues))
@@ -473,4 +554,79 @@ def send_day(
     return summary
 
 
-__all__ = ["SendSummary", "due_sends", "send_day"]
+def merge(summaries: Sequence[SendSummary]) -> SendSummary:
+    """One summary for the workers of one run (the day's counts once, the work added up)."""
+    merged = SendSummary(summaries[0].day, dry_run=summaries[0].dry_run)
+    for one in summaries:
+        merged.due = max(merged.due, one.due)
+        for name in ("sent", "would_send", "failed", "unknown", "released", "stale",
+                     "stale_released", "suppressed"):  # fmt: skip
+            setattr(merged, name, getattr(merged, name) + getattr(one, name))
+        merged.unknown_waiting = max(merged.unknown_waiting, one.unknown_waiting)
+        merged.limited = merged.limited or one.limited
+        merged.skipped.update(one.skipped)
+        merged.failures.extend(one.failures)
+    # What one worker found made by another is the run's own work, not a skip
+    # (this also hides what earlier runs made: the workers cannot tell the two apart).
+    for reason in [r for r in merged.skipped if r.startswith("already in the ledger")]:
+        del merged.skipped[reason]
+    for reason in ("claimed by another worker", "reserved by another run"):
+        merged.skipped.pop(reason, None)
+    return merged
+
+
+def send_day_workers(
+    engine: Engine,
+    project: Project,
+    as_of: date,
+    make_transport: Callable[[], Transport | None],
+    *,
+    workers: int,
+    progress: Callable[[int, int], Any] | None = None,
+    **options: Any,
+) -> SendSummary:
+    """`send_day` in `workers` threads, each with its own transport (None: a dry run), one summary.
+
+    The threads share the day through the database exactly as separate
+    processes or machines would (see `send_day`). Raises the first worker's
+    TransportDown after every worker has stopped.
+    """
+    if workers < 1:
+        raise ValueError("workers must be at least 1")
+    if workers > 1 and options.get("limit") is not None:
+        raise ValueError("limit needs a single worker")
+    lock = threading.Lock()
+    finished = [0] * workers
+
+    def work(index: int) -> SendSummary:
+        def report(done: int, total: int) -> None:
+            with lock:
+                finished[index] = done
+                if progress is not None:
+                    progress(sum(finished) // workers, total)
+
+        transport = make_transport()
+        try:
+            return send_day(
+                engine, project, as_of, transport,
+                worker=(index, workers), progress=report, **options,
+            )  # fmt: skip
+        finally:
+            if transport is not None:
+                transport.close()
+
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="trouw-send") as pool:
+        futures = [pool.submit(work, index) for index in range(workers)]
+        results: list[SendSummary] = []
+        problem: BaseException | None = None
+        for future in futures:
+            try:
+                results.append(future.result())
+            except BaseException as exc:  # every worker stops first; then the first error
+                problem = problem or exc
+    if problem is not None:
+        raise problem
+    return merge(results) if workers > 1 else results[0]
+
+
+__all__ = ["SEND_BATCH", "SendSummary", "due_sends", "merge", "send_day", "send_day_workers"]
