@@ -18,6 +18,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from email.message import EmailMessage
+from email.policy import SMTP as SMTP_POLICY
 from pathlib import Path
 from typing import Protocol
 from urllib.parse import unquote, urlsplit
@@ -184,7 +185,8 @@ class SmtpTransport:
 
     def deliver(self, item: Outgoing) -> Outcome:
         assert item.recipient is not None
-        data = item.message.as_bytes()
+        # SMTP wants CRLF line ends; smtplib fixes them only for str, not for bytes.
+        data = item.message.as_bytes(policy=SMTP_POLICY)
         retries = 0
         while True:
             if self._smtp is None:
