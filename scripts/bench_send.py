@@ -1,0 +1,375 @@
+"""Benchmark: end-to-end `trouw send` to an SMTP sink, beside the sink's limit and a naive loop.
+
+    python scripts/bench_send.py [--contacts 20000] [--mails 100000] [--workdir DIR] [--workers 4]
+
+Generates the demo shop at that scale (in a child process, as bench_plan.py
+does), or reuses the one in --workdir, and plans --year with the example
+calendar once (kept as planned.db). The plan days with the most due email
+sends are taken, largest first, until at least --mails are due.
+
+An aiosmtpd sink runs in its own process on a free loopback port; its handler
+only counts messages and answers 250. Against it, in one run:
+
+1. limit: one pre-built message's bytes pushed over 4 parallel smtplib
+   connections (MAIL/RCPT/DATA per mail), as many mails as trouw sends;
+2. naive: an email.message.EmailMessage built per mail (text + HTML) and
+   `send_message` on one connection, no rendering, no ledger;
+3. trouw: `trouw send --as-of DAY --smtp smtp://127.0.0.1:PORT --workers N`
+   for each chosen day, on a fresh copy of planned.db (eligibility, render,
+   MIME, ledger, SMTP: all of it). Mails are counted by the sink.
+
+Then a breakdown of where trouw's time goes: cProfile of `send_day` (one
+worker, in this process, --profile-mails mails of the biggest day, fresh
+copy), its cumulative time split into eligibility, render, MIME, ledger,
+SMTP and the rest. A table is printed and the figures written as JSON (--out).
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import json
+import multiprocessing
+import pstats
+import shutil
+import smtplib
+import socket
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from datetime import date
+from email.message import EmailMessage
+from email.policy import SMTP
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPTS = Path(__file__).resolve().parent
+SENDER = "shop@example.com"
+
+
+# --- the sink -------------------------------------------------------------------------------
+
+
+def _sink_main(port: int, counter, ready) -> None:
+    from aiosmtpd.controller import Controller
+
+    class Counting:
+        async def handle_DATA(self, server, session, envelope) -> str:
+            counter.value += 1
+            return "250 OK"
+
+    controller = Controller(Counting(), hostname="127.0.0.1", port=port)
+    controller.start()
+    ready.set()
+    threading.Event().wait()  # until terminated
+
+
+class Sink:
+    """The aiosmtpd counting sink in its own process."""
+
+    def __init__(self) -> None:
+        context = multiprocessing.get_context("spawn")
+        self.port = free_port()
+        self.counter = context.RawValue("q", 0)
+        ready = context.Event()
+        self.process = context.Process(
+            target=_sink_main, args=(self.port, self.counter, ready), daemon=True
+        )
+        self.process.start()
+        if not ready.wait(30):
+            raise RuntimeError("the SMTP sink did not start")
+
+    @property
+    def count(self) -> int:
+        return int(self.counter.value)
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.join(5)
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def wait_for(sink: Sink, target: int, timeout: float = 30.0) -> None:
+    """The sink counts after answering: wait until it has counted `target`."""
+    deadline = time.monotonic() + timeout
+    while sink.count < target and time.monotonic() < deadline:
+        time.sleep(0.005)
+
+
+# --- the shop -------------------------------------------------------------------------------
+
+
+def prepare_shop(workdir: Path, contacts: int, as_of: date, year: int) -> tuple[Path, Path]:
+    """planned.db (generated and planned once, then reused) and the project copy."""
+    sys.path.insert(0, str(SCRIPTS))
+    from bench_plan import project_copy
+
+    workdir.mkdir(parents=True, exist_ok=True)
+    project = project_copy(workdir)
+    planned = workdir / "planned.db"
+    if planned.exists():
+        return planned, project
+    database = workdir / "trouw.db"
+    if not database.exists():
+        print(f"generating {contacts} contacts in {workdir} …", file=sys.stderr)
+        command = [sys.executable, str(SCRIPTS / "bench_plan.py"), "--generate-only",
+                   "--contacts", str(contacts), "--workdir", str(workdir),
+                   "--as-of", as_of.isoformat()]  # fmt: skip
+        subprocess.run(command, check=True)
+    print(f"planning {year} …", file=sys.stderr)
+    from trouw.planning import plan_year
+    from trouw.project import load_project
+    from trouw.store import atomic, open_store
+
+    engine = open_store(f"sqlite:///{database}")
+    with atomic(engine) as connection:
+        plan_year(connection, load_project(project), year=year, as_of=as_of)
+    engine.dispose()
+    shutil.copy(database, planned)
+    return planned, project
+
+
+def busiest_days(planned: Path, mails: int) -> list[tuple[str, int]]:
+    """The days with the most due email sends, largest first, until `mails` are due."""
+    connection = sqlite3.connect(planned)
+    rows = connection.execute(
+        "SELECT day, count(*) FROM plan WHERE channel = 'email' AND status = 'planned' "
+        "GROUP BY day ORDER BY count(*) DESC, day"
+    ).fetchall()
+    connection.close()
+    chosen, total = [], 0
+    for day, count in rows:
+        if total >= mails:
+            break
+        chosen.append((str(day), int(count)))
+        total += int(count)
+    return chosen
+
+
+def fresh_copy(planned: Path, name: str) -> Path:
+    target = planned.with_name(name)
+    for suffix in ("", "-wal", "-shm", "-journal"):
+        Path(f"{target}{suffix}").unlink(missing_ok=True)
+    shutil.copy(planned, target)
+    return target
+
+
+# --- the baselines --------------------------------------------------------------------------
+
+TEXT = "Beste klant,\n\n" + "Dit voorjaar in de tuin: nieuwe planten en potten.\n" * 12 + "\n"
+HTML = "<html><body><p>Beste klant,</p>" + "<p>Dit voorjaar in de tuin: nieuwe planten.</p>\n" * 12
+
+
+def naive_message(n: int) -> EmailMessage:
+    message = EmailMessage()
+    message["From"] = SENDER
+    message["To"] = f"customer{n}@example.com"
+    message["Subject"] = "Nieuw in de tuin"
+    message.set_content(TEXT)
+    message.add_alternative(HTML, subtype="html")
+    return message
+
+
+def sink_limit(sink: Sink, mails: int, connections: int = 4) -> float:
+    """One pre-built message's bytes over `connections` parallel smtplib connections."""
+    data = naive_message(0).as_bytes(policy=SMTP)
+    start_count = sink.count
+    shares = [mails // connections + (i < mails % connections) for i in range(connections)]
+
+    def push(share: int) -> None:
+        smtp = smtplib.SMTP("127.0.0.1", sink.port)
+        smtp.ehlo()
+        for n in range(share):
+            smtp.sendmail(SENDER, [f"customer{n}@example.com"], data)
+        smtp.quit()
+
+    threads = [threading.Thread(target=push, args=(share,)) for share in shares]
+    started = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    wait_for(sink, start_count + mails)
+    return time.perf_counter() - started
+
+
+def naive_loop(sink: Sink, mails: int) -> float:
+    """EmailMessage per mail and send_message on one connection."""
+    start_count = sink.count
+    started = time.perf_counter()
+    smtp = smtplib.SMTP("127.0.0.1", sink.port)
+    smtp.ehlo()
+    for n in range(mails):
+        smtp.send_message(naive_message(n))
+    smtp.quit()
+    wait_for(sink, start_count + mails)
+    return time.perf_counter() - started
+
+
+# --- trouw ----------------------------------------------------------------------------------
+
+
+def trouw_send(
+    sink: Sink, planned: Path, project: Path, days: list[tuple[str, int]], workers: int
+) -> tuple[float, int, list[str]]:
+    """`trouw send` for each day on a fresh copy of the plan: seconds, mails received, summaries."""
+    database = fresh_copy(planned, "send.db")
+    start_count = sink.count
+    summaries = []
+    started = time.perf_counter()
+    for day, _ in days:
+        command = ["trouw", "--project", str(project), "--db", f"sqlite:///{database}", "send",
+                   "--as-of", day, "--smtp", f"smtp://127.0.0.1:{sink.port}",
+                   "--workers", str(workers)]  # fmt: skip
+        done = subprocess.run(command, capture_output=True, text=True)
+        if done.returncode != 0:
+            raise RuntimeError(f"trouw send failed for {day}:\n{done.stdout}\n{done.stderr}")
+        summaries.append(done.stdout.strip())
+    elapsed = time.perf_counter() - started
+    return elapsed, sink.count - start_count, summaries
+
+
+LEDGER_FUNCTIONS = ("reserve", "reclaim_unknown", "start_sending", "confirm", "release",
+                    "mark_stale", "claim_contacts", "count_unknown")  # fmt: skip
+# Functions whose cumulative time makes each part of the breakdown: (file suffix, name).
+PARTS = {
+    "eligibility": [("sending/run.py", "eligible"), ("sending/run.py", "due_sends")],
+    "render": [("templates/campaign_mails.py", "render_for")],
+    "MIME": [
+        ("templates/campaign_mails.py", "message"),
+        ("sending/run.py", "_stamp"),
+        ("email/message.py", "as_bytes"),
+    ],
+    "ledger": [("sending/ledger.py", name) for name in LEDGER_FUNCTIONS],
+    "SMTP": [("sending/transports.py", "deliver")],  # minus as_bytes, below
+    "commit": [("sqlalchemy/engine/base.py", "commit")],
+}
+
+
+def profile_send(sink: Sink, planned: Path, project: Path, day: str, mails: int) -> dict:
+    """cProfile `send_day` (one worker, this process) for `mails` mails of `day`."""
+    from trouw.project import load_project
+    from trouw.sending import SmtpTransport
+    from trouw.sending.run import send_day
+    from trouw.store import open_store
+
+    database = fresh_copy(planned, "profile.db")
+    engine = open_store(f"sqlite:///{database}")
+    loaded = load_project(project)
+    transport = SmtpTransport(f"smtp://127.0.0.1:{sink.port}")
+    profiler = cProfile.Profile()
+    started = time.perf_counter()
+    profiler.enable()
+    summary = send_day(engine, loaded, date.fromisoformat(day), transport, limit=mails)
+    profiler.disable()
+    wall = time.perf_counter() - started
+    transport.close()
+    engine.dispose()
+    stats = pstats.Stats(profiler).stats  # type: ignore[attr-defined]
+    total = max(ct for (_, _, name), (_, _, _, ct, _) in stats.items() if name == "send_day")
+
+    def cumulative(file_suffix: str, name: str) -> float:
+        return sum(
+            ct
+            for (path, _, function), (_, _, _, ct, _) in stats.items()
+            if function == name and path.replace("\\", "/").endswith(file_suffix)
+        )
+
+    seconds = {part: sum(cumulative(*f) for f in fs) for part, fs in PARTS.items()}
+    as_bytes = cumulative("email/message.py", "as_bytes")
+    seconds["SMTP"] -= as_bytes  # serialising happens inside deliver; it is MIME
+    # (commits: the end of each `atomic` block, outside the ledger functions, so their own part)
+    seconds["other"] = total - sum(seconds.values())
+    return {
+        "day": day,
+        "mails": summary.sent,
+        "wall_seconds": round(wall, 2),
+        "profiled_seconds": round(total, 2),
+        "seconds": {k: round(v, 3) for k, v in seconds.items()},
+        "share": {k: round(v / total, 3) for k, v in seconds.items()},
+        "ms_per_mail": {k: round(1000 * v / max(summary.sent, 1), 3) for k, v in seconds.items()},
+    }
+
+
+# --- main -----------------------------------------------------------------------------------
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--contacts", type=int, default=20_000)
+    parser.add_argument("--mails", type=int, default=100_000, help="at least this many due")
+    parser.add_argument("--workdir", type=Path, default=None)
+    parser.add_argument("--as-of", type=date.fromisoformat, default=date(2026, 12, 1))
+    parser.add_argument("--year", type=int, default=2027)
+    parser.add_argument("--workers", type=int, default=4, help="trouw send --workers")
+    parser.add_argument("--profile-mails", type=int, default=3000, help="0: no breakdown")
+    parser.add_argument("--out", type=Path, default=Path("bench-send.json"))
+    args = parser.parse_args()
+    workdir = args.workdir or Path(f".trouw/bench-send-{args.contacts}")
+    planned, project = prepare_shop(workdir, args.contacts, args.as_of, args.year)
+    days = busiest_days(planned, args.mails)
+    due = sum(count for _, count in days)
+    print(f"{len(days)} days, {due} due email sends: {days[:5]} …", file=sys.stderr)
+
+    sink = Sink()
+    try:
+        print("trouw send …", file=sys.stderr)
+        trouw_s, sent, summaries = trouw_send(sink, planned, project, days, args.workers)
+        print(f"sink limit ({sent} mails) …", file=sys.stderr)
+        limit_s = sink_limit(sink, sent)
+        print("naive loop …", file=sys.stderr)
+        naive_s = naive_loop(sink, sent)
+        breakdown = None
+        if args.profile_mails:
+            print(f"profiling {args.profile_mails} mails …", file=sys.stderr)
+            breakdown = profile_send(sink, planned, project, days[0][0], args.profile_mails)
+    finally:
+        sink.stop()
+
+    seconds_by_run = {"limit": limit_s, "naive": naive_s, "trouw": trouw_s}
+    rates = {k: sent / v for k, v in seconds_by_run.items()}
+    print()
+    print(f"{args.contacts} contacts, {len(days)} days, {due} due, {sent} mails sent")
+    print(f"{'run':<34}{'seconds':>10}{'mails/s':>10}{'of limit':>10}")
+    for label, key, seconds in (
+        ("sink limit (4 smtplib conns)", "limit", limit_s),
+        ("naive EmailMessage loop", "naive", naive_s),
+        (f"trouw send --workers {args.workers}", "trouw", trouw_s),
+    ):
+        share = rates[key] / rates["limit"]
+        print(f"{label:<34}{seconds:>10.1f}{rates[key]:>10.0f}{share:>9.0%}")
+    if breakdown:
+        print()
+        print(
+            f"where trouw's time goes (cProfile, 1 worker, {breakdown['mails']} mails of "
+            f"{breakdown['day']}, {breakdown['profiled_seconds']} s profiled):"
+        )
+        for part, seconds in breakdown["seconds"].items():
+            print(
+                f"  {part:<12}{seconds:>8.2f} s{breakdown['share'][part]:>7.0%}"
+                f"{breakdown['ms_per_mail'][part]:>8.3f} ms/mail"
+            )
+    result = {
+        "contacts": args.contacts,
+        "days": days,
+        "due": due,
+        "sent": sent,
+        "workers": args.workers,
+        "seconds": {k: round(v, 2) for k, v in seconds_by_run.items()},
+        "mails_per_second": {k: round(v) for k, v in rates.items()},
+        "trouw_share_of_limit": round(rates["trouw"] / rates["limit"], 3),
+        "trouw_summaries": summaries,
+        "breakdown": breakdown,
+    }
+    args.out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+
+
+if __name__ == "__main__":
+    main()
