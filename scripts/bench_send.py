@@ -242,13 +242,9 @@ LEDGER_FUNCTIONS = ("reserve", "reclaim_unknown", "start_sending", "confirm", "r
 PARTS = {
     "eligibility": [("sending/run.py", "eligible"), ("sending/run.py", "due_sends")],
     "render": [("templates/campaign_mails.py", "render_for")],
-    "MIME": [
-        ("templates/campaign_mails.py", "message"),
-        ("sending/run.py", "_stamp"),
-        ("email/message.py", "as_bytes"),
-    ],
+    "MIME": [("templates/campaign_mails.py", "message")],
     "ledger": [("sending/ledger.py", name) for name in LEDGER_FUNCTIONS],
-    "SMTP": [("sending/transports.py", "deliver")],  # minus as_bytes, below
+    "SMTP": [("sending/transports.py", "deliver")],
     "commit": [("sqlalchemy/engine/base.py", "commit")],
 }
 
@@ -283,8 +279,6 @@ def profile_send(sink: Sink, planned: Path, project: Path, day: str, mails: int)
         )
 
     seconds = {part: sum(cumulative(*f) for f in fs) for part, fs in PARTS.items()}
-    as_bytes = cumulative("email/message.py", "as_bytes")
-    seconds["SMTP"] -= as_bytes  # serialising happens inside deliver; it is MIME
     # (commits: the end of each `atomic` block, outside the ledger functions, so their own part)
     seconds["other"] = total - sum(seconds.values())
     return {

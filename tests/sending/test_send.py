@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import time
 from datetime import UTC, datetime, timedelta
 from email import message_from_bytes, policy
 from email.message import EmailMessage
@@ -21,7 +22,7 @@ from trouw.contacts import is_suppressed
 from trouw.project import load_project
 from trouw.sending import OutboxTransport, SendSummary, SmtpTransport, TransportDown, send_day
 from trouw.sending.ledger import LOG_COLUMNS, message_id
-from trouw.sending.transports import Transport
+from trouw.sending.transports import Pace, Transport
 from trouw.store import ledger
 
 TRACKING = '\n[tracking]\nbase_url = "https://t.shop.example"\n'
@@ -276,3 +277,59 @@ def test_cli_send_needs_a_destination(
     result = cli("send", "--as-of", DAY.isoformat())
     assert result.exit_code == 2
     assert "--outbox" in result.output
+
+
+def test_rate_paces_the_mails(project_dir: Path, engine: Engine, smtp_server: SmtpServer) -> None:
+    root = make_day_shop(project_dir, engine)
+    transport = SmtpTransport(smtp_server.url, rate=10)
+    started = time.monotonic()
+    summary = _send(root, engine, transport)
+    assert summary.sent == 3
+    assert time.monotonic() - started >= 0.2  # three slots, 0.1 s apart
+
+
+def test_pace_spaces_slots_and_does_not_burst_after_a_pause() -> None:
+    pace = Pace(50)
+    started = time.monotonic()
+    for _ in range(6):
+        pace.wait()
+    assert time.monotonic() - started >= 0.1  # 5 intervals of 20 ms after the first
+    time.sleep(0.1)
+    started = time.monotonic()
+    pace.wait()
+    pace.wait()
+    assert time.monotonic() - started >= 0.02  # the pause saved up no burst
+
+
+def test_cli_exits_1_when_the_server_refuses_every_mail(
+    cli: Cli, engine: Engine, smtp_server: SmtpServer
+) -> None:
+    make_day_shop(cli.project, engine)
+    for address in ("ann@x.example", "bob@x.example", "cor@x.example"):
+        smtp_server.handler.refuse[address] = "554 5.7.1 relay access denied"
+    result = cli("send", "--as-of", DAY.isoformat(), "--smtp", smtp_server.url)
+    assert result.exit_code == 1, result.output
+    assert "none of the 3 mails was accepted" in result.output
+
+
+def test_cli_rate_needs_smtp(cli: Cli, engine: Engine, tmp_path: Path) -> None:
+    make_day_shop(cli.project, engine)
+    result = cli("send", "--as-of", DAY.isoformat(), "--outbox", str(tmp_path), "--rate", "5")
+    assert result.exit_code == 2
+    assert "--rate" in result.output and "--smtp" in result.output
+
+
+def test_cli_workers_in_processes_report_earlier_runs_but_not_each_other(
+    cli: Cli, engine: Engine, smtp_server: SmtpServer
+) -> None:
+    make_day_shop(cli.project, engine)
+    options = ("send", "--as-of", DAY.isoformat(), "--smtp", smtp_server.url, "--workers", "2")
+    first = cli(*options, "--chunk-contacts", "1")
+    assert first.exit_code == 0, first.output
+    assert "sent 3" in first.output
+    assert "meanwhile" not in first.output and "already in the ledger" not in first.output
+    again = cli(*options)
+    assert again.exit_code == 0, again.output
+    assert "sent 0" in again.output
+    assert "skipped 3: already in the ledger (sent)" in again.output  # each once, not per worker
+    assert len(smtp_server.handler.received) == 3

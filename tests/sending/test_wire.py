@@ -4,23 +4,20 @@ from __future__ import annotations
 
 from datetime import date
 from email import message_from_bytes
-from email.message import EmailMessage
 
 from tests.sending.conftest import SmtpServer
 from trouw.sending import SmtpTransport
 from trouw.sending.ledger import SENT, Send
 from trouw.sending.transports import Outgoing
+from trouw.templates.mime import compose
 
 
 def test_a_real_size_mail_is_accepted_by_a_strict_server(smtp_server: SmtpServer) -> None:
     """aiosmtpd refuses lines over 1,000 bytes: a mail with bare LF line ends is one line."""
-    message = EmailMessage()
-    message["From"] = "Shop <shop@x.example>"
-    message["To"] = "anna@x.example"
-    message["Subject"] = "A long mail"
-    message.set_content("\n".join(f"line {n}: " + "tekst " * 10 for n in range(200)))
-    message.add_alternative(
-        "<p>" + "<br>\n".join("html " * 10 for _ in range(200)) + "</p>", subtype="html"
+    message = compose(
+        [("From", "Shop <shop@x.example>"), ("To", "anna@x.example"), ("Subject", "A long mail")],
+        "\n".join(f"line {n}: " + "tekst " * 10 for n in range(200)),
+        "<p>" + "<br>\n".join("html " * 300 for _ in range(20)) + "</p>",
     )
     assert len(message.as_bytes()) > 10_000
     send = Send("c1", "campaign", "main", "campaign:2027", date(2027, 3, 1), "t", "email")

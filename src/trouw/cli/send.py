@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from datetime import date, timedelta
+from functools import partial
 from pathlib import Path
 
 import click
@@ -11,11 +12,12 @@ from rich.markup import escape
 
 from trouw.cli.output import console, count_progress
 from trouw.cli.params import Env, as_of_option, pass_env
-from trouw.errors import UserError
+from trouw.errors import UserError, WorkFailed
 from trouw.sending import OutboxTransport, SendSummary, SmtpTransport
 from trouw.sending.ledger import STALE_AFTER
-from trouw.sending.run import CHUNK_CONTACTS, send_day_workers
-from trouw.sending.transports import Transport
+from trouw.sending.run import CHUNK_CONTACTS
+from trouw.sending.transports import SmtpAddress
+from trouw.sending.workers import TransportMaker, send_with_workers
 
 
 @click.command("send")
@@ -35,6 +37,12 @@ from trouw.sending.transports import Transport
 )
 @click.option("--limit", type=click.IntRange(min=0), help="Send at most N mails in this run.")
 @click.option(
+    "--rate",
+    type=click.FloatRange(min=0, min_open=True),
+    metavar="N",
+    help="SMTP: at most N mails a second in all (shared by the workers; your provider's limit).",
+)
+@click.option(
     "--retry-unknown",
     is_flag=True,
     help="Send again the day's mails whose fate is unknown (a run died mid-send).",
@@ -44,7 +52,8 @@ from trouw.sending.transports import Transport
     type=click.IntRange(min=1),
     default=1,
     show_default=True,
-    help="Send with N workers (each its own SMTP connection); runs on other machines share too.",
+    help="Send with N worker processes, each with its own SMTP connection; "
+    "runs on other machines share the day too.",
 )
 @click.option(
     "--stale-after",
@@ -68,6 +77,7 @@ def send_command(
     outbox: Path | None,
     smtp_url: str | None,
     limit: int | None,
+    rate: float | None,
     retry_unknown: bool,
     workers: int,
     stale_after: float,
@@ -99,22 +109,21 @@ def send_command(
                 "nowhere to send to",
                 fix="give --smtp URL (or set TROUW_SMTP_URL), --outbox DIR or --dry-run",
             )
+    if rate is not None and smtp_url is None:
+        raise UserError("--rate paces SMTP sending", key="--rate", fix="use it with --smtp")
     if workers > 1 and (limit is not None or dry_run):
         raise UserError(
             "--workers runs several senders at once", fix="drop --limit and --dry-run, or --workers"
         )
-    url = smtp_url
-
-    def make_transport() -> Transport | None:
-        if outbox is not None:
-            return OutboxTransport(outbox)
-        if url is not None:
-            return SmtpTransport(url)
-        return None  # a dry run
-
+    make_transport: TransportMaker = None  # a dry run
+    if outbox is not None:
+        make_transport = partial(OutboxTransport, outbox)
+    elif smtp_url is not None:
+        SmtpAddress.parse(smtp_url)  # a bad URL is bad input, before any work
+        make_transport = partial(SmtpTransport, smtp_url, rate=rate / workers if rate else None)
     day = as_of or env.today()
     with count_progress(f"sending {day}", 0) as done:
-        summary = send_day_workers(
+        summary = send_with_workers(
             env.engine,
             env.project,
             day,
@@ -128,6 +137,13 @@ def send_command(
             progress=lambda finished, total: done(finished),
         )
     _print_summary(summary)
+    troubled = summary.failed + summary.unknown + summary.released
+    if not summary.dry_run and summary.sent == 0 and troubled:
+        # Every mail refused is a broken setup (sender not allowed, relay closed), not bounces.
+        raise WorkFailed(
+            f"none of the {troubled} mails was accepted: check the SMTP server's answers "
+            "above and its log, then run again"
+        )
 
 
 def _print_summary(summary: SendSummary) -> None:

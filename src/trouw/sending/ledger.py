@@ -72,12 +72,22 @@ class Confirmation:
     status: str
     sent_at: datetime | None = None
     error: str | None = None
+    template: str | None = None  # the variant rendered, when known (else the reserved one)
 
 
 def message_id(key: Key, domain: str) -> str:
     """A Message-ID derived from the ledger key: a retry of the same row reuses it."""
     digest = hashlib.sha256("\x1f".join(key).encode()).hexdigest()[:32]
     return f"<{digest}@{domain}>"
+
+
+_KEY_COLUMNS = (ledger.c.contact_id, ledger.c.campaign, ledger.c.step, ledger.c.occurrence)
+# One statement per dialect, run as an executemany: SQLAlchemy compiles it once and sends
+# the rows as multi-row VALUES batches ("insertmanyvalues"), RETURNING the rows it made.
+_RESERVE: dict[str, Any] = {
+    "postgresql": pg_insert(ledger).on_conflict_do_nothing().returning(*_KEY_COLUMNS),
+    "sqlite": sqlite_insert(ledger).on_conflict_do_nothing().returning(*_KEY_COLUMNS),
+}
 
 
 def reserve(
@@ -105,15 +115,7 @@ def reserve(
         }
         for s in sends
     ]
-    dialect = connection.dialect.name
-    keys = (ledger.c.contact_id, ledger.c.campaign, ledger.c.step, ledger.c.occurrence)
-    if dialect == "postgresql":
-        statement: Any = pg_insert(ledger).on_conflict_do_nothing()
-    elif dialect == "sqlite":
-        statement = sqlite_insert(ledger).on_conflict_do_nothing()
-    else:  # pragma: no cover - trouw supports SQLite and PostgreSQL
-        raise NotImplementedError(dialect)
-    returned = connection.execute(statement.values(rows).returning(*keys)).all()
+    returned = connection.execute(_RESERVE[connection.dialect.name], rows).all()
     reserved = {tuple(str(v) for v in row) for row in returned}
     return [s for s in sends if s.key in reserved]
 
@@ -181,6 +183,7 @@ def confirm(
             "new_status": c.status,
             "new_sent_at": c.sent_at,
             "new_error": c.error,
+            "new_template": c.template,
         }
         for c in confirmations
     ]
@@ -197,6 +200,7 @@ def confirm(
             status=bindparam("new_status"),
             sent_at=bindparam("new_sent_at"),
             error=bindparam("new_error"),
+            template=func.coalesce(bindparam("new_template"), ledger.c.template),
         )
     )
     return connection.execute(statement, [{**p, "k_token": token} for p in params]).rowcount
@@ -296,12 +300,22 @@ class History:
 
     status: dict[tuple[str, str, str], str]
     counted: dict[tuple[str, str, str], tuple[date, str]]  # key -> (day, campaign)
+    recent: set[tuple[str, str, str]]  # keys reserved since the run started (by a peer)
 
 
 def histories(
-    connection: Connection, contact_ids: Sequence[str], *, since: date, until: date
+    connection: Connection,
+    contact_ids: Sequence[str],
+    *,
+    since: date,
+    until: date,
+    run_started: datetime | None = None,
 ) -> dict[str, History]:
-    """The ledger of these contacts: every key, and the counted sends with `day` in range."""
+    """The ledger of these contacts: every key, and the counted sends with `day` in range.
+
+    Keys reserved at or after `run_started` are also listed as `recent`: made
+    by another worker of the same run (or a run working at the same time).
+    """
     found: dict[str, History] = {}
     query = select(
         ledger.c.contact_id,
@@ -310,14 +324,17 @@ def histories(
         ledger.c.occurrence,
         ledger.c.day,
         ledger.c.status,
+        ledger.c.reserved_at,
     ).where(ledger.c.contact_id.in_(bindparam("ids", expanding=True)))
     for start in range(0, len(contact_ids), 500):
         ids = list(contact_ids[start : start + 500])
-        for contact_id, campaign, step, occurrence, day, status in connection.execute(
+        for contact_id, campaign, step, occurrence, day, status, reserved_at in connection.execute(
             query, {"ids": ids}
         ):
-            history = found.setdefault(str(contact_id), History({}, {}))
+            history = found.setdefault(str(contact_id), History({}, {}, set()))
             history.status[(campaign, step, occurrence)] = status
+            if run_started is not None and reserved_at >= run_started:
+                history.recent.add((campaign, step, occurrence))
             if status in COUNTED and since <= day <= until:
                 history.counted[(campaign, step, occurrence)] = (day, campaign)
     return found

@@ -22,13 +22,10 @@ deciding, and the ledger's unique key stops any send being made twice.
 from __future__ import annotations
 
 import re
-import threading
 from collections import Counter
-from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
-from email.message import EmailMessage
 from email.utils import parseaddr
 from typing import Any
 
@@ -51,6 +48,10 @@ CHUNK_CONTACTS = 500
 SEND_BATCH = 20
 # How far back (and ahead) ledger rows matter for caps: a month, a week, any sane gap.
 HISTORY_DAYS = 62
+# Skips that are the run's own work, done by another of its workers (or a run at the same time).
+MADE_MEANWHILE = "made meanwhile by another worker or run"
+CLAIMED = "claimed by another worker"
+TAKEN = "reserved by another run"
 STOPPING = {"unsubscribe": "unsubscribed", "complaint": "complained", "bounce": "hard-bounced"}
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
@@ -72,8 +73,17 @@ class SendSummary:
     unknown_waiting: int = 0  # the day's unknown rows not retried
     suppressed: int = 0  # addresses suppressed after a hard bounce
     limited: bool = False
-    skipped: Counter[str] = field(default_factory=Counter)
+    skips: dict[book.Key, str] = field(default_factory=dict)  # why each unsent due was skipped
     failures: list[tuple[book.Key, str]] = field(default_factory=list)
+
+    def skip(self, dues: Iterable[Due], reason: str) -> None:
+        for due in dues:
+            self.skips[due.send.key] = reason
+
+    @property
+    def skipped(self) -> Counter[str]:
+        """How many were skipped for each reason (two workers meeting one send count it once)."""
+        return Counter(self.skips.values())
 
 
 @dataclass(frozen=True)
@@ -160,8 +170,10 @@ class DaySender:
         *,
         dry_run: bool,
         retry_unknown: bool,
+        started: datetime,
     ) -> None:
         self.engine = engine
+        self.started = started
         self.project = project
         self.as_of = as_of
         self.transport = transport
@@ -178,6 +190,9 @@ class DaySender:
         self.sender = project.settings.sender.from_address
         self.envelope_sender = parseaddr(self.sender)[1]
         self.domain = sender_domain(self.sender)
+        self.list_ids = {
+            name: f"{name} <{safe_name(name)}.{self.domain}>" for name in self.campaigns
+        }
 
     def _step(self, send: book.Send) -> tuple[Campaign, Step] | str:
         campaign = self.campaigns.get(send.campaign)
@@ -190,8 +205,8 @@ class DaySender:
 
     def eligible(
         self, connection: Connection, dues: Sequence[Due], summary: SendSummary
-    ) -> tuple[list[tuple[Due, str]], dict[str, Any]]:
-        """The dues that may go out today, with their channel; skips are counted."""
+    ) -> list[Due]:
+        """The dues that may go out today, their send's channel set; skips are counted."""
         ids = sorted({d.send.contact_id for d in dues})
         rows = connection.execute(
             select(contacts).where(contacts.c.id.in_(bindparam("ids", expanding=True))),
@@ -201,22 +216,28 @@ class DaySender:
         stopped, suppressed = _stops(connection, rows, self.clock)
         since = self.as_of - timedelta(days=HISTORY_DAYS)
         until = self.as_of + timedelta(days=HISTORY_DAYS)
-        histories = book.histories(connection, ids, since=since, until=until)
+        histories = book.histories(
+            connection, ids, since=since, until=until, run_started=self.started
+        )
         by_contact: dict[str, list[Due]] = {}
         for due in dues:
             by_contact.setdefault(due.send.contact_id, []).append(due)
-        chosen: list[tuple[Due, str]] = []
+        chosen: list[Due] = []
         for contact_id, mine in by_contact.items():
             person = people.get(contact_id)
             if person is None:
-                summary.skipped["contact no longer exists"] += len(mine)
+                summary.skip(mine, "contact no longer exists")
                 continue
             history = histories.get(contact_id)
             keep: list[Due] = []
             for due in mine:
                 status = history.status.get(due.send.key[1:]) if history else None
                 if status is not None and not (due.retry and status == book.UNKNOWN):
-                    summary.skipped[f"already in the ledger ({status})"] += 1
+                    assert history is not None
+                    if due.send.key[1:] in history.recent:
+                        summary.skip([due], MADE_MEANWHILE)
+                    else:
+                        summary.skip([due], f"already in the ledger ({status})")
                     continue
                 keep.append(due)
             if not keep:
@@ -235,18 +256,18 @@ class DaySender:
                 elif str(person.email).lower() in suppressed:
                     problem = "address suppressed"
                 if problem:
-                    summary.skipped[problem] += len(keep)
+                    summary.skip(keep, problem)
                     continue
             refused = self.transport.refuses(channel) if self.transport else None
             if refused:
-                summary.skipped[refused] += len(keep)
+                summary.skip(keep, refused)
                 continue
             candidates: list[Candidate] = []
             by_key: dict[tuple[str, str, str], Due] = {}
             for due in keep:
                 found = self._step(due.send)
                 if isinstance(found, str):
-                    summary.skipped[found] += 1
+                    summary.skip([due], found)
                     continue
                 campaign, step = found
                 send = due.send
@@ -268,49 +289,54 @@ class DaySender:
                 candidates, self.rules, self.calendar, excluded=excluded, sent=counted
             ):
                 if decision.status == PLANNED and decision.day == self.as_of:
-                    chosen.append((by_key[decision.candidate.key], channel))
+                    due = by_key[decision.candidate.key]
+                    chosen.append(replace(due, send=replace(due.send, channel=channel)))
                 else:
-                    summary.skipped[_short(decision.reason or "does not fit today")] += 1
-        return chosen, people
+                    why = _short(decision.reason or "does not fit today")
+                    summary.skip([by_key[decision.candidate.key]], why)
+        return chosen
 
     def prepare(
-        self, connection: Connection, chosen: Sequence[tuple[Due, str]], summary: SendSummary
+        self, connection: Connection, chosen: Sequence[Due], summary: SendSummary
     ) -> list[tuple[Due, Outgoing]]:
         """Render the chosen sends; a mail that cannot be rendered is skipped with the reason."""
         mails = CampaignMails(
             self.project, connection, self.as_of, templates=self.templates, catalog=self.catalog
         )
-        groups: dict[tuple[str, str], list[tuple[Due, str]]] = {}
-        for item in chosen:
-            groups.setdefault((item[0].send.campaign, item[0].send.step), []).append(item)
+        groups: dict[tuple[str, str], list[Due]] = {}
+        for due in chosen:
+            groups.setdefault((due.send.campaign, due.send.step), []).append(due)
         prepared: list[tuple[Due, Outgoing]] = []
         for (campaign_name, step_name), items in groups.items():
-            found = self._step(items[0][0].send)
+            found = self._step(items[0].send)
             assert not isinstance(found, str)
             campaign, step = found
             rendered = {
                 r.contact_id: r
-                for r in mails.render_for(campaign, step, [d.send.contact_id for d, _ in items])
+                for r in mails.render_for(campaign, step, [d.send.contact_id for d in items])
             }
-            for due, channel in items:
+            for due in items:
                 result = rendered.get(due.send.contact_id)
                 if result is None or result.mail is None:
                     why = result.error if result is not None else None
                     reason = result.notes[0] if result and result.notes else None
-                    summary.skipped[_short(str(why) if why else reason or "nothing to render")] += 1
+                    summary.skip([due], _short(str(why) if why else reason or "nothing to render"))
                     continue
                 if result.notes:
-                    summary.skipped[_short(result.notes[0])] += 1
+                    summary.skip([due], _short(result.notes[0]))
                     continue
                 try:
-                    message = mails.message(result)
-                    self._stamp(message, due.send, campaign_name)
+                    message = mails.message(
+                        result,
+                        message_id=book.message_id(due.send.key, self.domain),
+                        headers={"List-Id": self.list_ids[campaign_name]},
+                    )
                 except ValueError as exc:  # e.g. a header with CR/LF from data
-                    summary.skipped[_short(f"cannot build the message: {exc}")] += 1
+                    summary.skip([due], _short(f"cannot build the message: {exc}"))
                     continue
-                send = replace(due.send, channel=channel, template=result.mail.template)
+                send = replace(due.send, template=result.mail.template)
                 letter = None
-                if channel == "post":
+                if send.channel == "post":
                     letter = letter_html(
                         subject=result.mail.subject,
                         html=result.mail.html,
@@ -327,11 +353,6 @@ class DaySender:
                 prepared.append((replace(due, send=send), outgoing))
         return prepared
 
-    def _stamp(self, message: EmailMessage, send: book.Send, campaign: str) -> None:
-        del message["Message-ID"]
-        message["Message-ID"] = book.message_id(send.key, self.domain)
-        message["List-Id"] = f"{campaign} <{safe_name(campaign)}.{self.domain}>"
-
     def deliver(
         self,
         prepared: Sequence[tuple[Due, Outgoing]],
@@ -339,16 +360,18 @@ class DaySender:
         *,
         token: datetime,
         batch_size: int = SEND_BATCH,
+        unmade: Sequence[book.Key] = (),
     ) -> None:
         """Deliver the run `token`'s reserved mails batch by batch, confirming as it goes.
 
         Each batch is marked `sending` (committed, together with the previous
         batch's confirmations) before its first mail leaves; what a failing
-        transport leaves undelivered is released for a later run.
+        transport leaves undelivered is released for a later run, and so are
+        the `unmade` reservations (mails that could not be rendered: skipped).
         """
         assert self.transport is not None
         confirmations: list[book.Confirmation] = []
-        released: list[book.Key] = []
+        released: list[book.Key] = list(unmade)
         bounced: list[str] = []
 
         def record(connection: Connection) -> None:
@@ -369,10 +392,8 @@ class DaySender:
                     owned = set(
                         book.start_sending(connection, [d.send.key for d, _ in batch], token=token)
                     )
-                if len(owned) < len(batch):
-                    summary.skipped["reservation taken over by another run"] += len(batch) - len(
-                        owned
-                    )
+                lost = [d for d, _ in batch if d.send.key not in owned]
+                summary.skip(lost, "reservation taken over by another run")
                 mine = [(d, o) for d, o in batch if d.send.key in owned]
                 for position, (due, outgoing) in enumerate(mine):
                     try:
@@ -402,7 +423,9 @@ class DaySender:
             summary.released += 1
             return
         sent_at = _now() if outcome.status == book.SENT else None
-        confirmations.append(book.Confirmation(key, outcome.status, sent_at, outcome.error))
+        confirmations.append(
+            book.Confirmation(key, outcome.status, sent_at, outcome.error, due.send.template)
+        )
         if outcome.status == book.SENT:
             summary.sent += 1
         elif outcome.status == book.UNKNOWN:
@@ -475,18 +498,24 @@ def send_day(
     send_batch: int = SEND_BATCH,
     worker: tuple[int, int] = (0, 1),
     progress: Callable[[int, int], Any] | None = None,
+    started: datetime | None = None,
 ) -> SendSummary:
     """Send the day's due mails through `transport` (None for a dry run, which reserves nothing).
 
     `progress(done, total)` is called after each chunk. `worker=(i, n)`: the
     i-th of n workers of one run starts at the i-th n-th of the day's chunks
     (and wraps around), so workers meet each other's work as late as possible.
-    Raises TransportDown (after confirming what was delivered and releasing
-    what was not) when the transport fails altogether.
+    `started`: when the run began (its workers share it), to tell ledger rows
+    made meanwhile from those of earlier runs. Raises TransportDown (after
+    confirming what was delivered and releasing what was not) when the
+    transport fails altogether.
     """
     if transport is None and not dry_run:
         raise ValueError("a transport is needed unless dry_run")
-    run = DaySender(engine, project, as_of, transport, dry_run=dry_run, retry_unknown=retry_unknown)
+    run = DaySender(
+        engine, project, as_of, transport,
+        dry_run=dry_run, retry_unknown=retry_unknown, started=started or _now(),
+    )  # fmt: skip
     summary = SendSummary(as_of, dry_run=dry_run)
     if not dry_run:
         with atomic(engine) as connection:
@@ -504,7 +533,7 @@ def send_day(
     for chunk in chunks:
         if remaining is not None and remaining <= 0:
             summary.limited = True
-            summary.skipped["over --limit"] += len(chunk)
+            summary.skip(chunk, "over --limit")
             continue
         with atomic(engine, write=not dry_run) as connection:
             if not dry_run:
@@ -513,15 +542,15 @@ def send_day(
                 )
                 held = [d for d in chunk if d.send.contact_id not in claimed]
                 if held:
-                    summary.skipped["claimed by another worker"] += len(held)
+                    summary.skip(held, CLAIMED)
                     chunk = [d for d in chunk if d.send.contact_id in claimed]
-            chosen, _people = run.eligible(connection, chunk, summary) if chunk else ([], {})
+            chosen = run.eligible(connection, chunk, summary) if chunk else []
             if remaining is not None and len(chosen) > remaining:
                 summary.limited = True
-                summary.skipped["over --limit"] += len(chosen) - remaining
+                summary.skip(chosen[remaining:], "over --limit")
                 chosen = chosen[:remaining]
-            prepared = run.prepare(connection, chosen, summary)
             if dry_run:
+                prepared = run.prepare(connection, chosen, summary)
                 summary.would_send += len(prepared)
                 if remaining is not None:
                     remaining -= len(prepared)
@@ -530,21 +559,24 @@ def send_day(
                     progress(done, len(dues))
                 continue
             token = _now()
-            fresh = [d.send for d, _ in prepared if not d.retry]
-            retried = [d.send for d, _ in prepared if d.retry]
+            fresh = [d.send for d in chosen if not d.retry]
+            retried = [d.send for d in chosen if d.retry]
             mine = {
                 s.key
                 for s in book.reserve(connection, fresh, domain=run.domain, now=token)
                 + book.reclaim_unknown(connection, retried, now=token)
             }
-        # Committed: from here on the ledger owns these sends.
-        taken = len(prepared) - len(mine)
-        if taken:
-            summary.skipped["reserved by another run"] += taken
-        reserved = [(d, o) for d, o in prepared if d.send.key in mine]
+        # Committed: from here on the ledger owns these sends. Rendering happens outside
+        # the write transaction, so other runs and workers decide and confirm meanwhile.
+        summary.skip([d for d in chosen if d.send.key not in mine], TAKEN)
+        reserved = [d for d in chosen if d.send.key in mine]
+        with engine.connect() as connection:
+            prepared = run.prepare(connection, reserved, summary)
         if remaining is not None:
-            remaining -= len(reserved)
-        run.deliver(reserved, summary, token=token, batch_size=send_batch)
+            remaining -= len(prepared)
+        made = {d.send.key for d, _ in prepared}
+        unmade = [d.send.key for d in reserved if d.send.key not in made]
+        run.deliver(prepared, summary, token=token, batch_size=send_batch, unmade=unmade)
         done += len(chunk)
         if progress is not None:
             progress(done, len(dues))
@@ -554,79 +586,4 @@ def send_day(
     return summary
 
 
-def merge(summaries: Sequence[SendSummary]) -> SendSummary:
-    """One summary for the workers of one run (the day's counts once, the work added up)."""
-    merged = SendSummary(summaries[0].day, dry_run=summaries[0].dry_run)
-    for one in summaries:
-        merged.due = max(merged.due, one.due)
-        for name in ("sent", "would_send", "failed", "unknown", "released", "stale",
-                     "stale_released", "suppressed"):  # fmt: skip
-            setattr(merged, name, getattr(merged, name) + getattr(one, name))
-        merged.unknown_waiting = max(merged.unknown_waiting, one.unknown_waiting)
-        merged.limited = merged.limited or one.limited
-        merged.skipped.update(one.skipped)
-        merged.failures.extend(one.failures)
-    # What one worker found made by another is the run's own work, not a skip
-    # (this also hides what earlier runs made: the workers cannot tell the two apart).
-    for reason in [r for r in merged.skipped if r.startswith("already in the ledger")]:
-        del merged.skipped[reason]
-    for reason in ("claimed by another worker", "reserved by another run"):
-        merged.skipped.pop(reason, None)
-    return merged
-
-
-def send_day_workers(
-    engine: Engine,
-    project: Project,
-    as_of: date,
-    make_transport: Callable[[], Transport | None],
-    *,
-    workers: int,
-    progress: Callable[[int, int], Any] | None = None,
-    **options: Any,
-) -> SendSummary:
-    """`send_day` in `workers` threads, each with its own transport (None: a dry run), one summary.
-
-    The threads share the day through the database exactly as separate
-    processes or machines would (see `send_day`). Raises the first worker's
-    TransportDown after every worker has stopped.
-    """
-    if workers < 1:
-        raise ValueError("workers must be at least 1")
-    if workers > 1 and options.get("limit") is not None:
-        raise ValueError("limit needs a single worker")
-    lock = threading.Lock()
-    finished = [0] * workers
-
-    def work(index: int) -> SendSummary:
-        def report(done: int, total: int) -> None:
-            with lock:
-                finished[index] = done
-                if progress is not None:
-                    progress(sum(finished) // workers, total)
-
-        transport = make_transport()
-        try:
-            return send_day(
-                engine, project, as_of, transport,
-                worker=(index, workers), progress=report, **options,
-            )  # fmt: skip
-        finally:
-            if transport is not None:
-                transport.close()
-
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="trouw-send") as pool:
-        futures = [pool.submit(work, index) for index in range(workers)]
-        results: list[SendSummary] = []
-        problem: BaseException | None = None
-        for future in futures:
-            try:
-                results.append(future.result())
-            except BaseException as exc:  # every worker stops first; then the first error
-                problem = problem or exc
-    if problem is not None:
-        raise problem
-    return merge(results) if workers > 1 else results[0]
-
-
-__all__ = ["SEND_BATCH", "SendSummary", "due_sends", "merge", "send_day", "send_day_workers"]
+__all__ = ["MADE_MEANWHILE", "SEND_BATCH", "SendSummary", "due_sends", "send_day"]

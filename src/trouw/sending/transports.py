@@ -17,14 +17,13 @@ import ssl
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from email.message import EmailMessage
-from email.policy import SMTP as SMTP_POLICY
 from pathlib import Path
 from typing import Protocol
 from urllib.parse import unquote, urlsplit
 
 from trouw.errors import UserError, WorkFailed
 from trouw.sending.ledger import FAILED, SENT, UNKNOWN, Send
+from trouw.templates.mime import MimeMail
 
 RELEASED = "released"
 # Seconds to wait before each retry of a 4xx answer.
@@ -40,7 +39,7 @@ class Outgoing:
     """One prepared mail: the ledger row, the message, and for `post` the letter."""
 
     send: Send
-    message: EmailMessage
+    message: MimeMail  # its bytes have CRLF line ends, as SMTP wants them
     sender: str  # envelope sender address
     recipient: str | None  # envelope recipient (email channel)
     name: str  # file name stem, unique per ledger row
@@ -127,6 +126,25 @@ class SmtpAddress:
         )
 
 
+class Pace:
+    """At most `rate` mails a second: each mail waits for its slot, no bursts after a pause.
+
+    Slots are spaced 1/rate apart from the previous one (or from now, after an idle
+    spell), so a provider's per-second limit holds over any window, not just on average.
+    """
+
+    def __init__(self, rate: float) -> None:
+        self.interval = 1.0 / rate
+        self._next = 0.0
+
+    def wait(self) -> None:
+        now = time.monotonic()
+        if self._next > now:
+            time.sleep(self._next - now)
+            now = self._next
+        self._next = now + self.interval
+
+
 class _Refused(Exception):
     def __init__(self, code: int, reply: bytes | str, command: str) -> None:
         text = reply.decode(errors="replace") if isinstance(reply, bytes) else reply
@@ -144,12 +162,18 @@ class SmtpTransport:
     """
 
     def __init__(
-        self, url: str, *, backoff: Sequence[float] = BACKOFF, timeout: float = 30.0
+        self,
+        url: str,
+        *,
+        backoff: Sequence[float] = BACKOFF,
+        timeout: float = 30.0,
+        rate: float | None = None,
     ) -> None:
         self.address = SmtpAddress.parse(url)
         self.backoff = tuple(backoff)
         self.timeout = timeout
         self._smtp: smtplib.SMTP | None = None
+        self._pace = Pace(rate) if rate else None
 
     def refuses(self, channel: str) -> str | None:
         if channel == "post":
@@ -185,9 +209,10 @@ class SmtpTransport:
 
     def deliver(self, item: Outgoing) -> Outcome:
         assert item.recipient is not None
-        # SMTP wants CRLF line ends; smtplib fixes them only for str, not for bytes.
-        data = item.message.as_bytes(policy=SMTP_POLICY)
+        data = item.message.as_bytes()
         retries = 0
+        if self._pace is not None:
+            self._pace.wait()
         while True:
             if self._smtp is None:
                 self._smtp = self._connect()
@@ -248,6 +273,7 @@ __all__ = [
     "OutboxTransport",
     "Outcome",
     "Outgoing",
+    "Pace",
     "SmtpAddress",
     "SmtpTransport",
     "Transport",

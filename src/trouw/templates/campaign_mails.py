@@ -11,7 +11,6 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
-from email.message import EmailMessage
 from typing import Any
 
 from sqlalchemy import Connection, select
@@ -31,6 +30,7 @@ from trouw.templates.context import (
 from trouw.templates.environment import Mail, MailTemplates, TemplateError
 from trouw.templates.links import LinkSigner, link_secret
 from trouw.templates.mail import build_message
+from trouw.templates.mime import MimeMail
 
 SYNTHETIC_PREFIX = "sample-"
 
@@ -210,8 +210,14 @@ class CampaignMails:
             as_of=self.as_of,
         )
 
-    def message(self, rendered: RenderedMail) -> EmailMessage:
-        """The complete message (.eml) of a rendered mail."""
+    def message(
+        self,
+        rendered: RenderedMail,
+        *,
+        message_id: str | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> MimeMail:
+        """The complete message (.eml) of a rendered mail; `headers` are added at the end."""
         assert rendered.mail is not None
         contact = rendered.contact
         settings = self.project.settings
@@ -227,10 +233,12 @@ class CampaignMails:
                 rendered.contact_id, rendered.campaign.name
             ),
             when=datetime.now(UTC),
+            message_id=message_id,
             headers={
                 "X-Trouw-Campaign": rendered.campaign.name,
                 "X-Trouw-Step": rendered.step.name,
                 "X-Trouw-Template": rendered.mail.template,
+                **(headers or {}),
             },
         )
 

@@ -16,20 +16,17 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from datetime import datetime
-from email import policy
-from email.message import EmailMessage
 from email.utils import format_datetime, formataddr, make_msgid, parseaddr
 from typing import Any
 
 import css_inline
 import html2text
 
+from trouw.templates.mime import MimeMail, compose
 from trouw.templates.shapes import ShapeCache
 
 # [text](url) as html2text writes it; link text never spans lines with body_width=0.
 _MARKDOWN_LINK = re.compile(r"\[([^\]\n]*)\]\((\S+?)\)")
-# Long tracked URLs in List-Unsubscribe must stay readable, not RFC 2047-encoded.
-_POLICY = policy.default.clone(max_line_length=998)
 _BLANK_LINES = re.compile(r"\n[ \t]*\n(?:[ \t]*\n)+")
 
 
@@ -83,23 +80,28 @@ def build_message(
     reply_to: str | None,
     unsubscribe_url: str,
     when: datetime,
+    message_id: str | None = None,
     headers: Mapping[str, Any] | None = None,
-) -> EmailMessage:
-    """A complete multipart/alternative message (text first, then HTML) with list headers."""
-    message = EmailMessage(policy=_POLICY)
-    message["From"] = sender
-    message["To"] = formataddr((to_name, to_address)) if to_name else to_address
-    if reply_to:
-        message["Reply-To"] = reply_to
-    message["Subject"] = subject
-    message["Date"] = format_datetime(when)
-    domain = parseaddr(sender)[1].rpartition("@")[2] or "trouw.invalid"
-    message["Message-ID"] = make_msgid(domain=domain)
+) -> MimeMail:
+    """A complete multipart/alternative message (text first, then HTML) with list headers.
+
+    `message_id` defaults to a new one; a send passes its ledger row's, so a
+    retry of the row reuses it. Raises ValueError when a value would put a
+    line break into a header.
+    """
+    if message_id is None:
+        domain = parseaddr(sender)[1].rpartition("@")[2] or "trouw.invalid"
+        message_id = make_msgid(domain=domain)
     mailto = parseaddr(reply_to or sender)[1]
-    message["List-Unsubscribe"] = f"<{unsubscribe_url}>, <mailto:{mailto}?subject=unsubscribe>"
-    message["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
-    for name, value in (headers or {}).items():
-        message[name] = str(value)
-    message.set_content(text, subtype="plain", charset="utf-8")
-    message.add_alternative(html, subtype="html", charset="utf-8")
-    return message
+    fields = [
+        ("From", sender),
+        ("To", formataddr((to_name, to_address)) if to_name else to_address),
+        *([("Reply-To", reply_to)] if reply_to else []),
+        ("Subject", subject),
+        ("Date", format_datetime(when)),
+        ("Message-ID", message_id),
+        ("List-Unsubscribe", f"<{unsubscribe_url}>, <mailto:{mailto}?subject=unsubscribe>"),
+        ("List-Unsubscribe-Post", "List-Unsubscribe=One-Click"),
+    ]
+    fields.extend((name, str(value)) for name, value in (headers or {}).items())
+    return compose(fields, text, html)
