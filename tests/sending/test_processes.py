@@ -191,3 +191,29 @@ def test_four_workers_on_postgresql_share_the_day_without_duplicates(
         assert sum(1 for share in shares if share) >= 2, shares  # the work was shared
     finally:
         engine.dispose()
+
+
+def test_ctrl_c_mid_run_stops_after_the_batch_and_leaves_nothing_in_doubt(
+    project_dir: Path, engine: Engine, db_url: str, smtp_server: SmtpServer
+) -> None:
+    keys = _big_shop(project_dir, engine, 300)
+    smtp_server.handler.delay = 0.01
+    first = _send(project_dir, db_url, smtp_server.url)
+    deadline = time.monotonic() + 20
+    while len(smtp_server.handler.received) < 40:
+        assert first.poll() is None, first.communicate()[0]
+        assert time.monotonic() < deadline, "the first run sent nothing in time"
+        time.sleep(0.005)
+    first.send_signal(signal.SIGINT)
+    output = first.communicate(timeout=20)[0]
+    assert first.returncode != 0, output
+    rows = _ledger(engine)
+    # Interrupted, the run finished its batch, confirmed it and released the rest.
+    assert {status for status, _ in rows.values()} == {"sent"}, output
+    assert len(rows) < len(keys)
+    assert set(_received_ids(smtp_server)) == {mid for _, mid in rows.values()}
+
+    second = _finish(_send(project_dir, db_url, smtp_server.url))
+    assert "unknown" not in second
+    _recipients_once(smtp_server, len(keys))
+    assert {status for status, _ in _ledger(engine).values()} == {"sent"}

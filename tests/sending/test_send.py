@@ -22,7 +22,7 @@ from trouw.contacts import is_suppressed
 from trouw.project import load_project
 from trouw.sending import OutboxTransport, SendSummary, SmtpTransport, TransportDown, send_day
 from trouw.sending.ledger import LOG_COLUMNS, message_id
-from trouw.sending.transports import Pace, Transport
+from trouw.sending.transports import Outcome, Outgoing, Pace, Transport
 from trouw.store import ledger
 
 TRACKING = '\n[tracking]\nbase_url = "https://t.shop.example"\n'
@@ -333,3 +333,37 @@ def test_cli_workers_in_processes_report_earlier_runs_but_not_each_other(
     assert "sent 0" in again.output
     assert "skipped 3: already in the ledger (sent)" in again.output  # each once, not per worker
     assert len(smtp_server.handler.received) == 3
+
+
+class _FailsAfter:
+    """An outbox that goes down after `n` mails, as an SMTP server that dies mid-run."""
+
+    def __init__(self, folder: Path, n: int) -> None:
+        self.outbox = OutboxTransport(folder)
+        self.left = n
+
+    def refuses(self, channel: str) -> str | None:
+        return None
+
+    def deliver(self, item: Outgoing) -> Outcome:
+        if self.left <= 0:
+            raise TransportDown("the server went away")
+        self.left -= 1
+        return self.outbox.deliver(item)
+
+    def close(self) -> None:
+        pass
+
+
+def test_a_transport_down_mid_run_releases_every_chunk_not_delivered(
+    project_dir: Path, engine: Engine, tmp_path: Path
+) -> None:
+    root = make_day_shop(project_dir, engine)
+    outbox = tmp_path / "outbox"
+    with pytest.raises(TransportDown):
+        _send(root, engine, _FailsAfter(outbox, 1), chunk_contacts=1, send_batch=1)
+    assert set(_statuses(engine).values()) == {"sent"}  # nothing left reserved or in doubt
+    assert len(_statuses(engine)) == 1
+    rest = _send(root, engine, OutboxTransport(outbox), chunk_contacts=1)
+    assert rest.sent == 3  # the other two mails and the letter
+    assert len(list(outbox.glob("*.eml"))) == 3

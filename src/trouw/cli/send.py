@@ -13,10 +13,10 @@ from rich.markup import escape
 from trouw.cli.output import console, count_progress
 from trouw.cli.params import Env, as_of_option, pass_env
 from trouw.errors import UserError, WorkFailed
-from trouw.sending import OutboxTransport, SendSummary, SmtpTransport
+from trouw.sending import OutboxTransport, SendSummary
 from trouw.sending.ledger import STALE_AFTER
 from trouw.sending.run import CHUNK_CONTACTS
-from trouw.sending.transports import SmtpAddress
+from trouw.sending.transports import SmtpAddress, SmtpPool
 from trouw.sending.workers import TransportMaker, send_with_workers
 
 
@@ -52,8 +52,15 @@ from trouw.sending.workers import TransportMaker, send_with_workers
     type=click.IntRange(min=1),
     default=1,
     show_default=True,
-    help="Send with N worker processes, each with its own SMTP connection; "
-    "runs on other machines share the day too.",
+    help="Send with N worker processes (rendering is CPU work); runs on other machines "
+    "share the day too.",
+)
+@click.option(
+    "--connections",
+    type=click.IntRange(min=1),
+    default=4,
+    show_default=True,
+    help="SMTP connections each worker keeps busy at once.",
 )
 @click.option(
     "--stale-after",
@@ -80,6 +87,7 @@ def send_command(
     rate: float | None,
     retry_unknown: bool,
     workers: int,
+    connections: int,
     stale_after: float,
     chunk_contacts: int,
 ) -> None:
@@ -120,7 +128,8 @@ def send_command(
         make_transport = partial(OutboxTransport, outbox)
     elif smtp_url is not None:
         SmtpAddress.parse(smtp_url)  # a bad URL is bad input, before any work
-        make_transport = partial(SmtpTransport, smtp_url, rate=rate / workers if rate else None)
+        share = rate / workers if rate else None
+        make_transport = partial(SmtpPool, smtp_url, connections=connections, rate=share)
     day = as_of or env.today()
     with count_progress(f"sending {day}", 0) as done:
         summary = send_with_workers(

@@ -1,22 +1,26 @@
-"""`send_day`: the day's due sends, checked again, rendered, reserved, delivered, confirmed.
+"""`send_day`: the day's due sends, checked again, reserved, rendered, delivered, confirmed.
 
 The plan says what was meant for the day; the ledger says what has been
-made. Each chunk of contacts is handled in one write transaction (SQLite:
-BEGIN IMMEDIATE, so two runs queue up): read the contacts, their stops and
-their ledger, decide with the planner's own policy code (`resolve`, with the
-ledger's counted sends as history and no deferral: a send that no longer
-fits today is skipped with the reason), render, and reserve. The
-reservation commits before any mail leaves. Delivery goes in batches of
-SEND_BATCH: one small transaction confirms the batch before and marks the
-next `sending`, committed before its first mail leaves. A run that dies
-leaves `reserved` rows (certainly not sent: the next run makes them again)
-and at most one batch of `sending` rows, which the next run marks `unknown`:
-never sent again unless asked (`retry_unknown`).
+made. Each chunk of contacts is decided in one short write transaction
+(SQLite: BEGIN IMMEDIATE, so two runs queue up): read the contacts, their
+stops and their ledger, decide with the planner's own policy code (`resolve`,
+with the ledger's counted sends as history and no deferral: a send that no
+longer fits today is skipped with the reason), and reserve. The reservation
+commits before any mail leaves. Rendering happens after, outside the lock (a
+mail that cannot be rendered is released and skipped), and the courier
+(courier.py) delivers the chunk in the background while the next chunk is
+decided and rendered. Delivery goes in batches of SEND_BATCH: one small
+transaction confirms the batch before and marks the next `sending`,
+committed before its first mail leaves. A run that dies leaves `reserved`
+rows (certainly not sent: the next run makes them again) and at most one
+batch of `sending` rows, which the next run marks `unknown`: never sent again
+unless asked (`retry_unknown`). A run that is interrupted (Ctrl-C) or loses
+its transport finishes the batch in flight and releases the rest.
 
 On PostgreSQL each chunk transaction first claims its contacts with
-`FOR NO KEY UPDATE SKIP LOCKED`, so several workers (threads of one run,
-processes, machines) share one day: a worker skips the contacts another is
-deciding, and the ledger's unique key stops any send being made twice.
+`FOR NO KEY UPDATE SKIP LOCKED`, so several workers (processes, machines)
+share one day: a worker skips the contacts another is deciding, and the
+ledger's unique key stops any send being made twice.
 """
 
 from __future__ import annotations
@@ -37,15 +41,23 @@ from trouw.planning.policy import PLANNED, Candidate, QuietDays, Rules, YearCale
 from trouw.project import Project
 from trouw.segments import Clock, load_catalog
 from trouw.sending import ledger as book
+from trouw.sending.courier import Courier, Parcel
 from trouw.sending.letters import letter_html
-from trouw.sending.transports import RELEASED, Outcome, Outgoing, Transport, TransportDown
+from trouw.sending.transports import (
+    RELEASED,
+    Outcome,
+    Outgoing,
+    Transport,
+    TransportDown,
+    deliver_batch,
+)
 from trouw.store import atomic, contacts, events, plan, suppressions
 from trouw.templates.campaign_mails import CampaignMails
 from trouw.templates.environment import MailTemplates
 
 CHUNK_CONTACTS = 500
 # Mails marked `sending` in one go: the most a killed run can leave `unknown`.
-SEND_BATCH = 20
+SEND_BATCH = 40
 # How far back (and ahead) ledger rows matter for caps: a month, a week, any sane gap.
 HISTORY_DAYS = 62
 # Skips that are the run's own work, done by another of its workers (or a run at the same time).
@@ -361,13 +373,15 @@ class DaySender:
         token: datetime,
         batch_size: int = SEND_BATCH,
         unmade: Sequence[book.Key] = (),
+        stopping: Callable[[], bool] = lambda: False,
     ) -> None:
         """Deliver the run `token`'s reserved mails batch by batch, confirming as it goes.
 
         Each batch is marked `sending` (committed, together with the previous
         batch's confirmations) before its first mail leaves; what a failing
         transport leaves undelivered is released for a later run, and so are
-        the `unmade` reservations (mails that could not be rendered: skipped).
+        the `unmade` reservations (mails that could not be rendered: skipped)
+        and, once `stopping()` says so, the batches not started.
         """
         assert self.transport is not None
         confirmations: list[book.Confirmation] = []
@@ -385,6 +399,9 @@ class DaySender:
         index = 0
         try:
             while index < len(prepared):
+                if stopping():
+                    released.extend(d.send.key for d, _ in prepared[index:])
+                    break
                 batch = prepared[index : index + batch_size]
                 index += len(batch)
                 with atomic(self.engine) as connection:
@@ -395,14 +412,17 @@ class DaySender:
                 lost = [d for d, _ in batch if d.send.key not in owned]
                 summary.skip(lost, "reservation taken over by another run")
                 mine = [(d, o) for d, o in batch if d.send.key in owned]
-                for position, (due, outgoing) in enumerate(mine):
-                    try:
-                        outcome = self.transport.deliver(outgoing)
-                    except TransportDown:
-                        released.extend(d.send.key for d, _ in mine[position:])
-                        released.extend(d.send.key for d, _ in prepared[index:])
-                        raise
+                down: TransportDown | None = None
+                outcomes = deliver_batch(self.transport, [o for _, o in mine])
+                for (due, outgoing), outcome in zip(mine, outcomes, strict=True):
+                    if isinstance(outcome, TransportDown):  # not tried: certainly not sent
+                        released.append(due.send.key)
+                        down = down or outcome
+                        continue
                     self._outcome(due, outgoing, outcome, summary, confirmations, released, bounced)
+                if down is not None:
+                    released.extend(d.send.key for d, _ in prepared[index:])
+                    raise down
         finally:
             with atomic(self.engine) as connection:
                 record(connection)
@@ -530,56 +550,82 @@ def send_day(
     chunks = chunks[first:] + chunks[:first]
     remaining = limit
     done = 0
-    for chunk in chunks:
-        if remaining is not None and remaining <= 0:
-            summary.limited = True
-            summary.skip(chunk, "over --limit")
-            continue
-        with atomic(engine, write=not dry_run) as connection:
-            if not dry_run:
-                claimed = book.claim_contacts(
-                    connection, sorted({d.send.contact_id for d in chunk})
-                )
-                held = [d for d in chunk if d.send.contact_id not in claimed]
-                if held:
-                    summary.skip(held, CLAIMED)
-                    chunk = [d for d in chunk if d.send.contact_id in claimed]
-            chosen = run.eligible(connection, chunk, summary) if chunk else []
-            if remaining is not None and len(chosen) > remaining:
-                summary.limited = True
-                summary.skip(chosen[remaining:], "over --limit")
-                chosen = chosen[:remaining]
-            if dry_run:
-                prepared = run.prepare(connection, chosen, summary)
-                summary.would_send += len(prepared)
-                if remaining is not None:
-                    remaining -= len(prepared)
-                done += len(chunk)
-                if progress is not None:
-                    progress(done, len(dues))
-                continue
-            token = _now()
-            fresh = [d.send for d in chosen if not d.retry]
-            retried = [d.send for d in chosen if d.retry]
-            mine = {
-                s.key
-                for s in book.reserve(connection, fresh, domain=run.domain, now=token)
-                + book.reclaim_unknown(connection, retried, now=token)
-            }
-        # Committed: from here on the ledger owns these sends. Rendering happens outside
-        # the write transaction, so other runs and workers decide and confirm meanwhile.
-        summary.skip([d for d in chosen if d.send.key not in mine], TAKEN)
-        reserved = [d for d in chosen if d.send.key in mine]
-        with engine.connect() as connection:
-            prepared = run.prepare(connection, reserved, summary)
-        if remaining is not None:
-            remaining -= len(prepared)
-        made = {d.send.key for d, _ in prepared}
-        unmade = [d.send.key for d in reserved if d.send.key not in made]
-        run.deliver(prepared, summary, token=token, batch_size=send_batch, unmade=unmade)
-        done += len(chunk)
+
+    def deliver(parcel: Parcel, stopping: Callable[[], bool]) -> None:
+        run.deliver(
+            parcel.prepared, summary, token=parcel.token, batch_size=send_batch,
+            unmade=parcel.unmade, stopping=stopping,
+        )  # fmt: skip
         if progress is not None:
-            progress(done, len(dues))
+            progress(parcel.contacts_done, len(dues))
+
+    def release(parcel: Parcel) -> None:
+        keys = [d.send.key for d, _ in parcel.prepared] + list(parcel.unmade)
+        with atomic(engine) as connection:
+            book.release(connection, keys, token=parcel.token)
+
+    courier = None if dry_run else Courier(deliver, release)
+    unsent: Parcel | None = None  # reserved, not yet with the courier: released on error
+    try:
+        for chunk in chunks:
+            if remaining is not None and remaining <= 0:
+                summary.limited = True
+                summary.skip(chunk, "over --limit")
+                continue
+            with atomic(engine, write=not dry_run) as connection:
+                if not dry_run:
+                    claimed = book.claim_contacts(
+                        connection, sorted({d.send.contact_id for d in chunk})
+                    )
+                    held = [d for d in chunk if d.send.contact_id not in claimed]
+                    if held:
+                        summary.skip(held, CLAIMED)
+                        chunk = [d for d in chunk if d.send.contact_id in claimed]
+                chosen = run.eligible(connection, chunk, summary) if chunk else []
+                if remaining is not None and len(chosen) > remaining:
+                    summary.limited = True
+                    summary.skip(chosen[remaining:], "over --limit")
+                    chosen = chosen[:remaining]
+                if courier is None:  # a dry run: render, count, reserve nothing
+                    prepared = run.prepare(connection, chosen, summary)
+                    summary.would_send += len(prepared)
+                    if remaining is not None:
+                        remaining -= len(prepared)
+                    done += len(chunk)
+                    if progress is not None:
+                        progress(done, len(dues))
+                    continue
+                token = _now()
+                fresh = [d.send for d in chosen if not d.retry]
+                retried = [d.send for d in chosen if d.retry]
+                mine = {
+                    s.key
+                    for s in book.reserve(connection, fresh, domain=run.domain, now=token)
+                    + book.reclaim_unknown(connection, retried, now=token)
+                }
+            # Committed: from here on the ledger owns these sends. Rendering happens outside
+            # the write transaction, so other runs and workers decide and confirm meanwhile,
+            # and while the courier delivers the previous chunk.
+            summary.skip([d for d in chosen if d.send.key not in mine], TAKEN)
+            reserved = [d for d in chosen if d.send.key in mine]
+            unsent = Parcel((), token, [d.send.key for d in reserved], done)
+            with engine.connect() as connection:
+                prepared = run.prepare(connection, reserved, summary)
+            if remaining is not None:
+                remaining -= len(prepared)
+            made = {d.send.key for d, _ in prepared}
+            unmade = [d.send.key for d in reserved if d.send.key not in made]
+            done += len(chunk)
+            courier.send(Parcel(prepared, token, unmade, done))
+            unsent = None
+        if courier is not None:
+            courier.close()
+    except BaseException:  # Ctrl-C or an error: finish the batch in flight, release the rest
+        if unsent is not None:
+            release(unsent)
+        if courier is not None:
+            courier.close(abandon=True)  # raises the courier's error, if it had one
+        raise
     if not retry_unknown:
         with engine.connect() as connection:
             summary.unknown_waiting = book.count_unknown(connection, as_of)

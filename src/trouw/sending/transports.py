@@ -12,10 +12,13 @@ from __future__ import annotations
 
 import contextlib
 import os
+import queue
 import smtplib
 import ssl
+import threading
 import time
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -136,13 +139,15 @@ class Pace:
     def __init__(self, rate: float) -> None:
         self.interval = 1.0 / rate
         self._next = 0.0
+        self._lock = threading.Lock()  # the connections of a pool share one pace
 
     def wait(self) -> None:
-        now = time.monotonic()
-        if self._next > now:
-            time.sleep(self._next - now)
-            now = self._next
-        self._next = now + self.interval
+        with self._lock:
+            now = time.monotonic()
+            slot = max(now, self._next)
+            self._next = slot + self.interval
+        if slot > now:
+            time.sleep(slot - now)
 
 
 class _Refused(Exception):
@@ -168,12 +173,13 @@ class SmtpTransport:
         backoff: Sequence[float] = BACKOFF,
         timeout: float = 30.0,
         rate: float | None = None,
+        pace: Pace | None = None,
     ) -> None:
         self.address = SmtpAddress.parse(url)
         self.backoff = tuple(backoff)
         self.timeout = timeout
         self._smtp: smtplib.SMTP | None = None
-        self._pace = Pace(rate) if rate else None
+        self._pace = pace or (Pace(rate) if rate else None)
 
     def refuses(self, channel: str) -> str | None:
         if channel == "post":
@@ -268,6 +274,79 @@ class SmtpTransport:
             self._drop()
 
 
+class SmtpPool:
+    """Several SMTP connections used at once: a batch of mails goes out over all of them.
+
+    Each mail waits for the server's answers three times (MAIL, RCPT, DATA);
+    one connection spends most of its time waiting, so a worker keeps
+    `connections` of them busy from as many threads (the waits release the
+    GIL). Every connection follows the rules of SmtpTransport; `rate` is
+    shared by all of them.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        connections: int = 4,
+        rate: float | None = None,
+        backoff: Sequence[float] = BACKOFF,
+        timeout: float = 30.0,
+    ) -> None:
+        pace = Pace(rate) if rate else None
+        self._all = [
+            SmtpTransport(url, backoff=backoff, timeout=timeout, pace=pace)
+            for _ in range(connections)
+        ]
+        self._free: queue.SimpleQueue[SmtpTransport] = queue.SimpleQueue()
+        for transport in self._all:
+            self._free.put(transport)
+        self._threads = ThreadPoolExecutor(connections, thread_name_prefix="trouw-smtp")
+
+    def refuses(self, channel: str) -> str | None:
+        return self._all[0].refuses(channel)
+
+    def deliver(self, item: Outgoing) -> Outcome:
+        transport = self._free.get()
+        try:
+            return transport.deliver(item)
+        finally:
+            self._free.put(transport)
+
+    def deliver_batch(self, items: Sequence[Outgoing]) -> list[Outcome | TransportDown]:
+        futures = [self._threads.submit(self.deliver, item) for item in items]
+        results: list[Outcome | TransportDown] = []
+        for future in futures:
+            try:
+                results.append(future.result())
+            except TransportDown as down:
+                results.append(down)
+        return results
+
+    def close(self) -> None:
+        self._threads.shutdown()
+        for transport in self._all:
+            transport.close()
+
+
+def deliver_batch(transport: Transport, items: Sequence[Outgoing]) -> list[Outcome | TransportDown]:
+    """Each item's outcome, or the TransportDown that kept it from being tried.
+
+    A pool sends the batch at once; any other transport one by one, stopping at
+    the first TransportDown (the rest are not tried).
+    """
+    if isinstance(transport, SmtpPool):
+        return transport.deliver_batch(items)
+    results: list[Outcome | TransportDown] = []
+    for item in items:
+        try:
+            results.append(transport.deliver(item))
+        except TransportDown as down:
+            results.extend([down] * (len(items) - len(results)))
+            break
+    return results
+
+
 __all__ = [
     "RELEASED",
     "OutboxTransport",
@@ -275,7 +354,9 @@ __all__ = [
     "Outgoing",
     "Pace",
     "SmtpAddress",
+    "SmtpPool",
     "SmtpTransport",
     "Transport",
     "TransportDown",
+    "deliver_batch",
 ]

@@ -1,0 +1,114 @@
+"""Delivery in the background: one chunk goes out while the next is decided and rendered.
+
+Rendering is CPU work and SMTP is mostly waiting for the server, so a run
+that did them in turn would leave the connections idle while it renders and
+the CPU idle while it waits. The courier is one thread: the run hands it a
+chunk's reserved, rendered mails and goes on with the next chunk; at most one
+parcel waits, so reservations never run far ahead of delivery.
+
+When delivery fails (the SMTP server is down) or the run is interrupted, the
+parcels not yet delivered are released in the ledger (their reservations
+deleted: they certainly did not leave), and the error is raised in the run.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Parcel:
+    """One chunk's mails, reserved under `token`, ready to go; `unmade` failed to render."""
+
+    prepared: Sequence[Any]  # (Due, Outgoing) pairs
+    token: datetime
+    unmade: Sequence[Any]  # ledger keys
+    contacts_done: int  # for the progress bar, once delivered
+
+
+class Courier:
+    """Delivers parcels in order in its own thread; `close` waits and raises its error."""
+
+    def __init__(
+        self,
+        deliver: Callable[[Parcel, Callable[[], bool]], None],
+        release: Callable[[Parcel], None],
+    ) -> None:
+        self._deliver = deliver
+        self._release = release
+        # Room for the parcel being delivered and one waiting. The queue itself is
+        # unbounded, so `close` never blocks putting its end mark.
+        self._room = threading.Semaphore(2)
+        self._parcels: queue.SimpleQueue[Parcel | None] = queue.SimpleQueue()
+        self._stopping = threading.Event()
+        self._closed = False
+        self._error: BaseException | None = None
+        self._undelivered: list[Parcel] = []
+        self._finished = threading.Event()
+        self._thread = threading.Thread(target=self._work, name="trouw-courier", daemon=True)
+        self._thread.start()
+
+    def send(self, parcel: Parcel) -> None:
+        """Hand over a parcel; waits while another one is still waiting.
+
+        Raises the courier's error instead when delivery has failed: the parcel
+        is then not taken, and the caller still owns its reservations.
+        """
+        self._room.acquire()
+        if self._error is not None:
+            self._room.release()
+            raise self._error
+        self._parcels.put(parcel)
+
+    def raise_error(self) -> None:
+        if self._error is not None:
+            raise self._error
+
+    def close(self, *, abandon: bool = False) -> None:
+        """Wait until every parcel is delivered (`abandon`: stop after the current batch).
+
+        Parcels not delivered are released; then the courier's error, if any, is
+        raised. Interrupted while waiting (Ctrl-C), it stops after the current
+        batch all the same. A second call does nothing.
+        """
+        if self._closed:
+            return
+        self._closed = True
+        if abandon:
+            self._stopping.set()
+        self._parcels.put(None)
+        # An Event, not Thread.join: a join cut short by Ctrl-C cannot safely be waited again.
+        try:
+            self._finished.wait()
+        except BaseException:
+            self._stopping.set()
+            self._finished.wait()
+            raise
+        finally:
+            for parcel in self._undelivered:
+                self._release(parcel)
+            self._undelivered.clear()
+        self.raise_error()
+
+    def _work(self) -> None:
+        try:
+            while (parcel := self._parcels.get()) is not None:
+                try:
+                    if self._error is not None or self._stopping.is_set():
+                        self._undelivered.append(parcel)
+                    else:
+                        self._deliver(parcel, self._stopping.is_set)
+                except BaseException as exc:  # raised in the run's thread by close/send
+                    self._error = exc
+                finally:
+                    self._room.release()
+        finally:
+            self._finished.set()
+
+
+__all__ = ["Courier", "Parcel"]
