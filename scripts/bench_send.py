@@ -1,6 +1,7 @@
 """Benchmark: end-to-end `trouw send` to an SMTP sink, beside the sink's limit and a naive loop.
 
-    python scripts/bench_send.py [--contacts 20000] [--mails 100000] [--workdir DIR] [--workers 4]
+    python scripts/bench_send.py [--contacts 20000] [--mails 100000] [--workdir DIR]
+                                 [--workers 2] [--connections 4]
 
 Generates the demo shop at that scale (in a child process, as bench_plan.py
 does), or reuses the one in --workdir, and plans --year with the example
@@ -11,12 +12,17 @@ An aiosmtpd sink runs in its own process on a free loopback port; its handler
 only counts messages and answers 250. Against it, in one run:
 
 1. limit: one pre-built message's bytes pushed over 4 parallel smtplib
-   connections (MAIL/RCPT/DATA per mail), as many mails as trouw sends;
-2. naive: an email.message.EmailMessage built per mail (text + HTML) and
-   `send_message` on one connection, no rendering, no ledger;
-3. trouw: `trouw send --as-of DAY --smtp smtp://127.0.0.1:PORT --workers N`
-   for each chosen day, on a fresh copy of planned.db (eligibility, render,
-   MIME, ledger, SMTP: all of it). Mails are counted by the sink.
+   connections (MAIL/RCPT/DATA per mail), as many mails as trouw sends. The
+   message is one of trouw's own mails of that day (taken from `send
+   --outbox`): the sink's work grows with the lines of a mail, so
+   the limit is measured with mails of the same size. The limit with a small
+   1.7 kB message is printed too, for comparison with earlier figures;
+2. naive: an email.message.EmailMessage built per mail (the same text and
+   HTML) and `send_message` on one connection, no rendering, no ledger;
+3. trouw: `trouw send --as-of DAY --smtp smtp://127.0.0.1:PORT --workers N
+   --connections C` for each chosen day, on a fresh copy of planned.db
+   (eligibility, render, MIME, ledger, SMTP: all of it). Mails are counted by
+   the sink.
 
 Then a breakdown of where trouw's time goes: cProfile of `send_day` (one
 worker, in this process, --profile-mails mails of the biggest day, fresh
@@ -39,7 +45,9 @@ import subprocess
 import sys
 import threading
 import time
+from dataclasses import dataclass
 from datetime import date
+from email import message_from_bytes, policy
 from email.message import EmailMessage
 from email.policy import SMTP
 from pathlib import Path
@@ -167,19 +175,55 @@ TEXT = "Beste klant,\n\n" + "Dit voorjaar in de tuin: nieuwe planten en potten.\
 HTML = "<html><body><p>Beste klant,</p>" + "<p>Dit voorjaar in de tuin: nieuwe planten.</p>\n" * 12
 
 
-def naive_message(n: int) -> EmailMessage:
+@dataclass(frozen=True)
+class Sample:
+    """A mail for the baselines: its bytes (CRLF), and its text and HTML for EmailMessage."""
+
+    data: bytes
+    text: str
+    html: str
+    subject: str
+
+
+def small_sample() -> Sample:
     message = EmailMessage()
     message["From"] = SENDER
-    message["To"] = f"customer{n}@example.com"
+    message["To"] = "customer@example.com"
     message["Subject"] = "Nieuw in de tuin"
     message.set_content(TEXT)
     message.add_alternative(HTML, subtype="html")
+    return Sample(message.as_bytes(policy=SMTP), TEXT, HTML, "Nieuw in de tuin")
+
+
+def real_sample(planned: Path, project: Path, day: str) -> Sample:
+    """One mail exactly as trouw sends it on `day` (through --outbox), so the baselines
+    push as many bytes and lines per mail as trouw does."""
+    database = fresh_copy(planned, "sample.db")
+    outbox = database.parent / "sample-outbox"
+    shutil.rmtree(outbox, ignore_errors=True)
+    command = ["trouw", "--project", str(project), "--db", f"sqlite:///{database}", "send",
+               "--as-of", day, "--outbox", str(outbox), "--limit", "20"]  # fmt: skip
+    subprocess.run(command, check=True, capture_output=True)
+    data = sorted(outbox.glob("*.eml"))[0].read_bytes()  # (the first few may be letters)
+    message = message_from_bytes(data, policy=policy.default)
+    assert isinstance(message, EmailMessage)
+    text, html = (message.get_body((kind,)) for kind in ("plain", "html"))
+    assert text is not None and html is not None
+    return Sample(data, text.get_content(), html.get_content(), str(message["Subject"]))
+
+
+def naive_message(sample: Sample, n: int) -> EmailMessage:
+    message = EmailMessage()
+    message["From"] = SENDER
+    message["To"] = f"customer{n}@example.com"
+    message["Subject"] = sample.subject
+    message.set_content(sample.text)
+    message.add_alternative(sample.html, subtype="html")
     return message
 
 
-def sink_limit(sink: Sink, mails: int, connections: int = 4) -> float:
+def sink_limit(sink: Sink, mails: int, sample: Sample, connections: int = 4) -> float:
     """One pre-built message's bytes over `connections` parallel smtplib connections."""
-    data = naive_message(0).as_bytes(policy=SMTP)
     start_count = sink.count
     shares = [mails // connections + (i < mails % connections) for i in range(connections)]
 
@@ -187,7 +231,7 @@ def sink_limit(sink: Sink, mails: int, connections: int = 4) -> float:
         smtp = smtplib.SMTP("127.0.0.1", sink.port)
         smtp.ehlo()
         for n in range(share):
-            smtp.sendmail(SENDER, [f"customer{n}@example.com"], data)
+            smtp.sendmail(SENDER, [f"customer{n}@example.com"], sample.data)
         smtp.quit()
 
     threads = [threading.Thread(target=push, args=(share,)) for share in shares]
@@ -200,14 +244,14 @@ def sink_limit(sink: Sink, mails: int, connections: int = 4) -> float:
     return time.perf_counter() - started
 
 
-def naive_loop(sink: Sink, mails: int) -> float:
+def naive_loop(sink: Sink, mails: int, sample: Sample) -> float:
     """EmailMessage per mail and send_message on one connection."""
     start_count = sink.count
     started = time.perf_counter()
     smtp = smtplib.SMTP("127.0.0.1", sink.port)
     smtp.ehlo()
     for n in range(mails):
-        smtp.send_message(naive_message(n))
+        smtp.send_message(naive_message(sample, n))
     smtp.quit()
     wait_for(sink, start_count + mails)
     return time.perf_counter() - started
@@ -217,7 +261,7 @@ def naive_loop(sink: Sink, mails: int) -> float:
 
 
 def trouw_send(
-    sink: Sink, planned: Path, project: Path, days: list[tuple[str, int]], workers: int
+    sink: Sink, planned: Path, project: Path, days: list[tuple[str, int]], options: list[str]
 ) -> tuple[float, int, list[str]]:
     """`trouw send` for each day on a fresh copy of the plan: seconds, mails received, summaries."""
     database = fresh_copy(planned, "send.db")
@@ -226,8 +270,7 @@ def trouw_send(
     started = time.perf_counter()
     for day, _ in days:
         command = ["trouw", "--project", str(project), "--db", f"sqlite:///{database}", "send",
-                   "--as-of", day, "--smtp", f"smtp://127.0.0.1:{sink.port}",
-                   "--workers", str(workers)]  # fmt: skip
+                   "--as-of", day, "--smtp", f"smtp://127.0.0.1:{sink.port}", *options]  # fmt: skip
         done = subprocess.run(command, capture_output=True, text=True)
         if done.returncode != 0:
             raise RuntimeError(f"trouw send failed for {day}:\n{done.stdout}\n{done.stderr}")
@@ -302,7 +345,8 @@ def main() -> None:
     parser.add_argument("--workdir", type=Path, default=None)
     parser.add_argument("--as-of", type=date.fromisoformat, default=date(2026, 12, 1))
     parser.add_argument("--year", type=int, default=2027)
-    parser.add_argument("--workers", type=int, default=4, help="trouw send --workers")
+    parser.add_argument("--workers", type=int, default=2, help="trouw send --workers")
+    parser.add_argument("--connections", type=int, default=4, help="trouw send --connections")
     parser.add_argument("--profile-mails", type=int, default=3000, help="0: no breakdown")
     parser.add_argument("--out", type=Path, default=Path("bench-send.json"))
     args = parser.parse_args()
@@ -315,11 +359,16 @@ def main() -> None:
     sink = Sink()
     try:
         print("trouw send …", file=sys.stderr)
-        trouw_s, sent, summaries = trouw_send(sink, planned, project, days, args.workers)
-        print(f"sink limit ({sent} mails) …", file=sys.stderr)
-        limit_s = sink_limit(sink, sent)
+        options = ["--workers", str(args.workers), "--connections", str(args.connections)]
+        trouw_s, sent, summaries = trouw_send(sink, planned, project, days, options)
+        sample = real_sample(planned, project, days[0][0])
+        small = small_sample()
+        print(f"sink limit ({sent} mails of {len(sample.data)} bytes) …", file=sys.stderr)
+        limit_s = sink_limit(sink, sent, sample)
+        print(f"sink limit ({sent} mails of {len(small.data)} bytes) …", file=sys.stderr)
+        small_limit_s = sink_limit(sink, sent, small)
         print("naive loop …", file=sys.stderr)
-        naive_s = naive_loop(sink, sent)
+        naive_s = naive_loop(sink, sent, sample)
         breakdown = None
         if args.profile_mails:
             print(f"profiling {args.profile_mails} mails …", file=sys.stderr)
@@ -327,18 +376,24 @@ def main() -> None:
     finally:
         sink.stop()
 
-    seconds_by_run = {"limit": limit_s, "naive": naive_s, "trouw": trouw_s}
+    seconds_by_run = {
+        "limit": limit_s,
+        "small_limit": small_limit_s,
+        "naive": naive_s,
+        "trouw": trouw_s,
+    }
     rates = {k: sent / v for k, v in seconds_by_run.items()}
     print()
     print(f"{args.contacts} contacts, {len(days)} days, {due} due, {sent} mails sent")
-    print(f"{'run':<34}{'seconds':>10}{'mails/s':>10}{'of limit':>10}")
+    print(f"{'run':<40}{'seconds':>10}{'mails/s':>10}{'of limit':>10}")
     for label, key, seconds in (
-        ("sink limit (4 smtplib conns)", "limit", limit_s),
+        (f"sink limit, {len(sample.data)} B mail (4 conns)", "limit", limit_s),
+        (f"sink limit, {len(small.data)} B mail (4 conns)", "small_limit", small_limit_s),
         ("naive EmailMessage loop", "naive", naive_s),
-        (f"trouw send --workers {args.workers}", "trouw", trouw_s),
+        (f"trouw send {' '.join(options)}", "trouw", trouw_s),
     ):
         share = rates[key] / rates["limit"]
-        print(f"{label:<34}{seconds:>10.1f}{rates[key]:>10.0f}{share:>9.0%}")
+        print(f"{label:<40}{seconds:>10.1f}{rates[key]:>10.0f}{share:>9.0%}")
     if breakdown:
         print()
         print(
@@ -355,7 +410,8 @@ def main() -> None:
         "days": days,
         "due": due,
         "sent": sent,
-        "workers": args.workers,
+        "options": options,
+        "mail_bytes": {"trouw": len(sample.data), "small": len(small.data)},
         "seconds": {k: round(v, 2) for k, v in seconds_by_run.items()},
         "mails_per_second": {k: round(v) for k, v in rates.items()},
         "trouw_share_of_limit": round(rates["trouw"] / rates["limit"], 3),
