@@ -159,6 +159,8 @@ def _print_summary(summary: SendSummary) -> None:
     verb = "would send" if summary.dry_run else "sent"
     count = summary.would_send if summary.dry_run else summary.sent
     console.print(f"{summary.day}: {summary.due} due, {verb} {count}")
+    if summary.triggered:
+        console.print(f"  {summary.triggered} of them triggered since the plan was made")
     if summary.stale:
         console.print(f"  {summary.stale} mails of a run that died mid-send are now unknown")
     if summary.stale_released:

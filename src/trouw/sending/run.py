@@ -51,6 +51,7 @@ from trouw.sending.transports import (
     TransportDown,
     deliver_batch,
 )
+from trouw.sending.triggered import triggered_sends
 from trouw.store import atomic, contacts, events, plan, suppressions
 from trouw.templates.campaign_mails import CampaignMails
 from trouw.templates.environment import MailTemplates
@@ -75,6 +76,7 @@ class SendSummary:
     day: date
     dry_run: bool = False
     due: int = 0
+    triggered: int = 0  # of `due`: triggered since the plan was made
     sent: int = 0
     would_send: int = 0
     failed: int = 0
@@ -117,8 +119,15 @@ def _now() -> datetime:
     return datetime.now(UTC).replace(tzinfo=None)
 
 
-def due_sends(connection: Connection, day: date, *, retry_unknown: bool) -> list[Due]:
-    """The plan's planned and deferred sends of `day`, and the day's unknown rows if asked."""
+def due_sends(
+    connection: Connection,
+    day: date,
+    *,
+    retry_unknown: bool,
+    triggered: Sequence[tuple[book.Send, int]] = (),
+) -> list[Due]:
+    """The plan's planned and deferred sends of `day`, the `triggered` sends the plan
+    lacks (with priority), and the day's unknown rows if asked."""
     query = (
         select(
             plan.c.contact_id,
@@ -137,6 +146,8 @@ def due_sends(connection: Connection, day: date, *, retry_unknown: bool) -> list
         (row[0], row[1], row[2], row[3]): Due(book.Send(*row[:7]), int(row[7]))
         for row in connection.execute(query)
     }
+    for send, priority in triggered:
+        found.setdefault(send.key, Due(send, priority))
     if retry_unknown:
         for send in book.unknown_sends(connection, day):
             old = found.get(send.key)
@@ -543,8 +554,12 @@ def send_day(
                 connection, before=_now() - stale_after
             )
     with engine.connect() as connection:
-        dues = due_sends(connection, as_of, retry_unknown=retry_unknown and not dry_run)
+        triggered = triggered_sends(connection, project, as_of)
+        dues = due_sends(
+            connection, as_of, retry_unknown=retry_unknown and not dry_run, triggered=triggered
+        )
     summary.due = len(dues)
+    summary.triggered = len(triggered)
     chunks = _chunks(dues, chunk_contacts)
     first = len(chunks) * worker[0] // max(worker[1], 1)
     chunks = chunks[first:] + chunks[:first]

@@ -141,6 +141,7 @@ def merge(summaries: Sequence[SendSummary]) -> SendSummary:
     merged = SendSummary(summaries[0].day, dry_run=summaries[0].dry_run)
     for one in summaries:
         merged.due = max(merged.due, one.due)
+        merged.triggered = max(merged.triggered, one.triggered)
         for name in ("sent", "would_send", "failed", "unknown", "released", "stale",
                      "stale_released", "suppressed"):  # fmt: skip
             setattr(merged, name, getattr(merged, name) + getattr(one, name))
