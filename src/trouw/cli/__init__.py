@@ -23,8 +23,10 @@ from trouw.cli.params import Env
 from trouw.cli.plan import plan_group
 from trouw.cli.preview import preview_command
 from trouw.cli.project import init_command
+from trouw.cli.report import report_command
 from trouw.cli.segments import segments_group
 from trouw.cli.send import send_command
+from trouw.cli.serve import serve_command
 from trouw.cli.simulate import simulate_command
 from trouw.cli.templates import templates_group
 from trouw.errors import TrouwError, UserError
@@ -88,3 +90,5 @@ main.add_command(calendar_command)
 main.add_command(simulate_command)
 main.add_command(send_command)
 main.add_command(log_command)
+main.add_command(report_command)
+main.add_command(serve_command)

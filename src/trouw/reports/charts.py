@@ -1,0 +1,263 @@
+"""Inline SVG charts, drawn in Python: no script, no network, readable by screen readers.
+
+Each chart is an <svg role="img"> with a <title> and <desc> it is labelled
+by, axis labels, and a <title> on every bar and point (the browser shows it
+on hover). Sizes are in viewBox units; the page's CSS scales the SVG to its
+column.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from markupsafe import Markup, escape
+
+WIDTH = 720
+HEIGHT = 300
+LEFT, RIGHT, TOP, BOTTOM = 64, 24, 28, 56
+AXIS = "#555"
+GRID = "#e5e5e5"
+CAP = "#c0392b"
+PALETTE = ("#2f6db5", "#e08a1e", "#3a9b5c", "#8e44ad", "#c0392b", "#16a5a5", "#7f8c8d")
+
+Format = Callable[[float], str]
+
+
+@dataclass(frozen=True)
+class Series:
+    name: str
+    values: Sequence[float | None]
+    color: str
+
+
+def _number(value: float) -> str:
+    return f"{value:,.0f}" if float(value).is_integer() else f"{value:,.2f}"
+
+
+def nice_ticks(low: float, high: float, count: int = 5, *, whole: bool = False) -> list[float]:
+    """Round tick values (1, 2 or 5 times a power of ten) covering low … high.
+
+    `whole`: counts of things (mails) get no ticks between whole numbers.
+    """
+    if high <= low:
+        high = low + 1
+    raw = (high - low) / count
+    power = 10 ** math.floor(math.log10(raw))
+    step = next(m * power for m in (1, 2, 5, 10) if m * power >= raw)
+    if whole:
+        step = max(step, 1)
+    first = math.floor(low / step)
+    last = math.ceil(high / step)  # the top tick is at or above the highest value
+    return [round(index * step, 10) for index in range(first, last + 1)]
+
+
+def _open(ident: str, title: str, description: str, height: int) -> list[str]:
+    return [
+        f'<svg xmlns="http://www.w3.org/2000/svg" class="chart" role="img" '
+        f'viewBox="0 0 {WIDTH} {height}" width="{WIDTH}" height="{height}" '
+        f'aria-labelledby="{ident}-title {ident}-desc">',
+        f'<title id="{ident}-title">{escape(title)}</title>',
+        f'<desc id="{ident}-desc">{escape(description)}</desc>',
+    ]
+
+
+def _text(x: float, y: float, content: str, **attributes: str) -> str:
+    # class_ stands for class; text_anchor for text-anchor.
+    extra = "".join(
+        f' {name.rstrip("_").replace("_", "-")}="{value}"' for name, value in attributes.items()
+    )
+    return f'<text x="{x:.1f}" y="{y:.1f}"{extra}>{escape(content)}</text>'
+
+
+class _Frame:
+    """The plot area of a chart with a value axis on the left and categories along the bottom."""
+
+    def __init__(self, ticks: list[float], height: int, count: int) -> None:
+        self.low, self.high = ticks[0], ticks[-1]
+        self.ticks = ticks
+        self.height = height
+        self.bottom = height - BOTTOM
+        self.count = max(count, 1)
+        self.slot = (WIDTH - LEFT - RIGHT) / self.count
+
+    def y(self, value: float) -> float:
+        share = (value - self.low) / (self.high - self.low)
+        return self.bottom - share * (self.bottom - TOP)
+
+    def x(self, index: int) -> float:
+        """The middle of category `index`."""
+        return LEFT + (index + 0.5) * self.slot
+
+    def axes(
+        self, labels: Sequence[str], x_label: str, y_label: str, tick_format: Format
+    ) -> list[str]:
+        parts = []
+        for tick in self.ticks:
+            y = self.y(tick)
+            parts.append(
+                f'<line x1="{LEFT}" x2="{WIDTH - RIGHT}" y1="{y:.1f}" y2="{y:.1f}" '
+                f'stroke="{GRID}"/>'
+            )
+            parts.append(_text(LEFT - 6, y + 4, tick_format(tick), text_anchor="end"))
+        parts.append(
+            f'<line x1="{LEFT}" x2="{WIDTH - RIGHT}" y1="{self.bottom}" y2="{self.bottom}" '
+            f'stroke="{AXIS}"/>'
+        )
+        parts.append(
+            f'<line x1="{LEFT}" x2="{LEFT}" y1="{TOP}" y2="{self.bottom}" stroke="{AXIS}"/>'
+        )
+        every = max(1, math.ceil(len(labels) / 12))  # at most a dozen labels fit
+        for index, label in enumerate(labels):
+            if index % every == 0:
+                parts.append(_text(self.x(index), self.bottom + 16, label, text_anchor="middle"))
+        parts.append(
+            _text((LEFT + WIDTH - RIGHT) / 2, self.height - 12, x_label, text_anchor="middle",
+                  class_="axis-label")
+        )  # fmt: skip
+        middle = (TOP + self.bottom) / 2
+        parts.append(
+            f'<text x="16" y="{middle:.1f}" text-anchor="middle" class="axis-label" '
+            f'transform="rotate(-90 16 {middle:.1f})">{escape(y_label)}</text>'
+        )
+        return parts
+
+
+def _legend(series: Sequence[Series]) -> list[str]:
+    parts = []
+    x = float(LEFT)
+    for one in series:
+        parts.append(f'<rect x="{x:.1f}" y="8" width="12" height="12" fill="{one.color}"/>')
+        parts.append(_text(x + 16, 18, one.name))
+        x += 28 + 7.5 * len(one.name)
+    return parts
+
+
+def bar_chart(
+    ident: str,
+    title: str,
+    description: str,
+    labels: Sequence[str],
+    bars: Series,
+    *,
+    inner: Series | None = None,
+    cap: float | None = None,
+    cap_label: str = "cap",
+    x_label: str,
+    y_label: str,
+) -> Markup:
+    """Bars per category, optionally a narrower bar inside each, and a horizontal cap line."""
+    values = [v for v in bars.values if v is not None]
+    top = max([*values, cap or 0, 1])
+    frame = _Frame(nice_ticks(0, top * 1.1, whole=True), HEIGHT, len(labels))
+    parts = _open(ident, title, description, HEIGHT)
+    parts += frame.axes(labels, x_label, y_label, _number)
+    legend = [bars, *([inner] if inner else [])]
+    if cap is not None:
+        legend.append(Series(f"{cap_label} ({_number(cap)})", [], CAP))
+    parts += _legend(legend)
+    width = min(frame.slot * 0.7, 48)  # a handful of weeks should not look like a wall
+    for index, label in enumerate(labels):
+        for one, share in ((bars, 1.0), (inner, 0.45)):
+            if one is None or one.values[index] is None:
+                continue
+            value = float(one.values[index] or 0)
+            y = frame.y(value)
+            w = width * share
+            parts.append(
+                f'<rect class="bar" x="{frame.x(index) - w / 2:.1f}" y="{y:.1f}" '
+                f'width="{w:.1f}" height="{frame.bottom - y:.1f}" fill="{one.color}">'
+                f"<title>{escape(label)}: {escape(one.name)} {_number(value)}</title></rect>"
+            )
+    if cap is not None:
+        y = frame.y(cap)
+        parts.append(
+            f'<line class="cap" x1="{LEFT}" x2="{WIDTH - RIGHT}" y1="{y:.1f}" y2="{y:.1f}" '
+            f'stroke="{CAP}" stroke-width="2" stroke-dasharray="6 4">'
+            f"<title>{escape(cap_label)}: {_number(cap)}</title></line>"
+        )
+    parts.append("</svg>")
+    return Markup("\n".join(parts))
+
+
+def line_chart(
+    ident: str,
+    title: str,
+    description: str,
+    labels: Sequence[str],
+    series: Sequence[Series],
+    *,
+    low: float | None = None,
+    high: float | None = None,
+    value_format: Format = _number,
+    x_label: str,
+    y_label: str,
+) -> Markup:
+    """A line per series over the categories; an unknown value breaks the line."""
+    known = [v for one in series for v in one.values if v is not None]
+    bottom = low if low is not None else min([*known, 0])
+    top = high if high is not None else max([*known, 1])
+    frame = _Frame(nice_ticks(bottom, top), HEIGHT, len(labels))
+    parts = _open(ident, title, description, HEIGHT)
+    parts += frame.axes(labels, x_label, y_label, value_format)
+    parts += _legend(series)
+    for one in series:
+        runs: list[list[tuple[float, float]]] = [[]]
+        for index, value in enumerate(one.values):
+            if value is None:
+                runs.append([])
+                continue
+            x, y = frame.x(index), frame.y(value)
+            runs[-1].append((x, y))
+            parts.append(
+                f'<circle class="point" cx="{x:.1f}" cy="{y:.1f}" r="3.5" fill="{one.color}">'
+                f"<title>{escape(labels[index])}: {escape(one.name)} "
+                f"{escape(value_format(value))}</title></circle>"
+            )
+        for run in runs:
+            if len(run) > 1:
+                points = " ".join(f"{x:.1f},{y:.1f}" for x, y in run)
+                parts.append(
+                    f'<polyline class="line" points="{points}" fill="none" '
+                    f'stroke="{one.color}" stroke-width="2"/>'
+                )
+    parts.append("</svg>")
+    return Markup("\n".join(parts))
+
+
+def funnel_chart(
+    ident: str,
+    title: str,
+    description: str,
+    rows: Sequence[tuple[str, Sequence[tuple[str, int]]]],
+) -> Markup:
+    """Per campaign, a horizontal bar per stage, as a share of the first stage (sent)."""
+    stages = [stage for stage, _ in rows[0][1]] if rows else []
+    colors = dict(zip(stages, PALETTE, strict=False))
+    bar, gap, label_width = 16, 14, 150
+    height = TOP + 8 + len(rows) * (len(stages) * bar + gap) + 24
+    parts = _open(ident, title, description, height)
+    parts += _legend([Series(stage, [], colors[stage]) for stage in stages])
+    span = WIDTH - label_width - RIGHT - 110
+    y = TOP + 8
+    for campaign, counts in rows:
+        base = counts[0][1] if counts else 0
+        parts.append(_text(label_width - 8, y + bar + 4, campaign, text_anchor="end"))
+        for stage, value in counts:
+            share = value / base if base else 0.0
+            width = max(span * min(share, 1.0), 1.0)
+            parts.append(
+                f'<rect class="bar" x="{label_width}" y="{y}" width="{width:.1f}" '
+                f'height="{bar - 2}" fill="{colors[stage]}"><title>{escape(campaign)}: '
+                f"{escape(stage)} {value:,} ({100 * share:.1f}% of sent)</title></rect>"
+            )
+            parts.append(_text(label_width + width + 6, y + bar - 4, f"{value:,} {stage}"))
+            y += bar
+        y += gap
+    parts.append(
+        _text(label_width + span / 2, height - 6, "share of the mails sent", text_anchor="middle",
+              class_="axis-label")
+    )  # fmt: skip
+    parts.append("</svg>")
+    return Markup("\n".join(parts))

@@ -1,0 +1,135 @@
+"""The whole report as one value: `build_report` runs the queries, the rest only reads it.
+
+Every number comes from the database through GROUP BY statements (see
+funnel.py, flooding.py and loyalty.py); the report holds only their small
+results, so printing, JSON, CSV and the HTML page cost nothing more.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import Connection, select
+
+from trouw.errors import UserError
+from trouw.project import Policy
+from trouw.reports.flooding import Pressure, pressure
+from trouw.reports.funnel import CampaignFunnel, campaign_funnels
+from trouw.reports.loyalty import Loyalty, loyalty_figures
+from trouw.reports.periods import Period, bounds, month_periods, year_period
+from trouw.segments import Clock
+from trouw.sending.ledger import SENT
+from trouw.store import ledger, segment_snapshots
+
+FIRST_YEAR = 1900
+
+
+@dataclass(frozen=True)
+class SegmentSize:
+    """A saved snapshot of a segment (`trouw segments count --save`)."""
+
+    segment: str
+    as_of: date
+    size: int
+    entered: int
+    left: int
+
+
+@dataclass
+class Report:
+    name: str
+    year: Period
+    as_of: date
+    caps: Policy
+    campaigns: list[CampaignFunnel]
+    weekly: Pressure
+    monthly: Pressure
+    loyalty: Loyalty
+    loyalty_months: list[Loyalty]
+    segments: list[SegmentSize] = field(default_factory=list)
+    ledger_has_sends: bool = False  # any sent row at all, in any year
+
+    @property
+    def sent(self) -> int:
+        return sum(c.total.sent for c in self.campaigns)
+
+    def nothing_sent(self) -> str | None:
+        """A plain sentence when there are no sends to report on, else None."""
+        if not self.ledger_has_sends:
+            return "nothing sent yet: the ledger has no sent mails (`trouw send` writes them)"
+        if not self.sent:
+            return f"nothing sent in {self.year.label} up to {self.as_of}"
+        return None
+
+
+def check_year(year: int, as_of: date) -> None:
+    if year < FIRST_YEAR or year > as_of.year:
+        raise UserError(
+            f"cannot report on the year {year} as of {as_of}",
+            key="--year",
+            fix=f"give a year from {FIRST_YEAR} to {as_of.year}, or a later --as-of",
+        )
+
+
+def build_report(
+    connection: Connection,
+    *,
+    name: str,
+    year: int,
+    as_of: date,
+    timezone: ZoneInfo,
+    caps: Policy,
+) -> Report:
+    """The report on `year`, as it stood at the end of `as_of` (in `timezone`)."""
+    check_year(year, as_of)
+    clock = Clock(as_of, timezone)
+    whole = year_period(year, as_of)
+    # The year and its months in one pass over the purchases.
+    periods = [whole, *month_periods(year, as_of)]
+    year_figures, *month_figures = loyalty_figures(
+        connection, [bounds(period, clock) for period in periods]
+    )
+    weekly, monthly = pressure(
+        connection,
+        whole,
+        as_of,
+        max_per_week=caps.max_per_week,
+        max_per_month=caps.max_per_month,
+    )
+    return Report(
+        name=name,
+        year=whole,
+        as_of=as_of,
+        caps=caps,
+        campaigns=campaign_funnels(connection, whole, clock),
+        weekly=weekly,
+        monthly=monthly,
+        loyalty=year_figures,
+        loyalty_months=month_figures,
+        segments=segment_sizes(connection, whole),
+        ledger_has_sends=connection.execute(
+            select(ledger.c.id).where(ledger.c.status == SENT).limit(1)
+        ).first()
+        is not None,
+    )
+
+
+def segment_sizes(connection: Connection, year: Period) -> list[SegmentSize]:
+    """Snapshots taken as of a day in the period; the last one taken wins for a day."""
+    rows = connection.execute(
+        select(
+            segment_snapshots.c.segment,
+            segment_snapshots.c.as_of,
+            segment_snapshots.c.size,
+            segment_snapshots.c.entered,
+            segment_snapshots.c.left,
+        )
+        .where(segment_snapshots.c.as_of >= year.first, segment_snapshots.c.as_of <= year.last)
+        .order_by(segment_snapshots.c.segment, segment_snapshots.c.as_of, segment_snapshots.c.id)
+    )
+    latest: dict[tuple[str, date], SegmentSize] = {}
+    for segment, day, size, entered, left in rows:
+        latest[(segment, day)] = SegmentSize(segment, day, int(size), int(entered), int(left))
+    return list(latest.values())

@@ -1,0 +1,174 @@
+"""The report as one self-contained HTML page: inline CSS, inline SVG charts, no script.
+
+The page is `report.html` (a Jinja2 template shipped in this package) filled
+with the report and the charts drawn by charts.py, so it opens anywhere,
+offline, and can be mailed or archived as a single file.
+"""
+
+from __future__ import annotations
+
+from importlib.resources import files
+
+from jinja2 import Environment, StrictUndefined
+from markupsafe import Markup
+
+from trouw import __version__
+from trouw.reports import formatting
+from trouw.reports.charts import PALETTE, Series, bar_chart, funnel_chart, line_chart
+from trouw.reports.export import NO_VARIANT
+from trouw.reports.figures import Report
+
+TEMPLATE = "report.html"
+
+
+def _environment() -> Environment:
+    environment = Environment(autoescape=True, undefined=StrictUndefined, trim_blocks=True)
+    environment.filters.update(
+        percent=formatting.percent,
+        decimal=formatting.decimal,
+        signed=formatting.signed,
+        number=formatting.count,
+    )
+    return environment
+
+
+def _weekly_chart(report: Report) -> Markup | None:
+    loads = report.weekly.per_period
+    if not loads:
+        return None
+    return bar_chart(
+        "weekly",
+        f"Mails per contact per week, {report.year.label}",
+        "For every ISO week: the most mails one contact got (bars) and the 99th percentile "
+        f"(inner bars), against the weekly cap of {report.caps.max_per_week}.",
+        # "W09"; the year only for a week that starts in the year before.
+        [load.label[5:] if load.label[:4] == report.year.label else load.label for load in loads],
+        Series("most to one contact", [load.max for load in loads], "#9bbbe0"),
+        inner=Series("99th percentile", [load.p99 for load in loads], PALETTE[0]),
+        cap=report.caps.max_per_week,
+        cap_label="max_per_week",
+        x_label=f"ISO week of {report.year.label}",
+        y_label="mails per contact",
+    )
+
+
+def _funnel_chart(report: Report) -> Markup | None:
+    rows = [
+        (
+            campaign.campaign,
+            [
+                ("sent", campaign.total.sent),
+                ("opened", campaign.total.opened),
+                ("clicked", campaign.total.clicked),
+            ],
+        )
+        for campaign in report.campaigns
+        if campaign.total.sent
+    ]
+    if not rows:
+        return None
+    return funnel_chart(
+        "funnel",
+        f"Campaign funnel, {report.year.label}",
+        "Per campaign: mails sent, contacts who opened and contacts who clicked, "
+        "as bars scaled to the mails sent.",
+        rows,
+    )
+
+
+def _segment_chart(report: Report) -> Markup | None:
+    if not report.segments:
+        return None
+    days = sorted({size.as_of for size in report.segments})
+    names = sorted({size.segment for size in report.segments})
+    sizes = {(size.segment, size.as_of): size.size for size in report.segments}
+    series = [
+        Series(name, [sizes.get((name, day)) for day in days], PALETTE[index % len(PALETTE)])
+        for index, name in enumerate(names)
+    ]
+    return line_chart(
+        "segments",
+        f"Segment sizes, {report.year.label}",
+        "Members per segment on each day a snapshot was saved (trouw segments count --save).",
+        [day.strftime("%d %b") for day in days],
+        series,
+        low=0,
+        x_label="snapshot day",
+        y_label="members",
+    )
+
+
+def _loyalty_charts(report: Report) -> list[tuple[str, Markup]]:
+    """(caption, chart) for the rates, the NPS and the loyalty score per month."""
+    months = report.loyalty_months
+    if not months:
+        return []
+    labels = [month.period.first.strftime("%b") for month in months]
+
+    def share(values: list[float | None]) -> list[float | None]:
+        return [None if v is None else 100 * v for v in values]
+
+    rates = line_chart(
+        "rates",
+        f"Churn, repurchase, upsell and CSAT per month, {report.year.label}",
+        "Monthly churn rate, repurchase rate, upsell rate and CSAT, in percent.",
+        labels,
+        [
+            Series("churn", share([m.churn_rate for m in months]), PALETTE[4]),
+            Series("repurchase", share([m.repurchase_rate for m in months]), PALETTE[0]),
+            Series("upsell", share([m.upsell_rate for m in months]), PALETTE[2]),
+            Series("CSAT", share([m.csat for m in months]), PALETTE[1]),
+        ],
+        low=0,
+        high=100,
+        value_format=lambda v: f"{v:.0f}%",
+        x_label=f"month of {report.year.label}",
+        y_label="percent",
+    )
+    nps = line_chart(
+        "nps",
+        f"NPS per month, {report.year.label}",
+        "Net promoter score per month: percent promoters minus percent detractors, -100 to 100.",
+        labels,
+        [Series("NPS", [m.nps for m in months], PALETTE[3])],
+        low=-100,
+        high=100,
+        value_format=lambda v: f"{v:+.0f}" if v else "0",
+        x_label=f"month of {report.year.label}",
+        y_label="NPS",
+    )
+    score = line_chart(
+        "loyalty-score",
+        f"Loyalty score per month, {report.year.label}",
+        "Loyalty score per month, 0 to 10: the mean of the average recommend score, "
+        "the repurchase rate and the upsell rate, each on a 0-10 scale.",
+        labels,
+        [
+            Series("loyalty score", [m.loyalty_score for m in months], PALETTE[5]),
+            Series("average recommend", [m.average_recommend for m in months], PALETTE[6]),
+        ],
+        low=0,
+        high=10,
+        x_label=f"month of {report.year.label}",
+        y_label="score (0-10)",
+    )
+    return [
+        ("Churn, repurchase, upsell and CSAT per month", rates),
+        ("NPS per month", nps),
+        ("Loyalty score per month", score),
+    ]
+
+
+def report_html(report: Report) -> str:
+    """The whole page as text."""
+    source = files("trouw.reports").joinpath(TEMPLATE).read_text(encoding="utf-8")
+    template = _environment().from_string(source)
+    return template.render(
+        report=report,
+        version=__version__,
+        funnel=_funnel_chart(report),
+        weekly=_weekly_chart(report),
+        segments=_segment_chart(report),
+        loyalty_charts=_loyalty_charts(report),
+        no_variant=NO_VARIANT,
+    )

@@ -1,0 +1,10 @@
+"""The tracking server behind `trouw serve`: clicks, opens and unsubscribes from sent mails.
+
+`app` is the Flask app (HTTP only), `record` writes the events (no HTTP),
+`pages` holds the unsubscribe pages, and `wsgi` is the entry point for
+production servers: `gunicorn trouw.tracking.wsgi:app`.
+"""
+
+from trouw.tracking.app import create_app
+
+__all__ = ["create_app"]

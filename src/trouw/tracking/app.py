@@ -1,0 +1,205 @@
+"""The tracking server's web app: the signed links of sent mails, answered over HTTP.
+
+    GET  /c/TOKEN   record the click, redirect (302) to the URL signed into the token
+    GET  /o/TOKEN   record the open, answer a 1x1 transparent GIF
+    GET  /u/TOKEN   a confirm page in the contact's language, with one button
+    POST /u/TOKEN   one-click unsubscribe (RFC 8058): record it once, say so
+    GET  /healthz   "ok", for load balancers; touches nothing
+
+A forged, altered, truncated or wrong-kind token, or one whose contact was
+forgotten, records nothing and gets 404. The redirect target is only ever the
+URL inside a signed token, so the server is not an open redirect. The app
+keeps no session and sets no cookie: the token is the only credential.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
+from pathlib import Path
+from typing import TypeVar
+from urllib.parse import urlsplit
+
+from flask import Flask, Response, abort, request
+from sqlalchemy import Connection, Engine
+
+from trouw.errors import UserError
+from trouw.project import Project, find_project
+from trouw.store import atomic, open_store
+from trouw.templates.links import SECRET_ENV, LinkSigner, link_secret
+from trouw.tracking.pages import confirm_page, done_page, language
+from trouw.tracking.record import (
+    find_contact,
+    is_unsubscribed,
+    now_utc,
+    record_click,
+    record_open,
+    record_unsubscribe,
+)
+
+PIXEL = base64.b64decode("R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRAA7")
+# Every answer is about one person at one moment: no browser or proxy may keep it,
+# or a second click or open would never reach us.
+NO_CACHE = {
+    "Cache-Control": "no-cache, no-store, must-revalidate, max-age=0",
+    "Pragma": "no-cache",
+    "Expires": "0",
+}
+# The unsubscribe pages load nothing, post only to themselves and are never framed.
+PAGE_POLICY = (
+    "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'"
+)
+
+PROJECT_ENV = "TROUW_PROJECT"
+
+T = TypeVar("T")
+
+
+def create_app(project: Project, engine: Engine, *, secret: str | None = None) -> Flask:
+    """The tracking app for one project and database; `secret` defaults to TROUW_SECRET."""
+    signer = LinkSigner(project.settings.tracking_base_url, secret or link_secret()[0])
+    writer = _writer(engine)
+    shop = project.settings.name
+    default_locale = project.settings.locale
+    app = Flask(__name__)
+
+    def valid(token: T | None) -> T:
+        if token is None:
+            abort(404)  # forged, altered, truncated, or a token of another kind
+        return token
+
+    def record_or_404(write: Callable[[Connection], bool], contact_id: str) -> None:
+        """Run `write` in one short transaction; 404 when it finds no such contact.
+
+        HEAD requests come from link checkers, not people: they get the same
+        answer, but only after a read, and record nothing.
+        """
+        if request.method == "HEAD":
+            with engine.connect() as connection:
+                done = find_contact(connection, contact_id) is not None
+        else:
+            with writer() as connection:
+                done = write(connection)
+        if not done:
+            abort(404)
+
+    @app.get("/c/<token>")
+    def click(token: str) -> Response:
+        found = valid(signer.read_click(token))
+        if not _is_web_url(found.url):
+            abort(400)  # signed, but not a link a browser should be sent to
+        record_or_404(
+            lambda connection: record_click(
+                connection, found.contact_id, found.campaign, found.tag, found.url, now_utc()
+            ),
+            found.contact_id,
+        )
+        response = Response(status=302, headers=NO_CACHE)
+        response.headers["Location"] = found.url
+        return response
+
+    @app.get("/o/<token>")
+    def pixel(token: str) -> Response:
+        contact_id, campaign = valid(signer.read_contact("o", token))
+        record_or_404(
+            lambda connection: record_open(connection, contact_id, campaign, now_utc()),
+            contact_id,
+        )
+        return Response(PIXEL, mimetype="image/gif", headers=NO_CACHE)
+
+    @app.route("/u/<token>", methods=["GET", "POST"])
+    def unsubscribe(token: str) -> Response:
+        contact_id, campaign = valid(signer.read_contact("u", token))
+        if request.method == "POST":
+            # Any POST unsubscribes: RFC 8058 mail clients send
+            # `List-Unsubscribe=One-Click`, the confirm page's form sends the same,
+            # and neither can carry a cookie or a CSRF token.
+            with writer() as connection:
+                outcome = record_unsubscribe(connection, contact_id, campaign, now_utc())
+            if outcome is None:
+                abort(404)
+            return _page(done_page(language(outcome[0].locale, default_locale), shop))
+        with engine.connect() as connection:
+            contact = find_contact(connection, contact_id)
+            already = contact is not None and is_unsubscribed(connection, contact_id)
+        if contact is None:
+            abort(404)
+        speaks = language(contact.locale, default_locale)
+        if already:
+            return _page(done_page(speaks, shop))
+        # A relative action: the page posts to its own address, also behind a proxy
+        # that serves the app under a path prefix.
+        return _page(confirm_page(speaks, shop, action=token))
+
+    @app.get("/healthz")
+    def healthz() -> Response:
+        return Response("ok\n", mimetype="text/plain")
+
+    return app
+
+
+def _writer(engine: Engine) -> Callable[[], AbstractContextManager[Connection]]:
+    """`atomic(engine)`, entered one thread at a time on SQLite.
+
+    SQLite lets one writer in at a time and makes the others sleep and retry
+    (the busy timeout, at least a millisecond per try); the threads of this
+    process queue on a lock instead, which hands over the moment a write is done.
+    """
+    if engine.dialect.name != "sqlite":
+        return lambda: atomic(engine)
+    lock = threading.Lock()
+
+    @contextmanager
+    def one_at_a_time() -> Iterator[Connection]:
+        with lock, atomic(engine) as connection:
+            yield connection
+
+    return one_at_a_time
+
+
+def app_from_environment() -> Flask:
+    """The app for the project in TROUW_PROJECT and its database, as production runs it.
+
+    The project is the folder in TROUW_PROJECT, else the nearest trouw.toml above
+    the working directory; the database is found as every command finds it
+    (TROUW_DATABASE_URL, else `database` in trouw.toml, else the project's SQLite
+    file). TROUW_SECRET must be set.
+    """
+    secret, development = link_secret()
+    if development:
+        # The development secret is public: with it anyone could sign an unsubscribe
+        # for any contact id. `trouw serve` allows it for local use; production not.
+        raise UserError(
+            f"{SECRET_ENV} is not set",
+            key=SECRET_ENV,
+            fix=f"set {SECRET_ENV} to the secret `trouw send` signed the mails with",
+        )
+    folder = os.environ.get(PROJECT_ENV)
+    project = find_project(Path(folder) if folder else None)
+    engine = open_store(project.database_url())
+    # Close the connection the schema check opened: with `gunicorn --preload` this
+    # runs before the workers fork, and a connection must not be shared by two
+    # processes. Each worker opens its own on its first request.
+    engine.dispose()
+    return create_app(project, engine, secret=secret)
+
+
+def _is_web_url(url: str) -> bool:
+    parts = urlsplit(url)
+    # Control characters would split the Location header; the signer never makes
+    # such a token, but a redirect must be a plain http(s) address to a host.
+    return (
+        parts.scheme.lower() in ("http", "https")
+        and bool(parts.netloc)
+        and not any(ord(char) < 32 or ord(char) == 127 for char in url)
+    )
+
+
+def _page(html: str) -> Response:
+    response = Response(html, mimetype="text/html", headers=NO_CACHE)
+    response.headers["Content-Security-Policy"] = PAGE_POLICY
+    response.headers["Referrer-Policy"] = "no-referrer"  # the address carries the token
+    return response

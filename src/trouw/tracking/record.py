@@ -1,0 +1,190 @@
+"""What a tracked link records: clicks, opens and unsubscribes, as ordinary events.
+
+Each function takes the connection of one short write transaction. An event
+is written by one INSERT … SELECT that finds the contact and the ledger row of
+the mail the link came from in the same statement, so a click costs one
+statement and a tracking server keeps up with the burst after a send. A
+contact that no longer exists (it was forgotten) selects no row, and so gets
+nothing recorded: its old links must not bring it back.
+
+The event's properties say which mail it was about:
+{"campaign", and when the ledger has the mail: "step", "occurrence",
+"template", "ledger_id"}. The mail is the latest ledger row of (contact,
+campaign) that was sent, or the latest of any status when none was.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    Connection,
+    DateTime,
+    Insert,
+    String,
+    Text,
+    and_,
+    bindparam,
+    case,
+    exists,
+    func,
+    literal_column,
+    select,
+)
+
+from trouw.sending.ledger import SENT
+from trouw.store import contacts, events, ledger
+
+CLICK = "click"
+OPEN = "open"
+UNSUBSCRIBE = "unsubscribe"  # the type the send run stops on (sending.run.STOPPING)
+# events.tag is VARCHAR(200): a longer tag from a template is cut, not a failed click.
+TAG_LENGTH = 200
+
+
+@dataclass(frozen=True)
+class Contact:
+    id: str
+    locale: str | None
+
+
+def now_utc() -> datetime:
+    """Now as events store it: naive UTC."""
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+def record_click(
+    connection: Connection, contact_id: str, campaign: str, tag: str, url: str, at: datetime
+) -> bool:
+    """Record a click on a tracked link; False (nothing recorded) if the contact is gone."""
+    return _record(connection, contact_id, campaign, CLICK, at, tag=tag, url=url)
+
+
+def record_open(connection: Connection, contact_id: str, campaign: str, at: datetime) -> bool:
+    """Record that a mail's open pixel was loaded; False if the contact is gone."""
+    # The tag is the campaign, as for a click on a link without a tag of its own.
+    return _record(connection, contact_id, campaign, OPEN, at, tag=campaign)
+
+
+def record_unsubscribe(
+    connection: Connection, contact_id: str, campaign: str, at: datetime
+) -> tuple[Contact, bool] | None:
+    """Record the contact's unsubscribe, once per contact.
+
+    None if the contact is gone; else the contact and whether this call recorded
+    it (False: they had already unsubscribed, and nothing is added).
+    """
+    # The contact row is locked first (PostgreSQL; SQLite's one writer is alone
+    # anyway), so that of two POSTs at once the second waits and then sees the
+    # first one's event. NO KEY UPDATE: clicks, whose inserts only need the key,
+    # are not held up.
+    contact = find_contact(connection, contact_id, lock=True)
+    if contact is None:
+        return None
+    added = _record(connection, contact_id, campaign, UNSUBSCRIBE, at, tag=campaign, once=True)
+    return contact, added
+
+
+def find_contact(connection: Connection, contact_id: str, *, lock: bool = False) -> Contact | None:
+    """The contact with this id, or None if there is none (any more)."""
+    query = select(contacts.c.id, contacts.c.locale).where(contacts.c.id == contact_id)
+    if lock:
+        query = query.with_for_update(key_share=True)
+    row = connection.execute(query).first()
+    return None if row is None else Contact(str(row.id), row.locale)
+
+
+def is_unsubscribed(connection: Connection, contact_id: str) -> bool:
+    """Whether the contact has an unsubscribe event (from a link or imported)."""
+    query = select(events.c.id).where(
+        events.c.contact_id == contact_id, events.c.type == UNSUBSCRIBE
+    )
+    return connection.execute(query.limit(1)).first() is not None
+
+
+def _record(
+    connection: Connection,
+    contact_id: str,
+    campaign: str,
+    kind: str,
+    at: datetime,
+    *,
+    tag: str,
+    url: str | None = None,
+    once: bool = False,
+) -> bool:
+    statement = _insert_event(connection.dialect.name, once=once)
+    values = {
+        "contact_id": contact_id,
+        "campaign": campaign,
+        "type": kind,
+        "at": at,
+        "tag": tag[:TAG_LENGTH],
+        "url": url,
+    }
+    return connection.execute(statement, values).rowcount == 1
+
+
+@functools.cache
+def _insert_event(dialect: str, *, once: bool) -> Insert:
+    """INSERT INTO events SELECT … FROM contacts LEFT JOIN the mail: no row, no event."""
+    # The JSON is made by the database, so the statement needs no round trip first.
+    build_json = func.jsonb_build_object if dialect == "postgresql" else func.json_object
+    # Typed parameters, which SQLAlchemy casts on PostgreSQL: it cannot guess the type
+    # of one passed to a JSON builder.
+    campaign = bindparam("campaign", type_=String())
+    mail = ledger.alias("mail")
+    candidate = ledger.alias("candidate")
+    latest = (
+        select(candidate.c.id)
+        .where(candidate.c.contact_id == contacts.c.id, candidate.c.campaign == campaign)
+        .order_by(
+            case((candidate.c.status == SENT, 0), else_=1),
+            candidate.c.day.desc(),
+            candidate.c.id.desc(),
+        )
+        .limit(1)
+        .scalar_subquery()
+    )
+    properties = case(
+        (mail.c.id.is_(None), _json_object(build_json, campaign=campaign)),
+        else_=_json_object(
+            build_json,
+            campaign=campaign,
+            step=mail.c.step,
+            occurrence=mail.c.occurrence,
+            template=mail.c.template,
+            ledger_id=mail.c.id,
+        ),
+    )
+    conditions: list[Any] = [contacts.c.id == bindparam("contact_id")]
+    if once:
+        earlier = and_(events.c.contact_id == contacts.c.id, events.c.type == bindparam("type"))
+        conditions.append(~exists().where(earlier))
+    rows = (
+        select(
+            contacts.c.id,
+            bindparam("type", type_=String()),
+            bindparam("at", type_=DateTime()),
+            bindparam("tag", type_=String()),
+            bindparam("url", type_=Text()),
+            properties,
+        )
+        .select_from(contacts.outerjoin(mail, mail.c.id == latest))
+        .where(*conditions)
+    )
+    columns = ["contact_id", "type", "occurred_at", "tag", "url", "properties"]
+    # rowcount tells whether the contact was there (SQLAlchemy keeps it for INSERTs
+    # only when asked).
+    return events.insert().from_select(columns, rows).execution_options(preserve_rowcount=True)
+
+
+def _json_object(build: Any, **pairs: Any) -> Any:
+    """`build('key', value, …)`: the keys as SQL string literals, the values as given."""
+    arguments: list[Any] = []
+    for key, value in pairs.items():
+        arguments += [literal_column(f"'{key}'"), value]
+    return build(*arguments)
