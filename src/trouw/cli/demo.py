@@ -82,6 +82,10 @@ def demo_command(env: Env, count: int, seed: int, as_of: date | None) -> None:
             f"  sent        {result.sent.day}: {result.sent.sent} mails and letters to "
             f"{result.outbox} ({letters} letters by post), logged in the ledger"
         )
+    console.print(
+        f"  report      {result.report_html}  (campaign results, mails per inbox against "
+        "the caps, loyalty figures, with charts)"
+    )
 
     contact = result.example_contact
     segment = next(iter(result.segment_sizes), None)
@@ -98,6 +102,8 @@ def demo_command(env: Env, count: int, seed: int, as_of: date | None) -> None:
     hints += [
         (f"trouw calendar {plan.year}", "the year as a heatmap, busiest campaigns"),
         ("trouw log --format csv", "every send in the ledger"),
+        ("trouw report", "this year so far: churn, repurchase, upsell, NPS, CSAT, loyalty"),
+        ("trouw serve", "the tracking server the mails' links point at"),
         ("trouw preview --serve", "every campaign's mails per contact, in your browser"),
         ("trouw --help", "every command, with an example"),
     ]

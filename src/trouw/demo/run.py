@@ -20,6 +20,8 @@ from trouw.importing import ImportReport, Kind, import_file
 from trouw.planning import PlanSummary, plan_year
 from trouw.planning.views import calendar_html, calendar_ics, year_view
 from trouw.project import Project
+from trouw.reports.figures import build_report
+from trouw.reports.html import report_html
 from trouw.segments import Clock, count_members, load_catalog
 from trouw.sending import OutboxTransport, SendSummary, send_day
 from trouw.store import atomic, contacts, events, ledger, plan
@@ -44,6 +46,7 @@ class DemoResult:
     calendar_ics: Path
     sent: SendSummary | None  # the plan's first send day, delivered to the outbox
     outbox: Path
+    report_html: Path  # the report of the send day's year, as of that day
 
 
 def _no_progress(_label: str, _total: int) -> AbstractContextManager[Callable[[int], None]]:
@@ -97,6 +100,18 @@ def run_demo(
     outbox = folder / "outbox"
     first_day = min(view.per_day, default=None)
     sent = send_day(engine, project, first_day, OutboxTransport(outbox)) if first_day else None
+    report_day = first_day or as_of
+    report_path = folder / f"report-{report_day.year}.html"
+    with engine.connect() as connection:
+        report = build_report(
+            connection,
+            name=project.settings.name,
+            year=report_day.year,
+            as_of=report_day,
+            timezone=project.settings.tz,
+            caps=project.settings.policy,
+        )
+    report_path.write_text(report_html(report), encoding="utf-8")
     return DemoResult(
         files=files,
         contacts=contacts_report,
@@ -111,6 +126,7 @@ def run_demo(
         calendar_ics=ics_path,
         sent=sent,
         outbox=outbox,
+        report_html=report_path,
     )
 
 
