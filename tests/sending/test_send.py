@@ -179,6 +179,10 @@ def test_outbox_writes_eml_files_and_letters_for_post_contacts(
     letter = letters[0].read_text(encoding="utf-8")
     for line in ("Dirk Visser", "Kerkstraat 5", "1234 AB Utrecht", "@page"):
         assert line in letter
+    [pdf] = (outbox / "letters").glob("*.pdf")  # the `pdf` extra is part of the dev install
+    assert pdf.stem == letters[0].stem
+    data = pdf.read_bytes()
+    assert data.startswith(b"%PDF-") and data.rstrip().endswith(b"%%EOF")
     assert _statuses(engine) == {"c1": "sent", "c2": "sent", "c3": "sent", "c4": "sent"}
 
 

@@ -2,7 +2,8 @@
 
 The address block sits where a window envelope shows it (DIN 5008 / NEN 1026:
 about 45 mm from the top, 20 mm from the left); the sender's postal address
-goes above it in small print.
+goes above it in small print. With the optional extra `trouw[pdf]`
+(WeasyPrint) each letter is also written as a PDF, ready for a print service.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import re
 from collections.abc import Mapping
 from datetime import date
 from html import escape
-from typing import Any
+from typing import Any, Protocol
 
 _BODY = re.compile(r"<body[^>]*>(.*)</body>", re.IGNORECASE | re.DOTALL)
 
@@ -53,3 +54,20 @@ def letter_html(
         f'<div class="date">{day.isoformat()}</div>\n'
         f'<div class="letter">\n{body}\n</div>\n</body>\n</html>\n'
     )
+
+
+class PdfWriter(Protocol):
+    def __call__(self, html: str) -> bytes: ...
+
+
+def pdf_writer() -> PdfWriter | None:
+    """A function from letter HTML to PDF bytes, or None without the `pdf` extra."""
+    try:
+        import weasyprint  # type: ignore[import-untyped, unused-ignore]
+    except ImportError:
+        return None
+
+    def write(html: str) -> bytes:
+        return bytes(weasyprint.HTML(string=html).write_pdf())
+
+    return write

@@ -26,6 +26,7 @@ from urllib.parse import unquote, urlsplit
 
 from trouw.errors import UserError, WorkFailed
 from trouw.sending.ledger import FAILED, SENT, UNKNOWN, Send
+from trouw.sending.letters import pdf_writer
 from trouw.templates.mime import MimeMail
 
 RELEASED = "released"
@@ -74,12 +75,14 @@ def _write_atomically(path: Path, data: bytes) -> None:
 
 
 class OutboxTransport:
-    """A complete .eml per mail in the folder; letters for `post` contacts in letters/."""
+    """A complete .eml per mail in the folder; letters for `post` contacts in letters/
+    (HTML, and PDF with the `pdf` extra)."""
 
     def __init__(self, folder: Path) -> None:
         self.folder = folder
         self.letters = folder / "letters"
         self.letters.mkdir(parents=True, exist_ok=True)
+        self._pdf = pdf_writer()
 
     def refuses(self, channel: str) -> str | None:
         return None
@@ -88,6 +91,8 @@ class OutboxTransport:
         if item.send.channel == "post":
             assert item.letter is not None
             _write_atomically(self.letters / f"{item.name}.html", item.letter.encode("utf-8"))
+            if self._pdf is not None:
+                _write_atomically(self.letters / f"{item.name}.pdf", self._pdf(item.letter))
         else:
             _write_atomically(self.folder / f"{item.name}.eml", item.message.as_bytes())
         return Outcome(SENT)
