@@ -9,6 +9,7 @@ from pathlib import Path
 from sqlalchemy import Engine, func, select
 
 from tests.conftest import Cli
+from trouw.contacts import is_suppressed
 from trouw.importing import import_contacts, import_events
 from trouw.store import contacts, events
 
@@ -227,3 +228,32 @@ def test_a_duplicate_id_in_a_later_batch_is_refused_too(engine: Engine, tmp_path
     )
     assert again.rejected_count == 0
     assert _contact(engine, "d1")["email"] == "new@example.nl"
+
+
+def test_a_provider_bounce_export_by_email_reaches_contacts_and_suppresses_strangers(
+    engine: Engine, tmp_path: Path
+) -> None:
+    import_contacts(engine, _write(tmp_path, "c.csv", CONTACTS_CSV), timezone="UTC")
+    export = _write(
+        tmp_path,
+        "bounces.csv",
+        "email,type,occurred_at,tag,reason\n"
+        "Anna@EXAMPLE.nl,bounce,2027-01-02T10:00:00Z,,550 mailbox unknown\n"
+        "ghost@example.org,complaint,2027-01-02T11:00:00Z,,spam\n"
+        "soft@example.org,bounce,2027-01-02T12:00:00Z,soft,mailbox full\n",
+    )
+    report = import_events(engine, export, timezone="UTC")
+    assert report.written == 1
+    assert [(r.line, r.column) for r in report.rejected] == [(3, "email"), (4, "email")]
+    assert "suppressed" in report.rejected[0].reason
+    assert "suppressed" not in report.rejected[1].reason  # a soft bounce suppresses nothing
+    with engine.connect() as connection:
+        row = connection.execute(select(events.c.contact_id, events.c.type, events.c.properties))
+        assert [tuple(r) for r in row] == [("c1", "bounce", {"reason": "550 mailbox unknown"})]
+        assert is_suppressed(connection, "ghost@example.org")
+        assert not is_suppressed(connection, "soft@example.org")
+    # The stranger who complained, imported later, is reported and never mailed.
+    later = import_contacts(
+        engine, _write(tmp_path, "g.csv", "id,email\ng1,ghost@example.org\n"), timezone="UTC"
+    )
+    assert later.suppressed == 1

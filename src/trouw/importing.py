@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, Literal
 from zoneinfo import ZoneInfo, available_timezones
 
-from sqlalchemy import Connection, Engine, bindparam, exists, func, select
+from sqlalchemy import Connection, Engine, bindparam, exists, func, insert, select
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.sql.dml import Insert
 
@@ -422,6 +422,33 @@ def _contacts_upsert(statement: Any) -> Insert:
 # ----------------------------------------------------------------------------- events
 
 
+class _ByEmail(str):
+    """An event's contact given by email address (provider exports): resolved in `screen`."""
+
+
+def suppress_addresses(connection: Connection, addresses: Iterable[str], reason: str) -> int:
+    """Keep a suppression record (a hash) of each address not yet suppressed; returns how many."""
+    hashes = sorted({email_hash(address) for address in addresses})
+    if not hashes:
+        return 0
+    known = set(
+        connection.execute(
+            select(suppressions.c.email_hash).where(
+                suppressions.c.email_hash.in_(bindparam("hashes", expanding=True))
+            ),
+            {"hashes": hashes},
+        ).scalars()
+    )
+    new = [h for h in hashes if h not in known]
+    if new:
+        now = datetime.now(UTC).replace(tzinfo=None)
+        connection.execute(
+            insert(suppressions),
+            [{"email_hash": h, "reason": reason, "created_at": now} for h in new],
+        )
+    return len(new)
+
+
 class _Events:
     columns = ("external_id", *EVENT_FIELDS[1:], "properties")
 
@@ -434,9 +461,15 @@ class _Events:
         )
 
     def parse(self, line: int, record: dict[str, Any]) -> tuple[Any, ...]:
-        contact_id = text_value("contact_id", record.get("contact_id"))
+        contact_id: str | None = text_value("contact_id", record.get("contact_id"))
         if contact_id is None:
-            raise RowError("contact_id", "is required")
+            email = email_value(record.get("email"))
+            if email is None:
+                raise RowError(
+                    "contact_id",
+                    "is required (or an email column, as in a provider's bounce export)",
+                )
+            contact_id = _ByEmail(email)
         kind = text_value("type", record.get("type"), 50)
         if kind is None:
             raise RowError("type", "is required")
@@ -455,7 +488,7 @@ class _Events:
             text_value("category", record.get("category")),
             number_value("amount", record.get("amount")),
             score,
-            extras(record, EVENT_FIELDS),
+            extras(record, (*EVENT_FIELDS, "email")),
         )
 
     def _moment(self, value: Any) -> datetime:
@@ -496,24 +529,45 @@ class _Events:
         lines: list[int],
         report: ImportReport,
     ) -> list[tuple[Any, ...]]:
-        """Rows whose contact exists; the others are rejected with their line."""
+        """Rows whose contact exists (rows by email: one per contact with it); the others are
+        rejected with their line. A hard bounce or complaint for an address no contact
+        has suppresses the address, so a contact imported with it later is never mailed."""
+        ids = {row[1] for row in rows if not isinstance(row[1], _ByEmail)}
         known = set(
             connection.execute(
                 select(contacts.c.id).where(contacts.c.id.in_(bindparam("ids", expanding=True))),
-                {"ids": list({row[1] for row in rows})},
+                {"ids": list(ids)},
             ).scalars()
         )
+        owners: dict[str, list[str]] = {}
+        addresses = {str(row[1]) for row in rows if isinstance(row[1], _ByEmail)}
+        if addresses:
+            for contact_id, email in connection.execute(
+                select(contacts.c.id, contacts.c.email)
+                .where(contacts.c.email.in_(bindparam("emails", expanding=True)))
+                .order_by(contacts.c.id),
+                {"emails": sorted(addresses)},
+            ):
+                owners.setdefault(str(email), []).append(str(contact_id))
         good = []
         for line, row in zip(lines, rows, strict=True):
-            if row[1] in known:
-                good.append(row)
+            if not isinstance(row[1], _ByEmail):
+                if row[1] in known:
+                    good.append(row)
+                else:
+                    why = f"no contact with id '{row[1]}' (import the contacts first)"
+                    report.reject(line, RowError("contact_id", why))
+                continue
+            email = str(row[1])
+            found = owners.get(email)
+            if found:
+                good.extend((row[0], owner, *row[2:]) for owner in found)
+            elif row[2] in ("bounce", "complaint") and row[4] != "soft":
+                suppress_addresses(connection, [email], row[2])
+                why = f"no contact has '{email}': the address is suppressed, never to be mailed"
+                report.reject(line, RowError("email", why))
             else:
-                report.reject(
-                    line,
-                    RowError(
-                        "contact_id", f"no contact with id '{row[1]}' (import the contacts first)"
-                    ),
-                )
+                report.reject(line, RowError("email", f"no contact has '{email}'"))
         return good
 
     def store(

@@ -78,6 +78,12 @@ def events_command(env: Env, file: Path, fmt: str | None, strict: bool, batch_si
     category, amount, score. Other columns become properties. With an `id`
     column, re-importing the same file adds nothing twice.
 
+    A provider's bounce or complaint export can give `email` instead of
+    contact_id (rename its columns to email, type = bounce|complaint,
+    occurred_at; tag soft for a soft bounce): the event goes to every contact
+    with that address, and a hard bounce or complaint for an address no
+    contact has suppresses it, so it is never mailed.
+
     \b
     Example:
       trouw import events purchases.csv

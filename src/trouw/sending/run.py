@@ -33,10 +33,10 @@ from datetime import UTC, date, datetime, timedelta
 from email.utils import parseaddr
 from typing import Any
 
-from sqlalchemy import Connection, Engine, bindparam, insert, select
+from sqlalchemy import Connection, Engine, bindparam, select
 
 from trouw.campaigns import Campaign, Step, load_campaigns
-from trouw.importing import email_hash
+from trouw.importing import email_hash, suppress_addresses
 from trouw.planning.policy import PLANNED, Candidate, QuietDays, Rules, YearCalendar, resolve
 from trouw.project import Project
 from trouw.segments import Clock, load_catalog
@@ -402,7 +402,7 @@ class DaySender:
         def record(connection: Connection) -> None:
             book.confirm(connection, confirmations, token=token)
             book.release(connection, released, token=token)
-            summary.suppressed += _suppress(connection, bounced)
+            summary.suppressed += suppress_addresses(connection, bounced, "hard-bounce")
             confirmations.clear()
             released.clear()
             bounced.clear()
@@ -467,28 +467,6 @@ class DaySender:
             summary.failures.append((key, outcome.error or "failed"))
             if outcome.hard_bounce and outgoing.recipient:
                 bounced.append(outgoing.recipient)
-
-
-def _suppress(connection: Connection, addresses: Sequence[str]) -> int:
-    hashes = sorted({email_hash(address) for address in addresses})
-    if not hashes:
-        return 0
-    known = set(
-        connection.execute(
-            select(suppressions.c.email_hash).where(
-                suppressions.c.email_hash.in_(bindparam("hashes", expanding=True))
-            ),
-            {"hashes": hashes},
-        ).scalars()
-    )
-    new = [h for h in hashes if h not in known]
-    if new:
-        now = _now()
-        connection.execute(
-            insert(suppressions),
-            [{"email_hash": h, "reason": "hard-bounce", "created_at": now} for h in new],
-        )
-    return len(new)
 
 
 def _short(reason: str) -> str:
