@@ -60,7 +60,7 @@ def _link_to(html: str, target: str) -> str:
         if href.startswith(f"{BASE_URL}/c/"):
             click = signer.read_click(href.rsplit("/", 1)[1])
             if click is not None and click.url == target:
-                return href
+                return str(href)
     raise AssertionError(f"no tracked link to {target}")
 
 
