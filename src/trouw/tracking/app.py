@@ -7,7 +7,10 @@
     GET  /healthz   "ok", for load balancers; touches nothing
 
 A forged, altered, truncated or wrong-kind token, or one whose contact was
-forgotten, records nothing and gets 404. The redirect target is only ever the
+forgotten, records nothing and gets 404. Clicks and opens are written by one
+writer thread per process in batches (`batch.GroupCommit`): a request waits
+for the commit of its batch, so an answer still means "recorded", and a failed
+write answers 503 with nothing recorded. The redirect target is only ever the
 URL inside a signed token, so the server is not an open redirect. The app
 keeps no session and sets no cookie: the token is the only credential.
 """
@@ -16,6 +19,7 @@ from __future__ import annotations
 
 import base64
 import os
+import re
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
@@ -30,14 +34,15 @@ from trouw.errors import UserError
 from trouw.project import Project, find_project
 from trouw.store import atomic, open_store
 from trouw.templates.links import SECRET_ENV, LinkSigner, link_secret
+from trouw.tracking.batch import GroupCommit, WriteFailed
 from trouw.tracking.pages import confirm_page, done_page, language
 from trouw.tracking.record import (
+    Visit,
     find_contact,
     is_unsubscribed,
     now_utc,
-    record_click,
-    record_open,
     record_unsubscribe,
+    record_visits,
 )
 
 PIXEL = base64.b64decode("R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRAA7")
@@ -54,6 +59,7 @@ PAGE_POLICY = (
 )
 
 PROJECT_ENV = "TROUW_PROJECT"
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 T = TypeVar("T")
 
@@ -62,6 +68,7 @@ def create_app(project: Project, engine: Engine, *, secret: str | None = None) -
     """The tracking app for one project and database; `secret` defaults to TROUW_SECRET."""
     signer = LinkSigner(project.settings.tracking_base_url, secret or link_secret()[0])
     writer = _writer(engine)
+    visits = GroupCommit(writer, record_visits)
     shop = project.settings.name
     default_locale = project.settings.locale
     app = Flask(__name__)
@@ -71,18 +78,20 @@ def create_app(project: Project, engine: Engine, *, secret: str | None = None) -
             abort(404)  # forged, altered, truncated, or a token of another kind
         return token
 
-    def record_or_404(write: Callable[[Connection], bool], contact_id: str) -> None:
-        """Run `write` in one short transaction; 404 when it finds no such contact.
+    def record_or_404(visit: Visit) -> None:
+        """Record `visit` and wait for its commit; 404 when there is no such contact.
 
         HEAD requests come from link checkers, not people: they get the same
         answer, but only after a read, and record nothing.
         """
         if request.method == "HEAD":
             with engine.connect() as connection:
-                done = find_contact(connection, contact_id) is not None
+                done = find_contact(connection, visit.contact_id) is not None
         else:
-            with writer() as connection:
-                done = write(connection)
+            try:
+                done = visits.submit(visit)
+            except WriteFailed:
+                abort(503)  # nothing was recorded: the mail client may try again
         if not done:
             abort(404)
 
@@ -92,10 +101,7 @@ def create_app(project: Project, engine: Engine, *, secret: str | None = None) -
         if not _is_web_url(found.url):
             abort(400)  # signed, but not a link a browser should be sent to
         record_or_404(
-            lambda connection: record_click(
-                connection, found.contact_id, found.campaign, found.tag, found.url, now_utc()
-            ),
-            found.contact_id,
+            Visit.click(found.contact_id, found.campaign, found.tag, found.url, now_utc())
         )
         response = Response(status=302, headers=NO_CACHE)
         response.headers["Location"] = found.url
@@ -104,10 +110,7 @@ def create_app(project: Project, engine: Engine, *, secret: str | None = None) -
     @app.get("/o/<token>")
     def pixel(token: str) -> Response:
         contact_id, campaign = valid(signer.read_contact("o", token))
-        record_or_404(
-            lambda connection: record_open(connection, contact_id, campaign, now_utc()),
-            contact_id,
-        )
+        record_or_404(Visit.open(contact_id, campaign, now_utc()))
         return Response(PIXEL, mimetype="image/gif", headers=NO_CACHE)
 
     @app.route("/u/<token>", methods=["GET", "POST"])
@@ -138,6 +141,8 @@ def create_app(project: Project, engine: Engine, *, secret: str | None = None) -
     def healthz() -> Response:
         return Response("ok\n", mimetype="text/plain")
 
+    # For whoever stops the app before the process ends (a test); at exit it runs anyway.
+    app.extensions["trouw.visits"] = visits
     return app
 
 
@@ -194,7 +199,7 @@ def _is_web_url(url: str) -> bool:
     return (
         parts.scheme.lower() in ("http", "https")
         and bool(parts.netloc)
-        and not any(ord(char) < 32 or ord(char) == 127 for char in url)
+        and _CONTROL.search(url) is None
     )
 
 

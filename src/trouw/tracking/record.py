@@ -2,10 +2,11 @@
 
 Each function takes the connection of one short write transaction. An event
 is written by one INSERT … SELECT that finds the contact and the ledger row of
-the mail the link came from in the same statement, so a click costs one
-statement and a tracking server keeps up with the burst after a send. A
-contact that no longer exists (it was forgotten) selects no row, and so gets
-nothing recorded: its old links must not bring it back.
+the mail the link came from in the same statement; clicks and opens come in
+batches (`record_visits`, fed by the app's group commit), one executemany of
+that statement per batch, so a tracking server keeps up with the burst after a
+send. A contact that no longer exists (it was forgotten) selects no row, and
+so gets nothing recorded: its old links must not bring it back.
 
 The event's properties say which mail it was about:
 {"campaign", and when the ledger has the mail: "step", "occurrence",
@@ -16,6 +17,7 @@ campaign) that was sent, or the latest of any status when none was.
 from __future__ import annotations
 
 import functools
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -51,22 +53,56 @@ class Contact:
     locale: str | None
 
 
+@dataclass(frozen=True)
+class Visit:
+    """A click or an open, as the request saw it, waiting to be recorded."""
+
+    contact_id: str
+    campaign: str
+    kind: str  # CLICK or OPEN
+    at: datetime
+    tag: str
+    url: str | None = None
+
+    @classmethod
+    def click(cls, contact_id: str, campaign: str, tag: str, url: str, at: datetime) -> Visit:
+        return cls(contact_id, campaign, CLICK, at, tag, url)
+
+    @classmethod
+    def open(cls, contact_id: str, campaign: str, at: datetime) -> Visit:
+        # The tag is the campaign, as for a click on a link without a tag of its own.
+        return cls(contact_id, campaign, OPEN, at, campaign)
+
+
 def now_utc() -> datetime:
     """Now as events store it: naive UTC."""
     return datetime.now(UTC).replace(tzinfo=None)
 
 
-def record_click(
-    connection: Connection, contact_id: str, campaign: str, tag: str, url: str, at: datetime
-) -> bool:
-    """Record a click on a tracked link; False (nothing recorded) if the contact is gone."""
-    return _record(connection, contact_id, campaign, CLICK, at, tag=tag, url=url)
+def record_visits(connection: Connection, visits: Sequence[Visit]) -> list[bool]:
+    """Record many clicks and opens with one statement; per visit, whether its contact exists.
+
+    The contacts are looked up first, and on PostgreSQL locked (FOR KEY SHARE)
+    until the commit, so a contact being forgotten is either gone already (its
+    visits record nothing) or waits until its new events exist and go with it.
+    The INSERT … SELECT would skip a missing contact by itself; the lookup is
+    what tells each request whether its visit counted, which the statement's
+    total row count cannot.
+    """
+    wanted = sorted({visit.contact_id for visit in visits})
+    found = set(connection.execute(_FIND_CONTACTS, {"ids": wanted}).scalars())
+    rows = [_values(visit) for visit in visits if visit.contact_id in found]
+    if rows:
+        connection.execute(_insert_event(connection.dialect.name, once=False), rows)
+    return [visit.contact_id in found for visit in visits]
 
 
-def record_open(connection: Connection, contact_id: str, campaign: str, at: datetime) -> bool:
-    """Record that a mail's open pixel was loaded; False if the contact is gone."""
-    # The tag is the campaign, as for a click on a link without a tag of its own.
-    return _record(connection, contact_id, campaign, OPEN, at, tag=campaign)
+# Built once: a statement made per batch costs more than the lookup itself.
+_FIND_CONTACTS = (
+    select(contacts.c.id)
+    .where(contacts.c.id.in_(bindparam("ids", expanding=True)))
+    .with_for_update(read=True, key_share=True)
+)
 
 
 def record_unsubscribe(
@@ -117,15 +153,20 @@ def _record(
     once: bool = False,
 ) -> bool:
     statement = _insert_event(connection.dialect.name, once=once)
-    values = {
-        "contact_id": contact_id,
-        "campaign": campaign,
-        "type": kind,
-        "at": at,
-        "tag": tag[:TAG_LENGTH],
-        "url": url,
-    }
+    values = _values(Visit(contact_id, campaign, kind, at, tag, url))
     return connection.execute(statement, values).rowcount == 1
+
+
+def _values(visit: Visit) -> dict[str, Any]:
+    """The parameters of `_insert_event` for one event."""
+    return {
+        "contact_id": visit.contact_id,
+        "campaign": visit.campaign,
+        "type": visit.kind,
+        "at": visit.at,
+        "tag": visit.tag[:TAG_LENGTH],
+        "url": visit.url,
+    }
 
 
 @functools.cache
