@@ -92,17 +92,22 @@ def _received_ids(server: SmtpServer) -> Counter[str]:
     )
 
 
+def _wait_until_received(run: subprocess.Popen[str], server: SmtpServer, count: int) -> None:
+    """Wait until the server has `count` mails from the run, which must still be running."""
+    deadline = time.monotonic() + 20
+    while len(server.handler.received) < count:
+        assert run.poll() is None, run.communicate()[0]
+        assert time.monotonic() < deadline, "the first run sent nothing in time"
+        time.sleep(0.005)
+
+
 def test_kill_9_mid_run_then_rerun_sends_each_mail_at_most_once_and_accounts_for_all(
     project_dir: Path, engine: Engine, db_url: str, smtp_server: SmtpServer
 ) -> None:
     keys = _big_shop(project_dir, engine, 300)
     smtp_server.handler.delay = 0.01  # slow enough that the kill lands mid-run
     first = _send(project_dir, db_url, smtp_server.url)
-    deadline = time.monotonic() + 20
-    while len(smtp_server.handler.received) < 40:
-        assert first.poll() is None, first.communicate()[0]
-        assert time.monotonic() < deadline, "the first run sent nothing in time"
-        time.sleep(0.005)
+    _wait_until_received(first, smtp_server, 40)
     first.send_signal(signal.SIGKILL)
     first.communicate(timeout=10)
     assert first.returncode == -signal.SIGKILL
@@ -199,11 +204,7 @@ def test_ctrl_c_mid_run_stops_after_the_batch_and_leaves_nothing_in_doubt(
     keys = _big_shop(project_dir, engine, 300)
     smtp_server.handler.delay = 0.01
     first = _send(project_dir, db_url, smtp_server.url)
-    deadline = time.monotonic() + 20
-    while len(smtp_server.handler.received) < 40:
-        assert first.poll() is None, first.communicate()[0]
-        assert time.monotonic() < deadline, "the first run sent nothing in time"
-        time.sleep(0.005)
+    _wait_until_received(first, smtp_server, 40)
     first.send_signal(signal.SIGINT)
     output = first.communicate(timeout=20)[0]
     assert first.returncode != 0, output
