@@ -87,11 +87,14 @@ def compose(headers: Iterable[tuple[str, str]], text: str, html: str) -> MimeMai
 def _part(subtype: str, text: str) -> bytes:
     """One part's headers and body: as it is when 7-bit ASCII fits, else quoted-printable."""
     body = _crlf(text)
+    plain = body
     if subtype == "html" and not body.isascii() and _references_work(body):
-        body = body.encode("ascii", "xmlcharrefreplace").decode("ascii")
-    if body.isascii() and max(map(len, body.split("\r\n"))) <= _MAX_LINE:
-        encoding, data = b"7bit", body.encode("ascii")
+        plain = body.encode("ascii", "xmlcharrefreplace").decode("ascii")
+    if plain.isascii() and max(map(len, plain.split("\r\n"))) <= _MAX_LINE:
+        encoding, data = b"7bit", plain.encode("ascii")
     else:
+        # The references made a line too long: quoted-printable of the characters
+        # themselves is shorter than of their references.
         encoding, data = b"quoted-printable", binascii.b2a_qp(body.encode("utf-8"), istext=True)
     return (
         b"Content-Type: text/" + subtype.encode("ascii") + b'; charset="utf-8"\r\n'
