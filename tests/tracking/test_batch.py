@@ -7,6 +7,7 @@ import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
+from typing import Any
 
 import pytest
 from sqlalchemy import Connection, Engine, func, insert, select
@@ -14,9 +15,10 @@ from sqlalchemy.exc import OperationalError
 
 from tests.tracking.conftest import BASE_URL, SECRET, Server, Shop
 from trouw.store import atomic, contacts, events
+from trouw.store.writelock import WriteLock
 from trouw.templates.links import LinkSigner
 from trouw.tracking.batch import GroupCommit, WriteFailed
-from trouw.tracking.record import Visit, record_visits
+from trouw.tracking.record import Visit, VisitRecorder
 
 NOW = datetime(2027, 4, 6, 12, 0)
 
@@ -42,13 +44,15 @@ def test_a_failed_batch_records_nothing_and_the_writer_goes_on(engine: Engine) -
     failing.set()
     started = threading.Barrier(9)
 
-    def write(connection: Connection, visits: Sequence[Visit]) -> list[bool]:
-        done = record_visits(connection, visits)  # the rows are written, then it fails
+    recorder = VisitRecorder(engine, WriteLock(engine))
+
+    def write(cursor: Any, visits: Sequence[Visit]) -> list[bool]:
+        done = recorder.write(cursor, visits)  # the rows are written, then it fails
         if failing.is_set():
             raise OperationalError("INSERT INTO events", {}, Exception("disk I/O error"))
         return done
 
-    group: GroupCommit[Visit, bool] = GroupCommit(lambda: atomic(engine), write, limit=3)
+    group: GroupCommit[Visit, bool, Any] = GroupCommit(recorder.transaction, write, limit=3)
 
     def attempt(n: int) -> str:
         started.wait()
@@ -71,6 +75,7 @@ def test_a_failed_batch_records_nothing_and_the_writer_goes_on(engine: Engine) -
     group.close()
     with pytest.raises(WriteFailed, match="closed"):
         group.submit(_visit())
+    recorder.close()
     assert _clicks(engine) == 1
 
 
@@ -83,7 +88,7 @@ def test_close_writes_what_is_queued(engine: Engine) -> None:
         seen.append(len(visits))
         return [False] * len(visits)
 
-    group: GroupCommit[Visit, bool] = GroupCommit(lambda: atomic(engine), write)
+    group: GroupCommit[Visit, bool, Connection] = GroupCommit(lambda: atomic(engine), write)
     with ThreadPoolExecutor(max_workers=5) as pool:
         answers = [pool.submit(group.submit, _visit(tag=f"t{n}")) for n in range(5)]
         time.sleep(0.3)  # all five are queued, or in the write that waits for the gate

@@ -11,13 +11,15 @@ for previews and tests but must never sign mails that go out.
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 import os
-from base64 import urlsafe_b64encode
+import zlib
+from base64 import urlsafe_b64decode, urlsafe_b64encode
 from dataclasses import dataclass
 from typing import Any
 
-from itsdangerous import BadSignature, URLSafeSerializer
+from itsdangerous import URLSafeSerializer
 
 _json_string = json.encoder.encode_basestring
 
@@ -81,12 +83,15 @@ class LinkSigner:
     def _token(self, kind: str, text: str) -> str:
         # `text` is the JSON `dumps(data, separators=(",", ":"), ensure_ascii=False)` writes.
         payload = urlsafe_b64encode(text.encode("utf-8")).rstrip(b"=")
+        return (payload + b"." + self._signature(kind, payload)).decode("ascii")
+
+    def _signature(self, kind: str, payload: bytes) -> bytes:
         inner_start, outer_start = self._hashes[kind]
         inner = inner_start.copy()
         inner.update(payload)
         outer = outer_start.copy()
         outer.update(inner.digest())
-        return (payload + b"." + urlsafe_b64encode(outer.digest()).rstrip(b"=")).decode("ascii")
+        return urlsafe_b64encode(outer.digest()).rstrip(b"=")
 
     def for_mail(self, contact_id: str, campaign: str) -> MailLinks:
         """The links of one mail to one contact in one campaign."""
@@ -116,9 +121,20 @@ class LinkSigner:
         return data[0], data[1]
 
     def _load(self, kind: str, token: str) -> Any:
+        """The token's data, or None: what `URLSafeSerializer.loads` accepts, checked with
+        the keyed hashes (the tracking server reads a token per request)."""
         try:
-            return self._serializers[kind].loads(token)
-        except BadSignature:
+            payload, dot, signature = token.encode("ascii").rpartition(b".")
+        except UnicodeEncodeError:
+            return None
+        if not dot or not hmac.compare_digest(signature, self._signature(kind, payload)):
+            return None
+        compressed = payload.startswith(b".")  # itsdangerous zlib-compresses when it helps
+        body = payload[1:] if compressed else payload
+        try:
+            data = urlsafe_b64decode(body + b"=" * (-len(body) % 4))
+            return json.loads(zlib.decompress(data) if compressed else data)
+        except (ValueError, zlib.error):
             return None
 
 

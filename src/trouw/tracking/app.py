@@ -10,7 +10,8 @@ A forged, altered, truncated or wrong-kind token, or one whose contact was
 forgotten, records nothing and gets 404. Clicks and opens are written by one
 writer thread per process in batches (`batch.GroupCommit`): a request waits
 for the commit of its batch, so an answer still means "recorded", and a failed
-write answers 503 with nothing recorded. The redirect target is only ever the
+write answers 503 with nothing recorded. On SQLite the writers of all worker
+processes take turns on one lock (`store.writelock`). The redirect target is only ever the
 URL inside a signed token, so the server is not an open redirect. The app
 keeps no session and sets no cookie: the token is the only credential.
 """
@@ -20,29 +21,27 @@ from __future__ import annotations
 import base64
 import os
 import re
-import threading
-from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import TypeVar
 from urllib.parse import urlsplit
 
 from flask import Flask, Response, abort, request
-from sqlalchemy import Connection, Engine
+from sqlalchemy import Engine
 
 from trouw.errors import UserError
 from trouw.project import Project, find_project
 from trouw.store import atomic, open_store
+from trouw.store.writelock import WriteLock
 from trouw.templates.links import SECRET_ENV, LinkSigner, link_secret
 from trouw.tracking.batch import GroupCommit, WriteFailed
 from trouw.tracking.pages import confirm_page, done_page, language
 from trouw.tracking.record import (
     Visit,
+    VisitRecorder,
     find_contact,
     is_unsubscribed,
     now_utc,
     record_unsubscribe,
-    record_visits,
 )
 
 PIXEL = base64.b64decode("R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRAA7")
@@ -67,8 +66,9 @@ T = TypeVar("T")
 def create_app(project: Project, engine: Engine, *, secret: str | None = None) -> Flask:
     """The tracking app for one project and database; `secret` defaults to TROUW_SECRET."""
     signer = LinkSigner(project.settings.tracking_base_url, secret or link_secret()[0])
-    writer = _writer(engine)
-    visits = GroupCommit(writer, record_visits)
+    lock = WriteLock(engine)
+    recorder = VisitRecorder(engine, lock)
+    visits = GroupCommit(recorder.transaction, recorder.write)
     shop = project.settings.name
     default_locale = project.settings.locale
     app = Flask(__name__)
@@ -120,7 +120,7 @@ def create_app(project: Project, engine: Engine, *, secret: str | None = None) -
             # Any POST unsubscribes: RFC 8058 mail clients send
             # `List-Unsubscribe=One-Click`, the confirm page's form sends the same,
             # and neither can carry a cookie or a CSRF token.
-            with writer() as connection:
+            with lock, atomic(engine) as connection:
                 outcome = record_unsubscribe(connection, contact_id, campaign, now_utc())
             if outcome is None:
                 abort(404)
@@ -141,28 +141,7 @@ def create_app(project: Project, engine: Engine, *, secret: str | None = None) -
     def healthz() -> Response:
         return Response("ok\n", mimetype="text/plain")
 
-    # For whoever stops the app before the process ends (a test); at exit it runs anyway.
-    app.extensions["trouw.visits"] = visits
     return app
-
-
-def _writer(engine: Engine) -> Callable[[], AbstractContextManager[Connection]]:
-    """`atomic(engine)`, entered one thread at a time on SQLite.
-
-    SQLite lets one writer in at a time and makes the others sleep and retry
-    (the busy timeout, at least a millisecond per try); the threads of this
-    process queue on a lock instead, which hands over the moment a write is done.
-    """
-    if engine.dialect.name != "sqlite":
-        return lambda: atomic(engine)
-    lock = threading.Lock()
-
-    @contextmanager
-    def one_at_a_time() -> Iterator[Connection]:
-        with lock, atomic(engine) as connection:
-            yield connection
-
-    return one_at_a_time
 
 
 def app_from_environment() -> Flask:
