@@ -1,20 +1,22 @@
 """Load check: clicks per second through the production tracking server, all recorded.
 
     python scripts/bench_clicks.py [--requests 20000] [--contacts 3000] [--database-url URL]
-        [--workers N] [--threads 16] [--clients 2] [--connections 4] [--client raw|http.client]
+        [--workers 2] [--threads 8] [--worker-class gthread|sync] [--clients 2]
+        [--connections 4] [--client raw|http.client]
 
 Prepares a project in a temporary folder: --contacts contacts, each with a
 `sent` ledger row of the campaign `bench` (so every click finds its mail, as
 in real life), and a signed click link per contact and tag. Then starts
 `gunicorn trouw.tracking.wsgi:app` on a free loopback port (--workers
-processes, default 1 on SQLite and 2 on PostgreSQL as the README advises,
-with --threads threads each) and, in one run:
+processes with --threads threads each, as the README advises; or
+`--worker-class sync`: one request at a time per process, no keep-alive)
+and, in one run:
 
 1. baseline: --requests requests to /healthz, a trivial endpoint of the same
    server (no token, no database): what the server and client cost alone;
 2. clicks: --requests click links (contacts and tags mixed), each a token
-   check and a row of the INSERT … SELECT its worker's writer thread commits
-   for a batch of clicks (group commit: the 302 waits for that commit).
+   check and a row of the INSERT … SELECT committed for a batch of clicks
+   (group commit: the 302 waits for that commit).
 
 Requests come from --clients processes with --connections keep-alive
 connections each. By default each client process drives its connections from
@@ -74,15 +76,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--contacts", type=int, default=3000)
     parser.add_argument("--requests", type=int, default=20_000)
-    parser.add_argument(
-        "--workers", type=int, help="gunicorn worker processes (default: 1 on SQLite, 2 else)"
-    )
+    parser.add_argument("--workers", type=int, default=2, help="gunicorn worker processes")
     parser.add_argument(
         "--threads",
         type=int,
-        default=16,
+        default=8,
         help="threads per gunicorn worker (several clicks wait on one batch commit)",
     )
+    parser.add_argument("--worker-class", choices=["gthread", "sync"], default="gthread")
     parser.add_argument("--clients", type=int, default=2, help="client processes")
     parser.add_argument("--connections", type=int, default=4, help="connections per client")
     parser.add_argument(
@@ -99,14 +100,13 @@ def main() -> None:
         root = Path(folder)
         (root / "trouw.toml").write_text(SETTINGS, encoding="utf-8")
         url = args.database_url or f"sqlite:///{root / 'trouw.db'}"
-        if args.workers is None:
-            # SQLite takes one writer at a time: a second process only adds contention.
-            args.workers = 1 if url.startswith("sqlite") else 2
+        if args.worker_class == "sync":
+            args.threads = 1  # more would make gunicorn use gthread after all
         started = time.perf_counter()
         links = prepare(url, args.contacts)
         print(f"prepared {args.contacts} contacts in {time.perf_counter() - started:.1f} s ({url})")
         paths = [links[i % len(links)] for i in range(args.requests)]
-        server = start_gunicorn(root, url, args.workers, args.threads)
+        server = start_gunicorn(root, url, args.workers, args.threads, args.worker_class)
         load_before = os.getloadavg()[0]
         try:
             baseline = fire(server, ["/healthz"] * args.requests, args, expect=200)
@@ -118,7 +118,8 @@ def main() -> None:
         load_after = os.getloadavg()[0]
 
     print(
-        f"gunicorn {args.workers} workers x {args.threads} threads; {args.clients} client "
+        f"gunicorn {args.workers} {args.worker_class} workers x {args.threads} threads; "
+        f"{args.clients} client "
         f"processes x {args.connections} keep-alive connections ({args.client}); "
         f"{os.cpu_count()} cores, load average {load_before:.1f} before, {load_after:.1f} after"
     )
@@ -225,13 +226,14 @@ class Server:
         return total / ticks
 
 
-def start_gunicorn(root: Path, url: str, workers: int, threads: int) -> Server:
+def start_gunicorn(root: Path, url: str, workers: int, threads: int, kind: str) -> Server:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = int(probe.getsockname()[1])
     command = [
         sys.executable, "-m", "gunicorn", "trouw.tracking.wsgi:app",
         "--bind", f"127.0.0.1:{port}", "--workers", str(workers), "--threads", str(threads),
+        "--worker-class", kind,
         "--keep-alive", "60", "--log-level", "warning",
     ]  # fmt: skip
     env = {

@@ -5,13 +5,17 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 from sqlalchemy import select
+from werkzeug.test import Client
 
 from tests.tracking.conftest import BASE_URL, GARDEN, NEXT_DAY, SECRET, Server, Shop
-from trouw.store import events, ledger
+from trouw.project import load_project
+from trouw.store import create_store_engine, events, ledger
 from trouw.templates.links import LinkSigner
+from trouw.tracking import create_app
 
 pytestmark = pytest.mark.slow
 
@@ -62,6 +66,35 @@ def test_a_click_is_recorded_with_its_tag_and_redirected_to_its_link(
     assert isinstance(occurred, datetime) and occurred.tzinfo is None  # naive UTC
     now = datetime.now(UTC).replace(tzinfo=None)
     assert now - timedelta(minutes=1) < occurred <= now
+
+
+def test_a_link_to_an_address_with_non_ascii_characters_redirects_to_it_encoded(
+    shop: Shop, server: Server
+) -> None:
+    target = "https://shop.example/tuin/bloemen-é?kleur=geel#ü"
+    link = LinkSigner(BASE_URL, SECRET).click_url("c1", "spring", target, "tuin")
+    answer = server.get(link)
+    assert answer.status == 302
+    assert (
+        answer.headers["location"] == "https://shop.example/tuin/bloemen-%C3%A9?kleur=geel#%C3%BC"
+    )
+    assert [e["url"] for e in _events(shop, "click")] == [target]
+
+
+def test_a_click_that_cannot_be_written_answers_503_and_records_nothing(
+    shop: Shop, db_url: str
+) -> None:
+    if not db_url.startswith("sqlite"):
+        pytest.skip("a read-only database is made here with SQLite's URI options")
+    read_only = create_store_engine(f"sqlite:///file:{db_url[10:]}?mode=ro&uri=true")
+    client = Client(create_app(load_project(shop.root), read_only, secret=SECRET))
+    mail = shop.mails["c1"]
+    for link in (mail.garden, mail.pixel):
+        answer = client.get(urlsplit(link).path)
+        assert answer.status_code == 503, link
+        assert "location" not in answer.headers
+    read_only.dispose()
+    assert shop.count() == 0
 
 
 def test_the_open_pixel_is_a_gif_that_records_an_open(shop: Shop, server: Server) -> None:

@@ -7,13 +7,15 @@
     GET  /healthz   "ok", for load balancers; touches nothing
 
 A forged, altered, truncated or wrong-kind token, or one whose contact was
-forgotten, records nothing and gets 404. Clicks and opens are written by one
-writer thread per process in batches (`batch.GroupCommit`): a request waits
-for the commit of its batch, so an answer still means "recorded", and a failed
-write answers 503 with nothing recorded. On SQLite the writers of all worker
-processes take turns on one lock (`store.writelock`). The redirect target is only ever the
-URL inside a signed token, so the server is not an open redirect. The app
-keeps no session and sets no cookie: the token is the only credential.
+forgotten, records nothing and gets 404. Clicks and opens are written in
+batches by group commit (`batch.GroupCommit`): a request waits for the commit
+of its batch, so an answer still means "recorded", and a failed write answers
+503 with nothing recorded. On SQLite the writers of all worker processes take
+turns on one lock (`store.writelock`). A valid click or open is answered in
+plain WSGI (`TrackingApp`), the rest by the Flask routes. The redirect target
+is only ever the URL inside a signed token, so the server is not an open
+redirect. The app keeps no session and sets no cookie: the token is the only
+credential.
 """
 
 from __future__ import annotations
@@ -21,12 +23,15 @@ from __future__ import annotations
 import base64
 import os
 import re
+from collections.abc import Iterable
 from pathlib import Path
-from typing import TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit
 
 from flask import Flask, Response, abort, request
 from sqlalchemy import Engine
+from werkzeug.exceptions import NotFound, ServiceUnavailable
+from werkzeug.urls import iri_to_uri
 
 from trouw.errors import UserError
 from trouw.project import Project, find_project
@@ -57,13 +62,20 @@ PAGE_POLICY = (
     "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'"
 )
 
+_NO_CACHE_ITEMS = list(NO_CACHE.items())
+_PIXEL_HEADERS = [("Content-Type", "image/gif"), ("Content-Length", str(len(PIXEL)))]
+_REDIRECT_HEADERS = [("Content-Type", "text/html; charset=utf-8"), ("Content-Length", "0")]
+
 PROJECT_ENV = "TROUW_PROJECT"
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 T = TypeVar("T")
 
+if TYPE_CHECKING:
+    from _typeshed.wsgi import StartResponse, WSGIEnvironment
 
-def create_app(project: Project, engine: Engine, *, secret: str | None = None) -> Flask:
+
+def create_app(project: Project, engine: Engine, *, secret: str | None = None) -> TrackingApp:
     """The tracking app for one project and database; `secret` defaults to TROUW_SECRET."""
     signer = LinkSigner(project.settings.tracking_base_url, secret or link_secret()[0])
     lock = WriteLock(engine)
@@ -141,10 +153,63 @@ def create_app(project: Project, engine: Engine, *, secret: str | None = None) -
     def healthz() -> Response:
         return Response("ok\n", mimetype="text/plain")
 
-    return app
+    return TrackingApp(app, signer, visits)
 
 
-def app_from_environment() -> Flask:
+class TrackingApp:
+    """The WSGI app: clicks and opens answered here, everything else by the Flask app.
+
+    Clicks and opens are nearly all of the traffic (a burst after every send),
+    and their answer is fixed: a redirect or the pixel. Flask's request
+    context, routing and Response object cost about as much CPU as recording
+    the click itself, so a click or open whose token is valid is answered
+    here in plain WSGI, with the same headers. Everything else (HEAD requests,
+    bad tokens and every other error answer, the unsubscribe pages, /healthz)
+    goes to Flask, which checks the token again and answers as the routes say.
+    """
+
+    def __init__(
+        self, flask: Flask, signer: LinkSigner, visits: GroupCommit[Visit, bool, Any]
+    ) -> None:
+        self.flask = flask
+        self._signer = signer
+        self._visits = visits
+
+    def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        if environ["REQUEST_METHOD"] == "GET":
+            path: str = environ.get("PATH_INFO", "")
+            visit = None
+            if path.startswith("/c/"):
+                found = self._signer.read_click(path[3:])
+                if found is not None and _is_web_url(found.url):
+                    at = now_utc()
+                    visit = Visit.click(found.contact_id, found.campaign, found.tag, found.url, at)
+            elif path.startswith("/o/"):
+                opened = self._signer.read_contact("o", path[3:])
+                if opened is not None:
+                    visit = Visit.open(*opened, now_utc())
+            if visit is not None:
+                return self._record(visit, environ, start_response)
+        return self.flask(environ, start_response)
+
+    def _record(
+        self, visit: Visit, environ: WSGIEnvironment, start_response: StartResponse
+    ) -> Iterable[bytes]:
+        try:
+            done = self._visits.submit(visit)
+        except WriteFailed:
+            return ServiceUnavailable()(environ, start_response)  # nothing was recorded
+        if not done:
+            return NotFound()(environ, start_response)  # a forgotten contact
+        if visit.url is None:
+            start_response("200 OK", [*_PIXEL_HEADERS, *_NO_CACHE_ITEMS])
+            return [PIXEL]
+        location = visit.url if visit.url.isascii() else iri_to_uri(visit.url)
+        start_response("302 FOUND", [("Location", location), *_REDIRECT_HEADERS, *_NO_CACHE_ITEMS])
+        return [b""]
+
+
+def app_from_environment() -> TrackingApp:
     """The app for the project in TROUW_PROJECT and its database, as production runs it.
 
     The project is the folder in TROUW_PROJECT, else the nearest trouw.toml above

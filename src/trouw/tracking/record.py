@@ -91,17 +91,17 @@ def now_utc() -> datetime:
 class VisitRecorder:
     """Records batches of clicks and opens on one DB-API connection that it keeps.
 
-    This is the tracking server's hot path. A click is a few microseconds of
-    database work, and SQLAlchemy's work per statement and per transaction costs
-    far more (about 0.4 ms a batch). So the statements are SQLAlchemy's,
-    compiled once for the database's dialect, and run on the raw DB-API
-    connection of the writer thread, kept between batches. The parameters go
-    through the bind processors SQLAlchemy would apply (datetimes as text on
-    SQLite).
+    This is the tracking server's hot path, and SQLAlchemy's own work per
+    statement and per transaction (about 0.4 ms a batch) cost more than the
+    database's. So the statements are SQLAlchemy's, compiled once for the
+    database's dialect, and run on a raw DB-API connection kept between
+    batches. The parameters go through the bind processors SQLAlchemy would
+    apply (datetimes as text on SQLite).
 
-    Use from one thread: `with recorder.transaction() as cursor:` then
-    `recorder.write(cursor, visits)`. A failed transaction is rolled back and
-    its connection dropped; the next one opens a fresh connection.
+    One transaction at a time (the group commit's leader runs it):
+    `with recorder.transaction() as cursor:` then `recorder.write(cursor,
+    visits)`. A failed transaction is rolled back and its connection dropped;
+    the next one opens a fresh connection.
     """
 
     def __init__(self, engine: Engine, lock: AbstractContextManager[Any]) -> None:
