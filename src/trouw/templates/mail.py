@@ -16,13 +16,13 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from datetime import datetime
-from email.utils import format_datetime, formataddr, make_msgid, parseaddr
+from email.utils import format_datetime, make_msgid, parseaddr
 from typing import Any
 
 import css_inline
 import html2text
 
-from trouw.templates.mime import MimeMail, compose
+from trouw.templates.mime import Mailbox, MimeMail, compose
 from trouw.templates.shapes import ShapeCache
 
 # [text](url) as html2text writes it; link text never spans lines with body_width=0.
@@ -93,9 +93,9 @@ def build_message(
         domain = parseaddr(sender)[1].rpartition("@")[2] or "trouw.invalid"
         message_id = make_msgid(domain=domain)
     mailto = parseaddr(reply_to or sender)[1]
-    fields = [
+    fields: list[tuple[str, str | Mailbox]] = [
         ("From", sender),
-        ("To", formataddr((to_name, to_address)) if to_name else to_address),
+        ("To", Mailbox(to_name, to_address)),
         *([("Reply-To", reply_to)] if reply_to else []),
         ("Subject", subject),
         ("Date", format_datetime(when)),

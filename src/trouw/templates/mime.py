@@ -25,10 +25,12 @@ Tests parse what this writes with the `email` package, for arbitrary text.
 from __future__ import annotations
 
 import binascii
+import functools
 import re
 import secrets
 from collections.abc import Iterable
 from email.utils import formataddr, parseaddr
+from typing import NamedTuple
 
 ADDRESS_HEADERS = frozenset({"from", "to", "reply-to", "cc", "sender"})
 # An encoded word is at most 75 characters: "=?utf-8?b?" + base64 + "?=" leaves 63 for
@@ -36,6 +38,7 @@ ADDRESS_HEADERS = frozenset({"from", "to", "reply-to", "cc", "sender"})
 _WORD_BYTES = 45
 # RFC 5322: a line is at most 998 characters; longer header values are folded at spaces.
 _MAX_LINE = 998
+_LONG_LINE = re.compile(rf"^[^\r\n]{{{_MAX_LINE + 1}}}", re.MULTILINE)
 _STYLE = re.compile(r"<style\b.*?</style\s*>", re.IGNORECASE | re.DOTALL)
 
 
@@ -60,15 +63,15 @@ class MimeMail:
         return self._data
 
 
-def compose(headers: Iterable[tuple[str, str]], text: str, html: str) -> MimeMail:
+def compose(headers: Iterable[tuple[str, str | Mailbox]], text: str, html: str) -> MimeMail:
     """The mail with these headers (in order), the text part first, then the HTML part.
 
     Raises ValueError when a header value holds a line break or an address
     cannot be written in plain ASCII.
     """
-    given = list(headers)
+    fields = list(headers)
     boundary = "=_" + secrets.token_hex(12)
-    lines = [header_line(name, value) for name, value in given]
+    lines = [header_line(name, value) for name, value in fields]
     lines.append(b"MIME-Version: 1.0\r\n")
     lines.append(
         b'Content-Type: multipart/alternative; boundary="' + boundary.encode("ascii") + b'"\r\n'
@@ -81,7 +84,7 @@ def compose(headers: Iterable[tuple[str, str]], text: str, html: str) -> MimeMai
             separator + b"--\r\n",
         )
     )
-    return MimeMail(given, data)
+    return MimeMail([(name, str(value)) for name, value in fields], data)
 
 
 def _part(subtype: str, text: str) -> bytes:
@@ -90,7 +93,7 @@ def _part(subtype: str, text: str) -> bytes:
     plain = body
     if subtype == "html" and not body.isascii() and _references_work(body):
         plain = body.encode("ascii", "xmlcharrefreplace").decode("ascii")
-    if plain.isascii() and max(map(len, plain.split("\r\n"))) <= _MAX_LINE:
+    if plain.isascii() and _LONG_LINE.search(plain) is None:
         encoding, data = b"7bit", plain.encode("ascii")
     else:
         # The references made a line too long: quoted-printable of the characters
@@ -117,8 +120,22 @@ def _crlf(body: str) -> str:
     return body.replace("\n", "\r\n")
 
 
-def header_line(name: str, value: str) -> bytes:
+class Mailbox(NamedTuple):
+    """An address header's value given as its parts: written without parsing it back."""
+
+    name: str
+    address: str
+
+    def __str__(self) -> str:
+        return formataddr((self.name, self.address)) if self.name else self.address
+
+
+def header_line(name: str, value: str | Mailbox) -> bytes:
     """`Name: value` + CRLF, the value encoded for the wire."""
+    if isinstance(value, Mailbox):
+        if any("\r" in part or "\n" in part for part in value):
+            raise ValueError(f"the {name} header would contain a line break: {value!r}")
+        return f"{name}: {_mailbox(value.name, value.address)}\r\n".encode("ascii")
     if "\r" in value or "\n" in value:
         raise ValueError(f"the {name} header would contain a line break: {value!r}")
     if name.lower() in ADDRESS_HEADERS:
@@ -130,11 +147,18 @@ def header_line(name: str, value: str) -> bytes:
     return f"{name}: {value}\r\n".encode("ascii")
 
 
+# The sender and reply-to of a run are the same for every mail, and parsing one
+# costs more than writing the rest of the headers.
+@functools.lru_cache(maxsize=64)
 def address(value: str) -> str:
     """`Name <address>` with the name quoted or RFC 2047-encoded; the domain in IDNA."""
     name, mailbox = parseaddr(value)
     if not mailbox:
         raise ValueError(f"not an address: {value!r}")
+    return _mailbox(name, mailbox)
+
+
+def _mailbox(name: str, mailbox: str) -> str:
     local, _, domain = mailbox.rpartition("@")
     if not local.isascii():
         raise ValueError(f"the address {mailbox!r} needs SMTPUTF8, which trouw does not send")
@@ -178,4 +202,4 @@ def _fold(value: str, width: int) -> str:
     return "\r\n ".join(lines)
 
 
-__all__ = ["MimeMail", "address", "compose", "encoded_words", "header_line"]
+__all__ = ["Mailbox", "MimeMail", "address", "compose", "encoded_words", "header_line"]
