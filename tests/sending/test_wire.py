@@ -31,3 +31,25 @@ def test_a_real_size_mail_is_accepted_by_a_strict_server(smtp_server: SmtpServer
     assert outcome.status == SENT, outcome.error
     [received] = smtp_server.handler.received
     assert message_from_bytes(received.content)["Subject"] == "A long mail"
+
+
+def test_lines_that_start_with_a_dot_arrive_as_they_were(smtp_server: SmtpServer) -> None:
+    """DATA ends at a line with a lone dot: each leading dot goes doubled and comes back single."""
+    text = ".\n..\n.hidden\nmiddle . dot\n. \n...end"
+    message = compose(
+        [("From", "Shop <shop@x.example>"), ("To", "anna@x.example"), ("Subject", "Dots")],
+        text,
+        "<p>\n.<br>\n..</p>",
+    )
+    send = Send("c1", "campaign", "main", "campaign:2027", date(2027, 3, 1), "t", "email")
+    transport = SmtpTransport(smtp_server.url, backoff=())
+    try:
+        outcome = transport.deliver(
+            Outgoing(send, message, "shop@x.example", "anna@x.example", "c1-campaign")
+        )
+    finally:
+        transport.close()
+    assert outcome.status == SENT, outcome.error
+    [received] = smtp_server.handler.received
+    assert received.content == message.as_bytes()
+    assert (received.mail_from, received.rcpt_tos) == ("shop@x.example", ["anna@x.example"])

@@ -163,6 +163,17 @@ class _Refused(Exception):
         super().__init__(f"{command}: {code} {text}".strip())
 
 
+def dot_stuffed(data: bytes) -> bytes:
+    """A message with CRLF line ends as DATA sends it (RFC 5321 4.5.2): a line that
+    starts with a dot gets a second one, and a line with a lone dot ends it."""
+    stuffed = data.replace(b"\r\n.", b"\r\n..")
+    if stuffed.startswith(b"."):
+        stuffed = b"." + stuffed
+    if not stuffed.endswith(b"\r\n"):
+        stuffed += b"\r\n"
+    return stuffed + b".\r\n"
+
+
 class SmtpTransport:
     """One reused SMTP connection: STARTTLS when offered, login when the URL has a user.
 
@@ -230,18 +241,21 @@ class SmtpTransport:
             smtp = self._smtp
             in_data = False
             try:
-                code, reply = smtp.mail(item.sender)
+                # The commands are written here, not by smtp.mail/rcpt/data: those parse
+                # both addresses and scan the message with a regex for dot-stuffing, about
+                # 0.35 ms a mail, while the addresses are checked and the lines are CRLF.
+                code, reply = smtp.docmd("MAIL", f"FROM:<{item.sender}>")
                 if code != 250:
                     raise _Refused(code, reply, "MAIL FROM")
-                code, reply = smtp.rcpt(item.recipient)
+                code, reply = smtp.docmd("RCPT", f"TO:<{item.recipient}>")
                 if code not in (250, 251):
                     raise _Refused(code, reply, "RCPT TO")
+                code, reply = smtp.docmd("DATA")
+                if code != 354:  # DATA itself refused: nothing was sent
+                    raise _Refused(code, reply, "DATA")
                 in_data = True
-                try:
-                    code, reply = smtp.data(data)
-                except smtplib.SMTPDataError as exc:  # DATA itself refused: nothing was sent
-                    in_data = False
-                    raise _Refused(exc.smtp_code, exc.smtp_error, "DATA") from exc
+                smtp.send(dot_stuffed(data))
+                code, reply = smtp.getreply()
                 if code != 250:
                     raise _Refused(code, reply, "DATA")
                 return Outcome(SENT)
