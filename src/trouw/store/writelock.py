@@ -26,8 +26,10 @@ class WriteLock:
     """A context manager: held by one thread of one process at a time (SQLite only)."""
 
     def __init__(self, engine: Engine) -> None:
-        database = engine.url.database if engine.dialect.name == "sqlite" else None
         self.active = engine.dialect.name == "sqlite"
+        database = engine.url.database if self.active else None
+        if database and database.startswith("file:"):  # a URI filename (?uri=true)
+            database = database[len("file:") :]
         self._path = (
             Path(f"{database}-writers.lock") if database not in (None, "", ":memory:") else None
         )
