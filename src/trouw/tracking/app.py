@@ -90,39 +90,32 @@ def create_app(project: Project, engine: Engine, *, secret: str | None = None) -
             abort(404)  # forged, altered, truncated, or a token of another kind
         return token
 
-    def record_or_404(visit: Visit) -> None:
-        """Record `visit` and wait for its commit; 404 when there is no such contact.
+    def known_or_404(contact_id: str) -> None:
+        """404 unless the contact exists: for what reaches the /c and /o routes.
 
-        HEAD requests come from link checkers, not people: they get the same
-        answer, but only after a read, and record nothing.
+        A GET with a valid token never gets there: `TrackingApp` records it and
+        answers. What does is a bad token (404, 400) or a HEAD request: link
+        checkers, not people, get the same answer after a read, and nothing is
+        recorded.
         """
-        if request.method == "HEAD":
-            with engine.connect() as connection:
-                done = find_contact(connection, visit.contact_id) is not None
-        else:
-            try:
-                done = visits.submit(visit)
-            except WriteFailed:
-                abort(503)  # nothing was recorded: the mail client may try again
-        if not done:
-            abort(404)
+        with engine.connect() as connection:
+            if find_contact(connection, contact_id) is None:
+                abort(404)
 
     @app.get("/c/<token>")
     def click(token: str) -> Response:
         found = valid(signer.read_click(token))
         if not _is_web_url(found.url):
             abort(400)  # signed, but not a link a browser should be sent to
-        record_or_404(
-            Visit.click(found.contact_id, found.campaign, found.tag, found.url, now_utc())
-        )
+        known_or_404(found.contact_id)
         response = Response(status=302, headers=NO_CACHE)
         response.headers["Location"] = found.url
         return response
 
     @app.get("/o/<token>")
     def pixel(token: str) -> Response:
-        contact_id, campaign = valid(signer.read_contact("o", token))
-        record_or_404(Visit.open(contact_id, campaign, now_utc()))
+        contact_id, _ = valid(signer.read_contact("o", token))
+        known_or_404(contact_id)
         return Response(PIXEL, mimetype="image/gif", headers=NO_CACHE)
 
     @app.route("/u/<token>", methods=["GET", "POST"])
