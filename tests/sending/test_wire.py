@@ -9,7 +9,19 @@ from tests.sending.conftest import SmtpServer
 from trouw.sending import SmtpTransport
 from trouw.sending.ledger import SENT, Send
 from trouw.sending.transports import Outgoing
-from trouw.templates.mime import compose
+from trouw.templates.mime import MimeMail, compose
+
+
+def _deliver(smtp_server: SmtpServer, message: MimeMail) -> None:
+    send = Send("c1", "campaign", "main", "campaign:2027", date(2027, 3, 1), "t", "email")
+    transport = SmtpTransport(smtp_server.url, backoff=())
+    try:
+        outcome = transport.deliver(
+            Outgoing(send, message, "shop@x.example", "anna@x.example", "c1-campaign")
+        )
+    finally:
+        transport.close()
+    assert outcome.status == SENT, outcome.error
 
 
 def test_a_real_size_mail_is_accepted_by_a_strict_server(smtp_server: SmtpServer) -> None:
@@ -20,15 +32,7 @@ def test_a_real_size_mail_is_accepted_by_a_strict_server(smtp_server: SmtpServer
         "<p>" + "<br>\n".join("html " * 300 for _ in range(20)) + "</p>",
     )
     assert len(message.as_bytes()) > 10_000
-    send = Send("c1", "campaign", "main", "campaign:2027", date(2027, 3, 1), "t", "email")
-    transport = SmtpTransport(smtp_server.url, backoff=())
-    try:
-        outcome = transport.deliver(
-            Outgoing(send, message, "shop@x.example", "anna@x.example", "c1-campaign")
-        )
-    finally:
-        transport.close()
-    assert outcome.status == SENT, outcome.error
+    _deliver(smtp_server, message)
     [received] = smtp_server.handler.received
     assert message_from_bytes(received.content)["Subject"] == "A long mail"
 
@@ -41,15 +45,7 @@ def test_lines_that_start_with_a_dot_arrive_as_they_were(smtp_server: SmtpServer
         text,
         "<p>\n.<br>\n..</p>",
     )
-    send = Send("c1", "campaign", "main", "campaign:2027", date(2027, 3, 1), "t", "email")
-    transport = SmtpTransport(smtp_server.url, backoff=())
-    try:
-        outcome = transport.deliver(
-            Outgoing(send, message, "shop@x.example", "anna@x.example", "c1-campaign")
-        )
-    finally:
-        transport.close()
-    assert outcome.status == SENT, outcome.error
+    _deliver(smtp_server, message)
     [received] = smtp_server.handler.received
     assert received.content == message.as_bytes()
     assert (received.mail_from, received.rcpt_tos) == ("shop@x.example", ["anna@x.example"])
