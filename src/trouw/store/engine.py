@@ -40,8 +40,11 @@ def create_store_engine(url: str) -> Engine:
     if parsed.get_backend_name() == "postgresql" and parsed.drivername == "postgresql":
         # psycopg 3 is the supported driver; plain postgresql:// would ask for psycopg2.
         parsed = parsed.set(drivername="postgresql+psycopg")
-    if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
-        Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+    database = parsed.database or ""
+    # A URI filename (file:…?uri=true) is SQLite's to resolve: no folder is made for it.
+    plain_file = database not in ("", ":memory:") and not database.startswith("file:")
+    if parsed.get_backend_name() == "sqlite" and plain_file:
+        Path(database).parent.mkdir(parents=True, exist_ok=True)
     try:
         engine = create_engine(parsed)
     except NoSuchModuleError as exc:
