@@ -242,8 +242,9 @@ class SmtpTransport:
             in_data = False
             try:
                 # The commands are written here, not by smtp.mail/rcpt/data: those parse
-                # both addresses and scan the message with a regex for dot-stuffing, about
-                # 0.35 ms a mail, while the addresses are checked and the lines are CRLF.
+                # both addresses and scan the message with a regex for dot-stuffing (about
+                # 0.35 ms a mail), but our addresses are checked on import and our lines
+                # already end in CRLF.
                 code, reply = smtp.docmd("MAIL", f"FROM:<{item.sender}>")
                 if code != 250:
                     raise _Refused(code, reply, "MAIL FROM")

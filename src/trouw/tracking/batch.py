@@ -2,9 +2,10 @@
 
 A request thread hands its item to `GroupCommit.submit` and waits. When no
 write is under way, the waiting thread itself becomes the writer (the
-leader): it takes whatever is queued (up to `limit` items, its own among
-them), writes it all in one transaction, commits, and only then wakes the
-others with their results. Items queued meanwhile wait for the next leader.
+leader): it takes what is queued (the oldest `limit` items, its own among
+them unless the queue is longer), writes it all in one transaction, commits,
+and only then wakes the others with their results. Items queued meanwhile
+wait for the next leader.
 So an answer still means "committed", while the commit and the statement
 overhead are paid once per batch instead of once per request: the busier the
 server, the bigger the batches. A lone request writes its own item at once,
