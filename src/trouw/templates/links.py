@@ -57,22 +57,22 @@ class LinkSigner:
     """Makes and reads the signed tokens of tracked links.
 
     Tokens are itsdangerous `URLSafeSerializer` tokens (JSON payload, HMAC-SHA1
-    with the django-concat key derivation) and are read back with it. They are
-    made here without the serializer, as a run signs three links or more per
-    mail: the HMAC's inner and outer hashes are keyed once per kind of link and
-    copied per token (RFC 2104), there is no optional zlib step, and `for_mail`
-    encodes the contact and campaign once for all links of a mail. `loads`
-    accepts every token this makes; tests check that byte for byte.
+    with the django-concat key derivation). They are made and read here without
+    the serializer, as a run signs three links or more per mail and the
+    tracking server reads one per request: the HMAC's inner and outer hashes
+    are keyed once per kind of link and copied per token (RFC 2104), there is
+    no optional zlib step when signing, and `for_mail` encodes the contact and
+    campaign once for all links of a mail. `loads` accepts every token this
+    makes, and reading accepts what `loads` accepts (compressed tokens too);
+    tests check both.
     """
 
     def __init__(self, base_url: str, secret: str) -> None:
         self.base_url = base_url.rstrip("/")
-        self._serializers = {
-            kind: URLSafeSerializer(secret, salt=salt) for kind, salt in SALTS.items()
-        }
+        # itsdangerous derives each kind's key; the HMAC's hashes are keyed with it once.
         self._hashes = {
-            kind: _keyed_sha1(serializer.make_signer().derive_key())
-            for kind, serializer in self._serializers.items()
+            kind: _keyed_sha1(URLSafeSerializer(secret, salt=salt).make_signer().derive_key())
+            for kind, salt in SALTS.items()
         }
         self._prefixes = {kind: f"{self.base_url}/{kind}/" for kind in SALTS}
 
