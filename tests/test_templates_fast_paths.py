@@ -222,15 +222,13 @@ def test_tokens_are_read_as_itsdangerous_reads_them(
     """The tracking server's token check accepts what itsdangerous accepts, and nothing
     more: tokens `dumps` compressed, and each with one character changed."""
     serializer = URLSafeSerializer("test-secret", salt=SALTS["c"])
+    # `dumps` compresses when that makes the token shorter (a leading dot), else not.
     token = serializer.dumps(data) if compress else SIGNER.sign("c", data)
-    if compress:
-        token = "." + token.lstrip(".")  # itsdangerous compresses only when it helps
-    assert SIGNER._load("c", token) == _itsdangerous_reads(serializer, token)
+    assert SIGNER._load("c", token) == data == _itsdangerous_reads(serializer, token)
     at = position % len(token)
     altered = token[:at] + character + token[at + 1 :]
     if altered != token:
         assert SIGNER._load("c", altered) == _itsdangerous_reads(serializer, altered)
-        assert SIGNER.read_click(altered) is None or _itsdangerous_reads(serializer, altered)
 
 
 class _Context(dict[str, Any]):

@@ -86,7 +86,9 @@ def test_a_click_that_cannot_be_written_answers_503_and_records_nothing(
 ) -> None:
     if not db_url.startswith("sqlite"):
         pytest.skip("a read-only database is made here with SQLite's URI options")
-    read_only = create_store_engine(f"sqlite:///file:{db_url[10:]}?mode=ro&uri=true")
+    read_only = create_store_engine(
+        f"sqlite:///file:{db_url.removeprefix('sqlite:///')}?mode=ro&uri=true"
+    )
     client = Client(create_app(load_project(shop.root), read_only, secret=SECRET))
     mail = shop.mails["c1"]
     for link in (mail.garden, mail.pixel):
