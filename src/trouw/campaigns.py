@@ -46,6 +46,7 @@ TOP_LEVEL_KEYS = (
     "template",
     "variants",
     "steps",
+    "valid_for",
 )
 # An rrule is anchored here when it names no DTSTART, so INTERVAL=2 means the
 # same years whichever year is planned.
@@ -141,6 +142,7 @@ class Campaign:
     raw: dict[str, Any] = field(default_factory=dict, repr=False)
     schedule: Schedule | None = None
     trigger: Trigger | None = None
+    valid_for: Duration | None = None  # how late a send may still go out (default: policy)
 
     @property
     def on_calendar(self) -> bool:
@@ -344,7 +346,14 @@ class _Reader:
                 "a campaign has a schedule or a trigger, not both",
                 "use `schedule:` for calendar days, `trigger:` for a journey per contact",
             )
+        valid_for = None
+        if "valid_for" in raw:
+            try:
+                valid_for = parse_duration(raw["valid_for"])
+            except ValueError as exc:
+                raise self.error(raw, "valid_for", str(exc), "write e.g. `valid_for: 3d`") from None
         return Campaign(
+            valid_for=valid_for,
             name=self.path.stem,
             path=self.path,
             description=description,

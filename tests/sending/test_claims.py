@@ -39,7 +39,7 @@ def test_cli_send_with_workers_sends_each_mail_once(
     make_day_shop(cli.project, engine)
     result = cli("send", "--as-of", DAY.isoformat(), "--smtp", smtp_server.url, "--workers", "3")
     assert result.exit_code == 0, result.output
-    assert "due, sent 3" in result.output
+    assert "owed, sent 3" in result.output
     assert sorted(r.rcpt_tos[0] for r in smtp_server.handler.received) == [
         "ann@x.example",
         "bob@x.example",

@@ -8,12 +8,14 @@ then compares what the sink received with what the ledger says.
 from __future__ import annotations
 
 import os
+import random
 import signal
 import subprocess
 import sys
 import time
 from collections import Counter
 from collections.abc import Iterator
+from datetime import timedelta
 from email import message_from_bytes
 from pathlib import Path
 
@@ -23,7 +25,6 @@ from sqlalchemy import Engine, select
 from tests.conftest import _fresh_postgres_database
 from tests.planning.shop import make_shop, policy, run_plan
 from tests.sending.conftest import DAY, SmtpServer
-from trouw.sending.run import SEND_BATCH
 from trouw.store import ledger, open_store, plan
 
 pytestmark = pytest.mark.slow
@@ -62,10 +63,15 @@ def _big_shop(root: Path, engine: Engine, n: int, *, two: bool = False) -> list[
 
 def _send(root: Path, db_url: str, smtp_url: str, *options: str) -> subprocess.Popen[str]:
     command = [sys.executable, "-m", "trouw", "--project", str(root), "--db", db_url]
-    command += ["send", "--as-of", DAY.isoformat(), "--smtp", smtp_url, *options]
+    command += ["send", "--as-of", DAY.isoformat(), "--smtp", smtp_url, *options]  # last wins
     env = {**os.environ, "COLUMNS": "200", "NO_COLOR": "1"}
     return subprocess.Popen(
-        command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env
+        command,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+        start_new_session=True,  # its own process group: a kill reaches its workers too
     )
 
 
@@ -101,43 +107,86 @@ def _wait_until_received(run: subprocess.Popen[str], server: SmtpServer, count: 
         time.sleep(0.005)
 
 
-def test_kill_9_mid_run_then_rerun_sends_each_mail_at_most_once_and_accounts_for_all(
-    project_dir: Path, engine: Engine, db_url: str, smtp_server: SmtpServer
-) -> None:
-    keys = _big_shop(project_dir, engine, 300)
-    smtp_server.handler.delay = 0.01  # slow enough that the kill lands mid-run
-    first = _send(project_dir, db_url, smtp_server.url)
-    _wait_until_received(first, smtp_server, 40)
-    first.send_signal(signal.SIGKILL)
-    first.communicate(timeout=10)
-    assert first.returncode == -signal.SIGKILL
-    before = len(smtp_server.handler.received)
-    assert before < len(keys)  # it really died mid-run
+NEXT_DAY = DAY + timedelta(days=1)
+TWO_DAYS = {
+    "spring": "priority: 50\nschedule:\n  dates: [2027-04-06]\ntemplate: mail\n",
+    "autumn": "priority: 40\nschedule:\n  dates: [2027-04-07]\ntemplate: mail\n",
+}
+CONNECTIONS = 4  # trouw send's default per worker
 
-    # The rerun treats the dead run's leftovers at once (a real one waits 10 minutes).
-    output = _finish(_send(project_dir, db_url, smtp_server.url, "--stale-after", "0"))
-    assert "had not left: made again" in output  # the untouched reservations, sent now
+
+def _two_day_shop(root: Path, engine: Engine, n: int) -> list[tuple[str, ...]]:
+    """n contacts with `spring` owed on DAY and `autumn` on the day after; the keys."""
+    make_shop(root, engine, campaigns=TWO_DAYS, contacts=_contacts(n), settings=policy(gap="0d"))
+    run_plan(root, engine, 2027, "2027-01-01")
+    with engine.connect() as connection:
+        rows = connection.execute(
+            select(plan.c.contact_id, plan.c.campaign, plan.c.step, plan.c.occurrence).where(
+                plan.c.status == "planned"
+            )
+        ).all()
+    keys = [tuple(str(v) for v in row) for row in rows]
+    assert len(keys) == 2 * n
+    return keys
+
+
+def _kill_after(run: subprocess.Popen[str], server: SmtpServer, more: int) -> None:
+    """SIGKILL the run and its workers (as the OOM killer or systemd would) once the server
+    has `more` mails more than now."""
+    _wait_until_received(run, server, len(server.handler.received) + more)
+    os.killpg(run.pid, signal.SIGKILL)
+    run.communicate(timeout=10)
+    assert run.returncode == -signal.SIGKILL
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_kill_9_twice_then_the_next_days_run_finishes_both_days_nothing_lost_or_twice(
+    project_dir: Path, engine: Engine, db_url: str, smtp_server: SmtpServer, workers: str
+) -> None:
+    keys = _two_day_shop(project_dir, engine, 300)
+    smtp_server.handler.delay = 0.01  # slow enough that the kills land mid-run
+    seed = random.Random(f"{db_url.split(':')[0]}-{workers}")
+    for _ in range(2):  # killed at random moments, twice, and not run again that day
+        run = _send(project_dir, db_url, smtp_server.url, "--workers", workers)
+        _kill_after(run, smtp_server, seed.randint(1, 60))
+    assert len(smtp_server.handler.received) < 300  # the day really was left unfinished
+
+    # The next day's run, started at once, takes over the dead runs' work and finishes both days.
+    output = _finish(_send(project_dir, db_url, smtp_server.url, "--as-of", NEXT_DAY.isoformat()))
+    assert "skipped" not in output, output
+    assert f"from {DAY}" in output  # the summary counts what was owed from the killed day
 
     received = _received_ids(smtp_server)
     rows = _ledger(engine)
     assert max(received.values()) == 1  # no mail received twice
-    assert set(rows) == set(keys)  # every due mail has its row: nothing silently lost
+    assert set(rows) == set(keys)  # every owed mail has its row: nothing silently lost
     statuses = Counter(status for status, _ in rows.values())
     assert set(statuses) <= {"sent", "unknown"}, statuses
     sent_ids = {mid for status, mid in rows.values() if status == "sent"}
     unknown_ids = {mid for status, mid in rows.values() if status == "unknown"}
     assert sent_ids <= set(received)  # every `sent` row was received (exactly once)
     assert set(received) <= sent_ids | unknown_ids  # nothing received that the ledger denies
-    # The doubt is one batch at most: the mails marked `sending` when the kill came.
-    assert statuses["unknown"] <= SEND_BATCH
-    assert f"{statuses['unknown']} mails of a run that died mid-send" in output or (
-        statuses["unknown"] == 0
-    )
-    # A third run sends nothing new, and says how many wait for --retry-unknown.
-    third = _finish(_send(project_dir, db_url, smtp_server.url))
+    # The doubt is at most one mail per connection per kill: those on the wire.
+    assert statuses["unknown"] <= 2 * CONNECTIONS * int(workers), statuses
+    # A third run sends nothing new.
+    _finish(_send(project_dir, db_url, smtp_server.url, "--as-of", NEXT_DAY.isoformat()))
     assert sum(_received_ids(smtp_server).values()) == sum(received.values())
-    if statuses["unknown"]:
-        assert f"{statuses['unknown']} mails of {DAY} have an unknown fate" in third
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_right_after_a_kill_two_runs_at_once_finish_the_day_without_waiting(
+    project_dir: Path, engine: Engine, db_url: str, smtp_server: SmtpServer
+) -> None:
+    keys = _big_shop(project_dir, engine, 200)
+    smtp_server.handler.delay = 0.01
+    _kill_after(_send(project_dir, db_url, smtp_server.url), smtp_server, 30)
+    runs = [_send(project_dir, db_url, smtp_server.url) for _ in range(2)]
+    outputs = [_finish(run) for run in runs]
+    assert not any("already in the ledger" in out for out in outputs), outputs
+    rows = _ledger(engine)
+    assert set(rows) == set(keys)
+    assert {status for status, _ in rows.values()} <= {"sent", "unknown"}
+    assert max(_received_ids(smtp_server).values()) == 1
 
 
 def _recipients_once(server: SmtpServer, n: int) -> None:
@@ -198,21 +247,34 @@ def test_four_workers_on_postgresql_share_the_day_without_duplicates(
         engine.dispose()
 
 
-def test_ctrl_c_mid_run_stops_after_the_batch_and_leaves_nothing_in_doubt(
-    project_dir: Path, engine: Engine, db_url: str, smtp_server: SmtpServer
+@pytest.mark.parametrize(
+    ("signum", "workers"),
+    [(signal.SIGINT, "1"), (signal.SIGTERM, "1"), (signal.SIGTERM, "2")],
+    ids=["ctrl-c", "sigterm", "sigterm-2-workers"],
+)
+def test_ctrl_c_or_sigterm_mid_run_finishes_the_wire_and_leaves_nothing_held(
+    project_dir: Path,
+    engine: Engine,
+    db_url: str,
+    smtp_server: SmtpServer,
+    signum: signal.Signals,
+    workers: str,
 ) -> None:
     keys = _big_shop(project_dir, engine, 300)
     smtp_server.handler.delay = 0.01
-    first = _send(project_dir, db_url, smtp_server.url)
+    first = _send(project_dir, db_url, smtp_server.url, "--workers", workers)
     _wait_until_received(first, smtp_server, 40)
-    first.send_signal(signal.SIGINT)
-    output = first.communicate(timeout=20)[0]
-    assert first.returncode != 0, output
+    first.send_signal(signum)
+    output = first.communicate(timeout=30)[0]
+    assert first.returncode == 128 + signum, output
+    assert f"stopped by {signum.name}" in output
     rows = _ledger(engine)
-    # Interrupted, the run finished its batch, confirmed it and released the rest.
-    assert {status for status, _ in rows.values()} == {"sent"}, output
-    assert len(rows) < len(keys)
-    assert set(_received_ids(smtp_server)) == {mid for _, mid in rows.values()}
+    # Stopped, the run finished the mails on the wire, recorded them and gave back the rest.
+    statuses = Counter(status for status, _ in rows.values())
+    assert set(statuses) <= {"sent", "deferred"}, output
+    assert 0 < statuses["sent"] < len(keys)
+    sent = {mid for status, mid in rows.values() if status == "sent"}
+    assert set(_received_ids(smtp_server)) == sent
 
     second = _finish(_send(project_dir, db_url, smtp_server.url))
     assert "unknown" not in second

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import os
-from datetime import date, timedelta
+import signal
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import date
 from functools import partial
 from pathlib import Path
 
@@ -14,10 +17,9 @@ from trouw.cli.output import console, count_progress
 from trouw.cli.params import Env, as_of_option, pass_env
 from trouw.errors import UserError, WorkFailed
 from trouw.sending import OutboxTransport, SendSummary
-from trouw.sending.ledger import STALE_AFTER
 from trouw.sending.run import CHUNK_CONTACTS
 from trouw.sending.transports import SmtpAddress, SmtpPool
-from trouw.sending.workers import TransportMaker, send_with_workers
+from trouw.sending.workers import TransportMaker, send_with_workers, stop_on_signal
 
 
 @click.command("send")
@@ -63,13 +65,6 @@ from trouw.sending.workers import TransportMaker, send_with_workers
     help="SMTP connections each worker keeps busy at once.",
 )
 @click.option(
-    "--stale-after",
-    type=click.FloatRange(min=0),
-    default=STALE_AFTER.total_seconds(),
-    hidden=True,
-    help="Seconds after which another run's unconfirmed reservations count as dead (tests).",
-)
-@click.option(
     "--chunk-contacts",
     type=click.IntRange(min=1),
     default=CHUNK_CONTACTS,
@@ -88,17 +83,20 @@ def send_command(
     retry_unknown: bool,
     workers: int,
     connections: int,
-    stale_after: float,
     chunk_contacts: int,
 ) -> None:
-    """Send the day's planned mails, each at most once.
+    """Send every mail owed up to the day, each at most once.
 
-    Every due send of the day (planned or deferred to it) is checked again:
-    the contact still exists, has not unsubscribed, bounced or complained,
-    and the caps hold against the ledger of what was really sent. Each mail
-    is reserved in the ledger before it leaves and confirmed after, so a
-    second run for the same day sends nothing new, and a mail whose run died
-    mid-send is reported as unknown and only sent again with --retry-unknown.
+    Owed are the plan's sends of the day and of earlier days that no run
+    finished (a killed run, a skipped day), and mails a server refused for
+    now (4xx), once their next try has come; a send past its validity
+    (valid_for) is recorded as expired instead. Each is checked again: the
+    contact still exists, has not unsubscribed, bounced or complained, and
+    the caps hold against the ledger of what was really sent. Each mail is
+    reserved in the ledger before it leaves and confirmed after, so a second
+    run sends nothing twice; a mail whose run died on the wire is reported as
+    unknown and only sent again with --retry-unknown. Ctrl-C and SIGTERM
+    finish the mails on the wire and give the rest back.
 
     \b
     Example:
@@ -131,7 +129,7 @@ def send_command(
         share = rate / workers if rate else None
         make_transport = partial(SmtpPool, smtp_url, connections=connections, rate=share)
     day = as_of or env.today()
-    with count_progress(f"sending {day}", 0) as done:
+    with count_progress(f"sending {day}", 0) as done, _stop_on_sigterm():
         summary = send_with_workers(
             env.engine,
             env.project,
@@ -141,43 +139,69 @@ def send_command(
             limit=limit,
             dry_run=dry_run,
             retry_unknown=retry_unknown,
-            stale_after=timedelta(seconds=stale_after),
             chunk_contacts=chunk_contacts,
             progress=lambda finished, total: done(finished),
         )
     _print_summary(summary)
-    troubled = summary.failed + summary.unknown + summary.released
-    if not summary.dry_run and summary.sent == 0 and troubled:
+    if summary.interrupted:
+        raise SystemExit(128 + signal.Signals[summary.interrupted].value)
+    if not summary.dry_run and summary.sent == 0 and summary.failed + summary.unknown:
         # Every mail refused is a broken setup (sender not allowed, relay closed), not bounces.
         raise WorkFailed(
-            f"none of the {troubled} mails was accepted: check the SMTP server's answers "
-            "above and its log, then run again"
+            f"none of the {summary.failed + summary.unknown} mails was accepted: check the "
+            "SMTP server's answers above and its log, then run again"
         )
+
+
+@contextmanager
+def _stop_on_sigterm() -> Iterator[None]:
+    """SIGTERM (systemd, docker, kill) stops the run as Ctrl-C does."""
+    previous = signal.signal(signal.SIGTERM, stop_on_signal)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _print_summary(summary: SendSummary) -> None:
     verb = "would send" if summary.dry_run else "sent"
     count = summary.would_send if summary.dry_run else summary.sent
-    console.print(f"{summary.day}: {summary.due} due, {verb} {count}")
+    console.print(f"{summary.day}: {summary.due} owed, {verb} {count}")
+    line = console.print
+    if summary.earlier:
+        days = ", ".join(f"{n} from {day}" for day, n in summary.earlier.items())
+        line(f"  owed from earlier days: {days}")
     if summary.triggered:
-        console.print(f"  {summary.triggered} of them triggered since the plan was made")
+        line(f"  {summary.triggered} of them triggered since the plan was made")
+    if summary.taken_over:
+        line(f"  {summary.taken_over} mails a run that died had not sent: owed again")
     if summary.stale:
-        console.print(f"  {summary.stale} mails of a run that died mid-send are now unknown")
-    if summary.stale_released:
-        console.print(
-            f"  {summary.stale_released} reservations of a run that died had not left: made again"
-        )
-    for reason, n in sorted(summary.skipped.items(), key=lambda item: (-item[1], item[0])):
-        console.print(f"  skipped {n}: {escape(reason)}")
+        line(f"  {summary.stale} mails were on the wire when a run died: now unknown")
+    for run, n in summary.held:
+        line(f"  {n} mails are being sent by {escape(str(run))} (pid {run.pid}): left to it")
+    if summary.deferred:
+        line(f"  {summary.deferred} refused for now (4xx): deferred, tried again later")
     if summary.released:
-        console.print(f"  {summary.released} refused for now (4xx): left for the next run")
+        line(f"  {summary.released} not sent before the run stopped: owed to the next run")
+    for reason, n in sorted(summary.waiting.items(), key=lambda item: (-item[1], item[0])):
+        line(f"  waiting {n}: {escape(reason)}")
+    for reason, n in sorted(summary.cancelled.items(), key=lambda item: (-item[1], item[0])):
+        line(f"  cancelled {n}: {escape(reason)}")
+    for campaign, n in sorted(summary.expired.items()):
+        line(f"  expired {n} of {escape(campaign)}: not sent within their validity")
+    for reason, n in sorted(summary.skipped.items(), key=lambda item: (-item[1], item[0])):
+        line(f"  skipped {n}: {escape(reason)}")
+    for key, message_id in summary.retried:
+        line(f"  sent again (was unknown): {escape(message_id)} {escape(':'.join(key))}")
     if summary.suppressed:
-        console.print(f"  {summary.suppressed} addresses suppressed after a hard bounce")
+        line(f"  {summary.suppressed} addresses suppressed after a hard bounce")
     for key, error in summary.failures:
-        console.print(f"  failed {escape(':'.join(key))}: {escape(error)}")
+        line(f"  failed {escape(':'.join(key))}: {escape(error)}")
     if summary.unknown_waiting:
-        console.print(
+        line(
             f"  {summary.unknown_waiting} mails of {summary.day} have an unknown fate; "
             f"check the SMTP server's log, then `trouw send --as-of {summary.day} "
             "--retry-unknown` sends them again"
         )
+    if summary.interrupted:
+        line(f"  stopped by {summary.interrupted}: nothing is left half-sent")

@@ -7,8 +7,14 @@ chunk's reserved, rendered mails and goes on with the next chunk; at most one
 parcel waits, so reservations never run far ahead of delivery.
 
 When delivery fails (the SMTP server is down) or the run is interrupted, the
-parcels not yet delivered are released in the ledger (their reservations
-deleted: they certainly did not leave), and the error is raised in the run.
+parcels not yet delivered are released in the ledger (back to the queue:
+they certainly did not leave), and the error is raised in the run.
+
+The `Keeper` keeps the ledger in step with the wire, in the thread that
+delivers each mail: one short transaction records the outcome of that
+thread's previous mail and marks the next one `sending`, committed before it
+leaves. So at any moment each SMTP connection has at most one mail whose fate
+a crash could leave in doubt.
 """
 
 from __future__ import annotations
@@ -17,18 +23,76 @@ import queue
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
+
+from sqlalchemy import Connection, Engine
+
+from trouw.sending import ledger as book
 
 
 @dataclass(frozen=True)
 class Parcel:
-    """One chunk's mails, reserved under `token`, ready to go; `unmade` failed to render."""
+    """One chunk's reserved mails, ready to go; `unmade` failed to render (key, why)."""
 
     prepared: Sequence[Any]  # (Due, Outgoing) pairs
-    token: datetime
-    unmade: Sequence[Any]  # ledger keys
+    unmade: Sequence[tuple[book.Key, str]]
     contacts_done: int  # for the progress bar, once delivered
+
+
+class Keeper:
+    """Marks each mail `sending` as it leaves and records how it ended, per delivering thread.
+
+    `leaving` commits, in one transaction on the thread's own connection, the
+    outcome of the thread's previous mail and the `sending` mark of this one.
+    `flush` commits the outcomes still held (the last mail of each thread).
+    """
+
+    def __init__(self, engine: Engine, run_id: int, confirmation: Callable[..., Any]) -> None:
+        self.engine = engine
+        self.run_id = run_id
+        self._confirmation = confirmation  # (item, outcome) -> book.Confirmation
+        self._local = threading.local()
+        self._lock = threading.Lock()
+        self._connections: list[Connection] = []
+        self._held: dict[int, book.Confirmation] = {}  # thread id -> its previous outcome
+
+    def _connection(self) -> Connection:
+        connection: Connection | None = getattr(self._local, "connection", None)
+        if connection is None:
+            connection = self.engine.connect()
+            if self.engine.dialect.name == "sqlite":
+                connection = connection.execution_options(sqlite_begin="IMMEDIATE")
+            self._local.connection = connection
+            with self._lock:
+                self._connections.append(connection)
+        return connection
+
+    def leaving(self, item: Any) -> bool:
+        connection = self._connection()
+        with self._lock:
+            previous = self._held.pop(threading.get_ident(), None)
+        with connection.begin():
+            if previous is not None:
+                book.confirm(connection, [previous], run_id=self.run_id)
+            return book.start_sending(connection, item.send.key, run_id=self.run_id)
+
+    def landed(self, item: Any, outcome: Any) -> None:
+        confirmation = self._confirmation(item, outcome)
+        with self._lock:
+            self._held[threading.get_ident()] = confirmation
+
+    def take_held(self) -> list[book.Confirmation]:
+        """The outcomes not yet recorded (call when no thread is delivering)."""
+        with self._lock:
+            held = list(self._held.values())
+            self._held.clear()
+        return held
+
+    def close(self) -> None:
+        with self._lock:
+            connections, self._connections = self._connections, []
+        for connection in connections:
+            connection.close()
 
 
 class Courier:

@@ -1,18 +1,23 @@
-"""The send ledger: one row per send, reserved before delivery and confirmed after.
+"""The send ledger: a durable send queue, one row per send, until it is settled.
 
 A row is keyed by (contact, campaign, step, occurrence), unique in the
 database, so a reservation is an INSERT that does nothing for a key that is
-already there: a second run for the same day reserves nothing, and two runs
-at once can never both own a send. A row goes
+already there: two runs can never both own a send. A row goes
 
-    reserved  -> sending  -> sent | failed | suppressed
-    (chunk)      (batch of a few dozen, committed before the first of them leaves)
+    reserved -> sending -> sent | failed | unknown
+       |           +-> deferred (4xx: tried again after `next_attempt_at`)
+       +-> deferred (released: it did not leave; the next run takes it)
 
-A run's rows carry its `reserved_at` as the owner's token: a run only moves
-rows it still owns. When a run dies, its `reserved` rows had certainly not
-left, so the next run deletes them and makes them again; its `sending` rows
-may or may not have reached the inbox, so they become `unknown` and are never
-sent again unless the operator asks. The window of doubt is one batch.
+    deferred -> reserved (a later run) ... | expired (its validity ran out)
+    (owed)   -> cancelled (no longer right at send time) | suppressed
+
+A reserved or sending row names its run (`run_id`); a run only moves rows it
+owns. A run holds a lock that dies with it (runs.py), so the next run takes a
+dead run's rows over at once: `reserved` rows had certainly not left and are
+owed again (`deferred`); the `sending` row of each SMTP connection may have
+reached the server and becomes `unknown`, never sent again unless the
+operator asks. Each connection marks one mail `sending` at a time, so the
+doubt after a crash is at most one mail per connection.
 
 Functions take a Connection; the caller decides the transaction.
 """
@@ -25,7 +30,16 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, and_, bindparam, delete, func, or_, select, tuple_, update
+from sqlalchemy import (
+    Connection,
+    and_,
+    bindparam,
+    func,
+    or_,
+    select,
+    tuple_,
+    update,
+)
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -33,23 +47,28 @@ from trouw.store import contacts, ledger
 
 RESERVED = "reserved"
 SENDING = "sending"
+DEFERRED = "deferred"
 SENT = "sent"
 FAILED = "failed"
 UNKNOWN = "unknown"
 SUPPRESSED = "suppressed"
-STATUSES = (RESERVED, SENDING, SENT, FAILED, UNKNOWN, SUPPRESSED)
+EXPIRED = "expired"
+CANCELLED = "cancelled"
+STATUSES = (RESERVED, SENDING, DEFERRED, SENT, FAILED, UNKNOWN, SUPPRESSED, EXPIRED, CANCELLED)
 # Statuses that may have reached the inbox, and so count toward the caps.
 COUNTED = frozenset({RESERVED, SENDING, SENT, UNKNOWN})
-# A reservation older than this belongs to a run that died: a live run confirms
-# each batch long before (a batch is a few hundred mails).
-STALE_AFTER = timedelta(minutes=10)
+# Held by a run: reserved before delivery, sending while on the wire.
+HELD = (RESERVED, SENDING)
+# After a 4xx, the next try waits this long (then the next step; the last one repeats), as
+# Postfix's deferred queue backs off from 5 minutes to about an hour and more.
+RETRY_BACKOFF = tuple(timedelta(minutes=m) for m in (5, 10, 20, 40, 80, 160, 240))
 
 Key = tuple[str, str, str, str]  # (contact_id, campaign, step, occurrence)
 
 
 @dataclass(frozen=True)
 class Send:
-    """One send as the ledger holds it."""
+    """One send as the ledger holds it: `day` the run's day, `due` the day it is owed from."""
 
     contact_id: str
     campaign: str
@@ -58,21 +77,33 @@ class Send:
     day: date
     template: str | None
     channel: str
+    due: date | None = None
 
     @property
     def key(self) -> Key:
         return (self.contact_id, self.campaign, self.step, self.occurrence)
 
+    @property
+    def owed_from(self) -> date:
+        return self.due or self.day
+
 
 @dataclass(frozen=True)
 class Confirmation:
-    """How a reserved send ended: `sent`, `failed` or `suppressed`, with when and why."""
+    """How a held send ended, or why it goes back to the queue (`deferred`).
+
+    `attempted`: it was handed to the server (counts as an attempt); a mail
+    released before it left is not. `retry_at`: a deferred row waits until then
+    (None: the next run may take it).
+    """
 
     key: Key
     status: str
     sent_at: datetime | None = None
     error: str | None = None
     template: str | None = None  # the variant rendered, when known (else the reserved one)
+    attempted: bool = True
+    retry_at: datetime | None = None
 
 
 def message_id(key: Key, domain: str) -> str:
@@ -81,56 +112,82 @@ def message_id(key: Key, domain: str) -> str:
     return f"<{digest}@{domain}>"
 
 
+def backoff(attempts: int, schedule: Sequence[timedelta] = RETRY_BACKOFF) -> timedelta:
+    """How long a send deferred after its `attempts`-th try waits for the next one."""
+    if not schedule:
+        return timedelta(0)
+    return schedule[min(max(attempts, 1), len(schedule)) - 1]
+
+
 _KEY_COLUMNS = (ledger.c.contact_id, ledger.c.campaign, ledger.c.step, ledger.c.occurrence)
+_TUPLE_KEY = tuple_(*_KEY_COLUMNS)
 # One statement per dialect, run as an executemany: SQLAlchemy compiles it once and sends
 # the rows as multi-row VALUES batches ("insertmanyvalues"), RETURNING the rows it made.
 _RESERVE: dict[str, Any] = {
     "postgresql": pg_insert(ledger).on_conflict_do_nothing().returning(*_KEY_COLUMNS),
     "sqlite": sqlite_insert(ledger).on_conflict_do_nothing().returning(*_KEY_COLUMNS),
 }
+_SETTLE_NEW: dict[str, Any] = {
+    "postgresql": pg_insert(ledger).on_conflict_do_nothing(),
+    "sqlite": sqlite_insert(ledger).on_conflict_do_nothing(),
+}
+
+
+def _row(send: Send, status: str, *, domain: str, now: datetime, **values: Any) -> dict[str, Any]:
+    return {
+        "contact_id": send.contact_id,
+        "campaign": send.campaign,
+        "step": send.step,
+        "occurrence": send.occurrence,
+        "day": send.day,
+        "due": send.owed_from,
+        "template": send.template,
+        "channel": send.channel,
+        "status": status,
+        "message_id": message_id(send.key, domain),
+        "reserved_at": now,
+        "attempts": 0,
+        "run_id": None,
+        "error": None,
+        "next_attempt_at": None,
+        **values,
+    }
 
 
 def reserve(
-    connection: Connection, sends: Sequence[Send], *, domain: str, now: datetime
+    connection: Connection, sends: Sequence[Send], *, domain: str, now: datetime, run_id: int
 ) -> list[Send]:
-    """Reserve `sends` in one INSERT; returns those this call reserved.
+    """Reserve `sends` for the run `run_id` in one INSERT; returns those this call reserved.
 
     A send whose key is already in the ledger (another run's, or an earlier
     day's) is left alone and not returned.
     """
     if not sends:
         return []
-    rows = [
-        {
-            "contact_id": s.contact_id,
-            "campaign": s.campaign,
-            "step": s.step,
-            "occurrence": s.occurrence,
-            "day": s.day,
-            "template": s.template,
-            "channel": s.channel,
-            "status": RESERVED,
-            "message_id": message_id(s.key, domain),
-            "reserved_at": now,
-        }
-        for s in sends
-    ]
+    rows = [_row(s, RESERVED, domain=domain, now=now, run_id=run_id) for s in sends]
     returned = connection.execute(_RESERVE[connection.dialect.name], rows).all()
     reserved = {tuple(str(v) for v in row) for row in returned}
     return [s for s in sends if s.key in reserved]
 
 
-def reclaim_unknown(connection: Connection, sends: Sequence[Send], *, now: datetime) -> list[Send]:
-    """Turn these sends' `unknown` rows back into reservations (`--retry-unknown`)."""
+def reclaim(
+    connection: Connection,
+    sends: Sequence[Send],
+    *,
+    status: str,
+    now: datetime,
+    run_id: int,
+) -> list[Send]:
+    """Reserve again these sends' rows that are `status` (deferred, or unknown when the
+    operator asks); their `day` becomes the run's. Returns those this call reserved."""
     if not sends:
         return []
-    keys = [s.key for s in sends]
-    tuple_key = tuple_(ledger.c.contact_id, ledger.c.campaign, ledger.c.step, ledger.c.occurrence)
+    day = sends[0].day
     returned = connection.execute(
         update(ledger)
-        .where(ledger.c.status == UNKNOWN, tuple_key.in_(keys))
-        .values(status=RESERVED, reserved_at=now, error=None)
-        .returning(ledger.c.contact_id, ledger.c.campaign, ledger.c.step, ledger.c.occurrence)
+        .where(ledger.c.status == status, _TUPLE_KEY.in_([s.key for s in sends]))
+        .values(status=RESERVED, reserved_at=now, run_id=run_id, day=day)
+        .returning(*_KEY_COLUMNS)
     ).all()
     reclaimed = {tuple(str(v) for v in row) for row in returned}
     return [s for s in sends if s.key in reclaimed]
@@ -148,92 +205,162 @@ def _key_params(key: Key) -> dict[str, str]:
     return {"k_contact": key[0], "k_campaign": key[1], "k_step": key[2], "k_occurrence": key[3]}
 
 
-def start_sending(connection: Connection, keys: Sequence[Key], *, token: datetime) -> list[Key]:
-    """Mark these reservations of the run `token` as leaving now; returns the keys still owned.
+_START_SENDING = (
+    update(ledger)
+    .where(_KEY_MATCH, ledger.c.status == RESERVED, ledger.c.run_id == bindparam("k_run"))
+    .values(status=SENDING)
+)
 
-    Committed before the first of them is handed to the transport: a `reserved`
-    row has certainly not left, a `sending` row may have.
+
+def start_sending(connection: Connection, key: Key, *, run_id: int) -> bool:
+    """Mark this reservation of the run as leaving now; False if the run no longer owns it.
+
+    Committed before the mail is handed to the transport: a `reserved` row has
+    certainly not left, a `sending` row may have.
     """
-    if not keys:
-        return []
-    tuple_key = tuple_(ledger.c.contact_id, ledger.c.campaign, ledger.c.step, ledger.c.occurrence)
-    returned = connection.execute(
-        update(ledger)
-        .where(
-            ledger.c.status == RESERVED, ledger.c.reserved_at == token, tuple_key.in_(list(keys))
-        )
-        .values(status=SENDING)
-        .returning(ledger.c.contact_id, ledger.c.campaign, ledger.c.step, ledger.c.occurrence)
-    ).all()
-    owned = {tuple(str(v) for v in row) for row in returned}
-    return [key for key in keys if key in owned]
+    result = connection.execute(_START_SENDING, {**_key_params(key), "k_run": run_id})
+    return bool(result.rowcount)
 
 
-def confirm(
-    connection: Connection, confirmations: Iterable[Confirmation], *, token: datetime
-) -> int:
-    """Record how the run `token`'s sends ended, in one executemany; returns the rows updated.
+_CONFIRM = (
+    update(ledger)
+    .where(
+        _KEY_MATCH,
+        # no IN: executemany
+        or_(ledger.c.status == RESERVED, ledger.c.status == SENDING, ledger.c.status == UNKNOWN),
+        ledger.c.run_id == bindparam("k_run"),
+    )
+    .values(
+        status=bindparam("new_status"),
+        sent_at=bindparam("new_sent_at"),
+        error=func.coalesce(bindparam("new_error"), ledger.c.error),
+        template=func.coalesce(bindparam("new_template"), ledger.c.template),
+        attempts=ledger.c.attempts + bindparam("new_attempts"),
+        next_attempt_at=bindparam("new_retry_at"),
+        run_id=bindparam("new_run"),
+    )
+)
 
-    A row another run turned `unknown` while this one was slow is confirmed
-    all the same: this run knows how it ended.
+
+def confirm(connection: Connection, confirmations: Iterable[Confirmation], *, run_id: int) -> int:
+    """Record how the run's held sends ended, in one executemany; returns the rows updated.
+
+    A row the run still holds, or one another run turned `unknown` after taking
+    this run for dead, is confirmed: this run knows how it ended. A `deferred`
+    row leaves the run (its `run_id` is cleared) so any later run may take it.
     """
     params = [
         {
             **_key_params(c.key),
+            "k_run": run_id,
             "new_status": c.status,
             "new_sent_at": c.sent_at,
             "new_error": c.error,
             "new_template": c.template,
+            "new_attempts": 1 if c.attempted else 0,
+            "new_retry_at": c.retry_at,
+            "new_run": None if c.status == DEFERRED else run_id,
         }
         for c in confirmations
     ]
     if not params:
         return 0
-    statement = (
-        update(ledger)
-        .where(
-            _KEY_MATCH,
-            or_(ledger.c.status == SENDING, ledger.c.status == UNKNOWN),  # no IN: executemany
-            ledger.c.reserved_at == bindparam("k_token"),
-        )
-        .values(
-            status=bindparam("new_status"),
-            sent_at=bindparam("new_sent_at"),
-            error=bindparam("new_error"),
-            template=func.coalesce(bindparam("new_template"), ledger.c.template),
-        )
+    return connection.execute(_CONFIRM, params).rowcount
+
+
+def release(connection: Connection, keys: Iterable[tuple[Key, str]], *, run_id: int) -> int:
+    """Give the run's held sends that certainly did not leave back to the queue, each with
+    why (`deferred`, no attempt counted, the next run may take them)."""
+    return confirm(
+        connection,
+        (Confirmation(key, DEFERRED, error=reason, attempted=False) for key, reason in keys),
+        run_id=run_id,
     )
-    return connection.execute(statement, [{**p, "k_token": token} for p in params]).rowcount
 
 
-def release(connection: Connection, keys: Iterable[Key], *, token: datetime) -> int:
-    """Delete the run `token`'s reservations that certainly did not leave, for a later run."""
-    params = [{**_key_params(key), "k_token": token} for key in keys]
-    if not params:
-        return 0
-    statement = delete(ledger).where(
-        _KEY_MATCH,
-        or_(ledger.c.status == RESERVED, ledger.c.status == SENDING),
-        ledger.c.reserved_at == bindparam("k_token"),
-    )
-    return connection.execute(statement, params).rowcount
+def settle(
+    connection: Connection,
+    settled: Sequence[tuple[Send, str | None, str, str]],
+    *,
+    domain: str,
+    now: datetime,
+) -> None:
+    """Write why owed sends do not go out now: (send, its ledger status or None, new status,
+    reason). A new row for a send not yet in the ledger; a row still `deferred` is updated."""
+    fresh = [
+        _row(send, status, domain=domain, now=now, error=reason)
+        for send, state, status, reason in settled
+        if state is None
+    ]
+    if fresh:
+        connection.execute(_SETTLE_NEW[connection.dialect.name], fresh)
+    known = [
+        {**_key_params(send.key), "new_status": status, "new_error": reason, "new_day": send.day}
+        for send, state, status, reason in settled
+        if state == DEFERRED
+    ]
+    if known:
+        connection.execute(
+            update(ledger)
+            .where(_KEY_MATCH, ledger.c.status == DEFERRED)
+            .values(
+                status=bindparam("new_status"),
+                error=bindparam("new_error"),
+                day=bindparam("new_day"),
+            ),
+            known,
+        )
 
 
-def mark_stale(connection: Connection, *, before: datetime) -> tuple[int, int]:
-    """Clear up the rows of runs that died (reserved before `before`, never confirmed).
+@dataclass
+class TakeOver:
+    """What a run found held by other runs: taken over from dead ones, left to live ones."""
 
-    Their `reserved` rows never left: deleted, so this run makes them again.
-    Their `sending` rows may have: `unknown`. Returns (released, unknown).
+    released: int = 0  # reserved by a dead run: owed again
+    unknown: int = 0  # on the wire when a run died
+    held: dict[int, int] | None = None  # live run id -> rows it holds
+
+
+def take_over(connection: Connection, alive: Any) -> TakeOver:
+    """Take over the held rows of runs that died; count those of live runs.
+
+    `alive(connection, run_ids)` says which runs still hold their lock.
     """
-    released = connection.execute(
-        delete(ledger).where(ledger.c.status == RESERVED, ledger.c.reserved_at < before)
-    ).rowcount
-    unknown = connection.execute(
-        update(ledger)
-        .where(ledger.c.status == SENDING, ledger.c.reserved_at < before)
-        .values(status=UNKNOWN, error="the run that sent it ended before confirming")
-    ).rowcount
-    return released, unknown
+    holders = [
+        (int(run_id), int(n))
+        for run_id, n in connection.execute(
+            select(ledger.c.run_id, func.count())
+            .where(ledger.c.status.in_(HELD), ledger.c.run_id.is_not(None))
+            .group_by(ledger.c.run_id)
+        )
+    ]
+    live = alive(connection, [run_id for run_id, _ in holders])
+    dead = [run_id for run_id, _ in holders if run_id not in live]
+    found = TakeOver(held={run_id: n for run_id, n in holders if run_id in live})
+    # Rows of a run from before runs held locks carry no run: taken as dead, as before.
+    orphan = or_(ledger.c.run_id.in_(dead), ledger.c.run_id.is_(None))
+    if dead or _has_orphans(connection):
+        found.released = connection.execute(
+            update(ledger)
+            .where(ledger.c.status == RESERVED, orphan)
+            .values(
+                status=DEFERRED,
+                run_id=None,
+                next_attempt_at=None,
+                error=func.coalesce(ledger.c.error, "not sent: the run that reserved it ended"),
+            )
+        ).rowcount
+        found.unknown = connection.execute(
+            update(ledger)
+            .where(ledger.c.status == SENDING, orphan)
+            .values(status=UNKNOWN, error="the run that sent it ended before the server answered")
+        ).rowcount
+    return found
+
+
+def _has_orphans(connection: Connection) -> bool:
+    query = select(ledger.c.id).where(ledger.c.status.in_(HELD), ledger.c.run_id.is_(None))
+    return connection.execute(query.limit(1)).first() is not None
 
 
 def claim_contacts(connection: Connection, contact_ids: Sequence[str]) -> set[str]:
@@ -265,24 +392,6 @@ def claim_contacts(connection: Connection, contact_ids: Sequence[str]) -> set[st
         else ()
     )
     return {c for c in contact_ids if c not in held}
-
-
-def unknown_sends(connection: Connection, day: date) -> list[Send]:
-    """The `unknown` rows of a day, as sends (for `--retry-unknown`)."""
-    query = (
-        select(
-            ledger.c.contact_id,
-            ledger.c.campaign,
-            ledger.c.step,
-            ledger.c.occurrence,
-            ledger.c.day,
-            ledger.c.template,
-            ledger.c.channel,
-        )
-        .where(ledger.c.day == day, ledger.c.status == UNKNOWN)
-        .order_by(ledger.c.contact_id, ledger.c.campaign, ledger.c.step, ledger.c.occurrence)
-    )
-    return [Send(*row) for row in connection.execute(query)]
 
 
 def count_unknown(connection: Connection, day: date) -> int:
@@ -351,11 +460,18 @@ LOG_COLUMNS = (
     "status",
     "message_id",
     "sent_at",
+    "error",
 )
 
 
 def log_rows(
-    connection: Connection, *, contact_id: str | None = None, campaign: str | None = None
+    connection: Connection,
+    *,
+    contact_id: str | None = None,
+    campaign: str | None = None,
+    statuses: Sequence[str] = (),
+    day: date | None = None,
+    since: date | None = None,
 ) -> Iterable[dict[str, Any]]:
     """The ledger, filtered, in (day, contact, campaign, step) order, as JSON-ready rows."""
     query = select(*(ledger.c[name] for name in LOG_COLUMNS))
@@ -363,6 +479,12 @@ def log_rows(
         query = query.where(ledger.c.contact_id == contact_id)
     if campaign is not None:
         query = query.where(ledger.c.campaign == campaign)
+    if statuses:
+        query = query.where(ledger.c.status.in_(list(statuses)))
+    if day is not None:
+        query = query.where(ledger.c.day == day)
+    if since is not None:
+        query = query.where(ledger.c.day >= since)
     query = query.order_by(
         ledger.c.day, ledger.c.contact_id, ledger.c.campaign, ledger.c.step, ledger.c.occurrence
     )
@@ -374,29 +496,35 @@ def log_rows(
 
 
 __all__ = [
+    "CANCELLED",
     "COUNTED",
+    "DEFERRED",
+    "EXPIRED",
     "FAILED",
+    "HELD",
     "LOG_COLUMNS",
     "RESERVED",
+    "RETRY_BACKOFF",
     "SENDING",
     "SENT",
-    "STALE_AFTER",
     "STATUSES",
     "SUPPRESSED",
     "UNKNOWN",
     "Confirmation",
     "History",
     "Send",
+    "TakeOver",
+    "backoff",
     "claim_contacts",
     "confirm",
     "count_unknown",
     "histories",
     "log_rows",
-    "mark_stale",
     "message_id",
-    "reclaim_unknown",
+    "reclaim",
     "release",
     "reserve",
+    "settle",
     "start_sending",
-    "unknown_sends",
+    "take_over",
 ]

@@ -1,49 +1,56 @@
-"""`send_day`: the day's due sends, checked again, reserved, rendered, delivered, confirmed.
+"""`send_day`: everything owed up to the day, checked again, reserved, delivered, settled.
 
-The plan says what was meant for the day; the ledger says what has been
-made. Each chunk of contacts is decided in one short write transaction
-(SQLite: BEGIN IMMEDIATE, so two runs queue up): read the contacts, their
-stops and their ledger, decide with the planner's own policy code (`resolve`,
-with the ledger's counted sends as history and no deferral: a send that no
-longer fits today is skipped with the reason), and reserve. The reservation
-commits before any mail leaves. Rendering happens after, outside the lock (a
-mail that cannot be rendered is released and skipped), and the courier
-(courier.py) delivers the chunk in the background while the next chunk is
-decided and rendered. Delivery goes in batches of SEND_BATCH: one small
-transaction confirms the batch before and marks the next `sending`,
-committed before its first mail leaves. A run that dies leaves `reserved`
-rows (certainly not sent: the next run makes them again) and at most one
-batch of `sending` rows, which the next run marks `unknown`: never sent again
-unless asked (`retry_unknown`). A run that is interrupted (Ctrl-C) or loses
-its transport finishes the batch in flight and releases the rest.
+The protocol that must never send a mail twice, and never lose one:
 
-On PostgreSQL each chunk transaction first claims its contacts with
-`FOR NO KEY UPDATE SKIP LOCKED`, so several workers (processes, machines)
-share one day: a worker skips the contacts another is deciding, and the
-ledger's unique key stops any send being made twice.
+1. The run registers and takes its lock (runs.py); the rows that dead runs
+   held are taken over at once (`reserved`: owed again; `sending`:
+   `unknown`), those of live runs are left alone.
+2. What is owed (owed.py): the plan's sends up to the day without a ledger
+   row, deferred rows whose next try has come, today's triggered sends.
+   Sends past their validity are written `expired`.
+3. Chunk by chunk, in one short write transaction (SQLite: BEGIN IMMEDIATE;
+   PostgreSQL: the chunk's contacts claimed with SKIP LOCKED): check each
+   send again (checks.py), record the cancelled and the not-yet, and reserve
+   the rest. The reservation commits before any mail leaves.
+4. Rendering happens after, outside the lock (a mail that cannot be
+   rendered goes back to the queue with the error), and the courier
+   (courier.py) delivers the chunk in the background while the next chunk
+   is decided. Each SMTP connection marks its mail `sending`, committed,
+   just before it leaves, together with the outcome of its previous mail.
+5. A 4xx defers the mail with a next-try time and the reply; when the run
+   has worked everything, it tries the deferred mails whose time has come
+   once more.
+
+Ctrl-C, SIGTERM or a lost transport finish the mails on the wire, record
+them and give the rest back to the queue: nothing stays `reserved` or
+`sending`. A killed run leaves at most one `sending` mail per connection.
 """
 
 from __future__ import annotations
 
 import re
-from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field, replace
+import signal
+from collections.abc import Callable, Sequence
+from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from email.utils import parseaddr
 from typing import Any
 
-from sqlalchemy import Connection, Engine, bindparam, select
+from sqlalchemy import Connection, Engine
 
-from trouw.campaigns import Campaign, Step, load_campaigns
-from trouw.importing import email_hash, suppress_addresses
-from trouw.planning.policy import PLANNED, Candidate, QuietDays, Rules, YearCalendar, resolve
+from trouw.campaigns import load_campaigns
+from trouw.importing import suppress_addresses
 from trouw.project import Project
-from trouw.segments import Clock, load_catalog
+from trouw.segments import load_catalog
 from trouw.sending import ledger as book
-from trouw.sending.courier import Courier, Parcel
+from trouw.sending import runs
+from trouw.sending.checks import CLAIMED, TAKEN, SendChecks, short
+from trouw.sending.courier import Courier, Keeper, Parcel
 from trouw.sending.letters import letter_html
+from trouw.sending.owed import Due, owed_sends
+from trouw.sending.summary import SendSummary
 from trouw.sending.transports import (
+    NOT_OURS,
     RELEASED,
     Outcome,
     Outgoing,
@@ -52,59 +59,25 @@ from trouw.sending.transports import (
     deliver_batch,
 )
 from trouw.sending.triggered import triggered_sends
-from trouw.store import atomic, contacts, events, plan, suppressions
+from trouw.store import atomic
 from trouw.templates.campaign_mails import CampaignMails
 from trouw.templates.environment import MailTemplates
 
 CHUNK_CONTACTS = 500
-# Mails marked `sending` in one go: the most a killed run can leave `unknown`.
+# Mails handed to the connections between two records of their outcomes; also how often a
+# stopping run looks whether to stop.
 SEND_BATCH = 40
-# How far back (and ahead) ledger rows matter for caps: a month, a week, any sane gap.
-HISTORY_DAYS = 62
-# Skips that are the run's own work, done by another of its workers (or a run at the same time).
-MADE_MEANWHILE = "made meanwhile by another worker or run"
-CLAIMED = "claimed by another worker"
-TAKEN = "reserved by another run"
-STOPPING = {"unsubscribe": "unsubscribed", "complaint": "complained", "bounce": "hard-bounced"}
+# How often a run goes back over the mails a 4xx deferred, once it has worked the rest.
+RETRY_PASSES = 2
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
 
-@dataclass
-class SendSummary:
-    """What a run did: sent, skipped with reasons, failed, and what is left unknown."""
+class Stopped(KeyboardInterrupt):
+    """A signal asked the run to stop (SIGTERM as Ctrl-C): finish the wire, give back the rest."""
 
-    day: date
-    dry_run: bool = False
-    due: int = 0
-    triggered: int = 0  # of `due`: triggered since the plan was made
-    sent: int = 0
-    would_send: int = 0
-    failed: int = 0
-    unknown: int = 0  # lost during DATA in this run
-    released: int = 0  # temporary failures left for the next run
-    stale: int = 0  # reservations of dead runs, now unknown
-    stale_released: int = 0  # reservations of dead runs that never left, made again
-    unknown_waiting: int = 0  # the day's unknown rows not retried
-    suppressed: int = 0  # addresses suppressed after a hard bounce
-    limited: bool = False
-    skips: dict[book.Key, str] = field(default_factory=dict)  # why each unsent due was skipped
-    failures: list[tuple[book.Key, str]] = field(default_factory=list)
-
-    def skip(self, dues: Iterable[Due], reason: str) -> None:
-        for due in dues:
-            self.skips[due.send.key] = reason
-
-    @property
-    def skipped(self) -> Counter[str]:
-        """How many were skipped for each reason (two workers meeting one send count it once)."""
-        return Counter(self.skips.values())
-
-
-@dataclass(frozen=True)
-class Due:
-    send: book.Send
-    priority: int
-    retry: bool = False  # an `unknown` row reclaimed by --retry-unknown
+    def __init__(self, signum: int = signal.SIGINT) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
 
 
 def safe_name(*parts: str) -> str:
@@ -119,68 +92,6 @@ def _now() -> datetime:
     return datetime.now(UTC).replace(tzinfo=None)
 
 
-def due_sends(
-    connection: Connection,
-    day: date,
-    *,
-    retry_unknown: bool,
-    triggered: Sequence[tuple[book.Send, int]] = (),
-) -> list[Due]:
-    """The plan's planned and deferred sends of `day`, the `triggered` sends the plan
-    lacks (with priority), and the day's unknown rows if asked."""
-    query = (
-        select(
-            plan.c.contact_id,
-            plan.c.campaign,
-            plan.c.step,
-            plan.c.occurrence,
-            plan.c.day,
-            plan.c.template,
-            plan.c.channel,
-            plan.c.priority,
-        )
-        .where(plan.c.day == day, plan.c.status.in_(("planned", "deferred")))
-        .order_by(plan.c.contact_id, plan.c.campaign, plan.c.step, plan.c.occurrence)
-    )
-    found = {
-        (row[0], row[1], row[2], row[3]): Due(book.Send(*row[:7]), int(row[7]))
-        for row in connection.execute(query)
-    }
-    for send, priority in triggered:
-        found.setdefault(send.key, Due(send, priority))
-    if retry_unknown:
-        for send in book.unknown_sends(connection, day):
-            old = found.get(send.key)
-            found[send.key] = Due(send, old.priority if old else 0, retry=True)
-    return sorted(found.values(), key=lambda d: d.send.key)
-
-
-def _stops(
-    connection: Connection, rows: Sequence[Any], clock: Clock
-) -> tuple[dict[str, str], set[str]]:
-    """Why contacts get nothing but service mail (by id), and the suppressed addresses."""
-    ids = [str(row.id) for row in rows]
-    stopped: dict[str, str] = {}
-    query = select(events.c.contact_id, events.c.type, events.c.tag).where(
-        events.c.contact_id.in_(bindparam("ids", expanding=True)),
-        events.c.type.in_(tuple(STOPPING)),
-        events.c.occurred_at < clock.end,
-    )
-    for contact_id, kind, tag in connection.execute(query, {"ids": ids}):
-        if kind == "bounce" and tag == "soft":
-            continue
-        stopped.setdefault(str(contact_id), STOPPING[kind])
-    by_hash = {email_hash(str(row.email)): str(row.email) for row in rows if row.email}
-    suppressed: set[str] = set()
-    if by_hash:
-        query2 = select(suppressions.c.email_hash).where(
-            suppressions.c.email_hash.in_(bindparam("hashes", expanding=True))
-        )
-        for (found,) in connection.execute(query2, {"hashes": list(by_hash)}):
-            suppressed.add(by_hash[found].lower())
-    return stopped, suppressed
-
-
 class DaySender:
     """One run of one day: the per-run setup shared by every chunk."""
 
@@ -191,25 +102,26 @@ class DaySender:
         as_of: date,
         transport: Transport | None,
         *,
-        dry_run: bool,
-        retry_unknown: bool,
+        run_id: int,
         started: datetime,
+        retry_backoff: Sequence[timedelta],
     ) -> None:
         self.engine = engine
-        self.started = started
         self.project = project
         self.as_of = as_of
         self.transport = transport
-        self.dry_run = dry_run
-        self.retry_unknown = retry_unknown
-        self.clock = Clock(as_of, project.settings.tz)
+        self.run_id = run_id
+        self.retry_backoff = tuple(retry_backoff)
         self.catalog = load_catalog(project.segments_dir)
         self.templates = MailTemplates(project.templates_dir)
         self.campaigns = {c.name: c for c in load_campaigns(project.campaigns_dir)}
-        rules = Rules.from_policy(project.settings.policy)
-        # Quiet days and deferral were the planner's business; today a send fits or it doesn't.
-        self.rules = replace(rules, defer_days=0, quiet=QuietDays(()))
-        self.calendar = YearCalendar(as_of.year, self.rules.quiet)
+        self.checks = SendChecks(
+            project,
+            as_of,
+            self.campaigns,
+            refuses=transport.refuses if transport else lambda channel: None,
+            started=started,
+        )
         self.sender = project.settings.sender.from_address
         self.envelope_sender = parseaddr(self.sender)[1]
         self.domain = sender_domain(self.sender)
@@ -217,112 +129,18 @@ class DaySender:
             name: f"{name} <{safe_name(name)}.{self.domain}>" for name in self.campaigns
         }
 
-    def _step(self, send: book.Send) -> tuple[Campaign, Step] | str:
-        campaign = self.campaigns.get(send.campaign)
-        if campaign is None:
-            return f"campaign '{send.campaign}' no longer exists"
-        for step in campaign.steps:
-            if step.name == send.step:
-                return campaign, step
-        return f"step '{send.step}' no longer in campaign '{send.campaign}'"
-
-    def eligible(
-        self, connection: Connection, dues: Sequence[Due], summary: SendSummary
-    ) -> list[Due]:
-        """The dues that may go out today, their send's channel set; skips are counted."""
-        ids = sorted({d.send.contact_id for d in dues})
-        rows = connection.execute(
-            select(contacts).where(contacts.c.id.in_(bindparam("ids", expanding=True))),
-            {"ids": ids},
-        ).all()
-        people = {str(row.id): row for row in rows}
-        stopped, suppressed = _stops(connection, rows, self.clock)
-        since = self.as_of - timedelta(days=HISTORY_DAYS)
-        until = self.as_of + timedelta(days=HISTORY_DAYS)
-        histories = book.histories(
-            connection, ids, since=since, until=until, run_started=self.started
+    def settle(self, connection: Connection, settled: Sequence[tuple[Due, str, str]]) -> None:
+        book.settle(
+            connection,
+            [(due.send, due.state, status, reason) for due, status, reason in settled],
+            domain=self.domain,
+            now=_now(),
         )
-        by_contact: dict[str, list[Due]] = {}
-        for due in dues:
-            by_contact.setdefault(due.send.contact_id, []).append(due)
-        chosen: list[Due] = []
-        for contact_id, mine in by_contact.items():
-            person = people.get(contact_id)
-            if person is None:
-                summary.skip(mine, "contact no longer exists")
-                continue
-            history = histories.get(contact_id)
-            keep: list[Due] = []
-            for due in mine:
-                status = history.status.get(due.send.key[1:]) if history else None
-                if status is not None and not (due.retry and status == book.UNKNOWN):
-                    assert history is not None
-                    if due.send.key[1:] in history.recent:
-                        summary.skip([due], MADE_MEANWHILE)
-                    else:
-                        summary.skip([due], f"already in the ledger ({status})")
-                    continue
-                keep.append(due)
-            if not keep:
-                continue
-            channel = person.channel if person.channel in ("email", "post") else None
-            channel = channel or ("email" if person.email else "post")
-            excluded: str | None = None
-            if person.channel == "none":
-                excluded = "channel none: service mails only"
-            elif contact_id in stopped:
-                excluded = stopped[contact_id]
-            if channel == "email":
-                problem = None
-                if not person.email:
-                    problem = "no email address"
-                elif str(person.email).lower() in suppressed:
-                    problem = "address suppressed"
-                if problem:
-                    summary.skip(keep, problem)
-                    continue
-            refused = self.transport.refuses(channel) if self.transport else None
-            if refused:
-                summary.skip(keep, refused)
-                continue
-            candidates: list[Candidate] = []
-            by_key: dict[tuple[str, str, str], Due] = {}
-            for due in keep:
-                found = self._step(due.send)
-                if isinstance(found, str):
-                    summary.skip([due], found)
-                    continue
-                campaign, step = found
-                send = due.send
-                candidates.append(
-                    Candidate(
-                        self.as_of, send.campaign, send.step, send.occurrence,
-                        send.template or "", campaign.kind, due.priority,
-                        campaign.steps.index(step),
-                    )
-                )  # fmt: skip
-                by_key[send.key[1:]] = due
-            retried = {key for key, due in by_key.items() if due.retry}
-            counted = [
-                (day, campaign)
-                for key, (day, campaign) in (history.counted.items() if history else ())
-                if key not in retried
-            ]
-            for decision in resolve(
-                candidates, self.rules, self.calendar, excluded=excluded, sent=counted
-            ):
-                if decision.status == PLANNED and decision.day == self.as_of:
-                    due = by_key[decision.candidate.key]
-                    chosen.append(replace(due, send=replace(due.send, channel=channel)))
-                else:
-                    why = _short(decision.reason or "does not fit today")
-                    summary.skip([by_key[decision.candidate.key]], why)
-        return chosen
 
     def prepare(
-        self, connection: Connection, chosen: Sequence[Due], summary: SendSummary
-    ) -> list[tuple[Due, Outgoing]]:
-        """Render the chosen sends; a mail that cannot be rendered is skipped with the reason."""
+        self, connection: Connection, chosen: Sequence[Due]
+    ) -> tuple[list[tuple[Due, Outgoing]], list[tuple[Due, str]]]:
+        """Render the chosen sends: the mails, and those that could not be made (with why)."""
         mails = CampaignMails(
             self.project, connection, self.as_of, templates=self.templates, catalog=self.catalog
         )
@@ -330,8 +148,9 @@ class DaySender:
         for due in chosen:
             groups.setdefault((due.send.campaign, due.send.step), []).append(due)
         prepared: list[tuple[Due, Outgoing]] = []
+        unmade: list[tuple[Due, str]] = []
         for (campaign_name, step_name), items in groups.items():
-            found = self._step(items[0].send)
+            found = self.checks.step(items[0].send)
             assert not isinstance(found, str)
             campaign, step = found
             rendered = {
@@ -343,10 +162,10 @@ class DaySender:
                 if result is None or result.mail is None:
                     why = result.error if result is not None else None
                     reason = result.notes[0] if result and result.notes else None
-                    summary.skip([due], _short(str(why) if why else reason or "nothing to render"))
+                    unmade.append((due, short(str(why) if why else reason or "nothing to render")))
                     continue
                 if result.notes:
-                    summary.skip([due], _short(result.notes[0]))
+                    unmade.append((due, short(result.notes[0])))
                     continue
                 try:
                     message = mails.message(
@@ -355,7 +174,7 @@ class DaySender:
                         headers={"List-Id": self.list_ids[campaign_name]},
                     )
                 except ValueError as exc:  # e.g. a header with CR/LF from data
-                    summary.skip([due], _short(f"cannot build the message: {exc}"))
+                    unmade.append((due, short(f"cannot build the message: {exc}")))
                     continue
                 send = replace(due.send, template=result.mail.template)
                 letter = None
@@ -372,93 +191,92 @@ class DaySender:
                     book.message_id(send.key, self.domain)[1:9],
                 )  # fmt: skip
                 recipient = str(result.contact.get("email") or "") or None
-                outgoing = Outgoing(send, message, self.envelope_sender, recipient, name, letter)
+                outgoing = Outgoing(
+                    send, message, self.envelope_sender, recipient, name, letter, due.attempts
+                )
                 prepared.append((replace(due, send=send), outgoing))
-        return prepared
+        return prepared, unmade
+
+    def confirmation(self, item: Outgoing, outcome: Outcome) -> book.Confirmation:
+        """What the ledger records for a mail's outcome."""
+        key, template = item.send.key, item.send.template
+        if outcome.status == book.SENT:
+            return book.Confirmation(key, book.SENT, sent_at=_now(), template=template)
+        if outcome.status == book.DEFERRED:
+            retry_at = _now() + book.backoff(item.attempts + 1, self.retry_backoff)
+            return book.Confirmation(
+                key, book.DEFERRED, error=outcome.error, template=template, retry_at=retry_at
+            )
+        if outcome.status == RELEASED:
+            return book.Confirmation(key, book.DEFERRED, error=outcome.error, attempted=False)
+        return book.Confirmation(key, outcome.status, error=outcome.error, template=template)
 
     def deliver(
         self,
-        prepared: Sequence[tuple[Due, Outgoing]],
+        parcel: Parcel,
+        keeper: Keeper,
         summary: SendSummary,
         *,
-        token: datetime,
-        batch_size: int = SEND_BATCH,
-        unmade: Sequence[book.Key] = (),
-        stopping: Callable[[], bool] = lambda: False,
+        batch_size: int,
+        stopping: Callable[[], bool],
     ) -> None:
-        """Deliver the run `token`'s reserved mails batch by batch, confirming as it goes.
+        """Deliver one parcel batch by batch, recording outcomes after each batch.
 
-        Each batch is marked `sending` (committed, together with the previous
-        batch's confirmations) before its first mail leaves; what a failing
-        transport leaves undelivered is released for a later run, and so are
-        the `unmade` reservations (mails that could not be rendered: skipped)
-        and, once `stopping()` says so, the batches not started.
+        What a failing transport leaves undelivered goes back to the queue, and
+        so do the `unmade` mails and, once `stopping()` says so, the mails not
+        started.
         """
         assert self.transport is not None
-        confirmations: list[book.Confirmation] = []
-        released: list[book.Key] = list(unmade)
+        released: list[tuple[book.Key, str]] = list(parcel.unmade)
         bounced: list[str] = []
 
-        def record(connection: Connection) -> None:
-            book.confirm(connection, confirmations, token=token)
-            book.release(connection, released, token=token)
-            summary.suppressed += suppress_addresses(connection, bounced, "hard-bounce")
-            confirmations.clear()
+        def record() -> None:
+            with atomic(self.engine) as connection:
+                book.confirm(connection, keeper.take_held(), run_id=self.run_id)
+                book.release(connection, released, run_id=self.run_id)
+                summary.suppressed += suppress_addresses(connection, bounced, "hard-bounce")
             released.clear()
             bounced.clear()
 
+        prepared = parcel.prepared
         index = 0
         try:
             while index < len(prepared):
                 if stopping():
-                    released.extend(d.send.key for d, _ in prepared[index:])
                     break
                 batch = prepared[index : index + batch_size]
                 index += len(batch)
-                with atomic(self.engine) as connection:
-                    record(connection)
-                    owned = set(
-                        book.start_sending(connection, [d.send.key for d, _ in batch], token=token)
-                    )
-                lost = [d for d, _ in batch if d.send.key not in owned]
-                summary.skip(lost, "reservation taken over by another run")
-                mine = [(d, o) for d, o in batch if d.send.key in owned]
                 down: TransportDown | None = None
-                outcomes = deliver_batch(self.transport, [o for _, o in mine])
-                for (due, outgoing), outcome in zip(mine, outcomes, strict=True):
-                    if isinstance(outcome, TransportDown):  # not tried: certainly not sent
-                        released.append(due.send.key)
-                        down = down or outcome
-                        continue
-                    self._outcome(due, outgoing, outcome, summary, confirmations, released, bounced)
+                results = deliver_batch(self.transport, [o for _, o in batch], keeper, stopping)
+                for (due, outgoing), result in zip(batch, results, strict=True):
+                    if isinstance(result, TransportDown):
+                        released.append((due.send.key, f"not sent: {result}"))
+                        down = down or result
+                    elif result is NOT_OURS:
+                        summary.skip([due], "reservation taken over by another run")
+                    elif result.status == RELEASED:
+                        released.append((due.send.key, result.error or "not sent"))
+                        summary.released += 1
+                    else:
+                        self._count(due, outgoing, result, summary, bounced)
+                record()
                 if down is not None:
-                    released.extend(d.send.key for d, _ in prepared[index:])
                     raise down
         finally:
-            with atomic(self.engine) as connection:
-                record(connection)
+            rest = [(d.send.key, "not sent: the run stopped first") for d, _ in prepared[index:]]
+            summary.released += len(rest)
+            released.extend(rest)
+            record()
 
     @staticmethod
-    def _outcome(
-        due: Due,
-        outgoing: Outgoing,
-        outcome: Outcome,
-        summary: SendSummary,
-        confirmations: list[book.Confirmation],
-        released: list[book.Key],
-        bounced: list[str],
+    def _count(
+        due: Due, outgoing: Outgoing, outcome: Outcome, summary: SendSummary, bounced: list[str]
     ) -> None:
         key = due.send.key
-        if outcome.status == RELEASED:
-            released.append(key)
-            summary.released += 1
-            return
-        sent_at = _now() if outcome.status == book.SENT else None
-        confirmations.append(
-            book.Confirmation(key, outcome.status, sent_at, outcome.error, due.send.template)
-        )
         if outcome.status == book.SENT:
             summary.sent += 1
+        elif outcome.status == book.DEFERRED:
+            summary.deferred += 1
         elif outcome.status == book.UNKNOWN:
             summary.unknown += 1
             summary.failures.append((key, outcome.error or "unknown"))
@@ -467,12 +285,6 @@ class DaySender:
             summary.failures.append((key, outcome.error or "failed"))
             if outcome.hard_bounce and outgoing.recipient:
                 bounced.append(outgoing.recipient)
-
-
-def _short(reason: str) -> str:
-    """A reason as a summary line: the first line, without per-contact dates."""
-    first = reason.strip().splitlines()[0] if reason.strip() else reason
-    return re.sub(r" on \d{4}-\d{2}-\d{2}", "", first)
 
 
 def _chunks(dues: Sequence[Due], chunk_contacts: int) -> list[Sequence[Due]]:
@@ -502,66 +314,154 @@ def send_day(
     limit: int | None = None,
     dry_run: bool = False,
     retry_unknown: bool = False,
-    stale_after: timedelta = book.STALE_AFTER,
     chunk_contacts: int = CHUNK_CONTACTS,
     send_batch: int = SEND_BATCH,
+    retry_backoff: Sequence[timedelta] = book.RETRY_BACKOFF,
     worker: tuple[int, int] = (0, 1),
     progress: Callable[[int, int], Any] | None = None,
     started: datetime | None = None,
 ) -> SendSummary:
-    """Send the day's due mails through `transport` (None for a dry run, which reserves nothing).
+    """Work everything owed up to `as_of` through `transport` (None for a dry run, which
+    writes nothing).
 
     `progress(done, total)` is called after each chunk. `worker=(i, n)`: the
-    i-th of n workers of one run starts at the i-th n-th of the day's chunks
-    (and wraps around), so workers meet each other's work as late as possible.
+    i-th of n workers of one run starts at the i-th n-th of the chunks (and
+    wraps around), so workers meet each other's work as late as possible.
     `started`: when the run began (its workers share it), to tell ledger rows
-    made meanwhile from those of earlier runs. Raises TransportDown (after
-    confirming what was delivered and releasing what was not) when the
-    transport fails altogether.
+    made meanwhile from those of earlier runs. A stop (Ctrl-C, SIGTERM as
+    `Stopped`) ends the run cleanly: the summary says `interrupted`. Raises
+    TransportDown (after recording what was delivered and giving back what
+    was not) when the transport fails altogether.
     """
     if transport is None and not dry_run:
         raise ValueError("a transport is needed unless dry_run")
-    run = DaySender(
-        engine, project, as_of, transport,
-        dry_run=dry_run, retry_unknown=retry_unknown, started=started or _now(),
-    )  # fmt: skip
     summary = SendSummary(as_of, dry_run=dry_run)
+    started = started or _now()
+    if dry_run:
+        run = DaySender(
+            engine, project, as_of, None, run_id=0, started=started, retry_backoff=retry_backoff
+        )
+        _work(run, summary, limit=limit, dry_run=True, retry_unknown=False,
+              chunk_contacts=chunk_contacts, send_batch=send_batch, worker=worker,
+              progress=progress)  # fmt: skip
+        return summary
+    with runs.SendRun(engine, as_of) as lock:
+        run = DaySender(
+            engine, project, as_of, transport,
+            run_id=lock.id, started=started, retry_backoff=retry_backoff,
+        )  # fmt: skip
+        outcome = "failed"
+        try:
+            _work(run, summary, limit=limit, dry_run=False, retry_unknown=retry_unknown,
+                  chunk_contacts=chunk_contacts, send_batch=send_batch, worker=worker,
+                  progress=progress)  # fmt: skip
+            outcome = "finished"
+        except KeyboardInterrupt as stop:
+            summary.interrupted = str(stop) if isinstance(stop, Stopped) else "SIGINT"
+            outcome = "interrupted"
+        finally:
+            lock.finish(outcome, summary.record())
+    if not retry_unknown:
+        with engine.connect() as connection:
+            summary.unknown_waiting = book.count_unknown(connection, as_of)
+    return summary
+
+
+def _work(
+    run: DaySender,
+    summary: SendSummary,
+    *,
+    limit: int | None,
+    dry_run: bool,
+    retry_unknown: bool,
+    chunk_contacts: int,
+    send_batch: int,
+    worker: tuple[int, int],
+    progress: Callable[[int, int], Any] | None,
+) -> None:
+    engine, as_of = run.engine, run.as_of
+    now = _now()
     if not dry_run:
         with atomic(engine) as connection:
-            summary.stale_released, summary.stale = book.mark_stale(
-                connection, before=_now() - stale_after
-            )
+            found = book.take_over(connection, runs.alive)
+            summary.taken_over, summary.stale = found.released, found.unknown
+            info = runs.run_info(connection, found.held or {})
+            summary.held = [
+                (info[i], n)
+                for i, n in (found.held or {}).items()
+                if i in info and info[i].started_at < run.checks.started  # not this run's
+            ]
     with engine.connect() as connection:
-        triggered = triggered_sends(connection, project, as_of)
-        dues = due_sends(
-            connection, as_of, retry_unknown=retry_unknown and not dry_run, triggered=triggered
-        )
-    summary.due = len(dues)
+        triggered = triggered_sends(connection, run.project, as_of)
+        owed = owed_sends(
+            connection, as_of, campaigns=run.campaigns, policy=run.project.settings.policy,
+            now=now, retry_unknown=retry_unknown, triggered=triggered,
+        )  # fmt: skip
+    summary.due = len(owed.dues)
     summary.triggered = len(triggered)
+    summary.earlier = owed.earlier(as_of)
+    for due, _ in owed.expired:
+        summary.expired[due.send.campaign] += 1
+    if owed.expired and not dry_run:
+        with atomic(engine) as connection:
+            run.settle(connection, [(due, book.EXPIRED, why) for due, why in owed.expired])
+    remaining = [limit]
+    done = [0]
+    dues = owed.dues
+    for attempt in range(RETRY_PASSES + 1):
+        if attempt:  # another pass over what a 4xx deferred, if its next try has come
+            if summary.deferred == 0 or summary.limited:
+                break
+            with engine.connect() as connection:
+                again = owed_sends(
+                    connection, as_of, campaigns=run.campaigns,
+                    policy=run.project.settings.policy, now=_now(), retries_only=True,
+                )  # fmt: skip
+            dues = again.dues
+            if not dues:
+                break
+        _pass(run, summary, dues, remaining, done, dry_run=dry_run,
+              chunk_contacts=chunk_contacts, send_batch=send_batch, worker=worker,
+              progress=progress)  # fmt: skip
+
+
+def _pass(
+    run: DaySender,
+    summary: SendSummary,
+    dues: Sequence[Due],
+    remaining: list[int | None],
+    done: list[int],
+    *,
+    dry_run: bool,
+    chunk_contacts: int,
+    send_batch: int,
+    worker: tuple[int, int],
+    progress: Callable[[int, int], Any] | None,
+) -> None:
+    """One pass over `dues`, chunk by chunk, the courier delivering behind."""
+    engine = run.engine
     chunks = _chunks(dues, chunk_contacts)
     first = len(chunks) * worker[0] // max(worker[1], 1)
     chunks = chunks[first:] + chunks[:first]
-    remaining = limit
-    done = 0
+    total = summary.due
 
     def deliver(parcel: Parcel, stopping: Callable[[], bool]) -> None:
-        run.deliver(
-            parcel.prepared, summary, token=parcel.token, batch_size=send_batch,
-            unmade=parcel.unmade, stopping=stopping,
-        )  # fmt: skip
+        run.deliver(parcel, keeper, summary, batch_size=send_batch, stopping=stopping)
         if progress is not None:
-            progress(parcel.contacts_done, len(dues))
+            progress(parcel.contacts_done, total)
 
     def release(parcel: Parcel) -> None:
-        keys = [d.send.key for d, _ in parcel.prepared] + list(parcel.unmade)
+        keys = [(d.send.key, "not sent: the run stopped first") for d, _ in parcel.prepared]
+        summary.released += len(parcel.prepared)
         with atomic(engine) as connection:
-            book.release(connection, keys, token=parcel.token)
+            book.release(connection, [*keys, *parcel.unmade], run_id=run.run_id)
 
+    keeper = Keeper(engine, run.run_id, run.confirmation)
     courier = None if dry_run else Courier(deliver, release)
     unsent: Parcel | None = None  # reserved, not yet with the courier: released on error
     try:
         for chunk in chunks:
-            if remaining is not None and remaining <= 0:
+            if remaining[0] is not None and remaining[0] <= 0:
                 summary.limited = True
                 summary.skip(chunk, "over --limit")
                 continue
@@ -574,55 +474,71 @@ def send_day(
                     if held:
                         summary.skip(held, CLAIMED)
                         chunk = [d for d in chunk if d.send.contact_id in claimed]
-                chosen = run.eligible(connection, chunk, summary) if chunk else []
-                if remaining is not None and len(chosen) > remaining:
+                verdicts = run.checks.check(connection, chunk, summary)
+                chosen = verdicts.chosen
+                for due, status, reason in verdicts.settled:
+                    summary.settle(due, status, reason)
+                if remaining[0] is not None and len(chosen) > remaining[0]:
                     summary.limited = True
-                    summary.skip(chosen[remaining:], "over --limit")
-                    chosen = chosen[:remaining]
-                if courier is None:  # a dry run: render, count, reserve nothing
-                    prepared = run.prepare(connection, chosen, summary)
+                    summary.skip(chosen[remaining[0] :], "over --limit")
+                    chosen = chosen[: remaining[0]]
+                if courier is None:  # a dry run: render, count, write nothing
+                    prepared, _ = run.prepare(connection, chosen)
                     summary.would_send += len(prepared)
-                    if remaining is not None:
-                        remaining -= len(prepared)
-                    done += len(chunk)
+                    if remaining[0] is not None:
+                        remaining[0] -= len(prepared)
+                    done[0] += len(chunk)
                     if progress is not None:
-                        progress(done, len(dues))
+                        progress(done[0], summary.due)
                     continue
-                token = _now()
-                fresh = [d.send for d in chosen if not d.retry]
-                retried = [d.send for d in chosen if d.retry]
-                mine = {
-                    s.key
-                    for s in book.reserve(connection, fresh, domain=run.domain, now=token)
-                    + book.reclaim_unknown(connection, retried, now=token)
-                }
+                run.settle(connection, verdicts.settled)
+                mine = _reserve(connection, run, chosen)
             # Committed: from here on the ledger owns these sends. Rendering happens outside
             # the write transaction, so other runs and workers decide and confirm meanwhile,
             # and while the courier delivers the previous chunk.
             summary.skip([d for d in chosen if d.send.key not in mine], TAKEN)
             reserved = [d for d in chosen if d.send.key in mine]
-            unsent = Parcel((), token, [d.send.key for d in reserved], done)
+            summary.retried += [
+                (d.send.key, book.message_id(d.send.key, run.domain)) for d in reserved if d.retry
+            ]
+            unsent = Parcel([(d, None) for d in reserved], (), done[0])
             with engine.connect() as connection:
-                prepared = run.prepare(connection, reserved, summary)
-            if remaining is not None:
-                remaining -= len(prepared)
-            made = {d.send.key for d, _ in prepared}
-            unmade = [d.send.key for d in reserved if d.send.key not in made]
-            done += len(chunk)
-            courier.send(Parcel(prepared, token, unmade, done))
+                prepared, unmade = run.prepare(connection, reserved)
+            for due, why in unmade:
+                summary.settle(due, book.DEFERRED, why)
+            if remaining[0] is not None:
+                remaining[0] -= len(prepared)
+            done[0] += len(chunk)
+            courier.send(Parcel(prepared, [(d.send.key, why) for d, why in unmade], done[0]))
             unsent = None
         if courier is not None:
             courier.close()
-    except BaseException:  # Ctrl-C or an error: finish the batch in flight, release the rest
+    except BaseException:  # a stop or an error: finish the batch in flight, release the rest
         if unsent is not None:
             release(unsent)
         if courier is not None:
             courier.close(abandon=True)  # raises the courier's error, if it had one
         raise
-    if not retry_unknown:
-        with engine.connect() as connection:
-            summary.unknown_waiting = book.count_unknown(connection, as_of)
-    return summary
+    finally:
+        keeper.close()
 
 
-__all__ = ["MADE_MEANWHILE", "SEND_BATCH", "SendSummary", "due_sends", "send_day"]
+def _reserve(connection: Connection, run: DaySender, chosen: Sequence[Due]) -> set[book.Key]:
+    """Reserve the chosen sends for the run: new rows, and the queue's rows taken back."""
+    now = _now()
+    mine: set[book.Key] = set()
+    fresh = [d.send for d in chosen if d.state is None]
+    mine.update(
+        s.key
+        for s in book.reserve(connection, fresh, domain=run.domain, now=now, run_id=run.run_id)
+    )
+    for state in (book.DEFERRED, book.UNKNOWN):
+        sends = [d.send for d in chosen if d.state == state]
+        for start in range(0, len(sends), 500):
+            part = sends[start : start + 500]
+            taken = book.reclaim(connection, part, status=state, now=now, run_id=run.run_id)
+            mine.update(s.key for s in taken)
+    return mine
+
+
+__all__ = ["CHUNK_CONTACTS", "SEND_BATCH", "SendSummary", "Stopped", "send_day"]

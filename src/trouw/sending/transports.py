@@ -1,11 +1,14 @@
 """Where mails go: an SMTP server, or an outbox folder (.eml files and printable letters).
 
 A transport delivers one prepared mail and says how it ended. It never
-touches the ledger: run.py reserves before and confirms after. The outcome
-tells the ledger what is known: `sent`, `failed` (a final 5xx; a hard bounce
-when the server refused the recipient), `unknown` (the connection was lost
-during DATA: the server may have the mail), or `released` (certainly not
-delivered, e.g. a 4xx that outlasted the retries: a later run makes it).
+touches the ledger: run.py reserves before and confirms after, and the
+`Hooks` given to `deliver_batch` mark each mail `sending` just before it
+leaves. The outcome tells the ledger what is known: `sent`, `failed` (a
+final 5xx; a hard bounce when the server refused the recipient), `deferred`
+(a 4xx: tried again later, never waited for here, so one greylisting domain
+holds up nobody else), `unknown` (the connection was lost during DATA: the
+server may have the mail), or `released` (certainly not handed over: the
+run was stopping, or the row was no longer the run's).
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ import smtplib
 import ssl
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,13 +28,19 @@ from typing import Protocol
 from urllib.parse import unquote, urlsplit
 
 from trouw.errors import UserError, WorkFailed
-from trouw.sending.ledger import FAILED, SENT, UNKNOWN, Send
+from trouw.sending.ledger import DEFERRED, FAILED, SENT, UNKNOWN, Send
 from trouw.sending.letters import pdf_writer
 from trouw.templates.mime import MimeMail
 
 RELEASED = "released"
-# Seconds to wait before each retry of a 4xx answer.
+# Seconds to wait before reconnecting when a connection drops before DATA.
 BACKOFF = (0.2, 0.5, 1.0)
+# Seconds to wait for a command's reply, and for the reply to the end of DATA: RFC 5321
+# 4.5.3.2 asks clients to wait 5 minutes for MAIL and RCPT and 10 minutes after the data
+# (the server may scan the mail first). A server that is gone is found by the socket
+# closing, usually long before.
+COMMAND_TIMEOUT = 300.0
+DATA_TIMEOUT = 600.0
 
 
 class TransportDown(WorkFailed):
@@ -48,13 +57,26 @@ class Outgoing:
     recipient: str | None  # envelope recipient (email channel)
     name: str  # file name stem, unique per ledger row
     letter: str | None = None  # print-ready HTML (post channel)
+    attempts: int = 0  # tries before this one (a deferred mail's)
 
 
 @dataclass(frozen=True)
 class Outcome:
-    status: str  # sent | failed | unknown | released
+    status: str  # sent | failed | deferred | unknown | released
     error: str | None = None
     hard_bounce: bool = False
+
+
+class Hooks(Protocol):
+    """What the run does around each mail, in the thread that delivers it."""
+
+    def leaving(self, item: Outgoing) -> bool:
+        """Called just before the mail leaves; False: do not send it (no longer ours)."""
+        ...
+
+    def landed(self, item: Outgoing, outcome: Outcome) -> None:
+        """Called with the mail's outcome, before the thread takes its next mail."""
+        ...
 
 
 class Transport(Protocol):
@@ -177,9 +199,10 @@ def dot_stuffed(data: bytes) -> bytes:
 class SmtpTransport:
     """One reused SMTP connection: STARTTLS when offered, login when the URL has a user.
 
-    4xx answers are retried after a short wait; a 5xx is final (a 5xx to the
-    recipient is a hard bounce). A connection lost before DATA is reopened and
-    the mail tried again; lost during DATA, the mail's fate is unknown.
+    A 4xx answer defers the mail (the ledger retries it later); a 5xx is
+    final (a 5xx to the recipient is a hard bounce). A connection lost before
+    DATA is reopened and the mail tried again; lost during DATA, the mail's
+    fate is unknown.
     """
 
     def __init__(
@@ -187,13 +210,15 @@ class SmtpTransport:
         url: str,
         *,
         backoff: Sequence[float] = BACKOFF,
-        timeout: float = 30.0,
+        timeout: float = COMMAND_TIMEOUT,
+        data_timeout: float = DATA_TIMEOUT,
         rate: float | None = None,
         pace: Pace | None = None,
     ) -> None:
         self.address = SmtpAddress.parse(url)
         self.backoff = tuple(backoff)
         self.timeout = timeout
+        self.data_timeout = data_timeout
         self._smtp: smtplib.SMTP | None = None
         self._pace = pace or (Pace(rate) if rate else None)
 
@@ -256,18 +281,20 @@ class SmtpTransport:
                     raise _Refused(code, reply, "DATA")
                 in_data = True
                 smtp.send(dot_stuffed(data))
-                code, reply = smtp.getreply()
+                if smtp.sock is not None:
+                    smtp.sock.settimeout(self.data_timeout)
+                try:
+                    code, reply = smtp.getreply()
+                finally:
+                    if smtp.sock is not None:
+                        smtp.sock.settimeout(self.timeout)
                 if code != 250:
                     raise _Refused(code, reply, "DATA")
                 return Outcome(SENT)
             except _Refused as refused:
                 self._reset()
                 if 400 <= refused.code < 500:
-                    if retries < len(self.backoff):
-                        time.sleep(self.backoff[retries])
-                        retries += 1
-                        continue
-                    return Outcome(RELEASED, f"temporary failure, retries used up: {refused}")
+                    return Outcome(DEFERRED, str(refused))
                 hard = refused.command == "RCPT TO" and 550 <= refused.code <= 553
                 return Outcome(FAILED, str(refused), hard_bounce=hard)
             except (smtplib.SMTPServerDisconnected, OSError) as exc:
@@ -275,6 +302,7 @@ class SmtpTransport:
                 if in_data:
                     return Outcome(UNKNOWN, f"connection lost during DATA: {exc}")
                 if retries < len(self.backoff):
+                    time.sleep(self.backoff[retries])
                     retries += 1
                     continue
                 raise TransportDown(f"the SMTP connection keeps dropping: {exc}") from exc
@@ -311,11 +339,14 @@ class SmtpPool:
         connections: int = 4,
         rate: float | None = None,
         backoff: Sequence[float] = BACKOFF,
-        timeout: float = 30.0,
+        timeout: float = COMMAND_TIMEOUT,
+        data_timeout: float = DATA_TIMEOUT,
     ) -> None:
         pace = Pace(rate) if rate else None
         self._all = [
-            SmtpTransport(url, backoff=backoff, timeout=timeout, pace=pace)
+            SmtpTransport(
+                url, backoff=backoff, timeout=timeout, data_timeout=data_timeout, pace=pace
+            )
             for _ in range(connections)
         ]
         self._free: queue.SimpleQueue[SmtpTransport] = queue.SimpleQueue()
@@ -333,15 +364,11 @@ class SmtpPool:
         finally:
             self._free.put(transport)
 
-    def deliver_batch(self, items: Sequence[Outgoing]) -> list[Outcome | TransportDown]:
-        futures = [self._threads.submit(self.deliver, item) for item in items]
-        results: list[Outcome | TransportDown] = []
-        for future in futures:
-            try:
-                results.append(future.result())
-            except TransportDown as down:
-                results.append(down)
-        return results
+    def deliver_batch(
+        self, items: Sequence[Outgoing], hooks: Hooks, stopping: Callable[[], bool]
+    ) -> list[Outcome | TransportDown]:
+        futures = [self._threads.submit(_deliver_one, self, i, hooks, stopping) for i in items]
+        return [future.result() for future in futures]
 
     def close(self) -> None:
         self._threads.shutdown()
@@ -349,26 +376,57 @@ class SmtpPool:
             transport.close()
 
 
-def deliver_batch(transport: Transport, items: Sequence[Outgoing]) -> list[Outcome | TransportDown]:
-    """Each item's outcome, or the TransportDown that kept it from being tried.
+NOT_OURS = Outcome(RELEASED, "no longer this run's")
+STOPPED = Outcome(RELEASED, "not sent: the run was stopped")
 
-    A pool sends the batch at once; any other transport one by one, stopping at
-    the first TransportDown (the rest are not tried).
+
+def _deliver_one(
+    transport: Transport, item: Outgoing, hooks: Hooks, stopping: Callable[[], bool]
+) -> Outcome | TransportDown:
+    if stopping():
+        return STOPPED
+    if not hooks.leaving(item):
+        return NOT_OURS
+    try:
+        outcome = transport.deliver(item)
+    except TransportDown as down:  # not handed over: certainly not sent
+        outcome = Outcome(RELEASED, f"not sent: {down}")
+        hooks.landed(item, outcome)
+        return down
+    hooks.landed(item, outcome)
+    return outcome
+
+
+def deliver_batch(
+    transport: Transport,
+    items: Sequence[Outgoing],
+    hooks: Hooks,
+    stopping: Callable[[], bool] = lambda: False,
+) -> list[Outcome | TransportDown]:
+    """Each item's outcome, or the TransportDown that kept it from being handed over.
+
+    A pool sends the batch over all its connections at once; any other
+    transport one by one, stopping at the first TransportDown (the rest are
+    not tried). Once `stopping()` says so, the mails not yet started are not
+    sent (`released`); those on the wire finish.
     """
     if isinstance(transport, SmtpPool):
-        return transport.deliver_batch(items)
+        return transport.deliver_batch(items, hooks, stopping)
     results: list[Outcome | TransportDown] = []
     for item in items:
-        try:
-            results.append(transport.deliver(item))
-        except TransportDown as down:
-            results.extend([down] * (len(items) - len(results)))
+        result = _deliver_one(transport, item, hooks, stopping)
+        results.append(result)
+        if isinstance(result, TransportDown):
+            results.extend([result] * (len(items) - len(results)))
             break
     return results
 
 
 __all__ = [
+    "NOT_OURS",
     "RELEASED",
+    "STOPPED",
+    "Hooks",
     "OutboxTransport",
     "Outcome",
     "Outgoing",

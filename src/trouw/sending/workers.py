@@ -11,6 +11,8 @@ summaries and shows one progress bar from a shared array of counts.
 from __future__ import annotations
 
 import multiprocessing
+import os
+import signal
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor, wait
 from dataclasses import dataclass
@@ -22,7 +24,9 @@ from sqlalchemy import Engine
 
 from trouw.errors import TrouwError, WorkFailed
 from trouw.project import Project, load_project
-from trouw.sending.run import CLAIMED, MADE_MEANWHILE, TAKEN, SendSummary, send_day
+from trouw.sending.checks import CLAIMED, MADE_MEANWHILE, TAKEN
+from trouw.sending.run import Stopped, send_day
+from trouw.sending.summary import SendSummary
 from trouw.sending.transports import Transport, TransportDown
 
 OWN_WORK = frozenset({CLAIMED, MADE_MEANWHILE, TAKEN})
@@ -90,12 +94,22 @@ def send_with_workers(
     )
     context = multiprocessing.get_context("spawn")
     finished = context.Array("q", workers + 1, lock=False)  # per worker, then the total
+    stopped: Stopped | None = None
     with ProcessPoolExecutor(
         workers, mp_context=context, initializer=_remember, initargs=(finished,)
     ) as pool:
         futures = [pool.submit(_work, job, index) for index in range(workers)]
         while True:
-            pending = wait(futures, timeout=0.2).not_done
+            try:
+                pending = wait(futures, timeout=0.2).not_done
+            except KeyboardInterrupt as stop:  # pass the stop on; the workers end cleanly
+                stopped = stop if isinstance(stop, Stopped) else Stopped(signal.SIGINT)
+                for pid in list(getattr(pool, "_processes", {}) or {}):
+                    try:
+                        os.kill(pid, signal.SIGTERM)
+                    except ProcessLookupError:
+                        pass
+                continue
             if progress is not None and finished[workers]:
                 progress(sum(finished[:workers]) // workers, finished[workers])
             if not pending:
@@ -105,12 +119,23 @@ def send_with_workers(
     if failures:
         first = failures[0]
         raise (TransportDown if first.kind == "TransportDown" else WorkFailed)(first.message)
-    return merge([r for r in results if isinstance(r, SendSummary)])
+    merged = merge([r for r in results if isinstance(r, SendSummary)])
+    if stopped is not None:
+        merged.interrupted = merged.interrupted or str(stopped)
+    return merged
 
 
 def _remember(finished: Any) -> None:
     global _progress
     _progress = finished
+    # A worker stops as the run does: SIGTERM (passed on by the parent, or from systemd)
+    # and Ctrl-C both finish the mails on the wire and give back the rest.
+    signal.signal(signal.SIGTERM, stop_on_signal)
+
+
+def stop_on_signal(signum: int, _frame: Any) -> None:
+    """A signal handler: stop the run as Ctrl-C does."""
+    raise Stopped(signum)
 
 
 def _work(job: Job, index: int) -> SendSummary | Failed:
@@ -142,12 +167,18 @@ def merge(summaries: Sequence[SendSummary]) -> SendSummary:
     for one in summaries:
         merged.due = max(merged.due, one.due)
         merged.triggered = max(merged.triggered, one.triggered)
-        for name in ("sent", "would_send", "failed", "unknown", "released", "stale",
-                     "stale_released", "suppressed"):  # fmt: skip
+        merged.earlier = merged.earlier or one.earlier
+        for name in ("sent", "would_send", "failed", "unknown", "deferred", "released",
+                     "taken_over", "stale", "suppressed"):  # fmt: skip
             setattr(merged, name, getattr(merged, name) + getattr(one, name))
+        merged.expired |= one.expired  # each worker finds the same expired sends
+        merged.settled.update(one.settled)
+        merged.held = merged.held or one.held
         merged.unknown_waiting = max(merged.unknown_waiting, one.unknown_waiting)
         merged.limited = merged.limited or one.limited
+        merged.interrupted = merged.interrupted or one.interrupted
         merged.failures.extend(one.failures)
+        merged.retried.extend(one.retried)
     # What one worker found claimed or made by another is the run's own work, not a skip;
     # a send skipped by several workers is one skip.
     for one in summaries:
@@ -157,4 +188,4 @@ def merge(summaries: Sequence[SendSummary]) -> SendSummary:
     return merged
 
 
-__all__ = ["Job", "TransportMaker", "merge", "send_with_workers"]
+__all__ = ["Job", "TransportMaker", "merge", "send_with_workers", "stop_on_signal"]

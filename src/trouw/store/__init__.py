@@ -15,6 +15,7 @@ from trouw.store.tables import (
     plan,
     segment_members,
     segment_snapshots,
+    send_runs,
     suppressions,
 )
 
@@ -29,6 +30,7 @@ __all__ = [
     "plan",
     "segment_members",
     "segment_snapshots",
+    "send_runs",
     "suppressions",
     "upgrade_schema",
 ]

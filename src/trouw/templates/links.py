@@ -94,7 +94,8 @@ class LinkSigner:
         inner.update(payload)
         outer = outer_start.copy()
         outer.update(inner.digest())
-        return outer.digest()
+        digest: bytes = outer.digest()
+        return digest
 
     def for_mail(self, contact_id: str, campaign: str) -> MailLinks:
         """The links of one mail to one contact in one campaign."""

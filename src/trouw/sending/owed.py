@@ -1,0 +1,177 @@
+"""What a send run owes: every send due up to its day and not yet settled.
+
+A send the plan (or a trigger) makes due is owed from its day on, until the
+ledger holds it in a final state. So a run for day D works
+
+- the plan's sends dated D or earlier (within the look-back) that have no
+  ledger row: today's, and those a killed or skipped run never reached;
+- the ledger's `deferred` rows whose next try has come (a 4xx, a cap that
+  bound, a mail released by a run that stopped or died);
+- the triggered sends of D the plan lacks (triggered.py);
+- with `--retry-unknown`, D's `unknown` rows.
+
+Each send may go out until its validity ends (`valid_for` on the campaign,
+`service` mails longer, else the policy's `defer_for`); past it, it is
+`expired` with the reason, never sent late.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+
+from sqlalchemy import ColumnElement, Connection, and_, exists, or_, select
+
+from trouw.campaigns import Campaign
+from trouw.durations import parse_duration
+from trouw.project import Policy
+from trouw.sending import ledger as book
+from trouw.store import ledger, plan
+
+# How long a `service` mail (an order follow-up) may still go out, unless it says.
+SERVICE_VALIDITY_DAYS = 30
+# Plan days further back than the longest validity are still looked at for this long, so a
+# send no run reached in time ends `expired` in the ledger instead of nowhere.
+GRACE_DAYS = 31
+
+
+@dataclass(frozen=True)
+class Due:
+    """An owed send for this run: `state` is its ledger row's status (None: no row yet)."""
+
+    send: book.Send
+    priority: int
+    state: str | None = None  # None, `deferred`, or `unknown` when the operator asks a retry
+    attempts: int = 0
+    error: str | None = None  # the last reply or reason, for an expiry's reason
+
+    @property
+    def retry(self) -> bool:
+        return self.state == book.UNKNOWN
+
+
+@dataclass
+class Owed:
+    """The run's work: `dues` to decide, `expired` to write (with the reason)."""
+
+    dues: list[Due] = field(default_factory=list)
+    expired: list[tuple[Due, str]] = field(default_factory=list)
+
+    def earlier(self, day: date) -> dict[date, int]:
+        """How many of the dues are owed from days before `day`, per day."""
+        counts: dict[date, int] = {}
+        for due in self.dues:
+            owed_from = due.send.owed_from
+            if owed_from < day:
+                counts[owed_from] = counts.get(owed_from, 0) + 1
+        return dict(sorted(counts.items()))
+
+
+def validity_days(campaign: Campaign | None, policy: Policy) -> int:
+    """Days after its due day a send of `campaign` may still go out."""
+    if campaign is not None and campaign.valid_for is not None:
+        return campaign.valid_for.approx_days()
+    default = parse_duration(policy.defer_for).approx_days()
+    if campaign is not None and campaign.kind == "service":
+        return max(default, SERVICE_VALIDITY_DAYS)
+    return default
+
+
+def owed_sends(
+    connection: Connection,
+    day: date,
+    *,
+    campaigns: dict[str, Campaign],
+    policy: Policy,
+    now: datetime,
+    retry_unknown: bool = False,
+    triggered: Sequence[tuple[book.Send, int]] = (),
+    retries_only: bool = False,
+) -> Owed:
+    """Everything owed up to and including `day`, and what of it has expired.
+
+    `retries_only`: just the deferred rows tried before whose next try has come
+    (a run's second pass over its 4xx answers).
+    """
+    validity = {name: validity_days(c, policy) for name, c in campaigns.items()}
+    default_validity = validity_days(None, policy)
+    look_back = max([default_validity, *validity.values()]) + GRACE_DAYS
+    found: dict[book.Key, Due] = {}
+    if not retries_only:
+        in_ledger = exists().where(
+            ledger.c.contact_id == plan.c.contact_id,
+            ledger.c.campaign == plan.c.campaign,
+            ledger.c.step == plan.c.step,
+            ledger.c.occurrence == plan.c.occurrence,
+        )
+        query = select(
+            plan.c.contact_id,
+            plan.c.campaign,
+            plan.c.step,
+            plan.c.occurrence,
+            plan.c.day,
+            plan.c.template,
+            plan.c.channel,
+            plan.c.priority,
+        ).where(
+            plan.c.day <= day,
+            plan.c.day >= day - timedelta(days=look_back),
+            plan.c.status.in_(("planned", "deferred")),
+            ~in_ledger,
+        )
+        for row in connection.execute(query):
+            send = book.Send(row[0], row[1], row[2], row[3], day, row[5], row[6], due=row[4])
+            found[send.key] = Due(send, int(row[7]))
+        for send, priority in triggered:
+            found.setdefault(send.key, Due(send, priority))
+    waiting: ColumnElement[bool] = or_(
+        ledger.c.next_attempt_at.is_(None), ledger.c.next_attempt_at <= now
+    )
+    if retries_only:
+        waiting = and_(ledger.c.next_attempt_at.is_not(None), ledger.c.next_attempt_at <= now)
+    states = [and_(ledger.c.status == book.DEFERRED, waiting)]
+    if retry_unknown and not retries_only:
+        states.append(and_(ledger.c.status == book.UNKNOWN, ledger.c.day == day))
+    retries = select(
+        ledger.c.contact_id,
+        ledger.c.campaign,
+        ledger.c.step,
+        ledger.c.occurrence,
+        ledger.c.due,
+        ledger.c.day,
+        ledger.c.template,
+        ledger.c.channel,
+        ledger.c.status,
+        ledger.c.attempts,
+        ledger.c.error,
+    ).where(or_(*states), ledger.c.due <= day)
+    for kept in connection.execute(retries):
+        send = book.Send(
+            kept.contact_id, kept.campaign, kept.step, kept.occurrence, day, kept.template,
+            kept.channel, due=kept.due or kept.day,
+        )  # fmt: skip
+        campaign = campaigns.get(send.campaign)
+        old = found.get(send.key)
+        priority = old.priority if old else (campaign.priority if campaign else 0)
+        found[send.key] = Due(send, priority, str(kept.status), int(kept.attempts), kept.error)
+    owed = Owed()
+    for key in sorted(found):
+        due = found[key]
+        days = validity.get(due.send.campaign, default_validity)
+        last = due.send.owed_from + timedelta(days=days)
+        if last < day and not due.retry:
+            owed.expired.append((due, _expiry(due, days, last)))
+        else:
+            owed.dues.append(due)
+    return owed
+
+
+def _expiry(due: Due, days: int, last: date) -> str:
+    why = f"valid_for {days}d ran out on {last}"
+    if due.error:
+        return f"{why}; last: {due.error}"
+    return f"{why}; no run reached it in time"
+
+
+__all__ = ["GRACE_DAYS", "SERVICE_VALIDITY_DAYS", "Due", "Owed", "owed_sends", "validity_days"]

@@ -1,0 +1,45 @@
+"""The ledger as a durable send queue: owed-from day, attempts, next try, owning run; runs.
+
+Revision ID: 0003
+Revises: 0002
+"""
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0003"
+down_revision = "0002"
+branch_labels = None
+depends_on = None
+
+RowId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+Json = sa.JSON().with_variant(sa.dialects.postgresql.JSONB(), "postgresql")
+
+
+def upgrade() -> None:
+    op.add_column("ledger", sa.Column("due", sa.Date))
+    op.add_column("ledger", sa.Column("attempts", sa.Integer, nullable=False, server_default="0"))
+    op.add_column("ledger", sa.Column("next_attempt_at", sa.DateTime))
+    op.add_column("ledger", sa.Column("run_id", RowId))
+    op.execute("UPDATE ledger SET due = day")
+    op.create_index("ix_ledger_status_next_attempt_at", "ledger", ["status", "next_attempt_at"])
+    op.create_table(
+        "send_runs",
+        sa.Column("id", RowId, nullable=False, autoincrement=True),
+        sa.Column("host", sa.String(255), nullable=False),
+        sa.Column("pid", sa.Integer, nullable=False),
+        sa.Column("as_of", sa.Date, nullable=False),
+        sa.Column("started_at", sa.DateTime, nullable=False),
+        sa.Column("ended_at", sa.DateTime),
+        sa.Column("outcome", sa.String(20)),
+        sa.Column("summary", Json),
+        sa.PrimaryKeyConstraint("id", name="pk_send_runs"),
+    )
+    op.create_index("ix_send_runs_started_at", "send_runs", ["started_at"])
+
+
+def downgrade() -> None:
+    op.drop_table("send_runs")
+    op.drop_index("ix_ledger_status_next_attempt_at", "ledger")
+    for column in ("run_id", "next_attempt_at", "attempts", "due"):
+        op.drop_column("ledger", column)
