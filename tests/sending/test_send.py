@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from email import message_from_bytes, policy
 from email.message import EmailMessage
 from email.utils import parsedate_to_datetime
@@ -13,24 +13,29 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, insert, select
+from click.testing import CliRunner
+from sqlalchemy import Engine, insert, select, update
 
 from tests.conftest import Cli
 from tests.planning.shop import policy as policy_settings
-from tests.sending.conftest import DAY, SmtpServer, make_day_shop
+from tests.sending.conftest import CAMPAIGNS, DAY, SmtpServer, make_day_shop
+from trouw.cli import main
 from trouw.contacts import is_suppressed
 from trouw.project import load_project
 from trouw.sending import OutboxTransport, SendSummary, SmtpTransport, TransportDown, send_day
 from trouw.sending.ledger import LOG_COLUMNS, message_id
+from trouw.sending.runs import SendRun
 from trouw.sending.transports import Outcome, Outgoing, Pace, Transport
-from trouw.store import ledger
+from trouw.store import ledger, send_runs
 
 TRACKING = '\n[tracking]\nbase_url = "https://t.shop.example"\n'
 
 
-def _send(root: Path, engine: Engine, transport: Transport | None, **options: Any) -> SendSummary:
+def _send(
+    root: Path, engine: Engine, transport: Transport | None, day: date = DAY, **options: Any
+) -> SendSummary:
     try:
-        return send_day(engine, load_project(root), DAY, transport, **options)
+        return send_day(engine, load_project(root), day, transport, **options)
     finally:
         if transport is not None:
             transport.close()
@@ -58,7 +63,7 @@ def test_smtp_delivers_each_mail_once_with_every_header(
     root = make_day_shop(project_dir, engine, settings=TRACKING + policy_settings())
     summary = _send(root, engine, _smtp(smtp_server))
     assert summary.sent == 3
-    assert summary.skipped == {"channel post: letters are written with --outbox": 1}
+    assert summary.waiting == {"channel post: letters are written with --outbox": 1}
     received = smtp_server.handler.received
     assert sorted(r.rcpt_tos[0] for r in received) == [
         "ann@x.example",
@@ -91,9 +96,11 @@ def test_smtp_delivers_each_mail_once_with_every_header(
         assert text is not None and html is not None
         assert "Hi" in text.get_content()
         assert "<p>Hi" in html.get_content()
-    assert set(_statuses(engine).values()) == {"sent"}
+    assert _statuses(engine) == {"c1": "sent", "c2": "sent", "c3": "sent", "c4": "deferred"}
     with engine.connect() as connection:
-        sent_at = connection.execute(select(ledger.c.sent_at, ledger.c.day)).all()
+        sent_at = connection.execute(
+            select(ledger.c.sent_at, ledger.c.day).where(ledger.c.status == "sent")
+        ).all()
     assert all(row.sent_at is not None and row.day == DAY for row in sent_at)
 
 
@@ -104,7 +111,7 @@ def test_a_second_run_for_the_same_day_sends_nothing(
     assert _send(root, engine, _smtp(smtp_server)).sent == 3
     again = _send(root, engine, _smtp(smtp_server))
     assert again.sent == 0
-    assert again.skipped["already in the ledger (sent)"] == 3
+    assert again.due == 1  # only the letter, which SMTP cannot carry, is still owed
     assert len(smtp_server.handler.received) == 3
 
 
@@ -116,7 +123,7 @@ def test_550_fails_and_suppresses_that_address_the_others_are_sent(
     summary = _send(root, engine, _smtp(smtp_server))
     assert (summary.sent, summary.failed, summary.suppressed) == (2, 1, 1)
     statuses = _statuses(engine)
-    assert statuses == {"c1": "sent", "c2": "failed", "c3": "sent"}
+    assert statuses == {"c1": "sent", "c2": "failed", "c3": "sent", "c4": "deferred"}
     with engine.connect() as connection:
         assert is_suppressed(connection, "bob@x.example")
         assert not is_suppressed(connection, "ann@x.example")
@@ -128,28 +135,66 @@ def test_550_fails_and_suppresses_that_address_the_others_are_sent(
     ]
 
 
-def test_451_once_is_retried_and_sent(
+def test_451_once_is_deferred_and_sent_in_the_runs_second_pass(
     project_dir: Path, engine: Engine, smtp_server: SmtpServer
 ) -> None:
     root = make_day_shop(project_dir, engine)
     smtp_server.handler.temporary["ann@x.example"] = 1
-    summary = _send(root, engine, _smtp(smtp_server))
-    assert summary.sent == 3 and summary.failed == 0
+    summary = _send(root, engine, _smtp(smtp_server), retry_backoff=[timedelta(0)])
+    assert summary.sent == 3 and summary.failed == 0 and summary.deferred == 1
     assert _statuses(engine)["c1"] == "sent"
     assert [r.rcpt_tos for r in smtp_server.handler.received].count(["ann@x.example"]) == 1
 
 
-def test_4xx_that_outlasts_the_retries_is_left_for_the_next_run(
+def _row(engine: Engine, contact_id: str) -> Any:
+    """The contact's ledger row of the shop's `spring` mail."""
+    with engine.connect() as connection:
+        query = select(ledger).where(
+            ledger.c.contact_id == contact_id, ledger.c.campaign == "spring"
+        )
+        return connection.execute(query).one()
+
+
+def test_4xx_that_lasts_stays_deferred_with_the_reply_and_a_later_run_sends_it(
     project_dir: Path, engine: Engine, smtp_server: SmtpServer
 ) -> None:
     root = make_day_shop(project_dir, engine)
     smtp_server.handler.temporary["ann@x.example"] = 10
     summary = _send(root, engine, _smtp(smtp_server))
-    assert (summary.sent, summary.released) == (2, 1)
-    assert "c1" not in _statuses(engine)
+    assert (summary.sent, summary.deferred, summary.failed) == (2, 1, 0)
+    row = _row(engine, "c1")
+    assert row.status == "deferred" and row.attempts == 1
+    assert "451 4.7.1 greylisted" in row.error
+    assert row.next_attempt_at > datetime.now(UTC).replace(tzinfo=None) + timedelta(minutes=4)
+    # A run before the next try leaves it alone; one after it (the clock moved on) sends it.
+    assert _send(root, engine, _smtp(smtp_server)).sent == 0
+    with engine.begin() as connection:
+        connection.execute(update(ledger).values(next_attempt_at=datetime(2000, 1, 1)))
     smtp_server.handler.temporary.clear()
-    assert _send(root, engine, _smtp(smtp_server)).sent == 1
-    assert _statuses(engine)["c1"] == "sent"
+    later = _send(root, engine, _smtp(smtp_server), DAY + timedelta(days=1))
+    assert later.sent == 1 and DAY in later.earlier  # owed from the day before
+    row = _row(engine, "c1")
+    assert (row.status, row.day, row.due) == ("sent", DAY + timedelta(days=1), DAY)
+    assert [r.rcpt_tos for r in smtp_server.handler.received].count(["ann@x.example"]) == 1
+
+
+def test_4xx_until_the_validity_ends_is_expired_with_the_last_reply(
+    project_dir: Path, engine: Engine, smtp_server: SmtpServer
+) -> None:
+    campaigns = {"spring": CAMPAIGNS["spring"] + "valid_for: 2d\n"}
+    root = make_day_shop(project_dir, engine, campaigns=campaigns)
+    smtp_server.handler.temporary["ann@x.example"] = 100
+    backoff = [timedelta(0)]
+    for offset in range(4):  # a run a day; the server keeps refusing Ann
+        _send(root, engine, _smtp(smtp_server), DAY + timedelta(days=offset), retry_backoff=backoff)
+    row = _row(engine, "c1")
+    assert row.status == "expired"
+    assert "valid_for 2d ran out on 2027-04-08" in row.error and "451" in row.error
+    assert "ann@x.example" not in [r.rcpt_tos[0] for r in smtp_server.handler.received]
+    result = CliRunner().invoke(
+        main, ["--project", str(root), "--db", str(engine.url), "log", "--status", "expired"]
+    )
+    assert "expired" in result.output and "451" in result.output, result.output
 
 
 def test_server_down_raises_and_loses_nothing(
@@ -158,7 +203,9 @@ def test_server_down_raises_and_loses_nothing(
     root = make_day_shop(project_dir, engine)
     with pytest.raises(TransportDown):
         _send(root, engine, SmtpTransport("smtp://127.0.0.1:9", backoff=()))
-    assert _statuses(engine) == {}  # every reservation released: nothing was sent
+    statuses = _statuses(engine)  # every reservation given back to the queue: nothing was sent
+    assert set(statuses.values()) == {"deferred"}
+    assert "cannot use the SMTP server" in _row(engine, "c1").error
     assert _send(root, engine, _smtp(smtp_server)).sent == 3
 
 
@@ -206,8 +253,10 @@ def test_caps_count_the_ledger(project_dir: Path, engine: Engine, smtp_server: S
         )  # fmt: skip
     summary = _send(root, engine, _smtp(smtp_server))
     assert summary.sent == 2
-    reasons = [reason for reason in summary.skipped if "max_per_week 1" in reason]
-    assert reasons and summary.skipped[reasons[0]] == 1
+    reasons = [reason for reason in summary.waiting if "max_per_week 1" in reason]
+    assert reasons and summary.waiting[reasons[0]] == 1
+    row = _row(engine, "c1")  # still owed: a later day of its validity may have room
+    assert row.status == "deferred" and "max_per_week 1" in row.error
     assert "ann@x.example" not in [r.rcpt_tos[0] for r in smtp_server.handler.received]
 
 
@@ -218,37 +267,57 @@ def test_limit_sends_at_most_n(project_dir: Path, engine: Engine, smtp_server: S
     assert _send(root, engine, _smtp(smtp_server)).sent == 1
 
 
-def test_a_dead_runs_reservations_become_unknown_and_wait_for_retry_unknown(
+def test_a_dead_runs_reservations_are_taken_over_at_once(
     project_dir: Path, engine: Engine, smtp_server: SmtpServer
 ) -> None:
     root = make_day_shop(project_dir, engine)
     first_id = message_id(("c1", "spring", "main", "spring:2027-04-06"), "shop.example")
-    hour = timedelta(hours=1)
-    with engine.begin() as connection:  # a run that was sending c1 and had reserved c2, died
-        connection.execute(
-            insert(ledger).values(
-                contact_id="c1", campaign="spring", step="main", occurrence="spring:2027-04-06",
-                day=DAY, template="mail", channel="email", status="sending",
-                message_id=first_id, reserved_at=datetime.now(UTC).replace(tzinfo=None) - hour,
-            )
-        )  # fmt: skip
-        connection.execute(
-            insert(ledger).values(
-                contact_id="c2", campaign="spring", step="main", occurrence="spring:2027-04-06",
-                day=DAY, template="mail", channel="email", status="reserved",
-                reserved_at=datetime.now(UTC).replace(tzinfo=None) - hour,
-            )
-        )  # fmt: skip
-    summary = _send(root, engine, _smtp(smtp_server))
-    assert summary.stale == 1 and summary.stale_released == 1
+    now = datetime.now(UTC).replace(tzinfo=None)
+    with engine.begin() as connection:  # run 7 was sending c1 and had reserved c2, and died
+        run = connection.execute(
+            insert(send_runs)
+            .values(host="elsewhere", pid=1, as_of=DAY, started_at=now)
+            .returning(send_runs.c.id)
+        ).scalar_one()
+        for contact_id, status in (("c1", "sending"), ("c2", "reserved")):
+            connection.execute(
+                insert(ledger).values(
+                    contact_id=contact_id, campaign="spring", step="main",
+                    occurrence="spring:2027-04-06", day=DAY, due=DAY, template="mail",
+                    channel="email", status=status, run_id=run, reserved_at=now,
+                    message_id=first_id if contact_id == "c1" else None,
+                )
+            )  # fmt: skip
+    summary = _send(root, engine, _smtp(smtp_server))  # seconds later, not minutes
+    assert summary.stale == 1 and summary.taken_over == 1
     assert summary.sent == 2 and summary.unknown_waiting == 1  # c2 had never left: sent now
     assert _statuses(engine)["c1"] == "unknown"
     retry = _send(root, engine, _smtp(smtp_server), retry_unknown=True)
     assert retry.sent == 1
+    assert retry.retried == [(("c1", "spring", "main", "spring:2027-04-06"), first_id)]
     assert _statuses(engine)["c1"] == "sent"
     again = [r for r in smtp_server.handler.received if r.rcpt_tos == ["ann@x.example"]]
     assert len(again) == 1
     assert _parse(again[0].content)["Message-ID"] == first_id  # the same as the first try
+
+
+def test_a_live_runs_reservations_are_left_alone_and_named(
+    project_dir: Path, engine: Engine, smtp_server: SmtpServer
+) -> None:
+    root = make_day_shop(project_dir, engine)
+    with SendRun(engine, DAY) as live, engine.begin() as connection:
+        connection.execute(
+            insert(ledger).values(
+                contact_id="c1", campaign="spring", step="main", occurrence="spring:2027-04-06",
+                day=DAY, due=DAY, template="mail", channel="email", status="reserved",
+                run_id=live.id, reserved_at=live.started_at,
+            )
+        )  # fmt: skip
+        connection.commit()
+        summary = _send(root, engine, _smtp(smtp_server))
+        assert summary.sent == 2 and summary.taken_over == 0
+        assert [(info.id, n) for info, n in summary.held] == [(live.id, 1)]
+        assert _statuses(engine)["c1"] == "reserved"
 
 
 def test_cli_send_and_log_csv(cli: Cli, engine: Engine, smtp_server: SmtpServer) -> None:
@@ -262,12 +331,13 @@ def test_cli_send_and_log_csv(cli: Cli, engine: Engine, smtp_server: SmtpServer)
     assert tuple(rows[0]) == LOG_COLUMNS
     header = result.output.splitlines()[0]
     assert header == (
-        "contact_id,campaign,step,occurrence,day,template,channel,status,message_id,sent_at"
+        "contact_id,campaign,step,occurrence,day,template,channel,status,message_id,sent_at,error"
     )
     assert [(r[0], r[1], r[4], r[7]) for r in rows[1:]] == [
         (c, "spring", "2027-04-06", "sent") for c in ("c1", "c2", "c3")
-    ]
-    assert all(r[8].startswith("<") and r[9] for r in rows[1:])
+    ] + [("c4", "spring", "2027-04-06", "deferred")]
+    assert all(r[8].startswith("<") and r[9] for r in rows[1:4])
+    assert rows[4][10] == "channel post: letters are written with --outbox"  # the error column
     only = cli("log", "--contact", "c2", "--format", "json")
     assert '"contact_id": "c2"' in only.output and "c1" not in only.output
     assert "spring" in cli("log").output
@@ -334,8 +404,8 @@ def test_cli_workers_in_processes_report_earlier_runs_but_not_each_other(
     assert "meanwhile" not in first.output and "already in the ledger" not in first.output
     again = cli(*options)
     assert again.exit_code == 0, again.output
-    assert "sent 0" in again.output
-    assert "skipped 3: already in the ledger (sent)" in again.output  # each once, not per worker
+    assert "1 owed, sent 0" in again.output  # the letter SMTP cannot carry
+    assert "waiting 1: channel post" in again.output  # once, not per worker
     assert len(smtp_server.handler.received) == 3
 
 
@@ -366,8 +436,9 @@ def test_a_transport_down_mid_run_releases_every_chunk_not_delivered(
     outbox = tmp_path / "outbox"
     with pytest.raises(TransportDown):
         _send(root, engine, _FailsAfter(outbox, 1), chunk_contacts=1, send_batch=1)
-    assert set(_statuses(engine).values()) == {"sent"}  # nothing left reserved or in doubt
-    assert len(_statuses(engine)) == 1
+    statuses = _statuses(engine)  # nothing left reserved or in doubt: given back to the queue
+    assert set(statuses.values()) == {"deferred", "sent"}
+    assert list(statuses.values()).count("sent") == 1
     rest = _send(root, engine, OutboxTransport(outbox), chunk_contacts=1)
     assert rest.sent == 3  # the other two mails and the letter
     assert len(list(outbox.glob("*.eml"))) == 3
