@@ -277,8 +277,8 @@ def trouw_send(
     return elapsed, sink.count - start_count, summaries
 
 
-LEDGER_FUNCTIONS = ("reserve", "reclaim_unknown", "start_sending", "confirm", "release",
-                    "mark_stale", "claim_contacts", "count_unknown", "histories")  # fmt: skip
+LEDGER_FUNCTIONS = ("reserve", "reclaim", "start_sending", "confirm", "release", "settle",
+                    "take_over", "claim_contacts", "count_unknown", "histories")  # fmt: skip
 
 
 def _timed(owner: object, name: str, totals: dict[str, float], part: str) -> None:
@@ -309,14 +309,15 @@ def profile_send(
     overlapping the rest and each other.
     """
     from trouw.project import load_project
-    from trouw.sending import ledger, run
+    from trouw.sending import ledger
+    from trouw.sending.checks import SendChecks
     from trouw.sending.run import send_day
     from trouw.sending.transports import SmtpPool
     from trouw.store import open_store
     from trouw.templates.campaign_mails import CampaignMails
 
     totals = dict.fromkeys(("eligibility", "render", "MIME", "ledger", "SMTP"), 0.0)
-    _timed(run.DaySender, "eligible", totals, "eligibility")
+    _timed(SendChecks, "check", totals, "eligibility")
     _timed(CampaignMails, "render_for", totals, "render")
     _timed(CampaignMails, "message", totals, "MIME")
     for name in LEDGER_FUNCTIONS:

@@ -46,6 +46,7 @@ class Collector:
     temporary: Counter[str] = field(default_factory=Counter)  # address -> 4xx answers left
     delay: float = 0.0  # seconds before answering DATA: a slow server
     drop: dict[str, bool] = field(default_factory=dict)  # address -> keep it? then hang up once
+    before_reply: Any = None  # called with the mails received so far, before DATA's reply
 
     async def handle_RCPT(
         self, server: Any, session: Any, envelope: Any, address: str, rcpt_options: Any
@@ -72,6 +73,8 @@ class Collector:
         self.received.append(
             Received(envelope.mail_from, list(envelope.rcpt_tos), envelope.content)
         )
+        if self.before_reply is not None:
+            self.before_reply(len(self.received))
         return "250 Message accepted"
 
 

@@ -152,7 +152,7 @@ def test_unsubscribe_asks_in_dutch_then_one_click_post_stops_the_next_send(
 
     mails, output = shop.send(NEXT_DAY, tmp_path / "next")
     assert sorted(mails) == ["c2", "c3"]
-    assert "skipped 1: unsubscribed" in output
+    assert "cancelled 1: unsubscribed" in output
 
 
 def test_any_post_unsubscribes_without_cookie_or_form_token(shop: Shop, server: Server) -> None:

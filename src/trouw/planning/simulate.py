@@ -56,6 +56,8 @@ LEDGER_COLUMNS = (
     "message_id",
     "reserved_at",
     "sent_at",
+    "due",
+    "attempts",
 )
 TIMELINE_COLUMNS = ("contact_id", "day", "campaign", "step", "occurrence", "template", "channel")
 # How far back the ledger matters for caps: a month, a week and any sane min_gap.
@@ -209,7 +211,7 @@ def simulate_period(
                     c = decision.candidate
                     rows.append(
                         (contact_id, c.campaign, c.step, c.occurrence, day, c.template, channel,
-                         "sent", None, made, made)
+                         "sent", None, made, made, day, 0)
                     )  # fmt: skip
             writer.run(connection, rows)
         # Today's members become the baseline for tomorrow's `entered` triggers.

@@ -10,6 +10,7 @@ summaries and shows one progress bar from a shared array of counts.
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
 import signal
@@ -105,10 +106,8 @@ def send_with_workers(
             except KeyboardInterrupt as stop:  # pass the stop on; the workers end cleanly
                 stopped = stop if isinstance(stop, Stopped) else Stopped(signal.SIGINT)
                 for pid in list(getattr(pool, "_processes", {}) or {}):
-                    try:
+                    with contextlib.suppress(ProcessLookupError):
                         os.kill(pid, signal.SIGTERM)
-                    except ProcessLookupError:
-                        pass
                 continue
             if progress is not None and finished[workers]:
                 progress(sum(finished[:workers]) // workers, finished[workers])

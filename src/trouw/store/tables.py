@@ -152,11 +152,11 @@ ledger = Table(
     Column("message_id", String(300)),
     Column("reserved_at", DateTime, nullable=False),
     Column("sent_at", DateTime),
-    Column("error", Text, comment="the last SMTP reply, or why it is not (yet) sent"),
-    Column("due", Date, comment="the day the send is owed from (the plan's day)"),
+    Column("error", Text),  # the last SMTP reply, or why it is not (yet) sent
+    Column("due", Date),  # the day the send is owed from (the plan's day)
     Column("attempts", Integer, nullable=False, server_default="0"),
-    Column("next_attempt_at", DateTime, comment="deferred: not tried again before this"),
-    Column("run_id", RowId, comment="the send run holding a reserved or sending row"),
+    Column("next_attempt_at", DateTime),  # deferred: not tried again before this
+    Column("run_id", RowId),  # the send run holding a reserved or sending row
     UniqueConstraint("contact_id", "campaign", "step", "occurrence"),
     Index("ix_ledger_contact_id_day", "contact_id", "day"),
     Index("ix_ledger_day_status", "day", "status"),
@@ -172,7 +172,7 @@ send_runs = Table(
     Column("as_of", Date, nullable=False),
     Column("started_at", DateTime, nullable=False),
     Column("ended_at", DateTime),
-    Column("outcome", String(20), comment="finished | interrupted | failed; NULL while running"),
+    Column("outcome", String(20)),  # finished | interrupted | failed; NULL while running
     Column("summary", Json),
     Index("ix_send_runs_started_at", "started_at"),
 )
