@@ -95,6 +95,8 @@ def test_journey_steps(tmp_path: Path) -> None:
         ("description: [\n", 2, "not valid YAML"),
         ("steps:\n  - {after: 1d, template: a, unless: detractors}\n", 2, "segment: NAME"),
         ("template: a.html\n", 1, "not a template name"),
+        ("template: a\nvalid_for: 3m\n", 2, "ambiguous"),
+        ("template: a\nvalid_for: soon\n", 2, "expected a duration"),
     ],
 )
 def test_errors_name_the_line(tmp_path: Path, text: str, line: int, message: str) -> None:
