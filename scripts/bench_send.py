@@ -159,6 +159,22 @@ def busiest_days(planned: Path, mails: int) -> list[tuple[str, int]]:
     return chosen
 
 
+def earlier_days_sent(planned: Path, first: str) -> None:
+    """The ledger of a shop that sent every day before `first`: the plan's sends of the 62
+    days before it, `sent` (once; kept in planned.db). Without it a run would also work the
+    earlier days as owed (most of them expired): a shop's first day, not an everyday one."""
+    with sqlite3.connect(planned) as connection:
+        connection.execute(
+            "INSERT OR IGNORE INTO ledger (contact_id, campaign, step, occurrence, day,"
+            " template, channel, status, message_id, reserved_at, sent_at)"
+            " SELECT contact_id, campaign, step, occurrence, day, template, channel, 'sent',"
+            " NULL, day || ' 09:00:00', day || ' 09:00:00' FROM plan"
+            " WHERE status IN ('planned', 'deferred')"
+            " AND day < ? AND day >= date(?, '-62 days')",
+            (first, first),
+        )
+
+
 def fresh_copy(planned: Path, name: str) -> Path:
     target = planned.with_name(name)
     for suffix in ("", "-wal", "-shm", "-journal"):
@@ -360,6 +376,7 @@ def main() -> None:
     workdir = args.workdir or Path(f".trouw/bench-send-{args.contacts}")
     planned, project = prepare_shop(workdir, args.contacts, args.as_of, args.year)
     days = busiest_days(planned, args.mails)
+    earlier_days_sent(planned, min(day for day, _ in days))
     due = sum(count for _, count in days)
     print(f"{len(days)} days, {due} due email sends: {days[:5]} …", file=sys.stderr)
 

@@ -22,10 +22,11 @@ from __future__ import annotations
 import queue
 import threading
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, Engine
+from sqlalchemy import Connection
 
 from trouw.sending import ledger as book
 
@@ -42,36 +43,27 @@ class Parcel:
 class Keeper:
     """Marks each mail `sending` as it leaves and records how it ended, per delivering thread.
 
-    `leaving` commits, in one transaction on the thread's own connection, the
-    outcome of the thread's previous mail and the `sending` mark of this one.
-    `flush` commits the outcomes still held (the last mail of each thread).
+    `leaving` commits, in one short write transaction, the outcome of the
+    thread's previous mail and the `sending` mark of this one. The run records
+    the outcomes still held (the last mail of each thread) from `take_held`.
     """
 
-    def __init__(self, engine: Engine, run_id: int, confirmation: Callable[..., Any]) -> None:
-        self.engine = engine
+    def __init__(
+        self,
+        transaction: Callable[[], AbstractContextManager[Connection]],
+        run_id: int,
+        confirmation: Callable[..., Any],
+    ) -> None:
+        self._transaction = transaction  # a write transaction on a connection of its own
         self.run_id = run_id
         self._confirmation = confirmation  # (item, outcome) -> book.Confirmation
-        self._local = threading.local()
         self._lock = threading.Lock()
-        self._connections: list[Connection] = []
         self._held: dict[int, book.Confirmation] = {}  # thread id -> its previous outcome
 
-    def _connection(self) -> Connection:
-        connection: Connection | None = getattr(self._local, "connection", None)
-        if connection is None:
-            connection = self.engine.connect()
-            if self.engine.dialect.name == "sqlite":
-                connection = connection.execution_options(sqlite_begin="IMMEDIATE")
-            self._local.connection = connection
-            with self._lock:
-                self._connections.append(connection)
-        return connection
-
     def leaving(self, item: Any) -> bool:
-        connection = self._connection()
         with self._lock:
             previous = self._held.pop(threading.get_ident(), None)
-        with connection.begin():
+        with self._transaction() as connection:
             if previous is not None:
                 book.confirm(connection, [previous], run_id=self.run_id)
             return book.start_sending(connection, item.send.key, run_id=self.run_id)
@@ -87,12 +79,6 @@ class Keeper:
             held = list(self._held.values())
             self._held.clear()
         return held
-
-    def close(self) -> None:
-        with self._lock:
-            connections, self._connections = self._connections, []
-        for connection in connections:
-            connection.close()
 
 
 class Courier:

@@ -30,7 +30,8 @@ from __future__ import annotations
 
 import re
 import signal
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from email.utils import parseaddr
@@ -60,6 +61,7 @@ from trouw.sending.transports import (
 )
 from trouw.sending.triggered import triggered_sends
 from trouw.store import atomic
+from trouw.store.writelock import WriteLock
 from trouw.templates.campaign_mails import CampaignMails
 from trouw.templates.environment import MailTemplates
 
@@ -112,6 +114,9 @@ class DaySender:
         self.transport = transport
         self.run_id = run_id
         self.retry_backoff = tuple(retry_backoff)
+        # SQLite: the run's writers (chunks, each connection's marks) queue on a file lock
+        # instead of sleeping on the busy timeout; another database has row locks.
+        self.lock = WriteLock(engine)
         self.catalog = load_catalog(project.segments_dir)
         self.templates = MailTemplates(project.templates_dir)
         self.campaigns = {c.name: c for c in load_campaigns(project.campaigns_dir)}
@@ -128,6 +133,16 @@ class DaySender:
         self.list_ids = {
             name: f"{name} <{safe_name(name)}.{self.domain}>" for name in self.campaigns
         }
+
+    @contextmanager
+    def write(self, *, write: bool = True) -> Iterator[Connection]:
+        """One write transaction, its turn taken on the machine's write lock (SQLite)."""
+        if not write:
+            with atomic(self.engine, write=False) as connection:
+                yield connection
+            return
+        with self.lock, atomic(self.engine) as connection:
+            yield connection
 
     def settle(self, connection: Connection, settled: Sequence[tuple[Due, str, str]]) -> None:
         book.settle(
@@ -231,7 +246,7 @@ class DaySender:
         bounced: list[str] = []
 
         def record() -> None:
-            with atomic(self.engine) as connection:
+            with self.write() as connection:
                 book.confirm(connection, keeper.take_held(), run_id=self.run_id)
                 book.release(connection, released, run_id=self.run_id)
                 summary.suppressed += suppress_addresses(connection, bounced, "hard-bounce")
@@ -382,7 +397,7 @@ def _work(
     engine, as_of = run.engine, run.as_of
     now = _now()
     if not dry_run:
-        with atomic(engine) as connection:
+        with run.write() as connection:
             found = book.take_over(connection, runs.alive)
             summary.taken_over, summary.stale = found.released, found.unknown
             info = runs.run_info(connection, found.held or {})
@@ -403,7 +418,7 @@ def _work(
     for due, _ in owed.expired:
         summary.expired[due.send.campaign] += 1
     if owed.expired and not dry_run:
-        with atomic(engine) as connection:
+        with run.write() as connection:
             run.settle(connection, [(due, book.EXPIRED, why) for due, why in owed.expired])
     remaining = [limit]
     done = [0]
@@ -453,10 +468,10 @@ def _pass(
     def release(parcel: Parcel) -> None:
         keys = [(d.send.key, "not sent: the run stopped first") for d, _ in parcel.prepared]
         summary.released += len(parcel.prepared)
-        with atomic(engine) as connection:
+        with run.write() as connection:
             book.release(connection, [*keys, *parcel.unmade], run_id=run.run_id)
 
-    keeper = Keeper(engine, run.run_id, run.confirmation)
+    keeper = Keeper(run.write, run.run_id, run.confirmation)
     courier = None if dry_run else Courier(deliver, release)
     unsent: Parcel | None = None  # reserved, not yet with the courier: released on error
     try:
@@ -465,7 +480,7 @@ def _pass(
                 summary.limited = True
                 summary.skip(chunk, "over --limit")
                 continue
-            with atomic(engine, write=not dry_run) as connection:
+            with run.write(write=not dry_run) as connection:
                 if not dry_run:
                     claimed = book.claim_contacts(
                         connection, sorted({d.send.contact_id for d in chunk})
@@ -519,8 +534,6 @@ def _pass(
         if courier is not None:
             courier.close(abandon=True)  # raises the courier's error, if it had one
         raise
-    finally:
-        keeper.close()
 
 
 def _reserve(connection: Connection, run: DaySender, chosen: Sequence[Due]) -> set[book.Key]:
