@@ -173,7 +173,6 @@ def test_kill_9_twice_then_the_next_days_run_finishes_both_days_nothing_lost_or_
     assert sum(_received_ids(smtp_server).values()) == sum(received.values())
 
 
-@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
 def test_right_after_a_kill_two_runs_at_once_finish_the_day_without_waiting(
     project_dir: Path, engine: Engine, db_url: str, smtp_server: SmtpServer
 ) -> None:

@@ -22,13 +22,14 @@ from __future__ import annotations
 import queue
 import threading
 from collections.abc import Callable, Sequence
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, suppress
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection
+from sqlalchemy import Engine
 
 from trouw.sending import ledger as book
+from trouw.store.compiled import Compiled
 
 
 @dataclass(frozen=True)
@@ -46,27 +47,63 @@ class Keeper:
     `leaving` commits, in one short write transaction, the outcome of the
     thread's previous mail and the `sending` mark of this one. The run records
     the outcomes still held (the last mail of each thread) from `take_held`.
+    This runs once a mail, so it uses a raw DB-API connection per thread and
+    statements compiled once (store/compiled.py), and takes its turn on the
+    run's write lock (SQLite).
     """
 
     def __init__(
         self,
-        transaction: Callable[[], AbstractContextManager[Connection]],
+        engine: Engine,
+        lock: AbstractContextManager[Any],
         run_id: int,
         confirmation: Callable[..., Any],
     ) -> None:
-        self._transaction = transaction  # a write transaction on a connection of its own
+        self._engine = engine
+        self._sqlite = engine.dialect.name == "sqlite"
+        self._write_lock = lock
         self.run_id = run_id
         self._confirmation = confirmation  # (item, outcome) -> book.Confirmation
+        self._start = Compiled(book.START_SENDING, engine.dialect)
+        self._confirm = Compiled(book.CONFIRM, engine.dialect)
+        self._local = threading.local()
         self._lock = threading.Lock()
+        self._connections: list[Any] = []
         self._held: dict[int, book.Confirmation] = {}  # thread id -> its previous outcome
+
+    def _connection(self) -> Any:
+        connection = getattr(self._local, "connection", None)
+        if connection is None:
+            connection = self._engine.raw_connection()
+            self._local.connection = connection
+            with self._lock:
+                self._connections.append(connection)
+        return connection
 
     def leaving(self, item: Any) -> bool:
         with self._lock:
             previous = self._held.pop(threading.get_ident(), None)
-        with self._transaction() as connection:
-            if previous is not None:
-                book.confirm(connection, [previous], run_id=self.run_id)
-            return book.start_sending(connection, item.send.key, run_id=self.run_id)
+        connection = self._connection()
+        with self._write_lock:
+            try:
+                cursor = connection.cursor()
+                if self._sqlite:  # the driver's own transactions are off (store/engine.py)
+                    cursor.execute("BEGIN IMMEDIATE")
+                if previous is not None:
+                    params = book.confirm_params(previous, self.run_id)
+                    cursor.execute(self._confirm.sql, self._confirm.parameters(params))
+                params = book.start_params(item.send.key, self.run_id)
+                cursor.execute(self._start.sql, self._start.parameters(params))
+                owned: bool = cursor.rowcount > 0
+                connection.commit()
+            except BaseException:
+                self._local.connection = None
+                with suppress(Exception):
+                    connection.rollback()
+                with suppress(Exception):
+                    connection.invalidate()  # perhaps broken: never back into the pool
+                raise
+        return owned
 
     def landed(self, item: Any, outcome: Any) -> None:
         confirmation = self._confirmation(item, outcome)
@@ -79,6 +116,13 @@ class Keeper:
             held = list(self._held.values())
             self._held.clear()
         return held
+
+    def close(self) -> None:
+        with self._lock:
+            connections, self._connections = self._connections, []
+        for connection in connections:
+            with suppress(Exception):
+                connection.close()
 
 
 class Courier:

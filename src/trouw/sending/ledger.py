@@ -205,7 +205,7 @@ def _key_params(key: Key) -> dict[str, str]:
     return {"k_contact": key[0], "k_campaign": key[1], "k_step": key[2], "k_occurrence": key[3]}
 
 
-_START_SENDING = (
+START_SENDING = (
     update(ledger)
     .where(_KEY_MATCH, ledger.c.status == RESERVED, ledger.c.run_id == bindparam("k_run"))
     .values(status=SENDING)
@@ -218,11 +218,11 @@ def start_sending(connection: Connection, key: Key, *, run_id: int) -> bool:
     Committed before the mail is handed to the transport: a `reserved` row has
     certainly not left, a `sending` row may have.
     """
-    result = connection.execute(_START_SENDING, {**_key_params(key), "k_run": run_id})
+    result = connection.execute(START_SENDING, start_params(key, run_id))
     return bool(result.rowcount)
 
 
-_CONFIRM = (
+CONFIRM = (
     update(ledger)
     .where(
         _KEY_MATCH,
@@ -242,6 +242,26 @@ _CONFIRM = (
 )
 
 
+def confirm_params(c: Confirmation, run_id: int) -> dict[str, Any]:
+    """The parameters of CONFIRM for one confirmation."""
+    return {
+        **_key_params(c.key),
+        "k_run": run_id,
+        "new_status": c.status,
+        "new_sent_at": c.sent_at,
+        "new_error": c.error,
+        "new_template": c.template,
+        "new_attempts": 1 if c.attempted else 0,
+        "new_retry_at": c.retry_at,
+        "new_run": None if c.status == DEFERRED else run_id,
+    }
+
+
+def start_params(key: Key, run_id: int) -> dict[str, Any]:
+    """The parameters of START_SENDING for one send."""
+    return {**_key_params(key), "k_run": run_id}
+
+
 def confirm(connection: Connection, confirmations: Iterable[Confirmation], *, run_id: int) -> int:
     """Record how the run's held sends ended, in one executemany; returns the rows updated.
 
@@ -249,23 +269,10 @@ def confirm(connection: Connection, confirmations: Iterable[Confirmation], *, ru
     this run for dead, is confirmed: this run knows how it ended. A `deferred`
     row leaves the run (its `run_id` is cleared) so any later run may take it.
     """
-    params = [
-        {
-            **_key_params(c.key),
-            "k_run": run_id,
-            "new_status": c.status,
-            "new_sent_at": c.sent_at,
-            "new_error": c.error,
-            "new_template": c.template,
-            "new_attempts": 1 if c.attempted else 0,
-            "new_retry_at": c.retry_at,
-            "new_run": None if c.status == DEFERRED else run_id,
-        }
-        for c in confirmations
-    ]
+    params = [confirm_params(c, run_id) for c in confirmations]
     if not params:
         return 0
-    return connection.execute(_CONFIRM, params).rowcount
+    return connection.execute(CONFIRM, params).rowcount
 
 
 def release(connection: Connection, keys: Iterable[tuple[Key, str]], *, run_id: int) -> int:
@@ -497,6 +504,7 @@ def log_rows(
 
 __all__ = [
     "CANCELLED",
+    "CONFIRM",
     "COUNTED",
     "DEFERRED",
     "EXPIRED",
@@ -507,6 +515,7 @@ __all__ = [
     "RETRY_BACKOFF",
     "SENDING",
     "SENT",
+    "START_SENDING",
     "STATUSES",
     "SUPPRESSED",
     "UNKNOWN",
@@ -517,6 +526,7 @@ __all__ = [
     "backoff",
     "claim_contacts",
     "confirm",
+    "confirm_params",
     "count_unknown",
     "histories",
     "log_rows",
@@ -525,6 +535,7 @@ __all__ = [
     "release",
     "reserve",
     "settle",
+    "start_params",
     "start_sending",
     "take_over",
 ]

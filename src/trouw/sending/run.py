@@ -471,7 +471,7 @@ def _pass(
         with run.write() as connection:
             book.release(connection, [*keys, *parcel.unmade], run_id=run.run_id)
 
-    keeper = Keeper(run.write, run.run_id, run.confirmation)
+    keeper = Keeper(engine, run.lock, run.run_id, run.confirmation)
     courier = None if dry_run else Courier(deliver, release)
     unsent: Parcel | None = None  # reserved, not yet with the courier: released on error
     try:
@@ -534,6 +534,8 @@ def _pass(
         if courier is not None:
             courier.close(abandon=True)  # raises the courier's error, if it had one
         raise
+    finally:
+        keeper.close()
 
 
 def _reserve(connection: Connection, run: DaySender, chosen: Sequence[Due]) -> set[book.Key]:

@@ -22,12 +22,11 @@ from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager, suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, cast
+from typing import Any
 
 from sqlalchemy import (
     Connection,
     DateTime,
-    Dialect,
     Engine,
     Insert,
     Select,
@@ -43,11 +42,10 @@ from sqlalchemy import (
     select,
 )
 from sqlalchemy.dialects.postgresql import ARRAY
-from sqlalchemy.sql import ClauseElement
-from sqlalchemy.sql.compiler import SQLCompiler
 
 from trouw.sending.ledger import SENT
 from trouw.store import contacts, events, ledger
+from trouw.store.compiled import Compiled
 
 CLICK = "click"
 OPEN = "open"
@@ -108,8 +106,8 @@ class VisitRecorder:
         self._engine = engine
         self._lock = lock
         self._sqlite = engine.dialect.name == "sqlite"
-        self._find = _Compiled(_find_contacts(engine.dialect.name), engine.dialect)
-        self._insert = _Compiled(_insert_event(engine.dialect.name, once=False), engine.dialect)
+        self._find = Compiled(_find_contacts(engine.dialect.name), engine.dialect)
+        self._insert = Compiled(_insert_event(engine.dialect.name, once=False), engine.dialect)
         self._connection: Any = None
 
     @contextmanager
@@ -156,42 +154,6 @@ class VisitRecorder:
         if self._connection is not None:
             self._connection.close()
             self._connection = None
-
-
-class _Compiled:
-    """A statement compiled once for a dialect, and its parameters as DB-API takes them."""
-
-    def __init__(self, statement: ClauseElement, dialect: Dialect) -> None:
-        compiled = cast(SQLCompiler, statement.compile(dialect=dialect))
-        self.sql = compiled.string
-        self._positional = dialect.positional
-        # The statement's own literals (LIMIT 1, 'sent', …) are parameters too.
-        self._defaults = {
-            name: bind.effective_value
-            for bind, name in compiled.bind_names.items()
-            if not bind.required
-        }
-        # Positional styles (SQLite's ?) may use a name more than once, in this order.
-        self._names = (
-            list(compiled.positiontup or ())
-            if self._positional
-            else list(compiled.bind_names.values())
-        )
-        self._processors = {
-            name: processor
-            for bind, name in compiled.bind_names.items()
-            if (processor := bind.type.dialect_impl(dialect).bind_processor(dialect)) is not None
-        }
-
-    def parameters(self, values: dict[str, Any]) -> Any:
-        given = {**self._defaults, **values}
-        converted = {
-            name: self._processors[name](given[name]) if name in self._processors else given[name]
-            for name in dict.fromkeys(self._names)
-        }
-        if self._positional:
-            return tuple(converted[name] for name in self._names)
-        return converted
 
 
 def _find_contacts(dialect: str) -> Select[Any]:
