@@ -442,3 +442,21 @@ def test_a_transport_down_mid_run_releases_every_chunk_not_delivered(
     rest = _send(root, engine, OutboxTransport(outbox), chunk_contacts=1)
     assert rest.sent == 3  # the other two mails and the letter
     assert len(list(outbox.glob("*.eml"))) == 3
+
+
+def test_a_contact_no_longer_in_the_audience_is_cancelled_with_the_reason(
+    project_dir: Path, engine: Engine, smtp_server: SmtpServer
+) -> None:
+    campaigns = {"spring": "segment: named\n" + CAMPAIGNS["spring"]}
+    (project_dir / "segments").mkdir(exist_ok=True)
+    everyone = "where:\n  attribute: first_name\n  exists: true\n"
+    (project_dir / "segments" / "named.yaml").write_text(everyone, encoding="utf-8")
+    root = make_day_shop(project_dir, engine, campaigns=campaigns)
+    only_ann = "where:\n  attribute: first_name\n  equals: Ann\n"  # the others left since
+    (root / "segments" / "named.yaml").write_text(only_ann, encoding="utf-8")
+    summary = _send(root, engine, _smtp(smtp_server))
+    assert summary.sent == 1
+    assert summary.cancelled == {"not in the campaign's audience 'named': would not be sent": 2}
+    assert _row(engine, "c2").status == "cancelled"
+    assert "audience" in _row(engine, "c2").error
+    assert _send(root, engine, _smtp(smtp_server)).due == 1  # only the letter is still owed

@@ -34,10 +34,10 @@ from trouw.store.compiled import Compiled
 
 @dataclass(frozen=True)
 class Parcel:
-    """One chunk's reserved mails, ready to go; `unmade` failed to render (key, why)."""
+    """One chunk's reserved mails, ready to go; `unmade`: those not made, and how they end."""
 
     prepared: Sequence[Any]  # (Due, Outgoing) pairs
-    unmade: Sequence[tuple[book.Key, str]]
+    unmade: Sequence[book.Confirmation]
     contacts_done: int  # for the progress bar, once delivered
 
 

@@ -154,8 +154,10 @@ class DaySender:
 
     def prepare(
         self, connection: Connection, chosen: Sequence[Due]
-    ) -> tuple[list[tuple[Due, Outgoing]], list[tuple[Due, str]]]:
-        """Render the chosen sends: the mails, and those that could not be made (with why)."""
+    ) -> tuple[list[tuple[Due, Outgoing]], list[tuple[Due, str, str]]]:
+        """Render the chosen sends: the mails, and those not made, with the ledger status
+        and why: `cancelled` when the mail would not be sent to this contact (no longer in
+        the audience, no variant fits), `deferred` when it failed to render."""
         mails = CampaignMails(
             self.project, connection, self.as_of, templates=self.templates, catalog=self.catalog
         )
@@ -163,7 +165,7 @@ class DaySender:
         for due in chosen:
             groups.setdefault((due.send.campaign, due.send.step), []).append(due)
         prepared: list[tuple[Due, Outgoing]] = []
-        unmade: list[tuple[Due, str]] = []
+        unmade: list[tuple[Due, str, str]] = []
         for (campaign_name, step_name), items in groups.items():
             found = self.checks.step(items[0].send)
             assert not isinstance(found, str)
@@ -174,13 +176,12 @@ class DaySender:
             }
             for due in items:
                 result = rendered.get(due.send.contact_id)
+                if result is not None and result.notes:
+                    unmade.append((due, book.CANCELLED, short(result.notes[0])))
+                    continue
                 if result is None or result.mail is None:
                     why = result.error if result is not None else None
-                    reason = result.notes[0] if result and result.notes else None
-                    unmade.append((due, short(str(why) if why else reason or "nothing to render")))
-                    continue
-                if result.notes:
-                    unmade.append((due, short(result.notes[0])))
+                    unmade.append((due, book.DEFERRED, short(str(why or "nothing to render"))))
                     continue
                 try:
                     message = mails.message(
@@ -189,7 +190,8 @@ class DaySender:
                         headers={"List-Id": self.list_ids[campaign_name]},
                     )
                 except ValueError as exc:  # e.g. a header with CR/LF from data
-                    unmade.append((due, short(f"cannot build the message: {exc}")))
+                    problem = short(f"cannot build the message: {exc}")
+                    unmade.append((due, book.DEFERRED, problem))
                     continue
                 send = replace(due.send, template=result.mail.template)
                 letter = None
@@ -237,19 +239,21 @@ class DaySender:
     ) -> None:
         """Deliver one parcel batch by batch, recording outcomes after each batch.
 
-        What a failing transport leaves undelivered goes back to the queue, and
-        so do the `unmade` mails and, once `stopping()` says so, the mails not
-        started.
+        The `unmade` mails are recorded with the first batch. What a failing
+        transport leaves undelivered goes back to the queue, and so do, once
+        `stopping()` says so, the mails not started.
         """
         assert self.transport is not None
-        released: list[tuple[book.Key, str]] = list(parcel.unmade)
+        unmade = list(parcel.unmade)
+        released: list[tuple[book.Key, str]] = []
         bounced: list[str] = []
 
         def record() -> None:
             with self.write() as connection:
-                book.confirm(connection, keeper.take_held(), run_id=self.run_id)
+                book.confirm(connection, [*unmade, *keeper.take_held()], run_id=self.run_id)
                 book.release(connection, released, run_id=self.run_id)
                 summary.suppressed += suppress_addresses(connection, bounced, "hard-bounce")
+            unmade.clear()
             released.clear()
             bounced.clear()
 
@@ -469,7 +473,8 @@ def _pass(
         keys = [(d.send.key, "not sent: the run stopped first") for d, _ in parcel.prepared]
         summary.released += len(parcel.prepared)
         with run.write() as connection:
-            book.release(connection, [*keys, *parcel.unmade], run_id=run.run_id)
+            book.confirm(connection, parcel.unmade, run_id=run.run_id)
+            book.release(connection, keys, run_id=run.run_id)
 
     keeper = Keeper(engine, run.lock, run.run_id, run.confirmation)
     courier = None if dry_run else Courier(deliver, release)
@@ -519,12 +524,16 @@ def _pass(
             unsent = Parcel([(d, None) for d in reserved], (), done[0])
             with engine.connect() as connection:
                 prepared, unmade = run.prepare(connection, reserved)
-            for due, why in unmade:
-                summary.settle(due, book.DEFERRED, why)
+            for due, status, why in unmade:
+                summary.settle(due, status, why)
             if remaining[0] is not None:
                 remaining[0] -= len(prepared)
             done[0] += len(chunk)
-            courier.send(Parcel(prepared, [(d.send.key, why) for d, why in unmade], done[0]))
+            settled = [
+                book.Confirmation(d.send.key, status, error=why, attempted=False)
+                for d, status, why in unmade
+            ]
+            courier.send(Parcel(prepared, settled, done[0]))
             unsent = None
         if courier is not None:
             courier.close()
