@@ -50,6 +50,7 @@ class Settings:
     sender: Sender = field(default_factory=Sender)
     tracking_base_url: str = "http://127.0.0.1:8025"
     policy: Policy = field(default_factory=Policy)
+    letters_dir: str | None = None  # where `send` writes letters for post contacts
 
     @property
     def tz(self) -> ZoneInfo:
@@ -76,6 +77,12 @@ class Project:
     @property
     def campaigns_dir(self) -> Path:
         return self.root / "campaigns"
+
+    @property
+    def letters_dir(self) -> Path | None:
+        """`[letters] dir`, relative to the project."""
+        folder = self.settings.letters_dir
+        return self.root / folder if folder else None
 
     @property
     def state_dir(self) -> Path:
@@ -131,11 +138,13 @@ class _SettingsReader:
         self.lines = text.splitlines()
 
     def read(self, raw: dict[str, Any], default_name: str) -> Settings:
-        self._only(raw, "", {"project", "sender", "tracking", "policy"})
+        self._only(raw, "", {"project", "sender", "tracking", "policy", "letters"})
         project = self._table(raw, "project")
         sender = self._table(raw, "sender")
         tracking = self._table(raw, "tracking")
         policy = self._table(raw, "policy")
+        letters = self._table(raw, "letters")
+        self._only(letters, "letters", {"dir"})
         self._only(project, "project", {"name", "timezone", "locale", "database"})
         self._only(sender, "sender", {"from", "reply_to", "postal_address"})
         self._only(tracking, "tracking", {"base_url"})
@@ -171,6 +180,7 @@ class _SettingsReader:
                 tracking, "tracking", "base_url", str, defaults.tracking_base_url
             ),
             policy=self._policy(policy),
+            letters_dir=self._get(letters, "letters", "dir", str, None),
         )
 
     def _policy(self, table: dict[str, Any]) -> Policy:

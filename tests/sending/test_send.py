@@ -63,7 +63,9 @@ def test_smtp_delivers_each_mail_once_with_every_header(
     root = make_day_shop(project_dir, engine, settings=TRACKING + policy_settings())
     summary = _send(root, engine, _smtp(smtp_server))
     assert summary.sent == 3
-    assert summary.waiting == {"channel post: letters are written with --outbox": 1}
+    assert summary.waiting == {
+        "channel post: give --letters DIR (or [letters] dir) for the letters": 1
+    }
     received = smtp_server.handler.received
     assert sorted(r.rcpt_tos[0] for r in received) == [
         "ann@x.example",
@@ -337,7 +339,9 @@ def test_cli_send_and_log_csv(cli: Cli, engine: Engine, smtp_server: SmtpServer)
         (c, "spring", "2027-04-06", "sent") for c in ("c1", "c2", "c3")
     ] + [("c4", "spring", "2027-04-06", "deferred")]
     assert all(r[8].startswith("<") and r[9] for r in rows[1:4])
-    assert rows[4][10] == "channel post: letters are written with --outbox"  # the error column
+    assert (
+        rows[4][10] == "channel post: give --letters DIR (or [letters] dir) for the letters"
+    )  # the error column
     only = cli("log", "--contact", "c2", "--format", "json")
     assert '"contact_id": "c2"' in only.output and "c1" not in only.output
     assert "spring" in cli("log").output
@@ -460,3 +464,26 @@ def test_a_contact_no_longer_in_the_audience_is_cancelled_with_the_reason(
     assert _row(engine, "c2").status == "cancelled"
     assert "audience" in _row(engine, "c2").error
     assert _send(root, engine, _smtp(smtp_server)).due == 1  # only the letter is still owed
+
+
+def test_cli_smtp_with_letters_sends_mail_and_writes_letters_in_one_run(
+    cli: Cli, engine: Engine, smtp_server: SmtpServer, tmp_path: Path
+) -> None:
+    make_day_shop(cli.project, engine)
+    letters = tmp_path / "print"
+    result = cli(
+        "send", "--as-of", DAY.isoformat(), "--smtp", smtp_server.url, "--letters", str(letters)
+    )
+    assert result.exit_code == 0, result.output
+    assert "sent 4" in result.output
+    assert len(smtp_server.handler.received) == 3
+    [letter] = letters.glob("*.html")
+    assert "Kerkstraat 5" in letter.read_text(encoding="utf-8")
+    assert set(_statuses(engine).values()) == {"sent"}
+
+
+def test_letters_dir_from_the_settings(cli: Cli, engine: Engine, smtp_server: SmtpServer) -> None:
+    make_day_shop(cli.project, engine, settings=policy_settings() + '\n[letters]\ndir = "print"\n')
+    result = cli("send", "--as-of", DAY.isoformat(), "--smtp", smtp_server.url)
+    assert result.exit_code == 0, result.output
+    assert len(list((cli.project / "print").glob("*.html"))) == 1

@@ -7,7 +7,6 @@ import signal
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import date
-from functools import partial
 from pathlib import Path
 
 import click
@@ -15,11 +14,11 @@ from rich.markup import escape
 
 from trouw.cli.output import console, count_progress
 from trouw.cli.params import Env, as_of_option, pass_env
-from trouw.errors import UserError, WorkFailed
-from trouw.sending import OutboxTransport, SendSummary
+from trouw.errors import WorkFailed
+from trouw.sending import SendSummary
+from trouw.sending.destinations import choose_destination
 from trouw.sending.run import CHUNK_CONTACTS
-from trouw.sending.transports import SmtpAddress, SmtpPool
-from trouw.sending.workers import TransportMaker, send_with_workers, stop_on_signal
+from trouw.sending.workers import send_with_workers, stop_on_signal
 
 
 @click.command("send")
@@ -36,6 +35,11 @@ from trouw.sending.workers import TransportMaker, send_with_workers, stop_on_sig
     "smtp_url",
     metavar="URL",
     help="smtp://user:password@host:587 or smtps://host:465 (default: TROUW_SMTP_URL).",
+)
+@click.option(
+    "--letters",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Write letters for post contacts into DIR in the same run (default: [letters] dir).",
 )
 @click.option("--limit", type=click.IntRange(min=0), help="Send at most N mails in this run.")
 @click.option(
@@ -78,6 +82,7 @@ def send_command(
     dry_run: bool,
     outbox: Path | None,
     smtp_url: str | None,
+    letters: Path | None,
     limit: int | None,
     rate: float | None,
     retry_unknown: bool,
@@ -101,40 +106,28 @@ def send_command(
     \b
     Example:
       trouw send --as-of 2027-03-01 --smtp smtps://shop:secret@mail.example.com:465
+      trouw send --smtp smtp://relay:25 --letters /srv/print/letters
       trouw send --outbox outbox/ --limit 100
       trouw send --smtp smtp://relay:25 --workers 4   # on each of several machines (PostgreSQL)
     """
-    chosen = [flag for flag, on in (("--dry-run", dry_run), ("--outbox", outbox),
-              ("--smtp", smtp_url)) if on]  # fmt: skip
-    if len(chosen) > 1:
-        raise UserError(f"{' and '.join(chosen)} exclude each other", fix="give one of them")
-    if not chosen:
-        smtp_url = os.environ.get("TROUW_SMTP_URL") or None
-        if smtp_url is None:
-            raise UserError(
-                "nowhere to send to",
-                fix="give --smtp URL (or set TROUW_SMTP_URL), --outbox DIR or --dry-run",
-            )
-    if rate is not None and smtp_url is None:
-        raise UserError("--rate paces SMTP sending", key="--rate", fix="use it with --smtp")
-    if workers > 1 and (limit is not None or dry_run):
-        raise UserError(
-            "--workers runs several senders at once", fix="drop --limit and --dry-run, or --workers"
-        )
-    make_transport: TransportMaker = None  # a dry run
-    if outbox is not None:
-        make_transport = partial(OutboxTransport, outbox)
-    elif smtp_url is not None:
-        SmtpAddress.parse(smtp_url)  # a bad URL is bad input, before any work
-        share = rate / workers if rate else None
-        make_transport = partial(SmtpPool, smtp_url, connections=connections, rate=share)
+    destination = choose_destination(
+        dry_run=dry_run,
+        outbox=outbox,
+        smtp_url=smtp_url,
+        letters=letters or env.project.letters_dir,
+        default_smtp_url=os.environ.get("TROUW_SMTP_URL") or None,
+        rate=rate,
+        workers=workers,
+        connections=connections,
+        limited=limit is not None,
+    )
     day = as_of or env.today()
     with count_progress(f"sending {day}", 0) as done, _stop_on_sigterm():
         summary = send_with_workers(
             env.engine,
             env.project,
             day,
-            make_transport,
+            destination,
             workers=workers,
             limit=limit,
             dry_run=dry_run,

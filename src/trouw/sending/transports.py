@@ -96,31 +96,68 @@ def _write_atomically(path: Path, data: bytes) -> None:
     os.replace(temporary, path)
 
 
+class LetterBox:
+    """Letters for `post` contacts in a folder: print-ready HTML, and PDF with the `pdf` extra."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self._pdf = pdf_writer()
+
+    def refuses(self, channel: str) -> str | None:
+        return None if channel == "post" else f"channel {channel}: a letter box takes letters"
+
+    def deliver(self, item: Outgoing) -> Outcome:
+        assert item.letter is not None
+        _write_atomically(self.folder / f"{item.name}.html", item.letter.encode("utf-8"))
+        if self._pdf is not None:
+            _write_atomically(self.folder / f"{item.name}.pdf", self._pdf(item.letter))
+        return Outcome(SENT)
+
+    def close(self) -> None:
+        pass
+
+
 class OutboxTransport:
     """A complete .eml per mail in the folder; letters for `post` contacts in letters/
     (HTML, and PDF with the `pdf` extra)."""
 
     def __init__(self, folder: Path) -> None:
         self.folder = folder
-        self.letters = folder / "letters"
-        self.letters.mkdir(parents=True, exist_ok=True)
-        self._pdf = pdf_writer()
+        self.letters = LetterBox(folder / "letters")
 
     def refuses(self, channel: str) -> str | None:
         return None
 
     def deliver(self, item: Outgoing) -> Outcome:
         if item.send.channel == "post":
-            assert item.letter is not None
-            _write_atomically(self.letters / f"{item.name}.html", item.letter.encode("utf-8"))
-            if self._pdf is not None:
-                _write_atomically(self.letters / f"{item.name}.pdf", self._pdf(item.letter))
-        else:
-            _write_atomically(self.folder / f"{item.name}.eml", item.message.as_bytes())
+            return self.letters.deliver(item)
+        _write_atomically(self.folder / f"{item.name}.eml", item.message.as_bytes())
         return Outcome(SENT)
 
     def close(self) -> None:
         pass
+
+
+class Routed:
+    """Mail through one transport (SMTP), letters into a letter box: one run for both."""
+
+    def __init__(self, mail: Transport, letters: LetterBox) -> None:
+        self.mail = mail
+        self.letters = letters
+
+    def _for(self, channel: str) -> Transport:
+        return self.letters if channel == "post" else self.mail
+
+    def refuses(self, channel: str) -> str | None:
+        return self._for(channel).refuses(channel)
+
+    def deliver(self, item: Outgoing) -> Outcome:
+        return self._for(item.send.channel).deliver(item)
+
+    def close(self) -> None:
+        self.mail.close()
+        self.letters.close()
 
 
 @dataclass(frozen=True)
@@ -224,7 +261,7 @@ class SmtpTransport:
 
     def refuses(self, channel: str) -> str | None:
         if channel == "post":
-            return "channel post: letters are written with --outbox"
+            return "channel post: give --letters DIR (or [letters] dir) for the letters"
         return None
 
     def _connect(self) -> smtplib.SMTP:
@@ -410,6 +447,12 @@ def deliver_batch(
     not tried). Once `stopping()` says so, the mails not yet started are not
     sent (`released`); those on the wire finish.
     """
+    if isinstance(transport, Routed):  # letters here, mails as their transport sends them
+        mails = [i for i in items if i.send.channel != "post"]
+        sent = iter(deliver_batch(transport.mail, mails, hooks, stopping))
+        letters = [i for i in items if i.send.channel == "post"]
+        written = iter(deliver_batch(transport.letters, letters, hooks, stopping))
+        return [next(written if i.send.channel == "post" else sent) for i in items]
     if isinstance(transport, SmtpPool):
         return transport.deliver_batch(items, hooks, stopping)
     results: list[Outcome | TransportDown] = []
@@ -427,10 +470,12 @@ __all__ = [
     "RELEASED",
     "STOPPED",
     "Hooks",
+    "LetterBox",
     "OutboxTransport",
     "Outcome",
     "Outgoing",
     "Pace",
+    "Routed",
     "SmtpAddress",
     "SmtpPool",
     "SmtpTransport",
