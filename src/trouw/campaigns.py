@@ -17,7 +17,7 @@ named `main`; journey steps are named by their `name:` or their number (1, 2, ..
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
@@ -597,6 +597,43 @@ class Choice:
     in_audience: bool = True
     skipped_because: str | None = None  # e.g. "member of 'detractors' (unless)"
 
+    @property
+    def template(self) -> str | None:
+        """The template the contact gets, or None when the step does not send them one."""
+        if not self.in_audience or self.skipped_because or self.variant is None:
+            return None
+        return self.variant.template
+
+    @property
+    def why_not(self) -> str | None:
+        """Why the step sends this contact nothing, or None when it sends them a mail."""
+        if not self.in_audience:
+            return "not in the campaign's audience"
+        if self.skipped_because:
+            return self.skipped_because
+        if self.variant is None:
+            return "matches no variant and the campaign has no fallback"
+        return None
+
+
+def choose_variant(
+    campaign: Campaign, step: Step, contact_id: str, members: Mapping[str, set[str]]
+) -> Choice:
+    """The one rule of who gets which mail of a step: in the campaign's audience, not
+    excluded by `unless` or `only_if`, and the first variant whose segment they are in
+    (the fallback has none). `members` holds the members of every segment named."""
+    in_audience = campaign.segment is None or contact_id in members[campaign.segment]
+    skipped = None
+    if step.unless and contact_id in members[step.unless]:
+        skipped = f"member of '{step.unless}' (unless)"
+    elif step.only_if and contact_id not in members[step.only_if]:
+        skipped = f"not a member of '{step.only_if}' (only_if)"
+    chosen = next(
+        (v for v in step.variants if v.segment is None or contact_id in members[v.segment]),
+        None,
+    )
+    return Choice(contact_id, chosen, in_audience, skipped)
+
 
 def members_among(
     connection: Connection,
@@ -645,17 +682,4 @@ def choose_variants(
     names = [v.segment for v in step.variants if v.segment]
     names += [n for n in (campaign.segment, step.unless, step.only_if) if n]
     members = members_among(connection, sorted(set(names)), contact_ids, catalog, clock)
-    choices: dict[str, Choice] = {}
-    for contact_id in contact_ids:
-        in_audience = campaign.segment is None or contact_id in members[campaign.segment]
-        skipped = None
-        if step.unless and contact_id in members[step.unless]:
-            skipped = f"member of '{step.unless}' (unless)"
-        elif step.only_if and contact_id not in members[step.only_if]:
-            skipped = f"not a member of '{step.only_if}' (only_if)"
-        chosen = next(
-            (v for v in step.variants if v.segment is None or contact_id in members[v.segment]),
-            None,
-        )
-        choices[contact_id] = Choice(contact_id, chosen, in_audience, skipped)
-    return choices
+    return {cid: choose_variant(campaign, step, cid, members) for cid in contact_ids}

@@ -33,7 +33,7 @@ from sqlalchemy import (
     select,
 )
 
-from trouw.campaigns import Campaign, Step
+from trouw.campaigns import Campaign, Step, choose_variant
 from trouw.importing import email_hash
 from trouw.planning.policy import SERVICE, Candidate
 from trouw.segments import Catalog, Clock, members_query
@@ -401,7 +401,7 @@ class CandidateFinder:
                 continue
             if plan.scheduled:
                 for index, step, fixed in plan.steps:
-                    template = fixed or self._template(step, contact_id, members)
+                    template = fixed or self._template(campaign, step, contact_id, members)
                     if template is not None:
                         found.extend(self._scheduled_candidates(plan, index, step, template))
                 continue
@@ -418,7 +418,7 @@ class CandidateFinder:
                 continue
             name, kind, priority = plan.name, campaign.kind, campaign.priority
             for index, step, fixed in plan.steps:
-                template = fixed or self._template(step, contact_id, members)
+                template = fixed or self._template(campaign, step, contact_id, members)
                 if template is None:
                     continue
                 offset = self.offsets[(name, index)]
@@ -458,16 +458,11 @@ class CandidateFinder:
         return built
 
     @staticmethod
-    def _template(step: Step, contact_id: str, members: dict[str, set[str]]) -> str | None:
+    def _template(
+        campaign: Campaign, step: Step, contact_id: str, members: dict[str, set[str]]
+    ) -> str | None:
         """The step's template for this contact, or None when the step skips them."""
-        if step.unless and contact_id in members[step.unless]:
-            return None
-        if step.only_if and contact_id not in members[step.only_if]:
-            return None
-        for variant in step.variants:
-            if variant.segment is None or contact_id in members[variant.segment]:
-                return variant.template
-        return None
+        return choose_variant(campaign, step, contact_id, members).template
 
 
 def _fixed_days(step: Step) -> int | None:

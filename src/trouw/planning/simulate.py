@@ -29,14 +29,13 @@ from sqlalchemy import Connection, func, select
 
 from trouw.planning.candidates import (
     CandidateFinder,
-    ChunkFacts,
     ContactRow,
     contact_chunks,
     send_channel,
-    stop_reason,
 )
+from trouw.planning.decision import decide, sends_on
 from trouw.planning.planner import CHUNK_SIZE, calendar_campaigns, count_contacts
-from trouw.planning.policy import DEFERRED, PLANNED, Decision, Rules, YearCalendar, resolve
+from trouw.planning.policy import Rules, YearCalendar
 from trouw.planning.policy import week_of as monday_of
 from trouw.project import Project
 from trouw.segments import Clock, load_catalog, save_snapshot
@@ -121,36 +120,6 @@ def ledger_history(
     return found
 
 
-def sends_on(
-    day: date,
-    finder: CandidateFinder,
-    rules: Rules,
-    calendar: YearCalendar,
-    contact: ContactRow,
-    facts: ChunkFacts,
-    history: SentHistory | None,
-) -> list[Decision]:
-    """The sends that fall on `day` for one contact, given what the ledger already holds.
-
-    The contact's whole remaining year is resolved as the planner resolves it
-    (so a later higher-priority send keeps its room), with the mails already
-    made counting toward caps and gap; the decisions dated `day` are today's sends.
-    """
-    candidates = finder.candidates(contact, facts)
-    if not candidates:
-        return []
-    if history is not None:
-        candidates = [c for c in candidates if c.key not in history.keys]
-    decisions = resolve(
-        candidates,
-        rules,
-        calendar,
-        excluded=stop_reason(contact, facts),
-        sent=history.recent if history is not None else (),
-    )
-    return [d for d in decisions if d.day == day and d.status in (PLANNED, DEFERRED)]
-
-
 def simulate_period(
     connection: Connection,
     project: Project,
@@ -201,9 +170,14 @@ def simulate_period(
                 if isinstance(joined, date) and joined > day:
                     continue  # not a customer yet
                 contact_id = str(contact.id)
+                history = histories.get(contact_id) or SentHistory()
                 decisions = sends_on(
-                    day, finder, rules, calendar, contact, facts, histories.get(contact_id)
-                )
+                    day,
+                    decide(
+                        finder, rules, calendar, contact, facts,
+                        made=history.keys, sent=history.recent,
+                    ),
+                )  # fmt: skip
                 if not decisions:
                     continue
                 channel = send_channel(contact)
@@ -314,6 +288,5 @@ __all__ = [
     "SentHistory",
     "SimulationSummary",
     "ledger_history",
-    "sends_on",
     "simulate_period",
 ]

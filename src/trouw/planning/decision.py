@@ -1,0 +1,50 @@
+"""The one decision: what a contact gets, and when, given their facts and the ledger so far.
+
+Plan, simulate and send all decide here. The candidate finder says what the
+calendar wants to send the contact as of a day (triggers, audiences, `unless`
+and `only_if`, the variant: candidates.py); the policy resolves those against
+the caps, the gap and quiet days, with the mails already made counting
+(policy.py). The plan keeps every decision; simulate and send act on those
+that fall on the day. This module does no I/O.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Sequence
+from datetime import date
+
+from trouw.planning.candidates import CandidateFinder, ChunkFacts, ContactRow, stop_reason
+from trouw.planning.policy import DEFERRED, PLANNED, Decision, Rules, YearCalendar, resolve
+
+
+def decide(
+    finder: CandidateFinder,
+    rules: Rules,
+    calendar: YearCalendar,
+    contact: ContactRow,
+    facts: ChunkFacts,
+    *,
+    made: Collection[tuple[str, str, str]] = (),
+    sent: Sequence[tuple[date, str]] = (),
+) -> list[Decision]:
+    """Every send the contact is due from the finder's day on, decided.
+
+    `made`: keys (campaign, step, occurrence) the ledger already holds, not
+    decided again; `sent`: the (day, campaign) of mails that count toward the
+    caps. The contact's whole remaining year is resolved, so a later
+    higher-priority send keeps its room.
+    """
+    candidates = finder.candidates(contact, facts)
+    if made:
+        candidates = [c for c in candidates if c.key not in made]
+    if not candidates:
+        return []
+    return resolve(candidates, rules, calendar, excluded=stop_reason(contact, facts), sent=sent)
+
+
+def sends_on(day: date, decisions: Sequence[Decision]) -> list[Decision]:
+    """The decisions that send on `day`."""
+    return [d for d in decisions if d.day == day and d.status in (PLANNED, DEFERRED)]
+
+
+__all__ = ["decide", "sends_on"]
