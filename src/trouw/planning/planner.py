@@ -28,10 +28,10 @@ from trouw.planning.candidates import (
     ContactRow,
     contact_chunks,
     send_channel,
-    stop_reason,
 )
+from trouw.planning.decision import decide
 from trouw.planning.parallel import ChunkPool, chunk_bounds, shared_url
-from trouw.planning.policy import DEFERRED, DROPPED, PLANNED, Rules, YearCalendar, resolve
+from trouw.planning.policy import DEFERRED, DROPPED, PLANNED, Rules, YearCalendar
 from trouw.project import Project
 from trouw.segments import Catalog, Clock, load_catalog
 from trouw.store import contacts, plan
@@ -115,14 +115,12 @@ class ChunkPlanner:
         facts = finder.gather(connection, chunk)
         rows: list[tuple[Any, ...]] = []
         for contact in chunk:
-            candidates = finder.candidates(contact, facts)
-            if not candidates:
+            decisions = decide(finder, rules, calendar, contact, facts)
+            if not decisions:
                 continue
             contact_id = str(contact.id)
             channel = send_channel(contact)
-            for decision in resolve(
-                candidates, rules, calendar, excluded=stop_reason(contact, facts)
-            ):
+            for decision in decisions:
                 candidate = decision.candidate
                 rows.append(
                     (

@@ -1,17 +1,18 @@
-"""At send time, each owed send is checked again: may it go out today?
+"""At send time, each owed send is decided again, with today's data: may it go out today?
 
 The plan was a forecast; the ledger and today's data are the truth. For one
-chunk of contacts this reads the contacts, what stops them (unsubscribe,
-complaint, hard bounce, suppression) and their ledger, and decides with the
-planner's own policy code (`resolve`, the ledger's counted sends as history,
-no deferral: a send that does not fit today stays owed). Every owed send
-ends up in one of three lists:
+chunk of contacts the planner's own decision (planning/decision.py) is taken
+again as of the run's day: the candidate finder says what the calendar wants
+to send each contact today (a purchase since ends a win-back, an `unless`
+segment is evaluated today, the variant is chosen today), and the policy
+resolves it with the ledger's sends counting toward the caps, the gap and
+quiet days. Every owed send ends up in one of three lists:
 
-- `chosen`: goes out now;
+- `chosen`: decided for today: it goes out, with the decided variant;
 - `settled`: a ledger status with its reason: `cancelled` when it is no
-  longer right (the contact unsubscribed, has no address, the campaign is
-  gone), `deferred` when it may still fit later (a cap binds today, this
-  transport cannot carry its channel);
+  longer right (the contact unsubscribed, left the audience, the trigger no
+  longer holds, the campaign is gone), `deferred` when it may still go later
+  (a cap binds today, a quiet day, this transport cannot carry its channel);
 - skipped (in the summary only): another run or worker has it.
 """
 
@@ -20,20 +21,30 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Connection, bindparam, select
 
-from trouw.campaigns import Campaign, Step
-from trouw.importing import email_hash
-from trouw.planning.policy import PLANNED, Candidate, QuietDays, Rules, YearCalendar, resolve
+from trouw.campaigns import Campaign, Step, choose_variant
+from trouw.planning.candidates import (
+    CONTACT_COLUMNS,
+    SERVICE,
+    CandidateFinder,
+    ChunkFacts,
+    ContactRow,
+    send_channel,
+    stop_reason,
+)
+from trouw.planning.decision import decide
+from trouw.planning.planner import calendar_campaigns
+from trouw.planning.policy import DROPPED, Decision, Rules, YearCalendar
 from trouw.project import Project
-from trouw.segments import Clock
+from trouw.segments import Catalog, Clock
 from trouw.sending import ledger as book
 from trouw.sending.owed import Due
 from trouw.sending.summary import SendSummary
-from trouw.store import contacts, events, suppressions
+from trouw.store import contacts
 
 # How far back (and ahead) ledger rows matter for caps: a month, a week, any sane gap.
 HISTORY_DAYS = 62
@@ -41,7 +52,8 @@ HISTORY_DAYS = 62
 MADE_MEANWHILE = "made meanwhile by another worker or run"
 CLAIMED = "claimed by another worker"
 TAKEN = "reserved by another run"
-STOPPING = {"unsubscribe": "unsubscribed", "complaint": "complained", "bounce": "hard-bounced"}
+# Ledger statuses that leave a send open to today's decision: still owed.
+OPEN = (book.DEFERRED,)
 
 
 @dataclass
@@ -58,53 +70,32 @@ def short(reason: str) -> str:
     return re.sub(r" on \d{4}-\d{2}-\d{2}", "", first)
 
 
-def _stops(
-    connection: Connection, rows: Sequence[Any], clock: Clock
-) -> tuple[dict[str, str], set[str]]:
-    """Why contacts get nothing but service mail (by id), and the suppressed addresses."""
-    ids = [str(row.id) for row in rows]
-    stopped: dict[str, str] = {}
-    query = select(events.c.contact_id, events.c.type, events.c.tag).where(
-        events.c.contact_id.in_(bindparam("ids", expanding=True)),
-        events.c.type.in_(tuple(STOPPING)),
-        events.c.occurred_at < clock.end,
-    )
-    for contact_id, kind, tag in connection.execute(query, {"ids": ids}):
-        if kind == "bounce" and tag == "soft":
-            continue
-        stopped.setdefault(str(contact_id), STOPPING[kind])
-    by_hash = {email_hash(str(row.email)): str(row.email) for row in rows if row.email}
-    suppressed: set[str] = set()
-    if by_hash:
-        query2 = select(suppressions.c.email_hash).where(
-            suppressions.c.email_hash.in_(bindparam("hashes", expanding=True))
-        )
-        for (found,) in connection.execute(query2, {"hashes": list(by_hash)}):
-            suppressed.add(by_hash[found].lower())
-    return stopped, suppressed
-
-
 class SendChecks:
-    """The day's checks, set up once per run and applied chunk by chunk."""
+    """The day's decision, set up once per run and taken chunk by chunk."""
 
     def __init__(
         self,
         project: Project,
         as_of: date,
         campaigns: dict[str, Campaign],
+        catalog: Catalog,
         *,
         refuses: Any,  # channel -> why the transport cannot carry it, or None
-        started: Any,
+        started: datetime,
+        catch_up_days: int,
     ) -> None:
         self.as_of = as_of
         self.campaigns = campaigns
         self.refuses = refuses
         self.started = started
-        self.clock = Clock(as_of, project.settings.tz)
-        rules = Rules.from_policy(project.settings.policy)
-        # Quiet days and deferral were the planner's business; today a send fits or it doesn't.
-        self.rules = replace(rules, defer_days=0, quiet=QuietDays(()))
+        self.rules = Rules.from_policy(project.settings.policy)
         self.calendar = YearCalendar(as_of.year, self.rules.quiet)
+        # An owed send may still be caught up as long as it is valid: the finder looks
+        # back that far (the plan looks back `defer_for`).
+        self.finder = CandidateFinder(
+            calendar_campaigns(project, catalog), catalog, Clock(as_of, project.settings.tz),
+            as_of.year, max(catch_up_days, self.rules.defer_days),
+        )  # fmt: skip
 
     def step(self, send: book.Send) -> tuple[Campaign, Step] | str:
         campaign = self.campaigns.get(send.campaign)
@@ -120,11 +111,13 @@ class SendChecks:
         verdicts = Verdicts([], [])
         ids = sorted({d.send.contact_id for d in dues})
         rows = connection.execute(
-            select(contacts).where(contacts.c.id.in_(bindparam("ids", expanding=True))),
+            select(*CONTACT_COLUMNS)
+            .where(contacts.c.id.in_(bindparam("ids", expanding=True)))
+            .order_by(contacts.c.id),
             {"ids": ids},
         ).all()
         people = {str(row.id): row for row in rows}
-        stopped, suppressed = _stops(connection, rows, self.clock)
+        facts = self.finder.gather(connection, rows) if rows else ChunkFacts()
         histories = book.histories(
             connection,
             ids,
@@ -140,12 +133,11 @@ class SendChecks:
             if person is None:
                 verdicts.settled += [(d, book.CANCELLED, "contact no longer exists") for d in mine]
                 continue
-            history = histories.get(contact_id)
+            history = histories.get(contact_id) or book.History({}, {}, set())
             keep: list[Due] = []
             for due in mine:
-                status = history.status.get(due.send.key[1:]) if history else None
+                status = history.status.get(due.send.key[1:])
                 if status != due.state:  # the ledger moved on since the run looked
-                    assert history is not None
                     if due.send.key[1:] in history.recent:
                         summary.skip([due], MADE_MEANWHILE)
                     else:
@@ -153,72 +145,75 @@ class SendChecks:
                     continue
                 keep.append(due)
             if keep:
-                self._contact(person, keep, stopped, suppressed, history, verdicts)
+                self._contact(person, facts, keep, history, verdicts)
         return verdicts
 
     def _contact(
         self,
-        person: Any,
+        person: ContactRow,
+        facts: ChunkFacts,
         keep: list[Due],
-        stopped: dict[str, str],
-        suppressed: set[str],
-        history: book.History | None,
+        history: book.History,
         verdicts: Verdicts,
     ) -> None:
-        contact_id = str(person.id)
-        channel = person.channel if person.channel in ("email", "post") else None
-        channel = channel or ("email" if person.email else "post")
-        excluded: str | None = None
-        if person.channel == "none":
-            excluded = "channel none: service mails only"
-        elif contact_id in stopped:
-            excluded = stopped[contact_id]
-        if channel == "email":
-            problem = None
-            if not person.email:
-                problem = "no email address"
-            elif str(person.email).lower() in suppressed:
-                problem = "address suppressed"
-            if problem:
-                verdicts.settled += [(d, book.CANCELLED, problem) for d in keep]
-                return
+        channel = send_channel(person)
         refused = self.refuses(channel)
         if refused:
             verdicts.settled += [(d, book.DEFERRED, refused) for d in keep]
             return
-        candidates: list[Candidate] = []
-        by_key: dict[tuple[str, str, str], Due] = {}
+        retried = {d.send.key[1:] for d in keep if d.retry}
+        made = {k for k, s in history.status.items() if s not in OPEN and k not in retried}
+        sent = [when for key, when in history.counted.items() if key not in retried]
+        decisions = {
+            d.candidate.key: d
+            for d in decide(
+                self.finder, self.rules, self.calendar, person, facts, made=made, sent=sent
+            )
+        }
+        excluded = stop_reason(person, facts)
         for due in keep:
             found = self.step(due.send)
             if isinstance(found, str):
                 verdicts.settled.append((due, book.CANCELLED, found))
                 continue
-            campaign, step = found
-            send = due.send
-            candidates.append(
-                Candidate(
-                    self.as_of, send.campaign, send.step, send.occurrence, send.template or "",
-                    campaign.kind, due.priority, campaign.steps.index(step),
-                )
-            )  # fmt: skip
-            by_key[send.key[1:]] = due
-        retried = {key for key, due in by_key.items() if due.retry}
-        counted = [
-            (day, campaign)
-            for key, (day, campaign) in (history.counted.items() if history else ())
-            if key not in retried
-        ]
-        for decision in resolve(
-            candidates, self.rules, self.calendar, excluded=excluded, sent=counted
-        ):
-            due = by_key[decision.candidate.key]
-            if decision.status == PLANNED and decision.day == self.as_of:
-                verdicts.chosen.append(replace(due, send=replace(due.send, channel=channel)))
-            elif excluded is not None and decision.reason == excluded:
-                verdicts.settled.append((due, book.CANCELLED, excluded))
+            decision = decisions.get(due.send.key[1:])
+            if decision is None:
+                why = self._why_not(*found, person, facts, excluded)
+                verdicts.settled.append((due, book.CANCELLED, why))
+            elif decision.status == DROPPED:
+                cancel = decision.reason == excluded
+                status = book.CANCELLED if cancel else book.DEFERRED
+                verdicts.settled.append((due, status, decision.reason or "dropped"))
+            elif decision.day == self.as_of:
+                send = replace(due.send, channel=channel, template=decision.candidate.template)
+                verdicts.chosen.append(replace(due, send=send))
             else:
-                why = short(decision.reason or "does not fit today")
-                verdicts.settled.append((due, book.DEFERRED, why))
+                verdicts.settled.append((due, book.DEFERRED, _later(decision)))
+
+    def _why_not(
+        self,
+        campaign: Campaign,
+        step: Step,
+        person: ContactRow,
+        facts: ChunkFacts,
+        excluded: str | None,
+    ) -> str:
+        """Why today's decision has no such send for the contact."""
+        if excluded and campaign.kind != SERVICE:
+            return excluded
+        choice = choose_variant(campaign, step, str(person.id), facts.members)
+        if not choice.in_audience:
+            return f"not in the campaign's audience '{campaign.segment}'"
+        if choice.why_not:
+            return choice.why_not
+        started_by = f"its trigger ({campaign.trigger})" if campaign.trigger else "its schedule"
+        return f"{started_by} no longer holds on {self.as_of}"
+
+
+def _later(decision: Decision) -> str:
+    """Why a send decided for a later day waits."""
+    why = f"decided for {decision.day}"
+    return f"{why}: {decision.reason}" if decision.reason else why
 
 
 __all__ = ["CLAIMED", "MADE_MEANWHILE", "TAKEN", "SendChecks", "Verdicts", "short"]

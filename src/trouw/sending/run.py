@@ -48,7 +48,7 @@ from trouw.sending import runs
 from trouw.sending.checks import CLAIMED, TAKEN, SendChecks, short
 from trouw.sending.courier import Courier, Keeper, Parcel
 from trouw.sending.letters import letter_html
-from trouw.sending.owed import Due, owed_sends
+from trouw.sending.owed import Due, owed_sends, validity_days
 from trouw.sending.summary import SendSummary
 from trouw.sending.transports import (
     NOT_OURS,
@@ -120,12 +120,15 @@ class DaySender:
         self.catalog = load_catalog(project.segments_dir)
         self.templates = MailTemplates(project.templates_dir)
         self.campaigns = {c.name: c for c in load_campaigns(project.campaigns_dir)}
+        policy = project.settings.policy
         self.checks = SendChecks(
             project,
             as_of,
             self.campaigns,
+            self.catalog,
             refuses=transport.refuses if transport else lambda channel: None,
             started=started,
+            catch_up_days=max(validity_days(c, policy) for c in [None, *self.campaigns.values()]),
         )
         self.sender = project.settings.sender.from_address
         self.envelope_sender = parseaddr(self.sender)[1]
@@ -497,7 +500,7 @@ def _pass(
                 verdicts = run.checks.check(connection, chunk, summary)
                 chosen = verdicts.chosen
                 for due, status, reason in verdicts.settled:
-                    summary.settle(due, status, reason)
+                    summary.settle(due, status, short(reason))
                 if remaining[0] is not None and len(chosen) > remaining[0]:
                     summary.limited = True
                     summary.skip(chosen[remaining[0] :], "over --limit")

@@ -140,14 +140,25 @@ class CampaignMails:
     # ------------------------------------------------------------------ rendering
 
     def render_for(
-        self, campaign: Campaign, step: Step, contact_ids: Sequence[str]
+        self,
+        campaign: Campaign,
+        step: Step,
+        contact_ids: Sequence[str],
+        templates: Mapping[str, str] | None = None,
     ) -> list[RenderedMail]:
-        """Each contact's mail from this step: their variant, facts and context."""
+        """Each contact's mail from this step: their variant, facts and context.
+
+        `templates`: the template decided for each contact (the send's decision);
+        without it, each contact's variant is chosen here.
+        """
         rows = load_contacts(self.connection, list(contact_ids))
         ids = [str(row["id"]) for row in rows]
-        choices = choose_variants(
-            self.connection, campaign, step, ids, catalog=self.catalog, clock=self.clock
-        )
+        if templates is None:
+            choices = choose_variants(
+                self.connection, campaign, step, ids, catalog=self.catalog, clock=self.clock
+            )
+        else:
+            choices = {cid: Choice(cid, _variant(step, templates[cid])) for cid in ids}
         facts = compute_facts(self.connection, rows, as_of=self.as_of, tz=self.project.settings.tz)
         results = []
         for row in rows:
@@ -241,6 +252,11 @@ class CampaignMails:
                 **(headers or {}),
             },
         )
+
+
+def _variant(step: Step, template: str) -> Variant:
+    """The step's variant with this template (a decided one)."""
+    return next((v for v in step.variants if v.template == template), Variant(template))
 
 
 def _notes(campaign: Campaign, choice: Choice) -> list[str]:

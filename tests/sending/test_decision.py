@@ -1,0 +1,81 @@
+"""At send time the plan's decision is taken again with today's data: a send that is no
+longer right is cancelled with the reason, and the variant is today's."""
+
+from __future__ import annotations
+
+from datetime import date
+from pathlib import Path
+
+from sqlalchemy import Engine, select
+
+from tests.conftest import write_files
+from tests.planning.shop import make_shop, plan_rows, policy, run_plan
+from trouw.importing import import_contacts, import_events
+from trouw.project import load_project
+from trouw.sending import OutboxTransport, send_day
+from trouw.store import ledger
+
+CONTACTS = "id,email,first_name,last_name,channel\nw1,w1@x.example,Wil,Boer,email\n"
+WIN_BACK = {"win-back": "priority: 30\ntrigger: {inactive: 90d}\ntemplate: mail\n"}
+
+
+def _ledger(engine: Engine) -> list[tuple[str, str, str | None]]:
+    with engine.connect() as connection:
+        rows = connection.execute(select(ledger.c.occurrence, ledger.c.status, ledger.c.error))
+        return [(str(r[0]), str(r[1]), r[2]) for r in rows]
+
+
+def test_a_purchase_since_the_plan_cancels_the_win_back(
+    project_dir: Path, engine: Engine, tmp_path: Path
+) -> None:
+    events = "contact_id,type,occurred_at,amount\nw1,purchase,2026-10-10T12:00:00,20\n"
+    root = make_shop(
+        project_dir, engine, campaigns=WIN_BACK, contacts=CONTACTS, events=events,
+        settings=policy(quiet="[]"),
+    )  # fmt: skip
+    run_plan(root, engine, 2027, "2026-12-01")
+    [(day, *_)] = [row for row in plan_rows(engine, "w1") if row[1] == "win-back"]
+    assert day == "2027-01-08"  # 90 days after the last purchase
+    write_files(root, {"bought.csv": "contact_id,type,occurred_at,amount\n"
+                                     "w1,purchase,2027-01-05T10:00:00,35\n"})  # fmt: skip
+    import_events(engine, root / "bought.csv", timezone="Europe/Amsterdam")
+    summary = send_day(engine, load_project(root), date(2027, 1, 8), OutboxTransport(tmp_path))
+    assert summary.sent == 0
+    [(occurrence, status, error)] = _ledger(engine)
+    assert (occurrence, status) == ("win-back:2027-01-08", "cancelled")
+    assert error == "its trigger (inactive 90d) no longer holds on 2027-01-08"
+    assert not list(tmp_path.glob("*.eml"))
+
+
+def test_without_a_purchase_the_win_back_goes_out(
+    project_dir: Path, engine: Engine, tmp_path: Path
+) -> None:
+    events = "contact_id,type,occurred_at,amount\nw1,purchase,2026-10-10T12:00:00,20\n"
+    root = make_shop(
+        project_dir, engine, campaigns=WIN_BACK, contacts=CONTACTS, events=events,
+        settings=policy(quiet="[]"),
+    )  # fmt: skip
+    run_plan(root, engine, 2027, "2026-12-01")
+    summary = send_day(engine, load_project(root), date(2027, 1, 8), OutboxTransport(tmp_path))
+    assert summary.sent == 1
+    assert _ledger(engine) == [("win-back:2027-01-08", "sent", None)]
+
+
+def test_the_variant_is_todays(project_dir: Path, engine: Engine, tmp_path: Path) -> None:
+    campaigns = {
+        "spring": "priority: 50\nschedule:\n  dates: [2027-04-06]\nvariants:\n"
+        "  - {segment: gold, template: other}\n  - {template: mail}\n"
+    }
+    segments = {"gold": "where:\n  attribute: tier\n  equals: gold\n"}
+    contacts = "id,email,first_name,last_name,channel,tier\ng1,g1@x.example,Gea,Goud,email,\n"
+    root = make_shop(
+        project_dir, engine, campaigns=campaigns, contacts=contacts, segments=segments,
+        settings=policy(quiet="[]"),
+    )  # fmt: skip
+    run_plan(root, engine, 2027, "2027-01-01")
+    assert [row[1:3] for row in plan_rows(engine, "g1")] == [("spring", "main")]
+    write_files(root, {"gold.csv": "id,tier\ng1,gold\n"})  # promoted after the plan was made
+    import_contacts(engine, root / "gold.csv", timezone="Europe/Amsterdam")
+    send_day(engine, load_project(root), date(2027, 4, 6), OutboxTransport(tmp_path))
+    with engine.connect() as connection:
+        assert connection.execute(select(ledger.c.template)).scalar_one() == "other"
