@@ -38,7 +38,7 @@ class Policy:
     min_gap: str = "2d"
     quiet_days: tuple[str, ...] = ("sunday",)
     defer_for: str = "7d"
-    send_window: str = "09:00-17:00"
+    send_window: str | None = None  # HH:MM-HH:MM in the contact's time zone; None: any hour
 
 
 @dataclass(frozen=True)
@@ -191,8 +191,9 @@ class _SettingsReader:
                 parse_duration(value)
             except ValueError as exc:
                 raise self._error("policy", key, str(exc), 'write e.g. "2d" or "1w"') from exc
-        window = self._get(table, "policy", "send_window", str, base.send_window)
-        if not re.fullmatch(r"([01]\d|2[0-3]):[0-5]\d-([01]\d|2[0-3]):[0-5]\d", window):
+        window = self._get(table, "policy", "send_window", str, None)
+        hours = r"([01]\d|2[0-3]):[0-5]\d"
+        if window is not None and not re.fullmatch(f"{hours}-{hours}", window):
             raise self._error(
                 "policy",
                 "send_window",

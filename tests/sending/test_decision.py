@@ -3,7 +3,7 @@ longer right is cancelled with the reason, and the variant is today's."""
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, datetime
 from pathlib import Path
 
 from sqlalchemy import Engine, select
@@ -12,7 +12,7 @@ from tests.conftest import write_files
 from tests.planning.shop import make_shop, plan_rows, policy, run_plan
 from trouw.importing import import_contacts, import_events
 from trouw.project import load_project
-from trouw.sending import OutboxTransport, send_day
+from trouw.sending import OutboxTransport, SendSummary, send_day
 from trouw.store import ledger
 
 CONTACTS = "id,email,first_name,last_name,channel\nw1,w1@x.example,Wil,Boer,email\n"
@@ -79,3 +79,44 @@ def test_the_variant_is_todays(project_dir: Path, engine: Engine, tmp_path: Path
     send_day(engine, load_project(root), date(2027, 4, 6), OutboxTransport(tmp_path))
     with engine.connect() as connection:
         assert connection.execute(select(ledger.c.template)).scalar_one() == "other"
+
+
+def test_mails_leave_only_inside_each_contacts_send_window(
+    project_dir: Path, engine: Engine, tmp_path: Path
+) -> None:
+    contacts = (
+        "id,email,first_name,last_name,channel,timezone\n"
+        "ams,a@x.example,An,Dam,email,Europe/Amsterdam\n"
+        "akl,k@x.example,Kiri,Ora,email,Pacific/Auckland\n"
+    )
+    campaigns = {"spring": "priority: 50\nschedule:\n  dates: [2027-04-06]\ntemplate: mail\n"}
+    settings = policy(quiet="[]") + 'send_window = "09:00-17:00"\n'
+    root = make_shop(project_dir, engine, campaigns=campaigns, contacts=contacts, settings=settings)
+    run_plan(root, engine, 2027, "2027-01-01")
+    day = date(2027, 4, 6)
+
+    def send_at(now: datetime) -> SendSummary:
+        return send_day(engine, load_project(root), day, OutboxTransport(tmp_path), now=now)
+
+    early = send_at(datetime(2027, 4, 6, 8, 0))  # 10:00 in Amsterdam, 20:00 in Auckland
+    assert early.sent == 1
+    assert early.skipped == {"waiting for the send window 09:00-17:00": 1}
+    with engine.connect() as connection:
+        assert connection.execute(select(ledger.c.contact_id)).scalars().all() == ["ams"]
+    late = send_at(datetime(2027, 4, 6, 21, 30))  # 09:30 the next morning in Auckland
+    assert late.sent == 1 and not late.skipped
+    evening = send_at(datetime(2027, 4, 6, 17, 30))  # nothing left, nothing waits
+    assert evening.due == 0
+
+
+def test_without_a_send_window_any_hour_will_do(
+    project_dir: Path, engine: Engine, tmp_path: Path
+) -> None:
+    campaigns = {"spring": "priority: 50\nschedule:\n  dates: [2027-04-06]\ntemplate: mail\n"}
+    root = make_shop(project_dir, engine, campaigns=campaigns, contacts=CONTACTS)
+    run_plan(root, engine, 2027, "2027-01-01")
+    night = datetime(2027, 4, 6, 1, 0)
+    summary = send_day(
+        engine, load_project(root), date(2027, 4, 6), OutboxTransport(tmp_path), now=night
+    )
+    assert summary.sent == 1

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
-from datetime import date
+from datetime import UTC, date, datetime, time
 from pathlib import Path
 
 from sqlalchemy import Connection, Engine, delete, func, select
@@ -99,7 +99,12 @@ def run_demo(
     ics_path.write_bytes(calendar_ics(view, name=project.settings.name))
     outbox = folder / "outbox"
     first_day = min(view.per_day, default=None)
-    sent = send_day(engine, project, first_day, OutboxTransport(outbox)) if first_day else None
+    sent = None
+    if first_day is not None:
+        # Sent as at 15:00 of that day: 10:00 on Curaçao, inside every demo contact's window.
+        moment = datetime.combine(first_day, time(15), project.settings.tz)
+        now = moment.astimezone(UTC).replace(tzinfo=None)
+        sent = send_day(engine, project, first_day, OutboxTransport(outbox), now=now)
     report_day = first_day or as_of
     report_path = folder / f"report-{report_day.year}.html"
     with engine.connect() as connection:

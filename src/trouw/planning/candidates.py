@@ -90,7 +90,8 @@ def _event_type(dialect: str) -> ColumnElement[str]:
 
 
 @lru_cache(maxsize=512)
-def _zone(name: str | None, fallback: str) -> ZoneInfo:
+def zone_named(name: str | None, fallback: str) -> ZoneInfo:
+    """A contact's time zone by name; the project's (`fallback`) when unknown or invalid."""
     try:
         return ZoneInfo(name) if name else ZoneInfo(fallback)
     except (ZoneInfoNotFoundError, ValueError):
@@ -315,7 +316,9 @@ class CandidateFinder:
     # -- the per-contact part: date arithmetic
 
     def local_day(self, moment: datetime, zone_name: str | None) -> date:
-        return moment.replace(tzinfo=UTC).astimezone(_zone(zone_name, self.project_zone)).date()
+        return (
+            moment.replace(tzinfo=UTC).astimezone(zone_named(zone_name, self.project_zone)).date()
+        )
 
     def starts(
         self, campaign: Campaign, contact: ContactRow, facts: ChunkFacts
@@ -493,4 +496,11 @@ def send_channel(contact: ContactRow) -> str:
     return "email" if contact.email else "post"
 
 
-__all__ = ["SERVICE", "CandidateFinder", "ChunkFacts", "contact_chunks", "day_in_year"]
+__all__ = [
+    "SERVICE",
+    "CandidateFinder",
+    "ChunkFacts",
+    "contact_chunks",
+    "day_in_year",
+    "zone_named",
+]

@@ -21,8 +21,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from typing import NamedTuple
+from zoneinfo import ZoneInfo
 
 import holidays
 
@@ -281,6 +282,29 @@ def resolve(
                 )
             )
     return decisions
+
+
+class SendWindow:
+    """`send_window = "09:00-17:00"`: the hours a contact may get mail, in their own zone.
+
+    A window that ends before it starts runs over midnight ("20:00-08:00").
+    """
+
+    def __init__(self, text: str) -> None:
+        start, end = text.split("-")
+        self.text = text
+        self.start = time.fromisoformat(start)
+        self.end = time.fromisoformat(end)
+
+    def allows(self, moment: datetime, zone: ZoneInfo) -> bool:
+        """Whether `moment` (naive UTC) falls inside the window in `zone`."""
+        local = moment.replace(tzinfo=UTC).astimezone(zone).time()
+        if self.start < self.end:
+            return self.start <= local < self.end
+        return local >= self.start or local < self.end
+
+    def __str__(self) -> str:
+        return self.text
 
 
 def week_of(day: date) -> date:

@@ -35,10 +35,11 @@ from trouw.planning.candidates import (
     ContactRow,
     send_channel,
     stop_reason,
+    zone_named,
 )
 from trouw.planning.decision import decide
 from trouw.planning.planner import calendar_campaigns
-from trouw.planning.policy import DROPPED, Decision, Rules, YearCalendar
+from trouw.planning.policy import DROPPED, Decision, Rules, SendWindow, YearCalendar
 from trouw.project import Project
 from trouw.segments import Catalog, Clock
 from trouw.sending import ledger as book
@@ -62,6 +63,7 @@ class Verdicts:
 
     chosen: list[Due]
     settled: list[tuple[Due, str, str]]
+    waiting: list[Due]  # outside the contact's send window: owed to a later run
 
 
 def short(reason: str) -> str:
@@ -83,13 +85,18 @@ class SendChecks:
         refuses: Any,  # channel -> why the transport cannot carry it, or None
         started: datetime,
         catch_up_days: int,
+        now: datetime,
     ) -> None:
         self.as_of = as_of
+        self.now = now  # naive UTC: the moment the send window is judged at
         self.campaigns = campaigns
         self.refuses = refuses
         self.started = started
         self.rules = Rules.from_policy(project.settings.policy)
         self.calendar = YearCalendar(as_of.year, self.rules.quiet)
+        window = project.settings.policy.send_window
+        self.window = SendWindow(window) if window else None
+        self.zone = project.settings.timezone
         # An owed send may still be caught up as long as it is valid: the finder looks
         # back that far (the plan looks back `defer_for`).
         self.finder = CandidateFinder(
@@ -108,7 +115,7 @@ class SendChecks:
 
     def check(self, connection: Connection, dues: Sequence[Due], summary: SendSummary) -> Verdicts:
         """Decide each of these dues (whole contacts); skips are counted in `summary`."""
-        verdicts = Verdicts([], [])
+        verdicts = Verdicts([], [], [])
         ids = sorted({d.send.contact_id for d in dues})
         rows = connection.execute(
             select(*CONTACT_COLUMNS)
@@ -146,6 +153,8 @@ class SendChecks:
                 keep.append(due)
             if keep:
                 self._contact(person, facts, keep, history, verdicts)
+        if verdicts.waiting:
+            summary.skip(verdicts.waiting, f"waiting for the send window {self.window}")
         return verdicts
 
     def _contact(
@@ -156,6 +165,11 @@ class SendChecks:
         history: book.History,
         verdicts: Verdicts,
     ) -> None:
+        if self.window is not None and not self.window.allows(
+            self.now, zone_named(person.timezone, self.zone)
+        ):
+            verdicts.waiting += keep
+            return
         channel = send_channel(person)
         refused = self.refuses(channel)
         if refused:

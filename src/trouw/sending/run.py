@@ -107,6 +107,7 @@ class DaySender:
         run_id: int,
         started: datetime,
         retry_backoff: Sequence[timedelta],
+        now: datetime,
     ) -> None:
         self.engine = engine
         self.project = project
@@ -129,6 +130,7 @@ class DaySender:
             refuses=transport.refuses if transport else lambda channel: None,
             started=started,
             catch_up_days=max(validity_days(c, policy) for c in [None, *self.campaigns.values()]),
+            now=now,
         )
         self.sender = project.settings.sender.from_address
         self.envelope_sender = parseaddr(self.sender)[1]
@@ -342,6 +344,7 @@ def send_day(
     worker: tuple[int, int] = (0, 1),
     progress: Callable[[int, int], Any] | None = None,
     started: datetime | None = None,
+    now: datetime | None = None,
 ) -> SendSummary:
     """Work everything owed up to `as_of` through `transport` (None for a dry run, which
     writes nothing).
@@ -350,7 +353,8 @@ def send_day(
     i-th of n workers of one run starts at the i-th n-th of the chunks (and
     wraps around), so workers meet each other's work as late as possible.
     `started`: when the run began (its workers share it), to tell ledger rows
-    made meanwhile from those of earlier runs. A stop (Ctrl-C, SIGTERM as
+    made meanwhile from those of earlier runs. `now` (naive UTC, default the
+    real time): the moment each contact's send window is judged at. A stop (Ctrl-C, SIGTERM as
     `Stopped`) ends the run cleanly: the summary says `interrupted`. Raises
     TransportDown (after recording what was delivered and giving back what
     was not) when the transport fails altogether.
@@ -359,10 +363,12 @@ def send_day(
         raise ValueError("a transport is needed unless dry_run")
     summary = SendSummary(as_of, dry_run=dry_run)
     started = started or _now()
+    now = now or _now()
     if dry_run:
         run = DaySender(
-            engine, project, as_of, None, run_id=0, started=started, retry_backoff=retry_backoff
-        )
+            engine, project, as_of, None,
+            run_id=0, started=started, retry_backoff=retry_backoff, now=now,
+        )  # fmt: skip
         _work(run, summary, limit=limit, dry_run=True, retry_unknown=False,
               chunk_contacts=chunk_contacts, send_batch=send_batch, worker=worker,
               progress=progress)  # fmt: skip
@@ -370,7 +376,7 @@ def send_day(
     with runs.SendRun(engine, as_of) as lock:
         run = DaySender(
             engine, project, as_of, transport,
-            run_id=lock.id, started=started, retry_backoff=retry_backoff,
+            run_id=lock.id, started=started, retry_backoff=retry_backoff, now=now,
         )  # fmt: skip
         outcome = "failed"
         try:
