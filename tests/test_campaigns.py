@@ -237,6 +237,13 @@ def test_facts_for_a_batch(tmp_path: Path, engine: Engine) -> None:
             "not both",
         ),
         ("template: a\nschedul: {}\n", 2, "schedul", "unknown key 'schedul'"),
+        ("template: a\nschedule:\n  rrule: FREQ=YEARLY;BYMONTH=13\n", 3, "rrule", "no day"),
+        (
+            "template: a\nschedule:\n  rrule: FREQ=YEARLY;BYMONTH=6;BYMONTHDAY=31\n",
+            3,
+            "rrule",
+            "matches no day at all",
+        ),
     ],
 )
 def test_calendar_errors_name_line_and_key(
@@ -278,3 +285,14 @@ def test_an_entered_trigger_on_a_missing_segment_is_reported(tmp_path: Path) -> 
     problems = check_references(campaign, segments=[], template_exists=lambda _n: True)
     assert [(p.line, p.key) for p in problems] == [(2, "trigger")]
     assert "no segment 'vips'" in str(problems[0])
+
+
+def test_an_rrule_without_dtstart_works_for_any_year_and_keeps_its_rhythm(tmp_path: Path) -> None:
+    monthly = load(tmp_path, "template: a\nschedule:\n  rrule: FREQ=MONTHLY;BYMONTHDAY=1\n")
+    assert monthly.schedule is not None
+    assert len(monthly.schedule.days_in(1998)) == 12
+    assert monthly.schedule.days_in(1900)[0] == date(1900, 1, 1)
+    every_other = load(tmp_path, "template: a\nschedule:\n  rrule: FREQ=YEARLY;INTERVAL=2\n")
+    assert every_other.schedule is not None
+    years = [y for y in range(1990, 2031) if every_other.schedule.days_in(y)]
+    assert years == list(range(1990, 2031, 2))  # the same even years before and after 2000

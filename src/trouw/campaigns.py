@@ -20,6 +20,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -48,9 +49,12 @@ TOP_LEVEL_KEYS = (
     "steps",
     "valid_for",
 )
-# An rrule is anchored here when it names no DTSTART, so INTERVAL=2 means the
-# same years whichever year is planned.
-RRULE_ANCHOR = datetime(2000, 1, 1)
+# An rrule is anchored here when it names no DTSTART, so it yields days for any year from
+# 1900 on and INTERVAL=2 means the same years (months, weeks) whichever year is planned.
+RRULE_ANCHOR = datetime(1900, 1, 1)
+# A rule that matches no day in this many years from its start matches none at all
+# (BYMONTH=13, 31 June): 28 years hold every combination of weekday and leap year.
+RRULE_PROBE_YEARS = 28
 # Finer rules than daily would be millions of sends per contact: surely a typo.
 _TOO_FINE = ("HOURLY", "MINUTELY", "SECONDLY")
 
@@ -100,9 +104,7 @@ class Schedule:
         """The scheduled days that fall in `year`, sorted."""
         if self.rrule is None:
             return sorted(day for day in self.dates if day.year == year)
-        rule = _parse_rrule(self.rrule)
-        found = rule.between(datetime(year, 1, 1), datetime(year, 12, 31, 23, 59, 59), inc=True)
-        return sorted({moment.date() for moment in found})
+        return list(_rrule_days(self.rrule, year))
 
 
 @dataclass(frozen=True)
@@ -188,6 +190,21 @@ def _parse_rrule(text: str) -> rrule | rruleset:
     if "DTSTART" in text.upper():
         return rrulestr(text, forceset=False)
     return rrulestr(text, dtstart=RRULE_ANCHOR)
+
+
+@lru_cache(maxsize=256)
+def _rrule_days(text: str, year: int) -> tuple[date, ...]:
+    """The days of `year` an rrule yields (cached: the planner asks per year, not per contact)."""
+    rule = _parse_rrule(text)
+    found = rule.between(datetime(year, 1, 1), datetime(year, 12, 31, 23, 59, 59), inc=True)
+    return tuple(sorted({moment.date() for moment in found}))
+
+
+def _matches_some_day(rule: rrule | rruleset) -> bool:
+    """Whether the rule yields a day within RRULE_PROBE_YEARS of its start."""
+    start = getattr(rule, "_dtstart", None) or RRULE_ANCHOR
+    end = start.replace(year=start.year + RRULE_PROBE_YEARS)
+    return bool(rule.between(start, end, inc=True))
 
 
 # ---------------------------------------------------------------------- loading
@@ -384,7 +401,7 @@ class _Reader:
                     value, "rrule", "a rule finer than daily", "use FREQ=DAILY or coarser"
                 )
             try:
-                _parse_rrule(text)
+                rule = _parse_rrule(text)
             except (ValueError, TypeError) as exc:
                 raise self.error(
                     value,
@@ -392,6 +409,13 @@ class _Reader:
                     f"not an RFC 5545 rule: {exc}",
                     'write e.g. "FREQ=YEARLY;BYMONTH=3;BYMONTHDAY=31"',
                 ) from exc
+            if not _matches_some_day(rule):
+                raise self.error(
+                    value,
+                    "rrule",
+                    f"the rule '{text}' matches no day at all (a 13th month, a 31 June?)",
+                    "check BYMONTH (1-12) and BYMONTHDAY against the month's length",
+                )
             return Schedule(rrule=text, line=line)
         items = value["dates"]
         if not isinstance(items, list) or not items:

@@ -139,3 +139,26 @@ def test_calendar_page_in_a_real_browser(shop: Cli, tmp_path: Path, browser: Any
     assert cell.get_attribute("data-sends") == "2"
     assert "spring: 2" in (cell.get_attribute("title") or "")
     assert "spring" in page.inner_text("#campaigns")
+
+
+def test_a_monthly_rrule_plans_1998_and_a_schedule_without_a_day_is_reported(
+    cli: Cli, engine: Any
+) -> None:
+    write_files(
+        cli.project,
+        {
+            "trouw.toml": (cli.project / "trouw.toml").read_text() + policy(quiet="[]"),
+            "templates/mail.html": TEMPLATE,
+            "campaigns/news.yaml": 'schedule:\n  rrule: "FREQ=MONTHLY;BYMONTHDAY=1"\n'
+            "template: mail\n",
+            "campaigns/once.yaml": "schedule:\n  dates: [2027-04-02]\ntemplate: mail\n",
+            "contacts.csv": "id,email\nold,old@x.example\n",
+        },
+    )
+    assert cli("import", "contacts", str(cli.project / "contacts.csv")).exit_code == 0
+    result = cli("plan", "1998", "--as-of", "1997-12-01")
+    assert result.exit_code == 0, result.output
+    assert "campaign 'once' has no day in 1998" in result.output
+    export = cli("plan", "export", "--format", "json", "--year", "1998")
+    rows = json.loads(export.output)
+    assert [row["date"] for row in rows] == [f"1998-{m:02d}-01" for m in range(1, 13)]

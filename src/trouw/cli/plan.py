@@ -121,6 +121,11 @@ def plan_group(ctx: click.Context, as_of: date | None, chunk_size: int, workers:
         "[b]total[/b]", *(f"[b]{summary.statuses[s]}[/b]" for s in (PLANNED, DEFERRED, DROPPED))
     )
     console.print(table)
+    for name in summary.unscheduled:
+        console.print(
+            f"[yellow]note:[/yellow] campaign '{escape(name)}' has no day in {year} on its "
+            f"schedule: nobody gets it this year (see campaigns/{escape(name)}.yaml)"
+        )
     per_contact = summary.sends / summary.contacts if summary.contacts else 0.0
     console.print(
         f"{summary.contacts} contacts, {summary.sends} sends ({per_contact:.1f} per contact); "

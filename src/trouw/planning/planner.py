@@ -63,6 +63,8 @@ class PlanSummary:
     contacts: int = 0
     statuses: Counter[str] = field(default_factory=Counter)
     campaigns: dict[str, Counter[str]] = field(default_factory=dict)
+    # Scheduled campaigns whose schedule has no day in the year: on no one's calendar.
+    unscheduled: list[str] = field(default_factory=list)
 
     @property
     def sends(self) -> int:
@@ -169,6 +171,11 @@ def plan_year(
     """
     planner = ChunkPlanner(project, year=year, as_of=as_of)
     summary = PlanSummary(year, as_of)
+    summary.unscheduled = [
+        c.name
+        for c in planner.finder.campaigns
+        if c.schedule is not None and not c.schedule.days_in(year)
+    ]
     statuses = summary.statuses
     per_campaign = summary.campaigns
     writer = BulkInsert(plan, PLAN_COLUMNS)
