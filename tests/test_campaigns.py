@@ -97,6 +97,7 @@ def test_journey_steps(tmp_path: Path) -> None:
         ("template: a.html\n", 1, "not a template name"),
         ("template: a\nvalid_for: 3m\n", 2, "ambiguous"),
         ("template: a\nvalid_for: soon\n", 2, "expected a duration"),
+        ("template: a\non_defer: later\n", 2, "unknown choice 'later'"),
     ],
 )
 def test_errors_name_the_line(tmp_path: Path, text: str, line: int, message: str) -> None:

@@ -48,7 +48,9 @@ TOP_LEVEL_KEYS = (
     "variants",
     "steps",
     "valid_for",
+    "on_defer",
 )
+ON_DEFER = ("supersede", "keep")
 # An rrule is anchored here when it names no DTSTART, so it yields days for any year from
 # 1900 on and INTERVAL=2 means the same years (months, weeks) whichever year is planned.
 RRULE_ANCHOR = datetime(1900, 1, 1)
@@ -145,6 +147,17 @@ class Campaign:
     schedule: Schedule | None = None
     trigger: Trigger | None = None
     valid_for: Duration | None = None  # how late a send may still go out (default: policy)
+    on_defer: str | None = None  # supersede | keep; None: the default for its kind
+
+    @property
+    def supersedes(self) -> bool:
+        """Whether a deferred occurrence gives way to the next one (the fresher wins).
+
+        The default: yes for a promotional schedule (a newsletter), no otherwise.
+        """
+        if self.on_defer is not None:
+            return self.on_defer == "supersede"
+        return self.schedule is not None and self.kind == "promotional"
 
     @property
     def on_calendar(self) -> bool:
@@ -369,8 +382,14 @@ class _Reader:
                 valid_for = parse_duration(raw["valid_for"])
             except ValueError as exc:
                 raise self.error(raw, "valid_for", str(exc), "write e.g. `valid_for: 3d`") from None
+        on_defer = self.text(raw, "on_defer", required=False)
+        if on_defer is not None and on_defer not in ON_DEFER:
+            raise self.error(
+                raw, "on_defer", f"unknown choice '{on_defer}'", "use supersede or keep"
+            )
         return Campaign(
             valid_for=valid_for,
+            on_defer=on_defer,
             name=self.path.stem,
             path=self.path,
             description=description,

@@ -180,3 +180,45 @@ def test_service_mails_ignore_caps_but_count_toward_them() -> None:
 def test_weekday_names_are_the_projects() -> None:
     assert QuietDays(("Sunday",)).is_quiet(date(2027, 4, 4))
     assert WEEKDAYS[date(2027, 4, 4).weekday()] == "sunday"
+
+
+def _tuesdays(first: str, last: str) -> list[Candidate]:
+    day, end = date.fromisoformat(first), date.fromisoformat(last)
+    found = []
+    while day <= end:
+        if day.weekday() == 1:
+            found.append(_candidate(day.isoformat(), "news", 50))
+        day += timedelta(days=1)
+    return found
+
+
+def test_the_fresher_newsletter_wins_over_a_deferred_one() -> None:
+    """A weekly newsletter under 1 a week and 3 a month: three fresh issues a month, each
+    on its own Tuesday; the fourth is superseded, not sent a week late in its place."""
+    rules = Rules(
+        max_per_week=1, max_per_month=3, min_gap_days=0, defer_days=7, quiet=QuietDays(())
+    )
+    news = _tuesdays("2027-02-01", "2027-04-30")
+    spring = date(2027, 3, 31)
+    decisions = [
+        d for d in resolve(news, rules, calendar_for(()), supersede={"news"})
+        if d.candidate.due <= spring
+    ]  # fmt: skip
+    sent = sorted(d.day.isoformat() for d in decisions if d.status == PLANNED)
+    assert sent == [
+        "2027-02-02",
+        "2027-02-09",
+        "2027-02-16",
+        "2027-03-02",
+        "2027-03-09",
+        "2027-03-16",
+    ]
+    dropped = {d.candidate.due.isoformat(): str(d.reason) for d in decisions if d.status == DROPPED}
+    assert sorted(dropped) == ["2027-02-23", "2027-03-23", "2027-03-30"]
+    assert dropped["2027-02-23"].startswith("superseded by the next occurrence on 2027-03-02")
+    assert dropped["2027-03-30"].startswith("superseded by the next occurrence on 2027-04-06")
+    assert "no room within defer_for" in dropped["2027-03-23"]  # March is full to its end
+    assert not [d for d in decisions if d.status == DEFERRED]
+    # Kept instead (on_defer: keep), the late issue pushes every later one a week on.
+    kept = resolve(news, rules, calendar_for(()))
+    assert [d for d in kept if d.status == DEFERRED and d.candidate.due <= spring]

@@ -160,6 +160,8 @@ class CandidateFinder:
         defer_days: int,
     ) -> None:
         self.campaigns = list(campaigns)
+        # Recurring campaigns whose deferred occurrence gives way to the next one.
+        self.superseding = frozenset(c.name for c in self.campaigns if c.supersedes)
         self.catalog = catalog
         self.clock = clock
         self.year = year

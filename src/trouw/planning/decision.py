@@ -39,7 +39,14 @@ def decide(
         candidates = [c for c in candidates if c.key not in made]
     if not candidates:
         return []
-    return resolve(candidates, rules, calendar, excluded=stop_reason(contact, facts), sent=sent)
+    return resolve(
+        candidates,
+        rules,
+        calendar,
+        excluded=stop_reason(contact, facts),
+        sent=sent,
+        supersede=finder.superseding,
+    )
 
 
 def sends_on(day: date, decisions: Sequence[Decision]) -> list[Decision]:

@@ -19,9 +19,10 @@ Decisions, in order, deterministic for the same input:
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
+from itertools import pairwise
 from typing import NamedTuple
 from zoneinfo import ZoneInfo
 
@@ -30,6 +31,7 @@ import holidays
 from trouw.durations import parse_duration
 from trouw.project import WEEKDAYS, Policy
 
+SUPERSEDED = "superseded by the next occurrence"
 PLANNED = "planned"
 DEFERRED = "deferred"
 DROPPED = "dropped"
@@ -168,6 +170,7 @@ def resolve(
     *,
     excluded: str | None = None,
     sent: Sequence[tuple[date, str]] = (),
+    supersede: Collection[str] = (),
 ) -> list[Decision]:
     """Decide day and status of each of one contact's candidates.
 
@@ -176,6 +179,11 @@ def resolve(
     a (campaign, step, occurrence) given twice is decided once. `sent` holds the
     (day, campaign) of mails already made (the ledger): they are not decided
     again, but they count toward the week, the month and the gap, as at send time.
+
+    Campaigns in `supersede` (recurring ones where the fresher wins): an
+    occurrence that would be deferred into the week or month of the same
+    step's next occurrence is dropped as superseded instead, so it never takes
+    the room of the fresher one.
     """
     seen: set[tuple[str, str, str]] = set()
     decisions: list[Decision] = []
@@ -197,6 +205,7 @@ def resolve(
             per_month[month] = per_month.get(month, 0) + 1
     next_allowed = calendar.next_allowed
     last = calendar.last
+    following = _next_occurrences(candidates, supersede) if supersede else {}
     max_week, max_month, defer = rules.max_per_week, rules.max_per_month, rules.defer_days
     for candidate in sorted(candidates, key=_order):
         key = candidate[1:4]  # (campaign, step, occurrence), as Candidate.key
@@ -259,6 +268,16 @@ def resolve(
                 reason = f"{shifted}; {reason}"
             decisions.append(Decision(candidate, date.fromordinal(start), DROPPED, reason))
             continue
+        if chosen != start and candidate[1:4] in following:
+            upcoming = following[candidate[1:4]]
+            if (chosen - 1) // 7 == (upcoming - 1) // 7 or (
+                months[chosen - first] == months[upcoming - first]
+                if first <= upcoming <= last
+                else False
+            ):
+                reason = f"{SUPERSEDED} on {date.fromordinal(upcoming)}: {first_problem}"
+                decisions.append(Decision(candidate, date.fromordinal(start), DROPPED, reason))
+                continue
         placed.append(chosen)
         if chosen not in placed_by:
             placed_by[chosen] = candidate.campaign
@@ -305,6 +324,22 @@ class SendWindow:
 
     def __str__(self) -> str:
         return self.text
+
+
+def _next_occurrences(
+    candidates: Sequence[Candidate], supersede: Collection[str]
+) -> dict[tuple[str, str, str], int]:
+    """For each candidate of a superseding campaign: the ordinal of its step's next due."""
+    dues: dict[tuple[str, str], list[tuple[int, str]]] = {}
+    for c in candidates:
+        if c.campaign in supersede:
+            dues.setdefault((c.campaign, c.step), []).append((c.due.toordinal(), c.occurrence))
+    following: dict[tuple[str, str, str], int] = {}
+    for (campaign, step), found in dues.items():
+        found.sort()
+        for (_, occurrence), (upcoming, _) in pairwise(found):
+            following[(campaign, step, occurrence)] = upcoming
+    return following
 
 
 def week_of(day: date) -> date:

@@ -39,7 +39,14 @@ from trouw.planning.candidates import (
 )
 from trouw.planning.decision import decide
 from trouw.planning.planner import calendar_campaigns
-from trouw.planning.policy import DROPPED, Decision, Rules, SendWindow, YearCalendar
+from trouw.planning.policy import (
+    DROPPED,
+    SUPERSEDED,
+    Decision,
+    Rules,
+    SendWindow,
+    YearCalendar,
+)
 from trouw.project import Project
 from trouw.segments import Catalog, Clock
 from trouw.sending import ledger as book
@@ -195,7 +202,8 @@ class SendChecks:
                 why = self._why_not(*found, person, facts, excluded)
                 verdicts.settled.append((due, book.CANCELLED, why))
             elif decision.status == DROPPED:
-                cancel = decision.reason == excluded
+                reason = decision.reason or ""
+                cancel = reason == excluded or reason.startswith(SUPERSEDED)
                 status = book.CANCELLED if cancel else book.DEFERRED
                 verdicts.settled.append((due, status, decision.reason or "dropped"))
             elif decision.day == self.as_of:
