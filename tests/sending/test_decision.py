@@ -10,10 +10,12 @@ from sqlalchemy import Engine, select
 
 from tests.conftest import write_files
 from tests.planning.shop import make_shop, plan_rows, policy, run_plan
+from trouw.campaigns import find_campaign
 from trouw.importing import import_contacts, import_events
 from trouw.project import load_project
 from trouw.sending import OutboxTransport, SendSummary, send_day
 from trouw.store import ledger
+from trouw.templates.campaign_mails import CampaignMails
 
 CONTACTS = "id,email,first_name,last_name,channel\nw1,w1@x.example,Wil,Boer,email\n"
 WIN_BACK = {"win-back": "priority: 30\ntrigger: {inactive: 90d}\ntemplate: mail\n"}
@@ -120,3 +122,28 @@ def test_without_a_send_window_any_hour_will_do(
         engine, load_project(root), date(2027, 4, 6), OutboxTransport(tmp_path), now=night
     )
     assert summary.sent == 1
+
+
+def test_preview_samples_of_the_fallback_get_the_fallback(
+    project_dir: Path, engine: Engine
+) -> None:
+    campaigns = {
+        "spring": "priority: 50\nschedule:\n  dates: [2027-04-06]\nvariants:\n"
+        "  - {segment: gold, template: other}\n  - {template: mail}\n"
+    }
+    segments = {"gold": "where:\n  attribute: tier\n  equals: gold\n"}
+    contacts = (
+        "id,email,first_name,last_name,channel,tier\n"
+        "a1,a1@x.example,Aat,Goud,email,gold\n"
+        "b2,b2@x.example,Bas,Brons,email,bronze\n"
+        "c3,c3@x.example,Cor,Goud,email,gold\n"
+    )
+    root = make_shop(project_dir, engine, campaigns=campaigns, contacts=contacts, segments=segments)
+    project = load_project(root)
+    campaign = find_campaign(project.campaigns_dir, "spring")
+    step = campaign.step(None)
+    with engine.connect() as connection:
+        mails = CampaignMails(project, connection, date(2027, 4, 6))
+        gold, fallback = step.variants
+        assert mails.samples_of(campaign, step, gold, 5) == ["a1", "c3"]
+        assert mails.samples_of(campaign, step, fallback, 5) == ["b2"]  # not the gold ones

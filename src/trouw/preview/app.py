@@ -81,8 +81,7 @@ def create_app(project: Project, engine: Engine, *, as_of: date) -> Flask:
             mails = renderer(connection)
             groups = []
             for variant in step.variants:
-                segment = variant.segment or campaign.segment
-                ids = mails.sample_ids(segment, SAMPLES_PER_VARIANT)
+                ids = mails.samples_of(campaign, step, variant, SAMPLES_PER_VARIANT)
                 if not ids:
                     ids = [f"{SYNTHETIC_PREFIX}{locale}" for locale in mails.locales_in_use()]
                 label = f"segment {variant.segment}" if variant.segment else "fallback"

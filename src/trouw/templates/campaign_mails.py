@@ -122,14 +122,24 @@ class CampaignMails:
         return [str(row[0]) for row in self.connection.execute(query)]
 
     def variant_samples(self, campaign: Campaign, step: Step, per_variant: int) -> list[str]:
-        """A few contacts per variant (members of its segment; any contact for the fallback)."""
+        """A few contacts per variant, each one who really gets that variant."""
         ids: list[str] = []
         for variant in step.variants:
-            segment = variant.segment or campaign.segment
-            for contact_id in self.sample_ids(segment, per_variant):
+            for contact_id in self.samples_of(campaign, step, variant, per_variant):
                 if contact_id not in ids:
                     ids.append(contact_id)
         return ids
+
+    def samples_of(self, campaign: Campaign, step: Step, variant: Variant, limit: int) -> list[str]:
+        """Up to `limit` contacts who get `variant` from this step, by the send's own rule
+        (campaigns.choose_variant): a fallback sample never shows a contact who gets
+        another variant. Candidates are the variant's segment members (any contact for
+        the fallback), ten times as many as wanted, in id order."""
+        pool = self.sample_ids(variant.segment or campaign.segment, limit * 10)
+        choices = choose_variants(
+            self.connection, campaign, step, pool, catalog=self.catalog, clock=self.clock
+        )
+        return [cid for cid in pool if choices[cid].template == variant.template][:limit]
 
     def locales_in_use(self) -> list[str]:
         """The project's locale and every locale the contacts have."""
