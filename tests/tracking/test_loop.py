@@ -99,7 +99,8 @@ def test_a_click_on_a_fire_safety_tip_brings_the_smoke_detector_offer(
                     select(events.c.contact_id).where(events.c.product == "smoke-detector")
                 ).scalars()
             )
-        sent = cli("send", "--as-of", str(day), "--outbox", str(tmp_path / "first"))
+        noon = f"{day}T11:00"  # inside the example project's send window
+        sent = cli("send", "--as-of", str(day), "--outbox", str(tmp_path / "first"), "--now", noon)
         assert sent.exit_code == 0, sent.output
         mails = _mails(engine, tmp_path / "first", "december")
         follow_up_day = day + timedelta(days=2)
@@ -121,7 +122,10 @@ def test_a_click_on_a_fire_safety_tip_brings_the_smoke_detector_offer(
         assert answer.headers["location"] == FIRE_SAFETY
 
         assert contact in _members(cli, follow_up_day)  # the click is behaviour data
-        second = cli("send", "--as-of", str(follow_up_day), "--outbox", str(tmp_path / "second"))
+        second = cli(
+            "send", "--as-of", str(follow_up_day), "--outbox", str(tmp_path / "second"),
+            "--now", f"{follow_up_day}T11:00",
+        )  # fmt: skip
         assert second.exit_code == 0, second.output
         assert "triggered since the plan was made" in second.output
         offers = _mails(engine, tmp_path / "second", "fire-safety")
