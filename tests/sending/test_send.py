@@ -27,6 +27,7 @@ from trouw.sending.ledger import LOG_COLUMNS, message_id
 from trouw.sending.runs import SendRun
 from trouw.sending.transports import Outcome, Outgoing, Pace, Transport
 from trouw.store import ledger, send_runs
+from trouw.templates.links import LinkSigner, signing_key
 
 TRACKING = '\n[tracking]\nbase_url = "https://t.shop.example"\n'
 
@@ -487,3 +488,37 @@ def test_letters_dir_from_the_settings(cli: Cli, engine: Engine, smtp_server: Sm
     result = cli("send", "--as-of", DAY.isoformat(), "--smtp", smtp_server.url)
     assert result.exit_code == 0, result.output
     assert len(list((cli.project / "print").glob("*.html"))) == 1
+
+
+def test_cli_send_names_its_key_and_refuses_a_secret_that_differs(
+    cli: Cli, engine: Engine, smtp_server: SmtpServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    make_day_shop(cli.project, engine)
+    monkeypatch.setenv("TROUW_SECRET", "the shop's secret")
+    first = cli("send", "--as-of", DAY.isoformat(), "--smtp", smtp_server.url)
+    assert first.exit_code == 0, first.output
+    assert "links signed with key" in first.output and "(TROUW_SECRET)" in first.output
+    monkeypatch.setenv("TROUW_SECRET", "a typo")  # another machine, another secret
+    second = cli("send", "--as-of", DAY.isoformat(), "--smtp", smtp_server.url)
+    assert second.exit_code == 2
+    assert "is not the secret this database's mail was signed with" in second.output
+    monkeypatch.delenv("TROUW_SECRET")  # or none at all: the project key would differ too
+    third = cli("send", "--as-of", DAY.isoformat(), "--smtp", smtp_server.url)
+    assert third.exit_code == 2 and "which is not set here" in third.output
+
+
+def test_cli_send_without_trouw_secret_signs_with_the_project_key(
+    cli: Cli, engine: Engine, smtp_server: SmtpServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("TROUW_SECRET", raising=False)
+    make_day_shop(cli.project, engine)
+    result = cli("send", "--as-of", DAY.isoformat(), "--smtp", smtp_server.url)
+    assert result.exit_code == 0, result.output
+    assert "(the project key)" in result.output
+    with engine.connect() as connection:
+        key = signing_key(connection)
+    signer = LinkSigner("https://x.example", key.secret)
+    for mail in smtp_server.handler.received:  # every unsubscribe link checks with that key
+        header = _parse(mail.content)["List-Unsubscribe"]
+        token = header.split("/u/", 1)[1].split(">", 1)[0]
+        assert signer.read_contact("u", token) is not None

@@ -21,6 +21,8 @@ from tests.tracking.conftest import (
     wait_for_line,
 )
 from trouw.errors import UserError
+from trouw.store import open_store
+from trouw.templates.links import keep_signing_key, signing_key
 
 pytestmark = pytest.mark.slow
 
@@ -59,14 +61,46 @@ def test_gunicorn_serves_the_app_named_by_the_environment(shop: Shop, gunicorn: 
     assert gunicorn.get(mail.garden.replace("/c/", "/u/")).status == 404
 
 
-def test_production_refuses_to_start_without_the_secret(
+def test_without_trouw_secret_the_project_key_in_the_database_signs_and_checks(
+    cli: Cli, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from trouw.tracking.app import app_from_environment
+
+    monkeypatch.setenv("TROUW_PROJECT", str(cli.project))
+    monkeypatch.setenv("TROUW_DATABASE_URL", cli.db_url)
+    monkeypatch.delenv("TROUW_SECRET", raising=False)
+    engine = open_store(cli.db_url)
+    try:
+        with engine.connect() as connection:
+            key = signing_key(connection)
+        again = open_store(cli.db_url)  # another machine on the same database: the same key
+        with again.connect() as connection:
+            assert signing_key(connection) == key
+        again.dispose()
+    finally:
+        engine.dispose()
+    assert key.source == "the project key" and len(key.secret) >= 40
+    app_from_environment()  # starts without configuration
+
+
+def test_a_secret_that_differs_from_the_one_mail_was_signed_with_is_refused(
     shop: Shop, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from trouw.tracking.app import app_from_environment
 
     monkeypatch.setenv("TROUW_PROJECT", str(shop.root))
+    monkeypatch.setenv("TROUW_DATABASE_URL", shop.cli.db_url)
+    engine = open_store(shop.cli.db_url)
+    try:
+        with engine.begin() as connection:  # a send signed mail with TROUW_SECRET
+            keep_signing_key(connection, signing_key(connection))
+    finally:
+        engine.dispose()
+    monkeypatch.setenv("TROUW_SECRET", "another secret")
+    with pytest.raises(UserError, match="is not the secret this database's mail was signed"):
+        app_from_environment()
     monkeypatch.delenv("TROUW_SECRET")
-    with pytest.raises(UserError, match="TROUW_SECRET is not set"):
+    with pytest.raises(UserError, match=r"signed with TROUW_SECRET .* which is not set here"):
         app_from_environment()
 
 

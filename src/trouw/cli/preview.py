@@ -71,11 +71,7 @@ def preview_command(
       trouw preview welcome:2 --contact demo-000042
       trouw preview --serve --port 8026
     """
-    from trouw.templates.links import DEV_SECRET_NOTE, link_secret
-
     day = as_of or env.today()
-    if link_secret()[1]:
-        errors.print(DEV_SECRET_NOTE, markup=False)
     if serve:
         from trouw.preview.app import serve_preview
 

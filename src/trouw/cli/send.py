@@ -204,5 +204,7 @@ def _print_summary(summary: SendSummary) -> None:
             f"check the SMTP server's log, then `trouw send --as-of {summary.day} "
             "--retry-unknown` sends them again"
         )
+    if summary.signed_with:
+        line(f"  links signed with key {summary.signed_with}")
     if summary.interrupted:
         line(f"  stopped by {summary.interrupted}: nothing is left half-sent")

@@ -47,12 +47,13 @@ def serve_command(env: Env, host: str, port: int) -> None:
     """
     from werkzeug.serving import make_server, select_address_family
 
-    from trouw.templates.links import DEV_SECRET_NOTE, link_secret
+    from trouw.templates.links import signing_key
     from trouw.tracking import create_app
 
-    app = create_app(env.project, env.engine)
-    if link_secret()[1]:
-        errors.print(DEV_SECRET_NOTE, markup=False)
+    with env.engine.connect() as connection:
+        key = signing_key(connection)
+    app = create_app(env.project, env.engine, secret=key.secret)
+    errors.print(f"links are checked with key {key}", markup=False)
     # The socket is bound here, not by werkzeug, which would exit on a port in use
     # instead of raising: a usage error should read like every other one.
     family = select_address_family(host, port)

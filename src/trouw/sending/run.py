@@ -64,6 +64,7 @@ from trouw.store import atomic
 from trouw.store.writelock import WriteLock
 from trouw.templates.campaign_mails import CampaignMails
 from trouw.templates.environment import MailTemplates
+from trouw.templates.links import keep_signing_key, signing_key
 
 CHUNK_CONTACTS = 500
 # Mails handed to the connections between two records of their outcomes; also how often a
@@ -411,6 +412,9 @@ def _work(
     now = _now()
     if not dry_run:
         with run.write() as connection:
+            key = signing_key(connection)
+            keep_signing_key(connection, key)  # from now on every machine must use it
+            summary.signed_with = str(key)
             found = book.take_over(connection, runs.alive)
             summary.taken_over, summary.stale = found.released, found.unknown
             info = runs.run_info(connection, found.held or {})

@@ -38,6 +38,7 @@ class SendSummary:
     settled: dict[book.Key, tuple[str, str]] = field(default_factory=dict)
     limited: bool = False
     interrupted: str | None = None  # the signal that stopped the run (SIGTERM, SIGINT)
+    signed_with: str | None = None  # the signing key's fingerprint and source
     skips: dict[book.Key, str] = field(default_factory=dict)  # why each unsent due was skipped
     failures: list[tuple[book.Key, str]] = field(default_factory=list)
     retried: list[tuple[book.Key, str]] = field(default_factory=list)  # unknown, sent again

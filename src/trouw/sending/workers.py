@@ -176,6 +176,7 @@ def merge(summaries: Sequence[SendSummary]) -> SendSummary:
         merged.unknown_waiting = max(merged.unknown_waiting, one.unknown_waiting)
         merged.limited = merged.limited or one.limited
         merged.interrupted = merged.interrupted or one.interrupted
+        merged.signed_with = merged.signed_with or one.signed_with
         merged.failures.extend(one.failures)
         merged.retried.extend(one.retried)
     # What one worker found claimed or made by another is the run's own work, not a skip;

@@ -10,6 +10,7 @@ from trouw.store.schema import open_store, upgrade_schema
 from trouw.store.tables import (
     contacts,
     events,
+    keys,
     ledger,
     metadata,
     plan,
@@ -24,6 +25,7 @@ __all__ = [
     "contacts",
     "create_store_engine",
     "events",
+    "keys",
     "ledger",
     "metadata",
     "open_store",

@@ -176,3 +176,11 @@ send_runs = Table(
     Column("summary", Json),
     Index("ix_send_runs_started_at", "started_at"),
 )
+
+keys = Table(
+    "keys",
+    metadata,
+    Column("name", String(50), primary_key=True),
+    Column("value", Text, nullable=False),
+    Column("created_at", DateTime, nullable=False),
+)

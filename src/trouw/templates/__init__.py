@@ -13,22 +13,22 @@ from trouw.templates.context import (
     shop_view,
 )
 from trouw.templates.environment import Mail, MailTemplates, TemplateError, make_environment
-from trouw.templates.links import DEV_SECRET_NOTE, LinkSigner, link_secret
+from trouw.templates.links import LinkSigner, SigningKey, signing_key
 from trouw.templates.mail import MailFinisher, build_message
 
 __all__ = [
-    "DEV_SECRET_NOTE",
     "LinkSigner",
     "Mail",
     "MailFinisher",
     "MailTemplates",
+    "SigningKey",
     "TemplateError",
     "build_message",
     "campaign_view",
     "contact_view",
-    "link_secret",
     "load_contacts",
     "mail_context",
     "make_environment",
     "shop_view",
+    "signing_key",
 ]

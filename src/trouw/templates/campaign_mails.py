@@ -28,7 +28,7 @@ from trouw.templates.context import (
     shop_view,
 )
 from trouw.templates.environment import Mail, MailTemplates, TemplateError
-from trouw.templates.links import LinkSigner, link_secret
+from trouw.templates.links import LinkSigner, signing_key
 from trouw.templates.mail import build_message
 from trouw.templates.mime import MimeMail
 
@@ -108,8 +108,8 @@ class CampaignMails:
         self.templates = templates or MailTemplates(project.templates_dir)
         self.catalog = catalog or load_catalog(project.segments_dir)
         self.clock = Clock(as_of, project.settings.tz)
-        secret, self.dev_secret = link_secret()
-        self.signer = LinkSigner(project.settings.tracking_base_url, secret)
+        self.signing_key = signing_key(connection)
+        self.signer = LinkSigner(project.settings.tracking_base_url, self.signing_key.secret)
         self.shop = shop_view(project.settings)
 
     # ------------------------------------------------------------------ choosing contacts

@@ -3,9 +3,11 @@
 A tracked link is `{tracking.base_url}/c/TOKEN`; the token is signed with
 itsdangerous (HMAC) and carries the contact id, the campaign, the tag and the
 target URL, so `trouw serve` can record the click and redirect without a
-lookup, and a forged or altered token is refused. The secret comes from
-TROUW_SECRET; without it a fixed development secret is used, which is fine
-for previews and tests but must never sign mails that go out.
+lookup, and a forged or altered token is refused. The secret is the
+project's key, kept in its database (store/keys.py), so every machine that
+shares the database signs and reads alike; TROUW_SECRET overrides it, and
+once mail was signed with it, a machine with another secret (or none) is
+refused instead of signing links the tracking server would not know.
 """
 
 from __future__ import annotations
@@ -16,31 +18,74 @@ import json
 import os
 import zlib
 from base64 import urlsafe_b64decode, urlsafe_b64encode
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from itsdangerous import URLSafeSerializer
+from sqlalchemy import Connection
+
+from trouw.errors import UserError, WorkFailed
+from trouw.store.keys import LINKS, LINKS_OVERRIDE, read_key, remember_key
 
 _json_string = json.encoder.encode_basestring
 
 SECRET_ENV = "TROUW_SECRET"
-DEV_SECRET = "trouw-development-secret-do-not-use-for-real-mail"
 # One salt per kind of link: a click token cannot be replayed as an unsubscribe.
 SALTS = {"c": "trouw.click", "o": "trouw.open", "u": "trouw.unsubscribe"}
+PROJECT_KEY = "the project key"
 
 
-def link_secret() -> tuple[str, bool]:
-    """The signing secret and whether it is the development fallback."""
-    secret = os.environ.get(SECRET_ENV, "")
-    if secret:
-        return secret, False
-    return DEV_SECRET, True
+@dataclass(frozen=True)
+class SigningKey:
+    """The secret that signs links, and where it comes from (TROUW_SECRET or the project)."""
+
+    secret: str = field(repr=False)
+    source: str
+
+    @property
+    def fingerprint(self) -> str:
+        """A short name of the secret that gives nothing of it away."""
+        return hashlib.sha256(f"trouw-links:{self.secret}".encode()).hexdigest()[:12]
+
+    def __str__(self) -> str:
+        return f"{self.fingerprint} ({self.source})"
 
 
-DEV_SECRET_NOTE = (
-    f"note: {SECRET_ENV} is not set, links are signed with the development secret; "
-    f"set {SECRET_ENV} before sending real mail"
-)
+def signing_key(connection: Connection) -> SigningKey:
+    """TROUW_SECRET if set, else the project key kept in the database.
+
+    Raises UserError when TROUW_SECRET differs from the secret earlier mail of
+    this database was signed with, or is missing where it signed mail before.
+    """
+    override = read_key(connection, LINKS_OVERRIDE)
+    given = os.environ.get(SECRET_ENV, "")
+    if given:
+        key = SigningKey(given, SECRET_ENV)
+        if override is not None and override != key.fingerprint:
+            raise UserError(
+                f"{SECRET_ENV} (key {key.fingerprint}) is not the secret this database's mail "
+                f"was signed with (key {override}): its links would not be recognised",
+                key=SECRET_ENV,
+                fix=f"set the same {SECRET_ENV} on every machine that shares the database",
+            )
+        return key
+    if override is not None:
+        raise UserError(
+            f"this database's mail was signed with {SECRET_ENV} (key {override}), "
+            "which is not set here",
+            key=SECRET_ENV,
+            fix=f"set {SECRET_ENV} as on the machines that sent the mail",
+        )
+    secret = read_key(connection, LINKS)
+    if secret is None:
+        raise WorkFailed("the database has no project key: run a newer trouw to migrate it")
+    return SigningKey(secret, PROJECT_KEY)
+
+
+def keep_signing_key(connection: Connection, key: SigningKey) -> None:
+    """Remember that mail is signed with TROUW_SECRET (its fingerprint), in a write transaction."""
+    if key.source == SECRET_ENV:
+        remember_key(connection, LINKS_OVERRIDE, key.fingerprint)
 
 
 @dataclass(frozen=True)

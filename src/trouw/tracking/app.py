@@ -33,11 +33,10 @@ from sqlalchemy import Engine
 from werkzeug.exceptions import NotFound, ServiceUnavailable
 from werkzeug.urls import iri_to_uri
 
-from trouw.errors import UserError
 from trouw.project import Project, find_project
 from trouw.store import atomic, open_store
 from trouw.store.writelock import WriteLock
-from trouw.templates.links import SECRET_ENV, LinkSigner, link_secret
+from trouw.templates.links import LinkSigner, signing_key
 from trouw.tracking.batch import GroupCommit, WriteFailed
 from trouw.tracking.pages import confirm_page, done_page, language
 from trouw.tracking.record import (
@@ -76,8 +75,12 @@ if TYPE_CHECKING:
 
 
 def create_app(project: Project, engine: Engine, *, secret: str | None = None) -> TrackingApp:
-    """The tracking app for one project and database; `secret` defaults to TROUW_SECRET."""
-    signer = LinkSigner(project.settings.tracking_base_url, secret or link_secret()[0])
+    """The tracking app for one project and database; `secret` defaults to the signing key
+    (TROUW_SECRET, else the project key in the database)."""
+    if secret is None:
+        with engine.connect() as connection:
+            secret = signing_key(connection).secret
+    signer = LinkSigner(project.settings.tracking_base_url, secret)
     lock = WriteLock(engine)
     recorder = VisitRecorder(engine, lock)
     visits = GroupCommit(recorder.transaction, recorder.write)
@@ -208,20 +211,14 @@ def app_from_environment() -> TrackingApp:
     The project is the folder in TROUW_PROJECT, else the nearest trouw.toml above
     the working directory; the database is found as every command finds it
     (TROUW_DATABASE_URL, else `database` in trouw.toml, else the project's SQLite
-    file). TROUW_SECRET must be set.
+    file). Links are checked with TROUW_SECRET, else the project key in the
+    database: the key `trouw send` signed them with on any machine.
     """
-    secret, development = link_secret()
-    if development:
-        # The development secret is public: with it anyone could sign an unsubscribe
-        # for any contact id. `trouw serve` allows it for local use; production not.
-        raise UserError(
-            f"{SECRET_ENV} is not set",
-            key=SECRET_ENV,
-            fix=f"set {SECRET_ENV} to the secret `trouw send` signed the mails with",
-        )
     folder = os.environ.get(PROJECT_ENV)
     project = find_project(Path(folder) if folder else None)
     engine = open_store(project.database_url())
+    with engine.connect() as connection:
+        secret = signing_key(connection).secret
     # Close the connection the schema check opened: with `gunicorn --preload` this
     # runs before the workers fork, and a connection must not be shared by two
     # processes. Each worker opens its own on its first request.

@@ -1,8 +1,12 @@
-"""The ledger as a durable send queue: owed-from day, attempts, next try, owning run; runs.
+"""The ledger as a durable send queue (owed-from day, attempts, next try, owning run), the
+send runs, and the project's keys (the secret that signs links, made here).
 
 Revision ID: 0003
 Revises: 0002
 """
+
+import secrets
+from datetime import UTC, datetime
 
 import sqlalchemy as sa
 from alembic import op
@@ -36,9 +40,19 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name="pk_send_runs"),
     )
     op.create_index("ix_send_runs_started_at", "send_runs", ["started_at"])
+    keys = op.create_table(
+        "keys",
+        sa.Column("name", sa.String(50), nullable=False),
+        sa.Column("value", sa.Text, nullable=False),
+        sa.Column("created_at", sa.DateTime, nullable=False),
+        sa.PrimaryKeyConstraint("name", name="pk_keys"),
+    )
+    now = datetime.now(UTC).replace(tzinfo=None)
+    op.bulk_insert(keys, [{"name": "links", "value": secrets.token_urlsafe(32), "created_at": now}])
 
 
 def downgrade() -> None:
+    op.drop_table("keys")
     op.drop_table("send_runs")
     op.drop_index("ix_ledger_status_next_attempt_at", "ledger")
     for column in ("run_id", "next_attempt_at", "attempts", "due"):
