@@ -217,12 +217,14 @@ def app_from_environment() -> TrackingApp:
     folder = os.environ.get(PROJECT_ENV)
     project = find_project(Path(folder) if folder else None)
     engine = open_store(project.database_url())
-    with engine.connect() as connection:
-        secret = signing_key(connection).secret
-    # Close the connection the schema check opened: with `gunicorn --preload` this
-    # runs before the workers fork, and a connection must not be shared by two
-    # processes. Each worker opens its own on its first request.
-    engine.dispose()
+    try:
+        with engine.connect() as connection:
+            secret = signing_key(connection).secret
+    finally:
+        # Close the connections opened here: with `gunicorn --preload` this runs before
+        # the workers fork, and a connection must not be shared by two processes. Each
+        # worker opens its own on its first request.
+        engine.dispose()
     return create_app(project, engine, secret=secret)
 
 
