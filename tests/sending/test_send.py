@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import csv
 import io
+import threading
 import time
 from datetime import UTC, date, datetime, timedelta
 from email import message_from_bytes, policy
 from email.message import EmailMessage
 from email.utils import parsedate_to_datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -522,3 +524,36 @@ def test_cli_send_without_trouw_secret_signs_with_the_project_key(
         header = _parse(mail.content)["List-Unsubscribe"]
         token = header.split("/u/", 1)[1].split(">", 1)[0]
         assert signer.read_contact("u", token) is not None
+
+
+def test_a_letters_pdf_fetches_nothing_from_the_network(
+    project_dir: Path, engine: Engine, tmp_path: Path
+) -> None:
+    requests: list[str] = []
+
+    class Recorder(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            requests.append(self.path)
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Recorder)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        tracking = f'\n[tracking]\nbase_url = "http://127.0.0.1:{server.server_port}"\n'
+        root = make_day_shop(project_dir, engine, settings=tracking + policy_settings())
+        pixel = '<img src="{{ open_pixel_url }}" width="1" height="1" alt="">'
+        mail = root / "templates" / "mail.html"
+        mail.write_text(mail.read_text(encoding="utf-8") + pixel, encoding="utf-8")
+        summary = _send(root, engine, OutboxTransport(tmp_path / "outbox"))
+        assert summary.sent == 4
+        [pdf] = (tmp_path / "outbox" / "letters").glob("*.pdf")
+        assert pdf.read_bytes().startswith(b"%PDF-")
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert requests == []  # no open pixel fetched: no false open

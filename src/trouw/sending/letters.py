@@ -60,6 +60,20 @@ class PdfWriter(Protocol):
     def __call__(self, html: str) -> bytes: ...
 
 
+def _offline_fetcher(weasyprint: Any) -> Any:
+    """A WeasyPrint URL fetcher that loads `data:` URLs only."""
+    urls = weasyprint.urls
+    if hasattr(urls, "URLFetcher"):  # WeasyPrint 66 and later
+        return urls.URLFetcher(allowed_protocols=("data",))
+
+    def offline(url: str, *args: Any, **kwargs: Any) -> Any:
+        if url.startswith("data:"):
+            return urls.default_url_fetcher(url, *args, **kwargs)
+        raise ValueError(f"a letter loads nothing from the network ({url})")
+
+    return offline
+
+
 def pdf_writer() -> PdfWriter | None:
     """A function from letter HTML to PDF bytes, or None without the `pdf` extra."""
     try:
@@ -67,7 +81,11 @@ def pdf_writer() -> PdfWriter | None:
     except ImportError:
         return None
 
+    # A letter is made from what is in it: fetching the open pixel or an image from the
+    # network would record false opens (and tell a server who gets a letter).
+    fetcher = _offline_fetcher(weasyprint)
+
     def write(html: str) -> bytes:
-        return bytes(weasyprint.HTML(string=html).write_pdf())
+        return bytes(weasyprint.HTML(string=html, url_fetcher=fetcher).write_pdf())
 
     return write
