@@ -239,6 +239,7 @@ def test_facts_for_a_batch(tmp_path: Path, engine: Engine) -> None:
         ),
         ("template: a\nschedul: {}\n", 2, "schedul", "unknown key 'schedul'"),
         ("template: a\nschedule:\n  rrule: FREQ=YEARLY;BYMONTH=13\n", 3, "rrule", "no day"),
+        ("template: a\nschedule:\n  dates: [2027-02-30]\n", 3, "dates", "'2027-02-30' is not"),
         (
             "template: a\nschedule:\n  rrule: FREQ=YEARLY;BYMONTH=6;BYMONTHDAY=31\n",
             3,

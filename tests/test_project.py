@@ -54,6 +54,10 @@ def test_database_url_precedence(project_dir: Path, monkeypatch: pytest.MonkeyPa
         ('[policy]\nmin_gap = "2m"\n', 11, "policy.min_gap", "ambiguous"),
         ('[policy]\nquiet_days = ["sundays"]\n', 11, "policy.quiet_days", "weekday"),
         ('[policy]\nsend_window = "9-17"\n', 11, "policy.send_window", "HH:MM-HH:MM"),
+        ("[policy]\nmax_per_week = -1\n", 11, "policy.max_per_week", "no promotional mail"),
+        ("[policy]\nmax_per_month = 0\n", 11, "policy.max_per_month", "at least 1"),
+        ('[policy]\nquiet_days = ["holidays:XX"]\n', 11, "policy.quiet_days", "'XX'"),
+        ("[letters]\nfolder = 'x'\n", 11, "letters.folder", "unknown"),
         ("[polcy]\n", 10, "polcy", "unknown setting"),
     ],
 )

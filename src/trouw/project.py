@@ -211,9 +211,31 @@ class _SettingsReader:
                     f"'{day}' is not a weekday or holidays:CC",
                     'use weekday names and public holidays, e.g. ["sunday", "holidays:NL"]',
                 )
+        caps = {}
+        for key in ("max_per_week", "max_per_month"):
+            caps[key] = self._get(table, "policy", key, int, getattr(base, key))
+            if caps[key] < 1:
+                raise self._error(
+                    "policy",
+                    key,
+                    f"{key} = {caps[key]} would let no promotional mail through at all",
+                    "write at least 1 (service mails ignore the caps anyway)",
+                )
+        for day in quiet:
+            if isinstance(day, str) and day.startswith("holidays:"):
+                import holidays  # only when holidays are named: it takes a while to import
+
+                country = day.split(":", 1)[1]
+                if country not in holidays.list_supported_countries():
+                    raise self._error(
+                        "policy",
+                        "quiet_days",
+                        f"no public holidays are known for '{country}'",
+                        "use a two-letter country code such as holidays:NL or holidays:BE",
+                    )
         return Policy(
-            max_per_week=self._get(table, "policy", "max_per_week", int, base.max_per_week),
-            max_per_month=self._get(table, "policy", "max_per_month", int, base.max_per_month),
+            max_per_week=caps["max_per_week"],
+            max_per_month=caps["max_per_month"],
             min_gap=table.get("min_gap", base.min_gap),
             quiet_days=tuple(d.lower() if d.lower() in WEEKDAYS else d for d in quiet),
             defer_for=table.get("defer_for", base.defer_for),

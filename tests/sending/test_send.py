@@ -463,10 +463,11 @@ def test_a_contact_no_longer_in_the_audience_is_cancelled_with_the_reason(
     (root / "segments" / "named.yaml").write_text(only_ann, encoding="utf-8")
     summary = _send(root, engine, _smtp(smtp_server))
     assert summary.sent == 1
-    assert summary.cancelled == {"not in the campaign's audience 'named'": 2}
+    # Bob, Cor and Dirk's letter: decided before the channel (SMTP carries no letters) matters.
+    assert summary.cancelled == {"not in the campaign's audience 'named'": 3}
     assert _row(engine, "c2").status == "cancelled"
     assert "audience" in _row(engine, "c2").error
-    assert _send(root, engine, _smtp(smtp_server)).due == 1  # only the letter is still owed
+    assert _send(root, engine, _smtp(smtp_server)).due == 0  # nothing is owed any more
 
 
 def test_cli_smtp_with_letters_sends_mail_and_writes_letters_in_one_run(
@@ -557,3 +558,14 @@ def test_a_letters_pdf_fetches_nothing_from_the_network(
         server.shutdown()
         server.server_close()
     assert requests == []  # no open pixel fetched: no false open
+
+
+def test_cli_send_for_a_year_without_a_plan_fails_loudly(
+    cli: Cli, engine: Engine, smtp_server: SmtpServer
+) -> None:
+    make_day_shop(cli.project, engine)  # planned 2027 only
+    result = cli("send", "--as-of", "2028-01-05", "--smtp", smtp_server.url)
+    assert result.exit_code == 1
+    assert "there is no plan for 2028" in result.output and "trouw plan 2028" in result.output
+    calendar = cli("calendar", "2028")
+    assert calendar.exit_code == 1 and "there is no plan for 2028" in calendar.output

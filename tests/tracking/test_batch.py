@@ -1,4 +1,4 @@
-"""The group commit of clicks and opens: batches, their failures, and answers only after commit."""
+"""Group commit (store/groupcommit.py) in the tracking server: one transaction per batch."""
 
 from __future__ import annotations
 
@@ -15,9 +15,9 @@ from sqlalchemy.exc import OperationalError
 
 from tests.tracking.conftest import BASE_URL, SECRET, Server, Shop
 from trouw.store import atomic, contacts, events
+from trouw.store.groupcommit import GroupCommit, WriteFailed
 from trouw.store.writelock import WriteLock
 from trouw.templates.links import LinkSigner
-from trouw.tracking.batch import GroupCommit, WriteFailed
 from trouw.tracking.record import Visit, VisitRecorder
 
 NOW = datetime(2027, 4, 6, 12, 0)

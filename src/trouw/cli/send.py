@@ -146,6 +146,12 @@ def send_command(
     _print_summary(summary)
     if summary.interrupted:
         raise SystemExit(128 + signal.Signals[summary.interrupted].value)
+    if summary.unplanned:
+        year = summary.day.year
+        raise WorkFailed(
+            f"there is no plan for {year}: only triggered and earlier mail could be sent; "
+            f"run `trouw plan {year}` (did the plan job fail?)"
+        )
     if not summary.dry_run and summary.sent == 0 and summary.failed + summary.unknown:
         # Every mail refused is a broken setup (sender not allowed, relay closed), not bounces.
         raise WorkFailed(

@@ -73,6 +73,14 @@ class Verdicts:
     waiting: list[Due]  # outside the contact's send window: owed to a later run
 
 
+@dataclass(frozen=True)
+class Gathered:
+    """One chunk's contacts (by id) and facts, as of the day."""
+
+    people: dict[str, ContactRow]
+    facts: ChunkFacts
+
+
 def short(reason: str) -> str:
     """A reason as a summary line: the first line, without per-contact dates."""
     first = reason.strip().splitlines()[0] if reason.strip() else reason
@@ -120,9 +128,9 @@ class SendChecks:
                 return campaign, step
         return f"step '{send.step}' no longer in campaign '{send.campaign}'"
 
-    def check(self, connection: Connection, dues: Sequence[Due], summary: SendSummary) -> Verdicts:
-        """Decide each of these dues (whole contacts); skips are counted in `summary`."""
-        verdicts = Verdicts([], [], [])
+    def gather(self, connection: Connection, dues: Sequence[Due]) -> Gathered:
+        """What the day's data says of these dues' contacts (read before the write lock is
+        taken: segments and events are the day's, whatever other runs do meanwhile)."""
         ids = sorted({d.send.contact_id for d in dues})
         rows = connection.execute(
             select(*CONTACT_COLUMNS)
@@ -130,8 +138,17 @@ class SendChecks:
             .order_by(contacts.c.id),
             {"ids": ids},
         ).all()
-        people = {str(row.id): row for row in rows}
         facts = self.finder.gather(connection, rows) if rows else ChunkFacts()
+        return Gathered({str(row.id): row for row in rows}, facts)
+
+    def check(
+        self, connection: Connection, dues: Sequence[Due], gathered: Gathered, summary: SendSummary
+    ) -> Verdicts:
+        """Decide each of these dues (whole contacts) against the ledger as `connection` sees
+        it; skips are counted in `summary`."""
+        verdicts = Verdicts([], [], [])
+        ids = sorted({d.send.contact_id for d in dues})
+        people, facts = gathered.people, gathered.facts
         histories = book.histories(
             connection,
             ids,
@@ -178,10 +195,7 @@ class SendChecks:
             verdicts.waiting += keep
             return
         channel = send_channel(person)
-        refused = self.refuses(channel)
-        if refused:
-            verdicts.settled += [(d, book.DEFERRED, refused) for d in keep]
-            return
+        refused = self.refuses(channel)  # decided first: an unsubscribe still cancels
         retried = {d.send.key[1:] for d in keep if d.retry}
         made = {k for k, s in history.status.items() if s not in OPEN and k not in retried}
         sent = [when for key, when in history.counted.items() if key not in retried]
@@ -206,6 +220,8 @@ class SendChecks:
                 cancel = reason == excluded or reason.startswith(SUPERSEDED)
                 status = book.CANCELLED if cancel else book.DEFERRED
                 verdicts.settled.append((due, status, decision.reason or "dropped"))
+            elif decision.day == self.as_of and refused:
+                verdicts.settled.append((due, book.DEFERRED, refused))
             elif decision.day == self.as_of:
                 send = replace(due.send, channel=channel, template=decision.candidate.template)
                 verdicts.chosen.append(replace(due, send=send))
@@ -238,4 +254,12 @@ def _later(decision: Decision) -> str:
     return f"{why}: {decision.reason}" if decision.reason else why
 
 
-__all__ = ["CLAIMED", "MADE_MEANWHILE", "TAKEN", "SendChecks", "Verdicts", "short"]
+__all__ = [
+    "CLAIMED",
+    "MADE_MEANWHILE",
+    "TAKEN",
+    "Gathered",
+    "SendChecks",
+    "Verdicts",
+    "short",
+]

@@ -21,8 +21,8 @@ from __future__ import annotations
 
 import queue
 import threading
-from collections.abc import Callable, Sequence
-from contextlib import AbstractContextManager, suppress
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager, suppress
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,6 +30,7 @@ from sqlalchemy import Engine
 
 from trouw.sending import ledger as book
 from trouw.store.compiled import Compiled
+from trouw.store.groupcommit import GroupCommit, WriteFailed
 
 
 @dataclass(frozen=True)
@@ -44,12 +45,14 @@ class Parcel:
 class Keeper:
     """Marks each mail `sending` as it leaves and records how it ended, per delivering thread.
 
-    `leaving` commits, in one short write transaction, the outcome of the
-    thread's previous mail and the `sending` mark of this one. The run records
-    the outcomes still held (the last mail of each thread) from `take_held`.
-    This runs once a mail, so it uses a raw DB-API connection per thread and
-    statements compiled once (store/compiled.py), and takes its turn on the
-    run's write lock (SQLite).
+    `leaving` commits the outcome of the thread's previous mail and the
+    `sending` mark of this one before the mail leaves. The threads' marks are
+    written by group commit (store/groupcommit.py): the marks waiting at a
+    moment go in one short transaction, on one raw DB-API connection with
+    statements compiled once (store/compiled.py), after its turn on the run's
+    write lock (SQLite). Each mail still waits for its own mark's commit, so
+    each connection has at most one mail in doubt. The run records the outcomes
+    still held (the last mail of each thread) from `take_held`.
     """
 
     def __init__(
@@ -66,44 +69,55 @@ class Keeper:
         self._confirmation = confirmation  # (item, outcome) -> book.Confirmation
         self._start = Compiled(book.START_SENDING, engine.dialect)
         self._confirm = Compiled(book.CONFIRM, engine.dialect)
-        self._local = threading.local()
         self._lock = threading.Lock()
-        self._connections: list[Any] = []
+        self._connection: Any = None
         self._held: dict[int, book.Confirmation] = {}  # thread id -> its previous outcome
+        self._marks: GroupCommit[tuple[book.Confirmation | None, book.Key], bool, Any] = (
+            GroupCommit(self._transaction, self._write)
+        )
 
-    def _connection(self) -> Any:
-        connection = getattr(self._local, "connection", None)
-        if connection is None:
-            connection = self._engine.raw_connection()
-            self._local.connection = connection
-            with self._lock:
-                self._connections.append(connection)
-        return connection
-
-    def leaving(self, item: Any) -> bool:
-        with self._lock:
-            previous = self._held.pop(threading.get_ident(), None)
-        connection = self._connection()
+    @contextmanager
+    def _transaction(self) -> Iterator[Any]:
+        """A DB-API cursor in a write transaction (one at a time: the group's leader)."""
         with self._write_lock:
+            if self._connection is None:
+                self._connection = self._engine.raw_connection()
+            connection = self._connection
             try:
                 cursor = connection.cursor()
                 if self._sqlite:  # the driver's own transactions are off (store/engine.py)
                     cursor.execute("BEGIN IMMEDIATE")
-                if previous is not None:
-                    params = book.confirm_params(previous, self.run_id)
-                    cursor.execute(self._confirm.sql, self._confirm.parameters(params))
-                params = book.start_params(item.send.key, self.run_id)
-                cursor.execute(self._start.sql, self._start.parameters(params))
-                owned: bool = cursor.rowcount > 0
+                yield cursor
                 connection.commit()
             except BaseException:
-                self._local.connection = None
+                self._connection = None
                 with suppress(Exception):
                     connection.rollback()
                 with suppress(Exception):
                     connection.invalidate()  # perhaps broken: never back into the pool
                 raise
+
+    def _write(
+        self, cursor: Any, marks: Sequence[tuple[book.Confirmation | None, book.Key]]
+    ) -> list[bool]:
+        owned = []
+        for previous, key in marks:
+            if previous is not None:
+                params = book.confirm_params(previous, self.run_id)
+                cursor.execute(self._confirm.sql, self._confirm.parameters(params))
+            cursor.execute(
+                self._start.sql, self._start.parameters(book.start_params(key, self.run_id))
+            )
+            owned.append(cursor.rowcount > 0)
         return owned
+
+    def leaving(self, item: Any) -> bool:
+        with self._lock:
+            previous = self._held.pop(threading.get_ident(), None)
+        try:
+            return self._marks.submit((previous, item.send.key))
+        except WriteFailed as failed:  # the batch was rolled back: raise what rolled it back
+            raise (failed.__cause__ or failed) from None
 
     def landed(self, item: Any, outcome: Any) -> None:
         confirmation = self._confirmation(item, outcome)
@@ -118,11 +132,11 @@ class Keeper:
         return held
 
     def close(self) -> None:
-        with self._lock:
-            connections, self._connections = self._connections, []
-        for connection in connections:
+        self._marks.close()
+        if self._connection is not None:
             with suppress(Exception):
-                connection.close()
+                self._connection.close()
+            self._connection = None
 
 
 class Courier:

@@ -167,6 +167,14 @@ def owed_sends(
     return owed
 
 
+def year_planned(connection: Connection, year: int) -> bool:
+    """Whether the plan has any send in `year` (`trouw plan YEAR` ran)."""
+    query = select(plan.c.id).where(
+        plan.c.day >= date(year, 1, 1), plan.c.day <= date(year, 12, 31)
+    )
+    return connection.execute(query.limit(1)).first() is not None
+
+
 def _expiry(due: Due, days: int, last: date) -> str:
     why = f"valid_for {days}d ran out on {last}"
     if due.error:
@@ -174,4 +182,12 @@ def _expiry(due: Due, days: int, last: date) -> str:
     return f"{why}; no run reached it in time"
 
 
-__all__ = ["GRACE_DAYS", "SERVICE_VALIDITY_DAYS", "Due", "Owed", "owed_sends", "validity_days"]
+__all__ = [
+    "GRACE_DAYS",
+    "SERVICE_VALIDITY_DAYS",
+    "Due",
+    "Owed",
+    "owed_sends",
+    "validity_days",
+    "year_planned",
+]

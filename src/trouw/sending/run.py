@@ -48,7 +48,7 @@ from trouw.sending import runs
 from trouw.sending.checks import CLAIMED, TAKEN, SendChecks, short
 from trouw.sending.courier import Courier, Keeper, Parcel
 from trouw.sending.letters import letter_html
-from trouw.sending.owed import Due, owed_sends, validity_days
+from trouw.sending.owed import Due, owed_sends, validity_days, year_planned
 from trouw.sending.summary import SendSummary
 from trouw.sending.transports import (
     NOT_OURS,
@@ -424,6 +424,7 @@ def _work(
                 if i in info and info[i].started_at < run.checks.started  # not this run's
             ]
     with engine.connect() as connection:
+        summary.unplanned = not year_planned(connection, as_of.year)
         triggered = triggered_sends(connection, run.project, as_of)
         owed = owed_sends(
             connection, as_of, campaigns=run.campaigns, policy=run.project.settings.policy,
@@ -498,6 +499,8 @@ def _pass(
                 summary.limited = True
                 summary.skip(chunk, "over --limit")
                 continue
+            with engine.connect() as reader:  # the day's facts, before the write lock
+                gathered = run.checks.gather(reader, chunk)
             with run.write(write=not dry_run) as connection:
                 if not dry_run:
                     claimed = book.claim_contacts(
@@ -507,7 +510,7 @@ def _pass(
                     if held:
                         summary.skip(held, CLAIMED)
                         chunk = [d for d in chunk if d.send.contact_id in claimed]
-                verdicts = run.checks.check(connection, chunk, summary)
+                verdicts = run.checks.check(connection, chunk, gathered, summary)
                 chosen = verdicts.chosen
                 for due, status, reason in verdicts.settled:
                     summary.settle(due, status, short(reason))

@@ -39,6 +39,7 @@ class SendSummary:
     limited: bool = False
     interrupted: str | None = None  # the signal that stopped the run (SIGTERM, SIGINT)
     signed_with: str | None = None  # the signing key's fingerprint and source
+    unplanned: bool = False  # the plan has nothing in the day's year: `trouw plan` did not run
     skips: dict[book.Key, str] = field(default_factory=dict)  # why each unsent due was skipped
     failures: list[tuple[book.Key, str]] = field(default_factory=list)
     retried: list[tuple[book.Key, str]] = field(default_factory=list)  # unknown, sent again

@@ -177,6 +177,7 @@ def merge(summaries: Sequence[SendSummary]) -> SendSummary:
         merged.limited = merged.limited or one.limited
         merged.interrupted = merged.interrupted or one.interrupted
         merged.signed_with = merged.signed_with or one.signed_with
+        merged.unplanned = merged.unplanned or one.unplanned
         merged.failures.extend(one.failures)
         merged.retried.extend(one.retried)
     # What one worker found claimed or made by another is the run's own work, not a skip;

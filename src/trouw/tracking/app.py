@@ -35,9 +35,9 @@ from werkzeug.urls import iri_to_uri
 
 from trouw.project import Project, find_project
 from trouw.store import atomic, open_store
+from trouw.store.groupcommit import GroupCommit, WriteFailed
 from trouw.store.writelock import WriteLock
 from trouw.templates.links import LinkSigner, signing_key
-from trouw.tracking.batch import GroupCommit, WriteFailed
 from trouw.tracking.pages import confirm_page, done_page, language
 from trouw.tracking.record import (
     Visit,

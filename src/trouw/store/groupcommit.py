@@ -1,4 +1,5 @@
-"""Group commit: the writes of many request threads, one transaction per batch.
+"""Group commit: the writes of many threads, one transaction per batch (the tracking
+server's clicks, the send run's per-mail ledger marks).
 
 A request thread hands its item to `GroupCommit.submit` and waits. When no
 write is under way, the waiting thread itself becomes the writer (the
