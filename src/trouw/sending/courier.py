@@ -21,15 +21,15 @@ from __future__ import annotations
 
 import queue
 import threading
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import AbstractContextManager, contextmanager, suppress
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Engine
 
 from trouw.sending import ledger as book
-from trouw.store.compiled import Compiled
+from trouw.store.compiled import Compiled, KeptConnection
 from trouw.store.groupcommit import GroupCommit, WriteFailed
 
 
@@ -62,40 +62,16 @@ class Keeper:
         run_id: int,
         confirmation: Callable[..., Any],
     ) -> None:
-        self._engine = engine
-        self._sqlite = engine.dialect.name == "sqlite"
-        self._write_lock = lock
         self.run_id = run_id
         self._confirmation = confirmation  # (item, outcome) -> book.Confirmation
         self._start = Compiled(book.START_SENDING, engine.dialect)
         self._confirm = Compiled(book.CONFIRM, engine.dialect)
         self._lock = threading.Lock()
-        self._connection: Any = None
+        self._kept = KeptConnection(engine, lock)
         self._held: dict[int, book.Confirmation] = {}  # thread id -> its previous outcome
         self._marks: GroupCommit[tuple[book.Confirmation | None, book.Key], bool, Any] = (
-            GroupCommit(self._transaction, self._write)
+            GroupCommit(self._kept.transaction, self._write)
         )
-
-    @contextmanager
-    def _transaction(self) -> Iterator[Any]:
-        """A DB-API cursor in a write transaction (one at a time: the group's leader)."""
-        with self._write_lock:
-            if self._connection is None:
-                self._connection = self._engine.raw_connection()
-            connection = self._connection
-            try:
-                cursor = connection.cursor()
-                if self._sqlite:  # the driver's own transactions are off (store/engine.py)
-                    cursor.execute("BEGIN IMMEDIATE")
-                yield cursor
-                connection.commit()
-            except BaseException:
-                self._connection = None
-                with suppress(Exception):
-                    connection.rollback()
-                with suppress(Exception):
-                    connection.invalidate()  # perhaps broken: never back into the pool
-                raise
 
     def _write(
         self, cursor: Any, marks: Sequence[tuple[book.Confirmation | None, book.Key]]
@@ -133,10 +109,7 @@ class Keeper:
 
     def close(self) -> None:
         self._marks.close()
-        if self._connection is not None:
-            with suppress(Exception):
-                self._connection.close()
-            self._connection = None
+        self._kept.close()
 
 
 class Courier:

@@ -10,8 +10,11 @@ SQLAlchemy would apply (datetimes as text on SQLite).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager, suppress
 from typing import Any, cast
 
+from sqlalchemy import Engine
 from sqlalchemy.engine import Dialect
 from sqlalchemy.sql import ClauseElement
 from sqlalchemy.sql.compiler import SQLCompiler
@@ -53,4 +56,47 @@ class Compiled:
         return converted
 
 
-__all__ = ["Compiled"]
+class KeptConnection:
+    """One DB-API connection kept between write transactions, run one at a time.
+
+    Each transaction first takes `lock` (the SQLite write lock across processes),
+    then BEGIN IMMEDIATE on SQLite. A failed transaction is rolled back and its
+    connection dropped (perhaps broken: never back into the pool); the next one
+    opens a fresh connection.
+    """
+
+    def __init__(self, engine: Engine, lock: AbstractContextManager[Any]) -> None:
+        self._engine = engine
+        self._lock = lock
+        self._sqlite = engine.dialect.name == "sqlite"
+        self._connection: Any = None
+
+    @contextmanager
+    def transaction(self) -> Iterator[Any]:
+        """A DB-API cursor in a write transaction, committed when the block ends."""
+        with self._lock:
+            if self._connection is None:
+                self._connection = self._engine.raw_connection()
+            connection = self._connection
+            try:
+                cursor = connection.cursor()
+                if self._sqlite:  # the driver's own transactions are off (store/engine.py)
+                    cursor.execute("BEGIN IMMEDIATE")
+                yield cursor
+                connection.commit()
+            except BaseException:
+                self._connection = None
+                with suppress(Exception):
+                    connection.rollback()
+                with suppress(Exception):
+                    connection.invalidate()
+                raise
+
+    def close(self) -> None:
+        if self._connection is not None:
+            with suppress(Exception):
+                self._connection.close()
+            self._connection = None
+
+
+__all__ = ["Compiled", "KeptConnection"]

@@ -18,8 +18,8 @@ from __future__ import annotations
 
 import functools
 import json
-from collections.abc import Iterator, Sequence
-from contextlib import AbstractContextManager, contextmanager, suppress
+from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -45,7 +45,7 @@ from sqlalchemy.dialects.postgresql import ARRAY
 
 from trouw.sending.ledger import SENT
 from trouw.store import contacts, events, ledger
-from trouw.store.compiled import Compiled
+from trouw.store.compiled import Compiled, KeptConnection
 
 CLICK = "click"
 OPEN = "open"
@@ -103,33 +103,14 @@ class VisitRecorder:
     """
 
     def __init__(self, engine: Engine, lock: AbstractContextManager[Any]) -> None:
-        self._engine = engine
-        self._lock = lock
         self._sqlite = engine.dialect.name == "sqlite"
         self._find = Compiled(_find_contacts(engine.dialect.name), engine.dialect)
         self._insert = Compiled(_insert_event(engine.dialect.name, once=False), engine.dialect)
-        self._connection: Any = None
+        self._kept = KeptConnection(engine, lock)
 
-    @contextmanager
-    def transaction(self) -> Iterator[Any]:
+    def transaction(self) -> AbstractContextManager[Any]:
         """A DB-API cursor in a write transaction, committed when the block ends."""
-        with self._lock:
-            if self._connection is None:
-                self._connection = self._engine.raw_connection()
-            connection = self._connection
-            try:
-                cursor = connection.cursor()
-                if self._sqlite:  # the driver's own transactions are off (store/engine.py)
-                    cursor.execute("BEGIN IMMEDIATE")
-                yield cursor
-                connection.commit()
-            except BaseException:
-                self._connection = None
-                with suppress(Exception):
-                    connection.rollback()
-                with suppress(Exception):
-                    connection.invalidate()  # perhaps broken: never back into the pool
-                raise
+        return self._kept.transaction()
 
     def write(self, cursor: Any, visits: Sequence[Visit]) -> list[bool]:
         """Record the visits; per visit, whether its contact exists.
@@ -151,9 +132,7 @@ class VisitRecorder:
         return [visit.contact_id in found for visit in visits]
 
     def close(self) -> None:
-        if self._connection is not None:
-            self._connection.close()
-            self._connection = None
+        self._kept.close()
 
 
 def _find_contacts(dialect: str) -> Select[Any]:
