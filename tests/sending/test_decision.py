@@ -11,7 +11,7 @@ from sqlalchemy import Engine, select
 from tests.conftest import write_files
 from tests.planning.shop import make_shop, plan_rows, policy, run_plan
 from trouw.campaigns import find_campaign
-from trouw.importing import import_contacts, import_events
+from trouw.importing import import_contacts, import_events, suppress_addresses
 from trouw.project import load_project
 from trouw.sending import OutboxTransport, SendSummary, send_day
 from trouw.store import ledger
@@ -147,3 +147,18 @@ def test_preview_samples_of_the_fallback_get_the_fallback(
         gold, fallback = step.variants
         assert mails.samples_of(campaign, step, gold, 5) == ["a1", "c3"]
         assert mails.samples_of(campaign, step, fallback, 5) == ["b2"]  # not the gold ones
+
+
+def test_no_mail_at_all_goes_to_a_suppressed_address_not_even_a_service_mail(
+    project_dir: Path, engine: Engine, tmp_path: Path
+) -> None:
+    campaigns = {
+        "order": "kind: service\npriority: 90\nschedule:\n  dates: [2027-04-06]\ntemplate: mail\n"
+    }
+    root = make_shop(project_dir, engine, campaigns=campaigns, contacts=CONTACTS)
+    with engine.begin() as connection:  # the address bounced hard (or its owner was forgotten)
+        suppress_addresses(connection, ["w1@x.example"], "hard-bounce")
+    run_plan(root, engine, 2027, "2027-01-01")
+    assert [row[4] for row in plan_rows(engine, "w1")] == ["dropped"]
+    summary = send_day(engine, load_project(root), date(2027, 4, 6), OutboxTransport(tmp_path))
+    assert summary.sent == 0 and not list(tmp_path.glob("*.eml"))

@@ -104,6 +104,7 @@ class ChunkFacts:
 
     members: dict[str, set[str]] = field(default_factory=dict)  # segment -> contact ids
     stopped: dict[str, str] = field(default_factory=dict)  # contact id -> reason
+    suppressed: set[str] = field(default_factory=set)  # contact ids whose address is suppressed
     last_purchase: dict[str, datetime] = field(default_factory=dict)
     trigger_events: dict[str, dict[str, datetime]] = field(default_factory=dict)  # by campaign
     entered: dict[str, set[str]] = field(default_factory=dict)  # by campaign
@@ -314,6 +315,7 @@ class CandidateFinder:
         for start in range(0, len(hashes), 500):
             for (found,) in connection.execute(query, {"hashes": hashes[start : start + 500]}):
                 facts.stopped.setdefault(by_hash[found], "suppressed")
+                facts.suppressed.add(by_hash[found])
 
     # -- the per-contact part: date arithmetic
 
@@ -491,6 +493,14 @@ def stop_reason(contact: ContactRow, facts: ChunkFacts) -> str | None:
     return None
 
 
+def unreachable(contact: ContactRow, facts: ChunkFacts) -> str | None:
+    """Why no mail at all, service mail included, can reach this contact, or None: their
+    e-mail address is suppressed (it bounced hard, or its owner was forgotten)."""
+    if send_channel(contact) == "email" and str(contact.id) in facts.suppressed:
+        return "address suppressed"
+    return None
+
+
 def send_channel(contact: ContactRow) -> str:
     """Email or post; a service mail to a `none` contact goes by email if there is one."""
     if contact.channel in ("email", "post"):
@@ -504,5 +514,6 @@ __all__ = [
     "ChunkFacts",
     "contact_chunks",
     "day_in_year",
+    "unreachable",
     "zone_named",
 ]

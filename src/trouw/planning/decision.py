@@ -13,7 +13,13 @@ from __future__ import annotations
 from collections.abc import Collection, Sequence
 from datetime import date
 
-from trouw.planning.candidates import CandidateFinder, ChunkFacts, ContactRow, stop_reason
+from trouw.planning.candidates import (
+    CandidateFinder,
+    ChunkFacts,
+    ContactRow,
+    stop_reason,
+    unreachable,
+)
 from trouw.planning.policy import DEFERRED, PLANNED, Decision, Rules, YearCalendar, resolve
 
 
@@ -44,6 +50,7 @@ def decide(
         rules,
         calendar,
         excluded=stop_reason(contact, facts),
+        unreachable=unreachable(contact, facts),
         sent=sent,
         supersede=finder.superseding,
     )

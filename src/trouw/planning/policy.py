@@ -169,14 +169,17 @@ def resolve(
     calendar: YearCalendar,
     *,
     excluded: str | None = None,
+    unreachable: str | None = None,
     sent: Sequence[tuple[date, str]] = (),
     supersede: Collection[str] = (),
 ) -> list[Decision]:
     """Decide day and status of each of one contact's candidates.
 
-    `excluded` is why the contact gets nothing but service mails (unsubscribed,
-    channel none, ...), or None. Candidates must be due in the calendar's year;
-    a (campaign, step, occurrence) given twice is decided once. `sent` holds the
+    `unreachable` is why the contact gets nothing at all, service mails included
+    (the address is suppressed); `excluded` is why the contact gets nothing but
+    service mails (unsubscribed, channel none, ...); each None when it does not
+    apply. Candidates must be due in the calendar's year; a (campaign, step,
+    occurrence) given twice is decided once. `sent` holds the
     (day, campaign) of mails already made (the ledger): they are not decided
     again, but they count toward the week, the month and the gap, as at send time.
 
@@ -229,8 +232,9 @@ def resolve(
             why = calendar.quiet.reason(due) or "quiet day"
             shifted = f"moved from {due} ({why})"
         service = candidate.kind == SERVICE
-        if excluded and not service:
-            decisions.append(Decision(candidate, date.fromordinal(start), DROPPED, excluded))
+        stop = unreachable or (None if service else excluded)
+        if stop:
+            decisions.append(Decision(candidate, date.fromordinal(start), DROPPED, stop))
             continue
         chosen = 0
         first_problem: str | None = None

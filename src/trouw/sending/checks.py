@@ -35,6 +35,7 @@ from trouw.planning.candidates import (
     ContactRow,
     send_channel,
     stop_reason,
+    unreachable,
     zone_named,
 )
 from trouw.planning.decision import decide
@@ -206,6 +207,7 @@ class SendChecks:
             )
         }
         excluded = stop_reason(person, facts)
+        blocked = unreachable(person, facts)
         for due in keep:
             found = self.step(due.send)
             if isinstance(found, str):
@@ -217,7 +219,7 @@ class SendChecks:
                 verdicts.settled.append((due, book.CANCELLED, why))
             elif decision.status == DROPPED:
                 reason = decision.reason or ""
-                cancel = reason == excluded or reason.startswith(SUPERSEDED)
+                cancel = reason in (excluded, blocked) or reason.startswith(SUPERSEDED)
                 status = book.CANCELLED if cancel else book.DEFERRED
                 verdicts.settled.append((due, status, decision.reason or "dropped"))
             elif decision.day == self.as_of and refused:
