@@ -107,8 +107,10 @@ def send_command(
     the caps hold against the ledger of what was really sent. Each mail is
     reserved in the ledger before it leaves and confirmed after, so a second
     run sends nothing twice; a mail whose run died on the wire is reported as
-    unknown and only sent again with --retry-unknown. Ctrl-C and SIGTERM
-    finish the mails on the wire and give the rest back.
+    unknown and only sent again with --retry-unknown. Each mail waits for its
+    contact's send_window; letters for post contacts go to --letters DIR (or
+    [letters] dir) in the same run. Ctrl-C and SIGTERM finish the mails on the
+    wire and give the rest back.
 
     \b
     Example:
