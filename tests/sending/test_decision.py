@@ -27,15 +27,21 @@ def _ledger(engine: Engine) -> list[tuple[str, str, str | None]]:
         return [(str(r[0]), str(r[1]), r[2]) for r in rows]
 
 
-def test_a_purchase_since_the_plan_cancels_the_win_back(
-    project_dir: Path, engine: Engine, tmp_path: Path
-) -> None:
+def _win_back_shop(project_dir: Path, engine: Engine) -> Path:
+    """Wil last bought on 2026-10-10; the plan made on 2026-12-01 has a win-back for them."""
     events = "contact_id,type,occurred_at,amount\nw1,purchase,2026-10-10T12:00:00,20\n"
     root = make_shop(
         project_dir, engine, campaigns=WIN_BACK, contacts=CONTACTS, events=events,
         settings=policy(quiet="[]"),
     )  # fmt: skip
     run_plan(root, engine, 2027, "2026-12-01")
+    return root
+
+
+def test_a_purchase_since_the_plan_cancels_the_win_back(
+    project_dir: Path, engine: Engine, tmp_path: Path
+) -> None:
+    root = _win_back_shop(project_dir, engine)
     [(day, *_)] = [row for row in plan_rows(engine, "w1") if row[1] == "win-back"]
     assert day == "2027-01-08"  # 90 days after the last purchase
     write_files(root, {"bought.csv": "contact_id,type,occurred_at,amount\n"
@@ -52,12 +58,7 @@ def test_a_purchase_since_the_plan_cancels_the_win_back(
 def test_without_a_purchase_the_win_back_goes_out(
     project_dir: Path, engine: Engine, tmp_path: Path
 ) -> None:
-    events = "contact_id,type,occurred_at,amount\nw1,purchase,2026-10-10T12:00:00,20\n"
-    root = make_shop(
-        project_dir, engine, campaigns=WIN_BACK, contacts=CONTACTS, events=events,
-        settings=policy(quiet="[]"),
-    )  # fmt: skip
-    run_plan(root, engine, 2027, "2026-12-01")
+    root = _win_back_shop(project_dir, engine)
     summary = send_day(engine, load_project(root), date(2027, 1, 8), OutboxTransport(tmp_path))
     assert summary.sent == 1
     assert _ledger(engine) == [("win-back:2027-01-08", "sent", None)]

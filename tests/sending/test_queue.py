@@ -52,14 +52,20 @@ def test_two_percent_451_does_not_slow_the_others_and_those_stay_deferred(
             pool.close()
         return time.monotonic() - started, summary
 
-    clean, summary = timed()
+    def best_of_two() -> tuple[float, SendSummary]:  # the machine's noise, halved
+        runs = []
+        for _ in range(2):
+            with engine.begin() as connection:  # the same day's mail each time
+                connection.execute(delete(ledger))
+            runs.append(timed())
+        return min(runs, key=lambda run: run[0])
+
+    clean, summary = best_of_two()
     assert summary.sent == 400
-    with engine.begin() as connection:  # the same day's mail again, now with refusals
-        connection.execute(delete(ledger))
     refused = [f"q{i:03d}@x.example" for i in range(0, 400, 50)]  # 8 of 400: 2%
     for address in refused:
         smtp_server.handler.temporary[address] = 1000  # for longer than the run
-    faulty, summary = timed()
+    faulty, summary = best_of_two()
     assert (summary.sent, summary.deferred) == (392, 8)
     assert faulty <= clean / 0.8, (clean, faulty)  # at least 0.8x the fault-free rate
     with engine.connect() as connection:
