@@ -15,7 +15,10 @@ README = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding=
 
 def _commands(group: click.Group, prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
     found = []
-    for name, command in sorted(group.commands.items()):
+    context = click.Context(group)
+    for name in sorted(group.list_commands(context)):
+        command = group.get_command(context, name)
+        assert command is not None
         path = (*prefix, name)
         found.append(path)
         if isinstance(command, click.Group):

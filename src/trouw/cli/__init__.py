@@ -7,29 +7,37 @@ a failure of the work exits 1.
 
 from __future__ import annotations
 
+import importlib
+import sys
 from pathlib import Path
 from typing import Any
 
 import click
-from sqlalchemy.exc import SQLAlchemyError
 
 from trouw import __version__
-from trouw.cli.calendar import calendar_command
-from trouw.cli.contacts import contacts_group
-from trouw.cli.demo import demo_command
-from trouw.cli.imports import import_group
-from trouw.cli.log import log_command
 from trouw.cli.params import Env
-from trouw.cli.plan import plan_group
-from trouw.cli.preview import preview_command
-from trouw.cli.project import init_command
-from trouw.cli.report import report_command
-from trouw.cli.segments import segments_group
-from trouw.cli.send import send_command
-from trouw.cli.serve import serve_command
-from trouw.cli.simulate import simulate_command
-from trouw.cli.templates import templates_group
 from trouw.errors import TrouwError, UserError
+
+# Every command: where it lives and its line in `trouw --help`. A command's module is imported
+# only when that command runs (or its own --help is asked for), so the CLI starts in a blink.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "init": ("project:init_command", "Create a new campaign project in DIRECTORY."),
+    "demo": ("demo:demo_command", "Generate a Dutch home & garden shop and run the pipeline."),
+    "check": ("check:check_command", "Validate the whole project, every problem at once."),
+    "import": ("imports:import_group", "Import contacts or events from CSV or JSONL files."),
+    "contacts": ("contacts:contacts_group", "Look up, export or erase one contact."),
+    "segments": ("segments:segments_group", "Count, list and explain the segments."),
+    "templates": ("templates:templates_group", "Check the mail templates in templates/."),
+    "preview": ("preview:preview_command", "Show the mail a campaign sends, here or in a browser."),
+    "plan": ("plan:plan_group", "Compute the year plan: every contact's dated sends."),
+    "calendar": ("calendar:calendar_command", "The year plan per day, and the busiest campaigns."),
+    "simulate": ("simulate:simulate_command", "Replay a period day by day, dry."),
+    "send": ("send:send_command", "Send every mail owed up to the day, each at most once."),
+    "log": ("log:log_command", "Show the send ledger: every mail and how it ended."),
+    "status": ("status:status_command", "Plan coverage, owed and stuck mail, the last runs."),
+    "report": ("report:report_command", "Report on a year: funnels, mails per inbox, loyalty."),
+    "serve": ("serve:serve_command", "Answer the tracked links: clicks, opens, unsubscribes."),
+}
 
 
 class BadInput(click.ClickException):
@@ -37,7 +45,24 @@ class BadInput(click.ClickException):
 
 
 class TrouwGroup(click.Group):
-    """Turns trouw's named errors into messages with the right exit code."""
+    """Loads commands when used; turns trouw's named errors into messages with the right exit
+    code."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return list(COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in COMMANDS:
+            return None
+        where, summary = COMMANDS[cmd_name]
+        module, name = where.split(":")
+        command: click.Command = getattr(importlib.import_module(f"trouw.cli.{module}"), name)
+        command.short_help = summary
+        return command
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        with formatter.section("Commands"):
+            formatter.write_dl([(name, summary) for name, (_, summary) in COMMANDS.items()])
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -46,9 +71,17 @@ class TrouwGroup(click.Group):
             raise BadInput(str(exc)) from exc
         except TrouwError as exc:
             raise click.ClickException(str(exc)) from exc
-        except SQLAlchemyError as exc:
+        except Exception as exc:
+            if not _from_the_database(exc):
+                raise
             reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
             raise click.ClickException(f"database error: {reason}") from exc
+
+
+def _from_the_database(exc: Exception) -> bool:
+    """A SQLAlchemy error, told without importing SQLAlchemy where no command did."""
+    errors = sys.modules.get("sqlalchemy.exc")
+    return errors is not None and isinstance(exc, errors.SQLAlchemyError)
 
 
 @click.group(cls=TrouwGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -76,19 +109,3 @@ def main(ctx: click.Context, project_dir: Path | None, db: str | None) -> None:
     """
     ctx.obj = env = Env(project_dir=project_dir, db_override=db)
     ctx.call_on_close(env.close)
-
-
-main.add_command(init_command)
-main.add_command(demo_command)
-main.add_command(import_group)
-main.add_command(contacts_group)
-main.add_command(segments_group)
-main.add_command(templates_group)
-main.add_command(preview_command)
-main.add_command(plan_group)
-main.add_command(calendar_command)
-main.add_command(simulate_command)
-main.add_command(send_command)
-main.add_command(log_command)
-main.add_command(report_command)
-main.add_command(serve_command)

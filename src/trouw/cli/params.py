@@ -6,13 +6,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
-from sqlalchemy import Engine
 
-from trouw.project import Project, find_project
-from trouw.store import open_store
+if TYPE_CHECKING:  # the project and the database are imported by the commands that use them
+    from sqlalchemy import Engine
+
+    from trouw.project import Project
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -29,6 +30,8 @@ class Env:
     @property
     def project(self) -> Project:
         if self._project is None:
+            from trouw.project import find_project
+
             self._project = find_project(self.project_dir)
         return self._project
 
@@ -39,6 +42,8 @@ class Env:
     @property
     def engine(self) -> Engine:
         if self._engine is None:
+            from trouw.store import open_store
+
             self._engine = open_store(self.database_url)
         return self._engine
 
