@@ -17,7 +17,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import UTC, date, datetime
 from typing import Any
 
 from sqlalchemy import Connection, delete, exists, func, or_, select
@@ -32,6 +32,7 @@ from trouw.planning.candidates import (
 from trouw.planning.decision import decide
 from trouw.planning.parallel import ChunkPool, chunk_bounds, shared_url
 from trouw.planning.policy import DEFERRED, DROPPED, PLANNED, Rules, YearCalendar
+from trouw.planning.runs import record_plan_run
 from trouw.project import Project
 from trouw.segments import Catalog, Clock, load_catalog
 from trouw.store import contacts, plan
@@ -158,8 +159,8 @@ def plan_year(
 ) -> PlanSummary:
     """Compute and store the plan of `year` as of `as_of`, replacing the year's old plan.
 
-    Run it inside one transaction (`atomic`). `progress` is called with the
-    number of contacts done after each chunk.
+    Run it inside one transaction (`atomic`); the plan run is recorded in it
+    (runs.py). `progress` is called with the number of contacts done after each chunk.
 
     With `workers` > 1 the chunks are computed by that many worker processes,
     each reading through its own connection (parallel.py), while this
@@ -169,6 +170,7 @@ def plan_year(
     that has not changed contacts or events itself; otherwise (an in-memory
     SQLite, or contacts that fit in one chunk) the plan is computed here.
     """
+    started_at = datetime.now(UTC).replace(tzinfo=None)
     planner = ChunkPlanner(project, year=year, as_of=as_of)
     summary = PlanSummary(year, as_of)
     summary.unscheduled = [
@@ -204,6 +206,14 @@ def plan_year(
             summary.contacts += contacts_done
             if progress is not None:
                 progress(summary.contacts)
+    record_plan_run(
+        connection,
+        year=year,
+        as_of=as_of,
+        started_at=started_at,
+        contacts=summary.contacts,
+        statuses=summary.statuses,
+    )
     return summary
 
 

@@ -177,6 +177,19 @@ send_runs = Table(
     Index("ix_send_runs_started_at", "started_at"),
 )
 
+plan_runs = Table(
+    "plan_runs",
+    metadata,
+    Column("id", RowId, primary_key=True, autoincrement=True),
+    Column("year", Integer, nullable=False),
+    Column("as_of", Date, nullable=False),
+    Column("started_at", DateTime, nullable=False),
+    Column("finished_at", DateTime, nullable=False),
+    Column("contacts", Integer, nullable=False),
+    Column("summary", Json),  # plan rows per status: planned, deferred, dropped
+    Index("ix_plan_runs_year_finished_at", "year", "finished_at"),
+)
+
 keys = Table(
     "keys",
     metadata,
