@@ -11,16 +11,20 @@ import os
 import re
 import tomllib
 from dataclasses import dataclass, field
+from email.headerregistry import AddressHeader, HeaderRegistry
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from trouw.durations import parse_duration
 from trouw.errors import ProjectError
+from trouw.problems import Problems
 
 SETTINGS_FILE = "trouw.toml"
 DEFAULT_DATABASE = ".trouw/trouw.db"
 DATABASE_ENV = "TROUW_DATABASE_URL"
+DAYS_IN_A_YEAR = 366  # a duration longer than this (min_gap, defer_for) is surely a typo
 WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 
 
@@ -97,8 +101,8 @@ class Project:
         return f"sqlite:///{self.root / DEFAULT_DATABASE}"
 
 
-def find_project(explicit: Path | None = None, start: Path | None = None) -> Project:
-    """Load the project named by `explicit`, or the nearest one above `start`."""
+def find_root(explicit: Path | None = None, start: Path | None = None) -> Path:
+    """The folder of the project named by `explicit`, or of the nearest one above `start`."""
     if explicit is not None:
         root = explicit.resolve()
         if not (root / SETTINGS_FILE).is_file():
@@ -106,36 +110,86 @@ def find_project(explicit: Path | None = None, start: Path | None = None) -> Pro
                 f"no {SETTINGS_FILE} in {root}",
                 fix=f"run `trouw init {explicit}` to create a project there",
             )
-        return load_project(root)
+        return root
     here = (start or Path.cwd()).resolve()
     for folder in (here, *here.parents):
         if (folder / SETTINGS_FILE).is_file():
-            return load_project(folder)
+            return folder
     raise ProjectError(
         f"no {SETTINGS_FILE} found in {here} or any folder above it",
         fix="cd into a project, pass --project DIR, or run `trouw init DIR`",
     )
 
 
-def load_project(root: Path) -> Project:
+def find_project(explicit: Path | None = None, start: Path | None = None) -> Project:
+    """Load the project named by `explicit`, or the nearest one above `start`."""
+    return load_project(find_root(explicit, start))
+
+
+def load_project(root: Path, problems: Problems | None = None) -> Project:
+    """The project at `root`. Its first problem is raised; with `problems`, every problem of
+    trouw.toml is reported there instead and a setting in error keeps its default."""
+    report = Problems.first() if problems is None else problems
     path = root / SETTINGS_FILE
-    text = path.read_text(encoding="utf-8")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        report.add(ProjectError(f"cannot read the file: {exc}", path=path, fix="write it as text"))
+        return Project(root=root, settings=Settings(name=root.name))
     try:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         line = getattr(exc, "lineno", None)
-        raise ProjectError(
-            f"not valid TOML: {exc}", path=path, line=line, fix="correct the TOML syntax"
-        ) from exc
-    return Project(root=root, settings=_SettingsReader(path, text).read(raw, root.name))
+        report.add(
+            ProjectError(
+                f"not valid TOML: {exc}", path=path, line=line, fix="correct the TOML syntax"
+            )
+        )
+        return Project(root=root, settings=Settings(name=root.name))
+    return Project(root=root, settings=_SettingsReader(path, text, report).read(raw, root.name))
+
+
+def address_problem(value: str) -> str | None:
+    """What is wrong with a From or Reply-To address (`Name <box@domain>`), or None."""
+    if any(char in value for char in "\r\n"):
+        return "it contains a line break"
+    try:
+        header = HeaderRegistry()("From", value)
+    except Exception:  # the standard library's parser trips over some garbage (AttributeError)
+        return "it cannot be read as an address"
+    boxes = header.addresses if isinstance(header, AddressHeader) else ()
+    if len(boxes) != 1:
+        return "expected one address" if boxes else "there is no address"
+    box = boxes[0]
+    if header.defects or not box.username or not box.domain:
+        return "it is not a valid address (write `Name <box@domain.example>`)"
+    return None
+
+
+def url_problem(value: str) -> str | None:
+    """What is wrong with a base URL links are made from (absolute http or https), or None."""
+    try:
+        parts = urlsplit(value)
+    except ValueError as exc:  # e.g. an unclosed [ of an IPv6 host
+        return f"it cannot be read as a URL ({exc})"
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        return "expected an absolute http(s) URL"
+    if parts.query or parts.fragment or any(char.isspace() for char in value):
+        return "a base URL has no spaces, query (?) or fragment (#)"
+    return None
 
 
 class _SettingsReader:
-    """Validates trouw.toml section by section, naming file, line and key."""
+    """Validates trouw.toml section by section, naming file, line and key.
 
-    def __init__(self, path: Path, text: str) -> None:
+    A problem is reported to `problems` (which raises the first when loading) and
+    the setting keeps its default, so every other setting is still checked.
+    """
+
+    def __init__(self, path: Path, text: str, problems: Problems) -> None:
         self.path = path
         self.lines = text.splitlines()
+        self.problems = problems
 
     def read(self, raw: dict[str, Any], default_name: str) -> Settings:
         self._only(raw, "", {"project", "sender", "tracking", "policy", "letters"})
@@ -157,101 +211,155 @@ class _SettingsReader:
         timezone = self._get(project, "project", "timezone", str, defaults.timezone)
         try:
             ZoneInfo(timezone)
-        except (ZoneInfoNotFoundError, ValueError) as exc:
-            raise self._error(
+        except (ZoneInfoNotFoundError, ValueError):
+            self._report(
                 "project",
                 "timezone",
                 f"unknown time zone '{timezone}'",
                 "use an IANA name such as Europe/Amsterdam",
-            ) from exc
+            )
+            timezone = defaults.timezone
         return Settings(
             name=self._get(project, "project", "name", str, default_name),
             timezone=timezone,
             locale=self._get(project, "project", "locale", str, defaults.locale),
             database=self._get(project, "project", "database", str, None),
-            sender=Sender(
-                from_address=self._get(sender, "sender", "from", str, Sender.from_address),
-                reply_to=self._get(sender, "sender", "reply_to", str, None),
-                postal_address=self._get(
-                    sender, "sender", "postal_address", str, Sender.postal_address
-                ),
-            ),
-            tracking_base_url=self._get(
-                tracking, "tracking", "base_url", str, defaults.tracking_base_url
-            ),
+            sender=self._sender(sender),
+            tracking_base_url=self._base_url(tracking, defaults.tracking_base_url),
             policy=self._policy(policy),
             letters_dir=self._get(letters, "letters", "dir", str, None),
         )
 
+    def _sender(self, table: dict[str, Any]) -> Sender:
+        base = Sender()
+        values = {}
+        for key in ("from", "reply_to"):
+            value = values[key] = self._get(table, "sender", key, str, None)
+            problem = address_problem(value) if value is not None else None
+            if problem:
+                self._report(
+                    "sender",
+                    key,
+                    f"'{value}' is not a {key.replace('_', '-')} address: {problem}",
+                    'write e.g. "Shop name <hello@shop.example>"',
+                    loads=True,
+                )
+        return Sender(
+            from_address=values["from"] or base.from_address,
+            reply_to=values["reply_to"],
+            postal_address=self._get(table, "sender", "postal_address", str, base.postal_address),
+        )
+
+    def _base_url(self, table: dict[str, Any], default: str) -> str:
+        value: str = self._get(table, "tracking", "base_url", str, default)
+        problem = url_problem(value)
+        if problem:
+            self._report(
+                "tracking",
+                "base_url",
+                f"'{value}' cannot start the links in mails: {problem}",
+                'write where `trouw serve` is reachable, e.g. "https://t.shop.example"',
+                loads=True,
+            )
+        return value
+
     def _policy(self, table: dict[str, Any]) -> Policy:
         base = Policy()
+        durations = {}
         for key in ("min_gap", "defer_for"):
             value = self._get(table, "policy", key, str, getattr(base, key))
             try:
-                parse_duration(value)
+                length = parse_duration(value).approx_days()
             except ValueError as exc:
-                raise self._error("policy", key, str(exc), 'write e.g. "2d" or "1w"') from exc
+                self._report("policy", key, str(exc), 'write e.g. "2d" or "1w"')
+                value, length = getattr(base, key), 0
+            if length > DAYS_IN_A_YEAR:
+                what = "between two mails" if key == "min_gap" else "a capped mail may wait"
+                self._report(
+                    "policy",
+                    key,
+                    f"{key} = {value} is longer than a year ({what})",
+                    'write days or weeks, e.g. "2d" or "1w"',
+                    loads=True,
+                )
+            durations[key] = value
         window = self._get(table, "policy", "send_window", str, None)
         hours = r"([01]\d|2[0-3]):[0-5]\d"
         if window is not None and not re.fullmatch(f"{hours}-{hours}", window):
-            raise self._error(
+            self._report(
                 "policy",
                 "send_window",
                 f"expected HH:MM-HH:MM, got '{window}'",
                 'write e.g. "09:00-17:00"',
             )
-        quiet = self._get(table, "policy", "quiet_days", list, list(base.quiet_days))
-        for day in quiet:
-            if not isinstance(day, str) or not (
-                day.lower() in WEEKDAYS or re.fullmatch(r"holidays:[A-Z]{2}", day)
-            ):
-                raise self._error(
-                    "policy",
-                    "quiet_days",
-                    f"'{day}' is not a weekday or holidays:CC",
-                    'use weekday names and public holidays, e.g. ["sunday", "holidays:NL"]',
-                )
+            window = None
+        quiet = [
+            day
+            for day in self._get(table, "policy", "quiet_days", list, list(base.quiet_days))
+            if self._quiet_day(day)
+        ]
         caps = {}
         for key in ("max_per_week", "max_per_month"):
             caps[key] = self._get(table, "policy", key, int, getattr(base, key))
             if caps[key] < 1:
-                raise self._error(
+                self._report(
                     "policy",
                     key,
                     f"{key} = {caps[key]} would let no promotional mail through at all",
                     "write at least 1 (service mails ignore the caps anyway)",
                 )
-        for day in quiet:
-            if isinstance(day, str) and day.startswith("holidays:"):
-                import holidays  # only when holidays are named: it takes a while to import
-
-                country = day.split(":", 1)[1]
-                if country not in holidays.list_supported_countries():
-                    raise self._error(
-                        "policy",
-                        "quiet_days",
-                        f"no public holidays are known for '{country}'",
-                        "use a two-letter country code such as holidays:NL or holidays:BE",
-                    )
+                caps[key] = getattr(base, key)
+        if caps["max_per_week"] > caps["max_per_month"]:
+            self._report(
+                "policy",
+                "max_per_week",
+                f"max_per_week = {caps['max_per_week']} is more than max_per_month = "
+                f"{caps['max_per_month']}: the weekly cap can never be reached",
+                "make max_per_week at most max_per_month",
+                loads=True,
+            )
         return Policy(
             max_per_week=caps["max_per_week"],
             max_per_month=caps["max_per_month"],
-            min_gap=table.get("min_gap", base.min_gap),
+            min_gap=durations["min_gap"],
             quiet_days=tuple(d.lower() if d.lower() in WEEKDAYS else d for d in quiet),
-            defer_for=table.get("defer_for", base.defer_for),
+            defer_for=durations["defer_for"],
             send_window=window,
         )
+
+    def _quiet_day(self, day: Any) -> bool:
+        """Whether `day` is a weekday or holidays:CC with holidays known; reported if not."""
+        fix = 'use weekday names and public holidays, e.g. ["sunday", "holidays:NL"]'
+        if not isinstance(day, str) or not (
+            day.lower() in WEEKDAYS or re.fullmatch(r"holidays:[A-Z]{2}", day)
+        ):
+            self._report("policy", "quiet_days", f"'{day}' is not a weekday or holidays:CC", fix)
+            return False
+        if day.startswith("holidays:"):
+            import holidays  # only when holidays are named: it takes a while to import
+
+            country = day.split(":", 1)[1]
+            if country not in holidays.list_supported_countries():
+                self._report(
+                    "policy",
+                    "quiet_days",
+                    f"no public holidays are known for '{country}'",
+                    "use a two-letter country code such as holidays:NL or holidays:BE",
+                )
+                return False
+        return True
 
     def _table(self, raw: dict[str, Any], name: str) -> dict[str, Any]:
         value = raw.get(name, {})
         if not isinstance(value, dict):
-            raise self._error("", name, "expected a table", f"write it as a [{name}] section")
+            self._report("", name, "expected a table", f"write it as a [{name}] section")
+            return {}
         return value
 
     def _only(self, table: dict[str, Any], section: str, known: set[str]) -> None:
         for key in table:
             if key not in known:
-                raise self._error(
+                self._report(
                     section,
                     key,
                     "unknown setting",
@@ -266,19 +374,23 @@ class _SettingsReader:
         # bool is an int in Python; a setting that wants a number must not take `true`.
         if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
             expected = {str: "a string", int: "a whole number", list: "a list"}[kind]
-            raise self._error(
+            self._report(
                 section,
                 key,
                 f"expected {expected}, got {type(value).__name__} {value!r}",
                 f"write {key} as {expected}",
             )
+            return default
         return value
 
-    def _error(self, section: str, key: str, reason: str, fix: str) -> ProjectError:
+    def _report(
+        self, section: str, key: str, reason: str, fix: str, *, loads: bool = False
+    ) -> None:
         dotted = f"{section}.{key}" if section else key
-        return ProjectError(
+        error = ProjectError(
             reason, path=self.path, line=self._line_of(section, key), key=dotted, fix=fix
         )
+        self.problems.add(error, loads=loads)
 
     def _line_of(self, section: str, key: str) -> int | None:
         """The line where `key` is set inside `[section]` (tomllib keeps no positions)."""
