@@ -7,9 +7,7 @@ from pathlib import Path
 
 import click
 
-from trouw.cli.output import console, errors
 from trouw.cli.params import Env, as_of_option, pass_env
-from trouw.errors import UserError
 
 
 @click.command("preview")
@@ -63,7 +61,9 @@ def preview_command(
     without a step every step is shown. Contacts matching no variant are
     reported as skipped. With --serve, a local web page (127.0.0.1 only) shows
     campaigns, variants and sample contacts with the rendered mail, its text
-    part and headers; reload it after editing a template.
+    part and headers; reload it after editing a template. The page answers
+    only when reached as 127.0.0.1, localhost or [::1]: another web site
+    cannot read it through your browser.
 
     \b
     Example:
@@ -71,6 +71,9 @@ def preview_command(
       trouw preview welcome:2 --contact demo-000042
       trouw preview --serve --port 8026
     """
+    from trouw.cli.output import console, errors
+    from trouw.errors import UserError
+
     day = as_of or env.today()
     if serve:
         from trouw.preview.app import serve_preview

@@ -1,12 +1,17 @@
 """A small Flask app for marketers: campaigns -> variants -> sample contacts -> the mail.
 
 It binds to 127.0.0.1 only: it shows customer data and is meant for the
-person at this machine. Every request reads the templates, campaigns and
-segments afresh, so editing a template and pressing reload shows the change.
+person at this machine. It also answers only requests addressed to this
+machine (`Host: 127.0.0.1`, `localhost` or `[::1]`, any port): a web page the
+marketer visits could otherwise point its own host name at 127.0.0.1 (DNS
+rebinding) and read the previews from the browser. Every request reads the
+templates, campaigns and segments afresh, so editing a template and pressing
+reload shows the change.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import date
 from typing import Any
@@ -21,6 +26,17 @@ from trouw.store import open_store
 from trouw.templates.campaign_mails import SYNTHETIC_PREFIX, CampaignMails, RenderedMail
 
 SAMPLES_PER_VARIANT = 5
+# The Host header of a request to this machine: a loopback name, an optional port.
+_LOCAL_HOST = re.compile(r"(?:127\.0\.0\.1|localhost|\[::1\])(?::[0-9]{1,5})?", re.IGNORECASE)
+MISDIRECTED = (
+    "421 Misdirected Request: the trouw preview answers only at http://127.0.0.1 "
+    "(or localhost), on this machine.\n"
+)
+
+
+def is_local_host(host: str | None) -> bool:
+    """Whether a Host header names this machine: 127.0.0.1, localhost or [::1], any port."""
+    return host is not None and _LOCAL_HOST.fullmatch(host) is not None
 
 
 @dataclass(frozen=True)
@@ -58,6 +74,12 @@ def create_app(project: Project, engine: Engine, *, as_of: date) -> Flask:
         if not results:
             abort(404, f"no contact with id '{contact_id}'")
         return results[0]
+
+    @app.before_request
+    def this_machine_only() -> Response | None:
+        if is_local_host(request.headers.get("Host")):
+            return None
+        return Response(MISDIRECTED, status=421, mimetype="text/plain")
 
     @app.errorhandler(UserError)
     def user_error(exc: UserError) -> tuple[str, int]:
