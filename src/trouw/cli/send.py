@@ -151,8 +151,9 @@ def send_command(
     if summary.unplanned:
         year = summary.day.year
         raise WorkFailed(
-            f"there is no plan for {year}: only triggered and earlier mail could be sent; "
-            f"run `trouw plan {year}` (did the plan job fail?)"
+            f"there is no plan for {year}: the day's mail was decided and sent, but the "
+            f"calendar, `plan explain` and `status` show nothing for it; run `trouw plan {year}` "
+            "(did the plan job fail?)"
         )
     if not summary.dry_run and summary.sent == 0 and summary.failed + summary.unknown:
         # Every mail refused is a broken setup (sender not allowed, relay closed), not bounces.
@@ -181,7 +182,7 @@ def _print_summary(summary: SendSummary) -> None:
         days = ", ".join(f"{n} from {day}" for day, n in summary.earlier.items())
         line(f"  owed from earlier days: {days}")
     if summary.triggered:
-        line(f"  {summary.triggered} of them triggered since the plan was made")
+        line(f"  {summary.triggered} of them not in the plan: triggered or changed since")
     if summary.taken_over:
         line(f"  {summary.taken_over} mails a run that died had not sent: owed again")
     if summary.stale:

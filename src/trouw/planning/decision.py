@@ -38,9 +38,13 @@ def decide(
     `made`: keys (campaign, step, occurrence) the ledger already holds, not
     decided again; `sent`: the (day, campaign) of mails that count toward the
     caps. The contact's whole remaining year is resolved, so a later
-    higher-priority send keeps its room.
+    higher-priority send keeps its room. Nothing is due before the contact
+    became a customer (`customer_since`).
     """
     candidates = finder.candidates(contact, facts)
+    joined = contact.customer_since
+    if isinstance(joined, date) and joined > finder.as_of:
+        candidates = [c for c in candidates if c.due >= joined]  # not a customer before
     if made:
         candidates = [c for c in candidates if c.key not in made]
     if not candidates:

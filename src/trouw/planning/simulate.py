@@ -10,8 +10,8 @@ is the truth). What falls on the day is written to the scratch ledger with
 status `sent`, so the next day sees it: caps, journeys, clicks, win-backs and
 segment entries (a snapshot per day) interact as they would in reality.
 
-A contact whose `customer_since` is after the day is not a customer yet and
-gets nothing that day; events after the day are ignored (the Clock).
+Events after the day are ignored (the Clock); a contact gets nothing before
+their `customer_since` (decision.py).
 """
 
 from __future__ import annotations
@@ -166,9 +166,6 @@ def simulate_period(
             histories = ledger_history(connection, chunk, since)
             rows: list[tuple[Any, ...]] = []
             for contact in chunk:
-                joined = contact.customer_since
-                if isinstance(joined, date) and joined > day:
-                    continue  # not a customer yet
                 contact_id = str(contact.id)
                 history = histories.get(contact_id) or SentHistory()
                 decisions = sends_on(

@@ -33,12 +33,13 @@ from trouw.planning.candidates import (
     CandidateFinder,
     ChunkFacts,
     ContactRow,
+    contact_chunks,
     send_channel,
     stop_reason,
     unreachable,
     zone_named,
 )
-from trouw.planning.decision import decide
+from trouw.planning.decision import decide, sends_on
 from trouw.planning.planner import calendar_campaigns
 from trouw.planning.policy import (
     DROPPED,
@@ -128,6 +129,51 @@ class SendChecks:
             if step.name == send.step:
                 return campaign, step
         return f"step '{send.step}' no longer in campaign '{send.campaign}'"
+
+    def decided_today(
+        self, connection: Connection, *, chunk_contacts: int, worker: tuple[int, int] = (0, 1)
+    ) -> list[tuple[book.Send, int]]:
+        """The sends today's decision makes that the ledger does not hold yet, with priority.
+
+        The plan was a forecast: since it was made, a click started a follow-up, a
+        purchase moved a win-back, a contact entered an audience or a cap freed
+        room. So every contact is decided as of the day, as `simulate` does, and
+        what falls on the day is owed whether or not the plan holds it. Worker
+        `i` of `n` decides every n-th chunk of contacts, starting at the i-th.
+        """
+        found: list[tuple[book.Send, int]] = []
+        index, workers = worker
+        for number, chunk in enumerate(contact_chunks(connection, chunk_contacts)):
+            if number % workers != index:
+                continue
+            facts = self.finder.gather(connection, chunk)
+            ids = [str(row.id) for row in chunk]
+            histories = book.histories(
+                connection,
+                ids,
+                since=self.as_of - timedelta(days=HISTORY_DAYS),
+                until=self.as_of + timedelta(days=HISTORY_DAYS),
+            )
+            for person in chunk:
+                contact_id = str(person.id)
+                history = histories.get(contact_id)
+                status = history.status if history else {}
+                made = {k for k, s in status.items() if s not in OPEN}
+                sent = list(history.counted.values()) if history else []
+                decisions = decide(
+                    self.finder, self.rules, self.calendar, person, facts, made=made, sent=sent
+                )
+                channel = send_channel(person)
+                for decision in sends_on(self.as_of, decisions):
+                    c = decision.candidate
+                    if c.key in status:
+                        continue  # in the ledger: owed from there, if still open
+                    send = book.Send(
+                        contact_id, c.campaign, c.step, c.occurrence, self.as_of, c.template,
+                        channel,
+                    )  # fmt: skip
+                    found.append((send, c.priority))
+        return found
 
     def gather(self, connection: Connection, dues: Sequence[Due]) -> Gathered:
         """What the day's data says of these dues' contacts (read before the write lock is

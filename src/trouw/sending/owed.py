@@ -7,7 +7,9 @@ ledger holds it in a final state. So a run for day D works
   ledger row: today's, and those a killed or skipped run never reached;
 - the ledger's `deferred` rows whose next try has come (a 4xx, a cap that
   bound, a mail released by a run that stopped or died);
-- the triggered sends of D the plan lacks (triggered.py);
+- the sends today's decision makes that the plan lacks or dates later
+  (`SendChecks.decided_today`: a click since, a purchase that moved a
+  win-back, a new member of an audience, room a cancel freed);
 - with `--retry-unknown`, D's `unknown` rows.
 
 Each send may go out until its validity ends (`valid_for` on the campaign,
@@ -21,7 +23,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 
-from sqlalchemy import ColumnElement, Connection, and_, exists, or_, select
+from sqlalchemy import ColumnElement, Connection, and_, exists, func, or_, select
 
 from trouw.campaigns import Campaign
 from trouw.durations import parse_duration
@@ -57,6 +59,7 @@ class Owed:
 
     dues: list[Due] = field(default_factory=list)
     expired: list[tuple[Due, str]] = field(default_factory=list)
+    unplanned: int = 0  # of `dues`: decided today, not owed by the plan (yet)
 
     def earlier(self, day: date) -> dict[date, int]:
         """How many of the dues are owed from days before `day`, per day."""
@@ -86,7 +89,7 @@ def owed_sends(
     policy: Policy,
     now: datetime,
     retry_unknown: bool = False,
-    triggered: Sequence[tuple[book.Send, int]] = (),
+    decided: Sequence[tuple[book.Send, int]] = (),
     retries_only: bool = False,
 ) -> Owed:
     """Everything owed up to and including `day`, and what of it has expired.
@@ -94,17 +97,10 @@ def owed_sends(
     `retries_only`: just the deferred rows tried before whose next try has come
     (a run's second pass over its 4xx answers).
     """
-    validity = {name: validity_days(c, policy) for name, c in campaigns.items()}
-    default_validity = validity_days(None, policy)
-    look_back = max([default_validity, *validity.values()]) + GRACE_DAYS
+    validity, default_validity, look_back = _validities(campaigns, policy)
     found: dict[book.Key, Due] = {}
+    unplanned = 0
     if not retries_only:
-        in_ledger = exists().where(
-            ledger.c.contact_id == plan.c.contact_id,
-            ledger.c.campaign == plan.c.campaign,
-            ledger.c.step == plan.c.step,
-            ledger.c.occurrence == plan.c.occurrence,
-        )
         query = select(
             plan.c.contact_id,
             plan.c.campaign,
@@ -114,25 +110,14 @@ def owed_sends(
             plan.c.template,
             plan.c.channel,
             plan.c.priority,
-        ).where(
-            plan.c.day <= day,
-            plan.c.day >= day - timedelta(days=look_back),
-            plan.c.status.in_(("planned", "deferred")),
-            ~in_ledger,
-        )
+        ).where(*_planned_unsent(day, look_back))
         for row in connection.execute(query):
             send = book.Send(row[0], row[1], row[2], row[3], day, row[5], row[6], due=row[4])
             found[send.key] = Due(send, int(row[7]))
-        for send, priority in triggered:
+        planned = len(found)
+        for send, priority in decided:
             found.setdefault(send.key, Due(send, priority))
-    waiting: ColumnElement[bool] = or_(
-        ledger.c.next_attempt_at.is_(None), ledger.c.next_attempt_at <= now
-    )
-    if retries_only:
-        waiting = and_(ledger.c.next_attempt_at.is_not(None), ledger.c.next_attempt_at <= now)
-    states = [and_(ledger.c.status == book.DEFERRED, waiting)]
-    if retry_unknown and not retries_only:
-        states.append(and_(ledger.c.status == book.UNKNOWN, ledger.c.day == day))
+        unplanned = len(found) - planned
     retries = select(
         ledger.c.contact_id,
         ledger.c.campaign,
@@ -145,7 +130,7 @@ def owed_sends(
         ledger.c.status,
         ledger.c.attempts,
         ledger.c.error,
-    ).where(or_(*states), ledger.c.due <= day)
+    ).where(_retried(day, now, retry_unknown=retry_unknown, retries_only=retries_only))
     for kept in connection.execute(retries):
         send = book.Send(
             kept.contact_id, kept.campaign, kept.step, kept.occurrence, day, kept.template,
@@ -155,7 +140,7 @@ def owed_sends(
         old = found.get(send.key)
         priority = old.priority if old else (campaign.priority if campaign else 0)
         found[send.key] = Due(send, priority, str(kept.status), int(kept.attempts), kept.error)
-    owed = Owed()
+    owed = Owed(unplanned=unplanned)
     for key in sorted(found):
         due = found[key]
         days = validity.get(due.send.campaign, default_validity)
@@ -165,6 +150,96 @@ def owed_sends(
         else:
             owed.dues.append(due)
     return owed
+
+
+def _validities(campaigns: dict[str, Campaign], policy: Policy) -> tuple[dict[str, int], int, int]:
+    """Each campaign's validity in days, the default one, and how far back to look."""
+    validity = {name: validity_days(c, policy) for name, c in campaigns.items()}
+    default_validity = validity_days(None, policy)
+    return validity, default_validity, max([default_validity, *validity.values()]) + GRACE_DAYS
+
+
+def _planned_unsent(day: date, look_back: int) -> list[ColumnElement[bool]]:
+    """The plan's sends owed up to `day` (within the look-back) that have no ledger row yet."""
+    in_ledger = exists().where(
+        ledger.c.contact_id == plan.c.contact_id,
+        ledger.c.campaign == plan.c.campaign,
+        ledger.c.step == plan.c.step,
+        ledger.c.occurrence == plan.c.occurrence,
+    )
+    return [
+        plan.c.day <= day,
+        plan.c.day >= day - timedelta(days=look_back),
+        plan.c.status.in_(("planned", "deferred")),
+        ~in_ledger,
+    ]
+
+
+def _retried(
+    day: date, now: datetime, *, retry_unknown: bool, retries_only: bool
+) -> ColumnElement[bool]:
+    """The ledger rows a run works again: `deferred` ones whose next try has come (with
+    `retries_only`, only those tried before) and, when the operator asks, D's `unknown`."""
+    waiting: ColumnElement[bool] = or_(
+        ledger.c.next_attempt_at.is_(None), ledger.c.next_attempt_at <= now
+    )
+    if retries_only:
+        waiting = and_(ledger.c.next_attempt_at.is_not(None), ledger.c.next_attempt_at <= now)
+    states = [and_(ledger.c.status == book.DEFERRED, waiting)]
+    if retry_unknown and not retries_only:
+        states.append(and_(ledger.c.status == book.UNKNOWN, ledger.c.day == day))
+    return and_(or_(*states), ledger.c.due <= day)
+
+
+@dataclass
+class OwedCount:
+    """How much a run for the day would work, counted by the database (for `trouw status`).
+
+    The plan's unsent sends and the ledger's retries, as `owed_sends` finds them;
+    not the sends only the run's own decision of the day adds. `waiting` counts
+    them by the day a run last handled them (a plan send no run reached: its
+    plan day), so a monitor can tell mail that no run has touched for days.
+    """
+
+    owed: int = 0  # a run would work these
+    expiring: int = 0  # past their validity: a run records them `expired`
+    since: date | None = None  # the earliest day the `owed` are owed from
+    waiting: dict[date, int] = field(default_factory=dict)  # last handled -> owed + expiring
+
+
+def count_owed(
+    connection: Connection,
+    day: date,
+    *,
+    campaigns: dict[str, Campaign],
+    policy: Policy,
+    now: datetime,
+) -> OwedCount:
+    """`owed_sends` counted: two grouped queries, no row per send."""
+    validity, default_validity, look_back = _validities(campaigns, policy)
+    unsent = (
+        select(plan.c.campaign, plan.c.day, plan.c.day, func.count())
+        .where(*_planned_unsent(day, look_back))
+        .group_by(plan.c.campaign, plan.c.day)
+    )
+    retried = (
+        select(ledger.c.campaign, func.coalesce(ledger.c.due, ledger.c.day), ledger.c.day,
+               func.count())
+        .where(_retried(day, now, retry_unknown=False, retries_only=False))
+        .group_by(ledger.c.campaign, ledger.c.due, ledger.c.day)
+    )  # fmt: skip
+    counted = OwedCount()
+    for query in (unsent, retried):
+        for campaign, owed_from, handled, n in connection.execute(query):
+            days = validity.get(campaign, default_validity)
+            if owed_from + timedelta(days=days) < day:
+                counted.expiring += n
+            else:
+                counted.owed += n
+                counted.since = min(owed_from, counted.since or owed_from)
+            counted.waiting[handled] = counted.waiting.get(handled, 0) + n
+    counted.waiting = dict(sorted(counted.waiting.items()))
+    return counted
 
 
 def year_planned(connection: Connection, year: int) -> bool:
@@ -187,6 +262,8 @@ __all__ = [
     "SERVICE_VALIDITY_DAYS",
     "Due",
     "Owed",
+    "OwedCount",
+    "count_owed",
     "owed_sends",
     "validity_days",
     "year_planned",

@@ -6,7 +6,8 @@ The protocol that must never send a mail twice, and never lose one:
    held are taken over at once (`reserved`: owed again; `sending`:
    `unknown`), those of live runs are left alone.
 2. What is owed (owed.py): the plan's sends up to the day without a ledger
-   row, deferred rows whose next try has come, today's triggered sends.
+   row, deferred rows whose next try has come, what today's decision sends
+   that the plan lacks.
    Sends past their validity are written `expired`.
 3. Chunk by chunk, in one short write transaction (SQLite: BEGIN IMMEDIATE;
    PostgreSQL: the chunk's contacts claimed with SKIP LOCKED): check each
@@ -59,7 +60,6 @@ from trouw.sending.transports import (
     TransportDown,
     deliver_batch,
 )
-from trouw.sending.triggered import triggered_sends
 from trouw.store import atomic
 from trouw.store.writelock import WriteLock
 from trouw.templates.campaign_mails import CampaignMails
@@ -425,13 +425,13 @@ def _work(
             ]
     with engine.connect() as connection:
         summary.unplanned = not year_planned(connection, as_of.year)
-        triggered = triggered_sends(connection, run.project, as_of)
+        decided = run.checks.decided_today(connection, chunk_contacts=chunk_contacts, worker=worker)
         owed = owed_sends(
             connection, as_of, campaigns=run.campaigns, policy=run.project.settings.policy,
-            now=now, retry_unknown=retry_unknown, triggered=triggered,
+            now=now, retry_unknown=retry_unknown, decided=decided,
         )  # fmt: skip
     summary.due = len(owed.dues)
-    summary.triggered = len(triggered)
+    summary.triggered = owed.unplanned
     summary.earlier = owed.earlier(as_of)
     for due, _ in owed.expired:
         summary.expired[due.send.campaign] += 1

@@ -20,7 +20,7 @@ class SendSummary:
     day: date
     dry_run: bool = False
     due: int = 0
-    triggered: int = 0  # of `due`: triggered since the plan was made
+    triggered: int = 0  # of `due`: not in the plan (triggered or changed since it was made)
     earlier: dict[date, int] = field(default_factory=dict)  # of `due`: owed from earlier days
     sent: int = 0
     would_send: int = 0
