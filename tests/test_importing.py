@@ -257,3 +257,111 @@ def test_a_provider_bounce_export_by_email_reaches_contacts_and_suppresses_stran
         engine, _write(tmp_path, "g.csv", "id,email\ng1,ghost@example.org\n"), timezone="UTC"
     )
     assert later.suppressed == 1
+
+
+# NUL characters: PostgreSQL keeps none in text or JSON (it failed the batch at the commit,
+# after earlier batches were in), SQLite passed them on into mail headers. Each row with one
+# is refused like any other bad row, on both databases, and the rest lands.
+NUL_CONTACTS = (
+    "id,email,first_name,city,note\n"
+    "n1,n1@example.nl,Nina,Ede,ok\n"
+    "n2,n2@example.nl,Ni\x00na,Ede,ok\n"  # a known column
+    "n3,n3@example.nl,Noor,Ede,o\x00k\n"  # an attribute
+    "n\x004,n4@example.nl,Noor,Ede,ok\n"  # the id
+    "n5,n5@example.nl,Noah,Ede,ok\n"
+)
+
+
+def test_a_nul_in_any_contact_field_refuses_that_row_csv(engine: Engine, tmp_path: Path) -> None:
+    path = _write(tmp_path, "nul.csv", NUL_CONTACTS)
+    report = import_contacts(engine, path, timezone="UTC", batch_size=2)
+    assert [(r.line, r.column) for r in report.rejected] == [
+        (3, "first_name"),
+        (4, "note"),
+        (5, "id"),
+    ]
+    assert all("NUL" in r.reason and "\x00" not in r.reason for r in report.rejected)
+    assert report.written == 2
+    with engine.connect() as connection:
+        assert set(connection.execute(select(contacts.c.id)).scalars()) == {"n1", "n5"}
+
+
+def test_a_nul_anywhere_in_a_jsonl_row_refuses_that_row(engine: Engine, tmp_path: Path) -> None:
+    rows: list[object] = [
+        {"id": "j1", "first_name": "Jet", "tags": ["a", "b"]},
+        {"id": "j2", "first_name": "J\u0000et"},
+        {"id": "j3", "prefs": {"colour": ["red", "gr\u0000een"]}},  # deep inside an extra
+        {"id": "j4", "prefs": {"col\u0000our": "red"}},  # a key inside an extra
+        {"id": "j5", "no\u0000te": "x"},  # a column's name
+        {"id": "j6", "score": float("nan")},  # PostgreSQL's JSONB refuses NaN as well
+        {"id": "j7", "first_name": "Jop", "prefs": {"colour": "blue\nish"}},
+    ]
+    text = "\n".join(json.dumps(row) for row in rows) + "\n" + "[" * 100_000 + "\n"
+    report = import_contacts(engine, _write(tmp_path, "nul.jsonl", text), timezone="UTC")
+    assert [(r.line, r.column) for r in report.rejected] == [
+        (2, "first_name"),
+        (3, "prefs"),
+        (4, "prefs"),
+        (5, "no\\x00te"),
+        (6, "score"),
+        (8, None),
+    ]
+    assert "finite" in report.rejected[4].reason and "nested" in report.rejected[5].reason
+    with engine.connect() as connection:
+        assert set(connection.execute(select(contacts.c.id)).scalars()) == {"j1", "j7"}
+    assert _contact(engine, "j7")["attributes"] == {"prefs": {"colour": "blue\nish"}}
+
+
+def test_a_nul_in_an_event_refuses_that_row_csv_and_jsonl(engine: Engine, tmp_path: Path) -> None:
+    import_contacts(engine, _write(tmp_path, "c.csv", CONTACTS_CSV), timezone="UTC")
+    csv_text = (
+        "contact_id,type,occurred_at,tag,amount,page\n"
+        "c1,click,2027-04-02T10:00:00Z,ok,,/a\n"
+        "c1,click,2027-04-02T10:00:00Z,o\x00k,,/a\n"
+        "c1,purchase,2027-04-02T10:00:00Z,,1\x002,/a\n"
+        "c1,page_view,2027-04-02T10:00:00Z,,,/a\x00\n"
+        "c\x001,click,2027-04-02T10:00:00Z,,,/a\n"
+        "c2,click,2027-04-02T10:00:00Z,ok,,/b\n"
+    )
+    report = import_events(
+        engine, _write(tmp_path, "e.csv", csv_text), timezone="UTC", batch_size=2
+    )
+    assert [(r.line, r.column) for r in report.rejected] == [
+        (3, "tag"),
+        (4, "amount"),
+        (5, "page"),
+        (6, "contact_id"),
+    ]
+    assert report.written == 2
+    jsonl = [
+        {"id": "x1", "contact_id": "c1", "type": "open", "occurred_at": "2027-04-03T10:00:00Z"},
+        {"id": "x2", "contact_id": "c1", "type": "open", "occurred_at": "2027-04-03T10:00:00Z",
+         "meta": {"ua": "Mozilla\u0000"}},
+        {"id": "x\u00003", "contact_id": "c1", "type": "open", "occurred_at": "2027-04-03"},
+        {"id": "x4", "contact_id": "c1", "type": "purchase", "occurred_at": "2027-04-03",
+         "amount": float("inf")},
+        {"id": "x5", "contact_id": "c2", "type": "open", "occurred_at": "2027-04-03T10:00:00Z"},
+    ]  # fmt: skip
+    text = "\n".join(json.dumps(row) for row in jsonl)
+    report = import_events(engine, _write(tmp_path, "e.jsonl", text), timezone="UTC", batch_size=2)
+    assert [(r.line, r.column) for r in report.rejected] == [(2, "meta"), (3, "id"), (4, "amount")]
+    assert report.written == 2
+    assert _count(engine, events) == 4
+
+
+def test_a_nul_in_the_csv_header_is_a_file_error(cli: Cli, tmp_path: Path) -> None:
+    path = _write(tmp_path, "h.csv", "id,no\x00te\nh1,x\n")
+    result = cli("import", "contacts", str(path))
+    assert result.exit_code == 2
+    assert f"{path}, line 1: column 2 of the header, 'no\\x00te', contains a NUL" in result.stderr
+
+
+def test_cli_names_the_file_line_and_column_of_a_nul_and_imports_the_rest(
+    cli: Cli, tmp_path: Path
+) -> None:
+    path = _write(tmp_path, "nul.csv", NUL_CONTACTS)
+    result = cli("import", "contacts", "--batch-size", "1", str(path))
+    assert result.exit_code == 2
+    assert f"{path}, line 3, column 'first_name': contains a NUL character" in result.stderr
+    assert "2 contacts imported, 3 rejected" in result.stdout
+    assert cli("contacts", "show", "n5").exit_code == 0

@@ -7,7 +7,10 @@ batches share one transaction that is rolled back if any row is bad.
 
 Bad rows are collected with file, line, column and reason; the valid rest is
 imported. Every text field is refused if it holds a line break: such values
-end up in mail headers, where CR/LF means header injection.
+end up in mail headers, where CR/LF means header injection. A NUL character,
+a lone surrogate (JSON's `"\ud800"`) or a non-finite number (NaN, Infinity)
+anywhere in a row refuses the row too: PostgreSQL stores none of them in text
+or JSON, and would fail the whole batch at the commit.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+import math
 import re
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import ExitStack
@@ -57,13 +61,60 @@ _EVENT_TYPE = re.compile(r"^[a-z][a-z0-9_]{0,49}$")
 _INTEGER = re.compile(r"^-?(?:0|[1-9]\d*)$")
 _DECIMAL = re.compile(r"^-?(?:0|[1-9]\d*)\.\d+$")
 _BREAK = re.compile("[\r\n\x0b\x0c\x85\u2028\u2029]")
+_SURROGATE = re.compile("[\ud800-\udfff]")
 _LINE_BREAK = "contains a line break (refused: it could inject mail headers)"
+_NUL = "contains a NUL character (\\0), which no database keeps in text: remove it from the file"
+_NOT_TEXT = "is not valid text (a lone surrogate such as \\ud800): correct the value in the file"
+_NOT_FINITE = "is not a finite number (NaN or Infinity): give a number, or leave it empty"
 
 
 def has_line_break(value: str) -> bool:
     # isprintable() is a fast C check that every line break fails; the regex
     # then tells line breaks from harmless tabs.
     return not value.isprintable() and _BREAK.search(value) is not None
+
+
+def text_problem(value: str, *, breaks: bool = True) -> str | None:
+    """Why a text value cannot be imported, or None: a NUL, a lone surrogate or (with
+    `breaks`) a line break."""
+    if value.isprintable():  # a fast C check that each of them fails
+        return None
+    if "\x00" in value:
+        return _NUL
+    if _SURROGATE.search(value) is not None:
+        return _NOT_TEXT
+    if breaks and _BREAK.search(value) is not None:
+        return _LINE_BREAK
+    return None
+
+
+def json_problem(value: Any) -> str | None:
+    """Why a JSON value (an extra column of JSONL) cannot be stored, or None: a NUL or a lone
+    surrogate in any string or key inside it, or a non-finite number."""
+    stack = [value]
+    while stack:  # not recursive: json.loads nests as deep as the interpreter allows
+        item = stack.pop()
+        if isinstance(item, str):
+            why = text_problem(item, breaks=False)
+        elif isinstance(item, float):
+            why = None if math.isfinite(item) else _NOT_FINITE
+        elif isinstance(item, list):
+            stack.extend(item)
+            continue
+        elif isinstance(item, dict):
+            stack.extend(item)
+            stack.extend(item.values())
+            continue
+        else:
+            continue
+        if why is not None:
+            return why
+    return None
+
+
+def _shown(name: str) -> str:
+    """A column name fit to print: control characters and surrogates escaped."""
+    return "".join(c if c.isprintable() else ascii(c)[1:-1] for c in name)
 
 
 class RowError(Exception):
@@ -167,6 +218,15 @@ def _csv_records(
         return
     except csv.Error as exc:
         raise ImportFileError(f"unreadable CSV header: {exc}", path=path, line=1) from exc
+    for number, name in enumerate(header, start=1):
+        why = text_problem(name)
+        if why is not None:
+            raise ImportFileError(
+                f"column {number} of the header, '{_shown(name)}', {why}",
+                path=path,
+                line=1,
+                fix="give every column a plain name",
+            )
     if len(set(header)) != len(header) or "" in header:
         raise ImportFileError(
             "the header has empty or repeated column names",
@@ -202,6 +262,9 @@ def _jsonl_records(lines: Iterable[str]) -> Iterator[tuple[int, dict[str, Any] |
         except json.JSONDecodeError as exc:
             yield number, RowError(None, f"not valid JSON: {exc.msg}")
             continue
+        except RecursionError:
+            yield number, RowError(None, "not valid JSON here: nested too deeply")
+            continue
         if not isinstance(record, dict):
             yield number, RowError(None, "expected a JSON object per line")
             continue
@@ -219,8 +282,9 @@ def text_value(column: str, value: Any, max_length: int = 200) -> str | None:
             raise RowError(column, f"expected text, got {type(value).__name__}")
         value = str(value)
     value = value.strip()
-    if has_line_break(value):
-        raise RowError(column, _LINE_BREAK)
+    why = text_problem(value)
+    if why is not None:
+        raise RowError(column, why)
     if len(value) > max_length:
         raise RowError(column, f"longer than {max_length} characters")
     return value or None
@@ -262,9 +326,16 @@ def number_value(column: str, value: Any) -> float | None:
     if value is None or value == "":
         return None
     if isinstance(value, int | float) and not isinstance(value, bool):
-        return float(value)
-    if isinstance(value, str) and (_INTEGER.match(value) or _DECIMAL.match(value)):
-        return float(value)
+        number = float(value)
+        if not math.isfinite(number):
+            raise RowError(column, _NOT_FINITE)
+        return number
+    if isinstance(value, str):
+        if _INTEGER.match(value) or _DECIMAL.match(value):
+            return float(value)
+        why = text_problem(value)
+        if why is not None:
+            raise RowError(column, why)
     raise RowError(column, f"'{value}' is not a number (use a dot for decimals: 12.50)")
 
 
@@ -283,8 +354,12 @@ def extras(record: dict[str, Any], known: tuple[str, ...]) -> dict[str, Any]:
     for key, value in record.items():
         if key in known or value is None or value == "":
             continue
-        if isinstance(value, str) and has_line_break(value):
-            raise RowError(key, _LINE_BREAK)
+        why = text_problem(key)
+        if why is not None:
+            raise RowError(_shown(key), f"the column's name {why}")
+        why = text_problem(value) if type(value) is str else json_problem(value)
+        if why is not None:
+            raise RowError(key, why)
         result[key] = typed_extra(value)
     return result
 

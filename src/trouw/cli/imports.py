@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
-from trouw.cli.output import byte_progress, console, errors
 from trouw.cli.params import Env, pass_env
-from trouw.importing import ImportReport, Kind, import_file
+
+if TYPE_CHECKING:  # the libraries are imported when a command runs: the CLI starts fast
+    from trouw.importing import ImportReport, Kind
 
 SHOWN_REJECTS = 20
 F = TypeVar("F", bound=Callable[..., Any])
@@ -58,7 +59,8 @@ def contacts_command(env: Env, file: Path, fmt: str | None, strict: bool, batch_
     Known columns: id (required), email, first_name, last_name, locale,
     timezone, birthday, customer_since, channel (email|post|none), street,
     postcode, city, country. Every other column becomes an attribute.
-    Empty values keep what is stored.
+    Empty values keep what is stored. A row with a line break in a text
+    value, or a NUL character anywhere, is rejected with its line and column.
 
     \b
     Example:
@@ -92,6 +94,9 @@ def events_command(env: Env, file: Path, fmt: str | None, strict: bool, batch_si
 
 
 def _run(env: Env, kind: Kind, file: Path, fmt: str | None, strict: bool, batch: int) -> None:
+    from trouw.cli.output import byte_progress
+    from trouw.importing import import_file
+
     with byte_progress(f"importing {file.name}", file.stat().st_size) as advance:
         report = import_file(
             env.engine,
@@ -107,6 +112,8 @@ def _run(env: Env, kind: Kind, file: Path, fmt: str | None, strict: bool, batch:
 
 
 def _summarise(report: ImportReport) -> None:
+    from trouw.cli.output import console, errors
+
     for rejected in report.rejected[:SHOWN_REJECTS]:
         errors.print(f"rejected: {rejected.describe(report.path)}", markup=False)
     hidden = report.rejected_count - min(len(report.rejected), SHOWN_REJECTS)
@@ -135,5 +142,7 @@ def _summarise(report: ImportReport) -> None:
 
 
 def _fail(message: str) -> int:
+    from trouw.cli.output import errors
+
     errors.print(f"Error: {message}", markup=False)
     return 2
