@@ -17,25 +17,32 @@ named `main`; journey steps are named by their `name:` or their number (1, 2, ..
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import re
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from functools import lru_cache
+from functools import lru_cache, partial
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from dateutil.rrule import rrule, rruleset, rrulestr
 from sqlalchemy import Connection
 
 from trouw.durations import Duration, parse_duration
 from trouw.errors import UserError
+from trouw.problems import Problems
 from trouw.segments import Catalog, Clock, members_query
 from trouw.store import contacts
 from trouw.yamlfile import LineDict, item_line, read_yaml
 
+T = TypeVar("T")
+D = TypeVar("D")
+
 KINDS = ("service", "lifecycle", "promotional")
 SINGLE_STEP = "main"
 DEFAULT_PRIORITY = 50
+# How long a `service` mail (an order follow-up) may still go out, unless it says.
+SERVICE_VALIDITY_DAYS = 30
 TRIGGERS = ("signup", "birthday", "anniversary", "event", "inactive", "entered")
 TOP_LEVEL_KEYS = (
     "description",
@@ -108,6 +115,11 @@ class Schedule:
             return sorted(day for day in self.dates if day.year == year)
         return list(_rrule_days(self.rrule, year))
 
+    def days_between(self, first: date, last: date) -> list[date]:
+        """The scheduled days from `first` to `last`, both included (per year, as planned)."""
+        years = range(first.year, last.year + 1)
+        return [day for year in years for day in self.days_in(year) if first <= day <= last]
+
 
 @dataclass(frozen=True)
 class Trigger:
@@ -148,6 +160,15 @@ class Campaign:
     trigger: Trigger | None = None
     valid_for: Duration | None = None  # how late a send may still go out (default: policy)
     on_defer: str | None = None  # supersede | keep; None: the default for its kind
+
+    def validity_days(self, defer_days: int) -> int:
+        """Days after its due day a send may still go out (and be caught up): `valid_for`,
+        else `defer_days` (the policy's `defer_for`), at least a month for a service mail."""
+        if self.valid_for is not None:
+            return self.valid_for.approx_days()
+        if self.kind == "service":
+            return max(defer_days, SERVICE_VALIDITY_DAYS)
+        return defer_days
 
     @property
     def supersedes(self) -> bool:
@@ -200,9 +221,11 @@ class Campaign:
 
 def _parse_rrule(text: str) -> rrule | rruleset:
     """An rrule string, anchored at RRULE_ANCHOR unless it carries its own DTSTART."""
+    # Calendar days are what count: a time in UTC (a trailing Z) is read as a local one; an
+    # aware rule could not be compared with the planner's naive year bounds.
     if "DTSTART" in text.upper():
-        return rrulestr(text, forceset=False)
-    return rrulestr(text, dtstart=RRULE_ANCHOR)
+        return rrulestr(text, forceset=False, ignoretz=True)
+    return rrulestr(text, dtstart=RRULE_ANCHOR, ignoretz=True)
 
 
 @lru_cache(maxsize=256)
@@ -216,6 +239,8 @@ def _rrule_days(text: str, year: int) -> tuple[date, ...]:
 def _matches_some_day(rule: rrule | rruleset) -> bool:
     """Whether the rule yields a day within RRULE_PROBE_YEARS of its start."""
     start = getattr(rule, "_dtstart", None) or RRULE_ANCHOR
+    # Naive bounds, as the planner asks: a rule still aware of a time zone fails here (TypeError).
+    start = start.replace(tzinfo=None)
     end = start.replace(year=start.year + RRULE_PROBE_YEARS)
     return bool(rule.between(start, end, inc=True))
 
@@ -247,8 +272,22 @@ def find_campaign(folder: Path, name: str) -> Campaign:
 
 
 def load_campaign(path: Path) -> Campaign:
-    raw = read_yaml(path, CampaignError)
-    return _Reader(path).campaign(raw)
+    """The campaign in `path`; its first problem is raised as a CampaignError."""
+    campaign = read_campaign(path, Problems.first())
+    assert campaign is not None  # a file that cannot be read raised instead
+    return campaign
+
+
+def read_campaign(path: Path, problems: Problems) -> Campaign | None:
+    """The campaign in `path`, every problem reported to `problems`: a part in error is left
+    out (a variant, a step, a date) or keeps its default, so the parts after it are still
+    checked. None when the file is no campaign at all (unreadable, not a mapping)."""
+    try:
+        raw = read_yaml(path, CampaignError)
+    except CampaignError as exc:
+        problems.add(exc)
+        return None
+    return _Reader(path, problems).campaign(raw)
 
 
 def check_references(
@@ -325,36 +364,87 @@ class _Lines:
 
 
 class _Reader:
-    """Validates one campaign file, naming the line and key of what is wrong."""
+    """Validates one campaign file, naming the line and key of what is wrong.
 
-    def __init__(self, path: Path) -> None:
+    Every problem goes to `problems` (which raises the first when loading). The
+    independent parts of a file (each top-level key, step, variant and date) are
+    read one by one, so a checker hears of every bad part, not just the first.
+    """
+
+    def __init__(self, path: Path, problems: Problems) -> None:
         self.path = path
+        self.problems = problems
 
     def error(self, mapping: Any, key: str | None, reason: str, fix: str) -> CampaignError:
         line = _Lines(mapping).of(key) if key else getattr(mapping, "line", None)
         return CampaignError(reason, path=self.path, line=line, key=key, fix=fix)
 
-    def campaign(self, raw: Any) -> Campaign:
+    def attempt(self, work: Callable[[], T], default: D) -> T | D:
+        return self.problems.attempt(work, default, CampaignError)
+
+    def campaign(self, raw: Any) -> Campaign | None:
         if not isinstance(raw, LineDict):
-            raise CampaignError(
-                "a campaign file must be a mapping of keys",
-                path=self.path,
-                line=1,
-                fix="start with `description: ...` and `template: NAME`",
+            self.problems.add(
+                CampaignError(
+                    "a campaign file must be a mapping of keys",
+                    path=self.path,
+                    line=1,
+                    fix="start with `description: ...` and `template: NAME`",
+                )
             )
+            return None
         self.only(raw, TOP_LEVEL_KEYS, "a campaign")
-        description = self.text(raw, "description", required=False) or ""
+        description = self.attempt(lambda: self.text(raw, "description", required=False), None)
+        kind = self.attempt(lambda: self.kind(raw), "promotional")
+        priority = self.attempt(lambda: self.priority(raw), DEFAULT_PRIORITY)
+        segment = self.attempt(lambda: self.text(raw, "segment", required=False), None)
+        steps: tuple[Step, ...] = self.attempt(lambda: self.mail_steps(raw), ())
+        if "schedule" in raw and "trigger" in raw:
+            self.problems.add(
+                self.error(
+                    raw,
+                    "trigger",
+                    "a campaign has a schedule or a trigger, not both",
+                    "use `schedule:` for calendar days, `trigger:` for a journey per contact",
+                )
+            )
+        valid_for = self.attempt(lambda: self.valid_for(raw), None)
+        on_defer = self.attempt(lambda: self.on_defer(raw), None)
+        schedule = self.attempt(lambda: self.schedule(raw), None) if "schedule" in raw else None
+        trigger = self.attempt(lambda: self.trigger(raw), None) if "trigger" in raw else None
+        return Campaign(
+            valid_for=valid_for,
+            on_defer=on_defer,
+            name=self.path.stem,
+            path=self.path,
+            description=description or "",
+            kind=kind,
+            priority=priority,
+            segment=segment,
+            steps=steps,
+            raw=raw,
+            schedule=schedule,
+            trigger=trigger,
+        )
+
+    def kind(self, raw: Any) -> str:
         kind = self.text(raw, "kind", required=False) or "promotional"
         if kind not in KINDS:
             raise self.error(
                 raw, "kind", f"unknown kind '{kind}'", f"use one of: {', '.join(KINDS)}"
             )
+        return kind
+
+    def priority(self, raw: Any) -> int:
         priority = raw.get("priority", DEFAULT_PRIORITY)
         if not isinstance(priority, int) or isinstance(priority, bool):
             raise self.error(
                 raw, "priority", f"expected a whole number, got {priority!r}", "write e.g. 50"
             )
-        segment = self.text(raw, "segment", required=False)
+        return priority
+
+    def mail_steps(self, raw: Any) -> tuple[Step, ...]:
+        """The journey's `steps`, or the one step `main` of `template` / `variants`."""
         forms = [key for key in ("template", "variants", "steps") if key in raw]
         if len(forms) != 1:
             raise self.error(
@@ -366,41 +456,36 @@ class _Reader:
                 "or `steps:` for a journey",
             )
         if forms[0] == "steps":
-            steps = self.steps(raw)
-        else:
-            steps = (Step(SINGLE_STEP, self.mails(raw), line=_Lines(raw).of(forms[0])),)
-        if "schedule" in raw and "trigger" in raw:
-            raise self.error(
-                raw,
-                "trigger",
-                "a campaign has a schedule or a trigger, not both",
-                "use `schedule:` for calendar days, `trigger:` for a journey per contact",
+            return self.steps(raw)
+        return (Step(SINGLE_STEP, self.mails(raw), line=_Lines(raw).of(forms[0])),)
+
+    def valid_for(self, raw: Any) -> Duration | None:
+        if "valid_for" not in raw:
+            return None
+        try:
+            valid_for = parse_duration(raw["valid_for"])
+        except ValueError as exc:
+            raise self.error(raw, "valid_for", str(exc), "write e.g. `valid_for: 3d`") from None
+        if valid_for.amount == 0:
+            self.problems.add(
+                self.error(
+                    raw,
+                    "valid_for",
+                    f"valid_for: {valid_for} lets a send go out on its own day only: one "
+                    "deferred by a cap or a server's 'try later' expires at once",
+                    "write at least `valid_for: 1d`",
+                ),
+                loads=True,
             )
-        valid_for = None
-        if "valid_for" in raw:
-            try:
-                valid_for = parse_duration(raw["valid_for"])
-            except ValueError as exc:
-                raise self.error(raw, "valid_for", str(exc), "write e.g. `valid_for: 3d`") from None
+        return valid_for
+
+    def on_defer(self, raw: Any) -> str | None:
         on_defer = self.text(raw, "on_defer", required=False)
         if on_defer is not None and on_defer not in ON_DEFER:
             raise self.error(
                 raw, "on_defer", f"unknown choice '{on_defer}'", "use supersede or keep"
             )
-        return Campaign(
-            valid_for=valid_for,
-            on_defer=on_defer,
-            name=self.path.stem,
-            path=self.path,
-            description=description,
-            kind=kind,
-            priority=priority,
-            segment=segment,
-            steps=steps,
-            raw=raw,
-            schedule=self.schedule(raw) if "schedule" in raw else None,
-            trigger=self.trigger(raw) if "trigger" in raw else None,
-        )
+        return on_defer
 
     def schedule(self, raw: Any) -> Schedule:
         """`schedule: {dates: [...]}` or `schedule: {rrule: "FREQ=..."}`."""
@@ -411,31 +496,9 @@ class _Reader:
         self.only(value, ("dates", "rrule"), "a schedule")
         line = _Lines(value).of(next(iter(value)))
         if "rrule" in value:
-            text = value["rrule"]
-            if not isinstance(text, str) or not text.strip():
-                raise self.error(value, "rrule", f"expected an rrule text, got {text!r}", fix)
-            text = text.strip()
-            if any(f"FREQ={freq}" in text.upper() for freq in _TOO_FINE):
-                raise self.error(
-                    value, "rrule", "a rule finer than daily", "use FREQ=DAILY or coarser"
-                )
-            try:
-                rule = _parse_rrule(text)
-            except (ValueError, TypeError) as exc:
-                raise self.error(
-                    value,
-                    "rrule",
-                    f"not an RFC 5545 rule: {exc}",
-                    'write e.g. "FREQ=YEARLY;BYMONTH=3;BYMONTHDAY=31"',
-                ) from exc
-            if not _matches_some_day(rule):
-                raise self.error(
-                    value,
-                    "rrule",
-                    f"the rule '{text}' matches no day at all (a 13th month, a 31 June?)",
-                    "check BYMONTH (1-12) and BYMONTHDAY against the month's length",
-                )
-            return Schedule(rrule=text, line=line)
+            return Schedule(rrule=self.rrule(value, fix), line=line)
+        if "dates" not in value:  # its one key is unknown: reported by `only` above
+            return Schedule(line=line)
         items = value["dates"]
         if not isinstance(items, list) or not items:
             raise self.error(value, "dates", "expected a list of dates", "write `[2027-04-02]`")
@@ -448,15 +511,60 @@ class _Reader:
                 except ValueError:
                     day = None
             if day is None:
-                raise CampaignError(
-                    f"'{item}' is not a date",
-                    path=self.path,
-                    line=item_line(items, index) or line,
-                    key="dates",
-                    fix="write dates as YYYY-MM-DD",
+                self.problems.add(
+                    CampaignError(
+                        f"'{item}' is not a date",
+                        path=self.path,
+                        line=item_line(items, index) or line,
+                        key="dates",
+                        fix="write dates as YYYY-MM-DD",
+                    )
                 )
+                continue
             days.append(day)
         return Schedule(dates=tuple(sorted(set(days))), line=line)
+
+    def rrule(self, value: LineDict, fix: str) -> str:
+        """The rule text, checked: RFC 5545, daily or coarser, matching some day."""
+        text = value["rrule"]
+        if not isinstance(text, str) or not text.strip():
+            raise self.error(value, "rrule", f"expected an rrule text, got {text!r}", fix)
+        text = text.strip()
+        if any(f"FREQ={freq}" in text.upper() for freq in _TOO_FINE):
+            raise self.error(value, "rrule", "a rule finer than daily", "use FREQ=DAILY or coarser")
+        for interval in re.findall(r"INTERVAL=([^;\s]*)", text.upper()):
+            # dateutil loops forever on INTERVAL=0 and fails late on a negative one
+            if not interval.isdigit() or int(interval) < 1:
+                raise self.error(
+                    value,
+                    "rrule",
+                    f"INTERVAL={interval} is not a whole number of 1 or more",
+                    "write e.g. INTERVAL=2 for every other period, or leave it out",
+                )
+        try:
+            matches = _matches_some_day(_parse_rrule(text))
+        except TypeError as exc:  # an aware DTSTART (TZID=...) beside naive bounds
+            raise self.error(
+                value,
+                "rrule",
+                f"a time zone in the rule is not supported ({exc})",
+                "write DTSTART:20270101 without TZID: the contact's own time zone applies",
+            ) from exc
+        except (ValueError, OverflowError) as exc:
+            raise self.error(
+                value,
+                "rrule",
+                f"not an RFC 5545 rule: {exc}",
+                'write e.g. "FREQ=YEARLY;BYMONTH=3;BYMONTHDAY=31"',
+            ) from exc
+        if not matches:
+            raise self.error(
+                value,
+                "rrule",
+                f"the rule '{text}' matches no day at all (a 13th month, a 31 June?)",
+                "check BYMONTH (1-12) and BYMONTHDAY against the month's length",
+            )
+        return text
 
     def trigger(self, raw: Any) -> Trigger:
         """`signup`, `birthday`, `anniversary`, or a mapping for event/inactive/entered."""
@@ -530,27 +638,32 @@ class _Reader:
             )
         variants: list[Variant] = []
         for index, item in enumerate(items):
-            if not isinstance(item, LineDict):
-                raise CampaignError(
-                    f"variant {index + 1} must be a mapping",
-                    path=self.path,
-                    line=item_line(items, index),
-                    key="variants",
-                    fix="write `- {segment: NAME, template: NAME}`",
-                )
-            self.only(item, ("segment", "template"), "a variant")
-            template = self.text(item, "template")
-            assert template is not None
-            segment = self.text(item, "segment", required=False)
-            if variants and variants[-1].segment is None:
-                raise self.error(
-                    item,
-                    None,
-                    "a variant follows the fallback (the entry without a segment)",
-                    "put the fallback last: variants after it would never be chosen",
-                )
-            variants.append(Variant(self.template_name(item, template), segment, item.line))
+            variant = self.attempt(partial(self.variant, items, index, item, variants), None)
+            if variant is not None:
+                variants.append(variant)
         return tuple(variants)
+
+    def variant(self, items: Any, index: int, item: Any, before: list[Variant]) -> Variant:
+        if not isinstance(item, LineDict):
+            raise CampaignError(
+                f"variant {index + 1} must be a mapping",
+                path=self.path,
+                line=item_line(items, index),
+                key="variants",
+                fix="write `- {segment: NAME, template: NAME}`",
+            )
+        self.only(item, ("segment", "template"), "a variant")
+        template = self.text(item, "template")
+        assert template is not None
+        segment = self.text(item, "segment", required=False)
+        if before and before[-1].segment is None:
+            raise self.error(
+                item,
+                None,
+                "a variant follows the fallback (the entry without a segment)",
+                "put the fallback last: variants after it would never be chosen",
+            )
+        return Variant(self.template_name(item, template), segment, item.line)
 
     def template_name(self, mapping: Any, name: str) -> str:
         if name.endswith((".html", ".txt")) or name.startswith("/") or ".." in name.split("/"):
@@ -570,37 +683,38 @@ class _Reader:
             )
         steps: list[Step] = []
         for index, item in enumerate(items):
-            if not isinstance(item, LineDict):
-                raise CampaignError(
-                    f"step {index + 1} must be a mapping",
-                    path=self.path,
-                    line=item_line(items, index),
-                    key="steps",
-                    fix="write `- {after: 14d, template: NAME}`",
-                )
-            self.only(
-                item, ("name", "after", "template", "variants", "unless", "only_if"), "a step"
-            )
-            name = self.text(item, "name", required=False) or str(index + 1)
-            if any(step.name == name for step in steps):
-                raise self.error(item, "name", f"two steps are called '{name}'", "rename one")
-            if "after" not in item:
-                raise self.error(item, None, "the step has no `after`", "add e.g. `after: 14d`")
-            try:
-                after = parse_duration(item["after"])
-            except ValueError as exc:
-                raise self.error(item, "after", str(exc), "write e.g. `after: 14d`") from exc
-            steps.append(
-                Step(
-                    name=name,
-                    variants=self.mails(item),
-                    after=after,
-                    unless=self.segment_condition(item, "unless"),
-                    only_if=self.segment_condition(item, "only_if"),
-                    line=item.line,
-                )
-            )
+            step = self.attempt(partial(self.step, items, index, item, steps), None)
+            if step is not None:
+                steps.append(step)
         return tuple(steps)
+
+    def step(self, items: Any, index: int, item: Any, before: list[Step]) -> Step:
+        if not isinstance(item, LineDict):
+            raise CampaignError(
+                f"step {index + 1} must be a mapping",
+                path=self.path,
+                line=item_line(items, index),
+                key="steps",
+                fix="write `- {after: 14d, template: NAME}`",
+            )
+        self.only(item, ("name", "after", "template", "variants", "unless", "only_if"), "a step")
+        name = self.text(item, "name", required=False) or str(index + 1)
+        if any(step.name == name for step in before):
+            raise self.error(item, "name", f"two steps are called '{name}'", "rename one")
+        if "after" not in item:
+            raise self.error(item, None, "the step has no `after`", "add e.g. `after: 14d`")
+        try:
+            after = parse_duration(item["after"])
+        except ValueError as exc:
+            raise self.error(item, "after", str(exc), "write e.g. `after: 14d`") from exc
+        return Step(
+            name=name,
+            variants=self.mails(item),
+            after=after,
+            unless=self.attempt(lambda: self.segment_condition(item, "unless"), None),
+            only_if=self.attempt(lambda: self.segment_condition(item, "only_if"), None),
+            line=item.line,
+        )
 
     def segment_condition(self, mapping: Any, key: str) -> str | None:
         if key not in mapping:
@@ -618,13 +732,16 @@ class _Reader:
         )
 
     def only(self, mapping: Any, allowed: tuple[str, ...], what: str) -> None:
+        """Report each unknown key (the known ones are still read)."""
         for key in mapping:
             if key not in allowed:
-                raise self.error(
-                    mapping,
-                    str(key),
-                    f"unknown key '{key}' in {what}",
-                    f"known keys: {', '.join(allowed)}",
+                self.problems.add(
+                    self.error(
+                        mapping,
+                        str(key),
+                        f"unknown key '{key}' in {what}",
+                        f"known keys: {', '.join(allowed)}",
+                    )
                 )
 
 

@@ -170,6 +170,14 @@ class CandidateFinder:
         self.as_of = clock.as_of
         self.project_zone = clock.tz.key
         self.segments = sorted({name for c in self.campaigns for name in c.segments()})
+        # Segments an `entered` trigger watches: a snapshot a day tells who entered since.
+        self.entered = sorted(
+            {
+                c.trigger.segment
+                for c in self.campaigns
+                if c.trigger is not None and c.trigger.kind == "entered" and c.trigger.segment
+            }
+        )
         # Scheduled days of this year and the last: a journey started in December can
         # have steps in January.
         self.scheduled: dict[str, list[date]] = {
@@ -182,7 +190,10 @@ class CandidateFinder:
         )
         self.snapshot_ids: dict[str, int | None] = {}
         self.event_type: ColumnElement[str] = events.c.type
-        self.earliest_catch_up = self.as_of - timedelta(days=defer_days)
+        # A send missed while no run (or plan) was made is caught up while it is valid.
+        self.catch_up_from = {
+            c.name: self.as_of - timedelta(days=c.validity_days(defer_days)) for c in self.campaigns
+        }
         # Per campaign and step: the `after` as whole days when it has a fixed length
         # (adding an int is much cheaper than calendar arithmetic, done per contact).
         self.offsets: dict[tuple[str, int], int | None] = {
@@ -197,7 +208,9 @@ class CandidateFinder:
             for index, step in enumerate(campaign.steps):
                 dues = []
                 for start in self.scheduled[campaign.name]:
-                    due = self.due(start, step, self.offsets[(campaign.name, index)], False)
+                    due = self.due(
+                        campaign.name, start, step, self.offsets[(campaign.name, index)], False
+                    )
                     if due is not None:
                         dues.append((due, f"{campaign.name}:{start}"))
                 self.scheduled_dues[(campaign.name, index)] = dues
@@ -375,7 +388,9 @@ class CandidateFinder:
             return []
         raise AssertionError(f"unknown trigger {kind}")
 
-    def due(self, start: date, step: Step, offset: int | None, overdue_ok: bool) -> date | None:
+    def due(
+        self, campaign: str, start: date, step: Step, offset: int | None, overdue_ok: bool
+    ) -> date | None:
         """The day a step is due for a run started on `start`; None if not in the year."""
         if offset is not None:
             due = start + timedelta(days=offset)
@@ -384,7 +399,7 @@ class CandidateFinder:
         if due < self.as_of:
             # Missed while the plan was not running: catch up on the planning day if it
             # is recent enough (or always, for a lasting state such as inactivity).
-            if not overdue_ok and due < self.earliest_catch_up:
+            if not overdue_ok and due < self.catch_up_from[campaign]:
                 return None
             due = self.as_of
         return due if due.year == self.year else None
@@ -400,7 +415,7 @@ class CandidateFinder:
         members = facts.members
         found: list[Candidate] = []
         as_of = self.as_of
-        catch_up = self.earliest_catch_up
+        catch_up_from = self.catch_up_from
         year = self.year
         for plan in self.plans:
             campaign = plan.campaign
@@ -424,6 +439,7 @@ class CandidateFinder:
             if not starts:
                 continue
             name, kind, priority = plan.name, campaign.kind, campaign.priority
+            catch_up = catch_up_from[name]
             for index, step, fixed in plan.steps:
                 template = fixed or self._template(campaign, step, contact_id, members)
                 if template is None:

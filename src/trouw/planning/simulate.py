@@ -38,7 +38,7 @@ from trouw.planning.planner import CHUNK_SIZE, calendar_campaigns, count_contact
 from trouw.planning.policy import Rules, YearCalendar
 from trouw.planning.policy import week_of as monday_of
 from trouw.project import Project
-from trouw.segments import Clock, load_catalog, save_snapshot
+from trouw.segments import Clock, keep_day_snapshots, load_catalog
 from trouw.sending.ledger import COUNTED  # statuses that may have reached the inbox
 from trouw.store import ledger
 from trouw.store.bulk import BulkInsert
@@ -140,13 +140,6 @@ def simulate_period(
     campaigns = calendar_campaigns(project, catalog)
     rules = Rules.from_policy(project.settings.policy)
     tz = project.settings.tz
-    entered = sorted(
-        {
-            c.trigger.segment
-            for c in campaigns
-            if c.trigger is not None and c.trigger.kind == "entered" and c.trigger.segment
-        }
-    )
     # Rows the simulation writes have ids above the ledger's highest before it.
     first_id = int(connection.execute(select(func.coalesce(func.max(ledger.c.id), 0))).scalar_one())
     writer = BulkInsert(ledger, LEDGER_COLUMNS)
@@ -186,8 +179,7 @@ def simulate_period(
                     )  # fmt: skip
             writer.run(connection, rows)
         # Today's members become the baseline for tomorrow's `entered` triggers.
-        for name in entered:
-            save_snapshot(connection, catalog.get(name), catalog, clock)
+        keep_day_snapshots(connection, finder.entered, catalog, clock)
         if progress is not None:
             progress(day)
         day += timedelta(days=1)

@@ -16,7 +16,7 @@ from trouw.segments.definition import (
 )
 from trouw.segments.explain import Explanation, Finding, explain
 from trouw.segments.query import MEMBER_COLUMNS, count_members, is_member, member_rows
-from trouw.segments.snapshots import Snapshot, save_snapshot
+from trouw.segments.snapshots import Snapshot, keep_day_snapshots, save_snapshot
 
 __all__ = [
     "MEMBER_COLUMNS",
@@ -30,6 +30,7 @@ __all__ = [
     "count_members",
     "explain",
     "is_member",
+    "keep_day_snapshots",
     "load_catalog",
     "member_rows",
     "members_query",

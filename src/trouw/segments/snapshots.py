@@ -8,6 +8,7 @@ or earlier). The caller's transaction makes the snapshot all or nothing.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -72,6 +73,25 @@ def save_snapshot(
         .values(size=size, entered=entered, left=left)
     )
     return Snapshot(snapshot_id, segment.name, size, entered, left, previous_id)
+
+
+def keep_day_snapshots(
+    connection: Connection, names: Sequence[str], catalog: Catalog, clock: Clock
+) -> int:
+    """Snapshot each named segment as of `clock.as_of` unless it has one for that day: the
+    baseline that tells tomorrow who entered (an `entered` trigger). Returns how many."""
+    taken = set(
+        connection.execute(
+            select(segment_snapshots.c.segment).where(
+                segment_snapshots.c.as_of == clock.as_of,
+                segment_snapshots.c.segment.in_(names),
+            )
+        ).scalars()
+    )
+    missing = [name for name in names if name not in taken]
+    for name in missing:
+        save_snapshot(connection, catalog.get(name), catalog, clock)
+    return len(missing)
 
 
 def _size(connection: Connection, snapshot_id: int) -> int:

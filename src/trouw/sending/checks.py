@@ -101,7 +101,6 @@ class SendChecks:
         *,
         refuses: Any,  # channel -> why the transport cannot carry it, or None
         started: datetime,
-        catch_up_days: int,
         now: datetime,
     ) -> None:
         self.as_of = as_of
@@ -114,11 +113,9 @@ class SendChecks:
         window = project.settings.policy.send_window
         self.window = SendWindow(window) if window else None
         self.zone = project.settings.timezone
-        # An owed send may still be caught up as long as it is valid: the finder looks
-        # back that far (the plan looks back `defer_for`).
         self.finder = CandidateFinder(
             calendar_campaigns(project, catalog), catalog, Clock(as_of, project.settings.tz),
-            as_of.year, max(catch_up_days, self.rules.defer_days),
+            as_of.year, self.rules.defer_days,
         )  # fmt: skip
 
     def step(self, send: book.Send) -> tuple[Campaign, Step] | str:

@@ -31,8 +31,6 @@ from trouw.project import Policy
 from trouw.sending import ledger as book
 from trouw.store import ledger, plan
 
-# How long a `service` mail (an order follow-up) may still go out, unless it says.
-SERVICE_VALIDITY_DAYS = 30
 # Plan days further back than the longest validity are still looked at for this long, so a
 # send no run reached in time ends `expired` in the ledger instead of nowhere.
 GRACE_DAYS = 31
@@ -72,13 +70,10 @@ class Owed:
 
 
 def validity_days(campaign: Campaign | None, policy: Policy) -> int:
-    """Days after its due day a send of `campaign` may still go out."""
-    if campaign is not None and campaign.valid_for is not None:
-        return campaign.valid_for.approx_days()
+    """Days after its due day a send of `campaign` may still go out (Campaign.validity_days;
+    without a campaign, the policy's `defer_for`)."""
     default = parse_duration(policy.defer_for).approx_days()
-    if campaign is not None and campaign.kind == "service":
-        return max(default, SERVICE_VALIDITY_DAYS)
-    return default
+    return default if campaign is None else campaign.validity_days(default)
 
 
 def owed_sends(
@@ -259,7 +254,6 @@ def _expiry(due: Due, days: int, last: date) -> str:
 
 __all__ = [
     "GRACE_DAYS",
-    "SERVICE_VALIDITY_DAYS",
     "Due",
     "Owed",
     "OwedCount",

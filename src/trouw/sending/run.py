@@ -43,13 +43,13 @@ from sqlalchemy import Connection, Engine
 from trouw.campaigns import load_campaigns
 from trouw.importing import suppress_addresses
 from trouw.project import Project
-from trouw.segments import load_catalog
+from trouw.segments import keep_day_snapshots, load_catalog
 from trouw.sending import ledger as book
 from trouw.sending import runs
 from trouw.sending.checks import CLAIMED, TAKEN, SendChecks, short
 from trouw.sending.courier import Courier, Keeper, Parcel
 from trouw.sending.letters import letter_html
-from trouw.sending.owed import Due, owed_sends, validity_days, year_planned
+from trouw.sending.owed import Due, owed_sends, year_planned
 from trouw.sending.summary import SendSummary
 from trouw.sending.transports import (
     NOT_OURS,
@@ -122,7 +122,6 @@ class DaySender:
         self.catalog = load_catalog(project.segments_dir)
         self.templates = MailTemplates(project.templates_dir)
         self.campaigns = {c.name: c for c in load_campaigns(project.campaigns_dir)}
-        policy = project.settings.policy
         self.checks = SendChecks(
             project,
             as_of,
@@ -130,7 +129,6 @@ class DaySender:
             self.catalog,
             refuses=transport.refuses if transport else lambda channel: None,
             started=started,
-            catch_up_days=max(validity_days(c, policy) for c in [None, *self.campaigns.values()]),
             now=now,
         )
         self.sender = project.settings.sender.from_address
@@ -415,6 +413,10 @@ def _work(
             key = signing_key(connection)
             keep_signing_key(connection, key)  # from now on every machine must use it
             summary.signed_with = str(key)
+            # The day's members of the segments an `entered` trigger watches: tomorrow's
+            # baseline, as simulate keeps it.
+            finder = run.checks.finder
+            keep_day_snapshots(connection, finder.entered, run.catalog, finder.clock)
             found = book.take_over(connection, runs.alive)
             summary.taken_over, summary.stale = found.released, found.unknown
             info = runs.run_info(connection, found.held or {})
