@@ -33,6 +33,9 @@ class Sender:
     from_address: str = "trouw <noreply@example.com>"
     reply_to: str | None = None
     postal_address: str = ""
+    # The country of the postal address (ISO 3166 code): a letter to an address there
+    # gets no country line. Empty: the country of the project's locale (nl -> NL).
+    country: str = ""
 
 
 @dataclass(frozen=True)
@@ -59,6 +62,23 @@ class Settings:
     @property
     def tz(self) -> ZoneInfo:
         return ZoneInfo(self.timezone)
+
+    @property
+    def home_country(self) -> str:
+        """The sender's country: `[sender] country`, else the one of the project's locale."""
+        return self.sender.country or locale_country(self.locale)
+
+
+def locale_country(locale: str) -> str:
+    """The country a language code most likely means (nl -> NL, de -> DE, en -> US), or ''."""
+    parts = locale.replace("-", "_").split("_")
+    if len(parts) > 1 and len(parts[-1]) == 2 and parts[-1].isalpha():
+        return parts[-1].upper()
+    from babel.core import get_global
+
+    likely = str(get_global("likely_subtags").get(parts[0].lower(), ""))
+    territory = likely.rpartition("_")[2]
+    return territory if len(territory) == 2 and territory.isalpha() else ""
 
 
 @dataclass(frozen=True)
@@ -200,7 +220,7 @@ class _SettingsReader:
         letters = self._table(raw, "letters")
         self._only(letters, "letters", {"dir"})
         self._only(project, "project", {"name", "timezone", "locale", "database"})
-        self._only(sender, "sender", {"from", "reply_to", "postal_address"})
+        self._only(sender, "sender", {"from", "reply_to", "postal_address", "country"})
         self._only(tracking, "tracking", {"base_url"})
         self._only(
             policy,
@@ -248,7 +268,20 @@ class _SettingsReader:
             from_address=values["from"] or base.from_address,
             reply_to=values["reply_to"],
             postal_address=self._get(table, "sender", "postal_address", str, base.postal_address),
+            country=self._country(table),
         )
+
+    def _country(self, table: dict[str, Any]) -> str:
+        country = str(self._get(table, "sender", "country", str, Sender.country))
+        if country and not re.fullmatch(r"[A-Za-z]{2}", country):
+            self._report(
+                "sender",
+                "country",
+                f"'{country}' is not a two-letter country code",
+                'write the ISO 3166 code of the postal address, e.g. country = "NL"',
+            )
+            return Sender.country
+        return country.upper()
 
     def _base_url(self, table: dict[str, Any], default: str) -> str:
         value: str = self._get(table, "tracking", "base_url", str, default)
