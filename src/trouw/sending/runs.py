@@ -27,9 +27,10 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from sqlalchemy import Connection, Engine, insert, select, text, update
+from sqlalchemy import Connection, Engine, func, insert, select, text, update
 
-from trouw.store import atomic, send_runs
+from trouw.sending.ledger import HELD
+from trouw.store import atomic, ledger, send_runs
 
 # The first key of the PostgreSQL advisory locks of send runs ("tr" in ASCII); the second is
 # the run's id.
@@ -182,4 +183,55 @@ def run_info(connection: Connection, run_ids: Iterable[int]) -> dict[int, RunInf
     return {int(r.id): RunInfo(int(r.id), str(r.host), int(r.pid), r.started_at) for r in rows}
 
 
-__all__ = ["RUN_LOCKS", "RunInfo", "SendRun", "alive", "run_info"]
+@dataclass(frozen=True)
+class RunRecord:
+    """A send run as its row keeps it; `outcome` is None while it runs, or if it died."""
+
+    id: int
+    host: str
+    pid: int
+    as_of: date
+    started_at: datetime
+    ended_at: datetime | None
+    outcome: str | None
+    summary: dict[str, Any]
+
+
+def recent_runs(connection: Connection, limit: int = 20) -> list[RunRecord]:
+    """The send runs that started last, newest first."""
+    rows = connection.execute(
+        select(send_runs)
+        .order_by(send_runs.c.started_at.desc(), send_runs.c.id.desc())
+        .limit(limit)
+    ).mappings()
+    return [
+        RunRecord(
+            int(r["id"]), str(r["host"]), int(r["pid"]), r["as_of"], r["started_at"],
+            r["ended_at"], r["outcome"], dict(r["summary"] or {}),
+        )
+        for r in rows
+    ]  # fmt: skip
+
+
+def held_rows(connection: Connection) -> dict[int | None, int]:
+    """Ledger rows `reserved` or `sending`, per run holding them (None: a row of no run)."""
+    query = (
+        select(ledger.c.run_id, func.count())
+        .where(ledger.c.status.in_(HELD))
+        .group_by(ledger.c.run_id)
+    )
+    return {
+        None if run_id is None else int(run_id): int(n) for run_id, n in connection.execute(query)
+    }
+
+
+__all__ = [
+    "RUN_LOCKS",
+    "RunInfo",
+    "RunRecord",
+    "SendRun",
+    "alive",
+    "held_rows",
+    "recent_runs",
+    "run_info",
+]
