@@ -20,6 +20,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from trouw.durations import parse_duration
 from trouw.errors import ProjectError
 from trouw.problems import Problems
+from trouw.yamlfile import read_text
 
 SETTINGS_FILE = "trouw.toml"
 DEFAULT_DATABASE = ".trouw/trouw.db"
@@ -152,9 +153,9 @@ def load_project(root: Path, problems: Problems | None = None) -> Project:
     report = Problems.first() if problems is None else problems
     path = root / SETTINGS_FILE
     try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        report.add(ProjectError(f"cannot read the file: {exc}", path=path, fix="write it as text"))
+        text = read_text(path, ProjectError)
+    except ProjectError as exc:
+        report.add(exc)
         return Project(root=root, settings=Settings(name=root.name))
     try:
         raw = tomllib.loads(text)
@@ -253,14 +254,14 @@ class _SettingsReader:
     def _sender(self, table: dict[str, Any]) -> Sender:
         base = Sender()
         values = {}
-        for key in ("from", "reply_to"):
+        for key, header in (("from", "From"), ("reply_to", "Reply-To")):
             value = values[key] = self._get(table, "sender", key, str, None)
             problem = address_problem(value) if value is not None else None
             if problem:
                 self._report(
                     "sender",
                     key,
-                    f"'{value}' is not a {key.replace('_', '-')} address: {problem}",
+                    f"'{value}' cannot be the {header} address: {problem}",
                     'write e.g. "Shop name <hello@shop.example>"',
                     loads=True,
                 )
@@ -369,10 +370,12 @@ class _SettingsReader:
             self._report("policy", "quiet_days", f"'{day}' is not a weekday or holidays:CC", fix)
             return False
         if day.startswith("holidays:"):
-            import holidays  # only when holidays are named: it takes a while to import
+            # Only when holidays are named: it takes a while to import. The registry's codes,
+            # not list_supported_countries(), which loads every country's module (0.1 s).
+            from holidays.registry import EntityLoader
 
             country = day.split(":", 1)[1]
-            if country not in holidays.list_supported_countries():
+            if country not in set(EntityLoader.get_country_codes()):
                 self._report(
                     "policy",
                     "quiet_days",

@@ -1,5 +1,7 @@
 """YAML with line numbers: every mapping and list remembers where its keys and items are.
 
+(And `read_text`, which every project file is read with: not UTF-8 is bad input with a line.)
+
 PyYAML's SafeLoader keeps positions only on its nodes; these constructors copy
 them onto the built values, so a validation error in a segment or campaign file
 can name the line of the key that is wrong, not just the file.
@@ -86,12 +88,27 @@ def item_line(items: Any, index: int) -> int | None:
     return lines[index] if lines else None
 
 
+def read_text(path: Path, error: type[UserError]) -> str:
+    """A file's text as UTF-8; a file that is not (an image, UTF-16) is `error` with the line
+    of the first byte that is not."""
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise error(f"cannot read the file: {exc.strerror or exc}", path=path) from exc
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise error(
+            f"not UTF-8 text (byte {exc.object[exc.start]:#04x} at offset {exc.start})",
+            path=path,
+            line=data.count(b"\n", 0, exc.start) + 1,
+            fix="save the file as UTF-8 text (is it the file you meant?)",
+        ) from exc
+
+
 def read_yaml(path: Path, error: type[UserError]) -> Any:
     """Parse one YAML file; syntax errors become `error` with the line."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise error(f"cannot read the file: {exc}", path=path) from exc
+    text = read_text(path, error)
     try:
         return yaml.load(text, Loader=_Loader)  # a SafeLoader subclass: no arbitrary objects
     except yaml.MarkedYAMLError as exc:

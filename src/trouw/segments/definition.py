@@ -11,11 +11,13 @@ import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import date
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from trouw.durations import Duration, parse_duration
 from trouw.errors import UserError
+from trouw.problems import Problems
 from trouw.yamlfile import LineDict, LineList, read_yaml
 
 
@@ -189,46 +191,95 @@ class Catalog:
         return self.segments[name]
 
 
-def load_catalog(folder: Path) -> Catalog:
-    """Load every segments/*.yaml; invalid ones are kept as errors, not raised."""
+def load_catalog(folder: Path, problems: Problems | None = None) -> Catalog:
+    """Load every segments/*.yaml; invalid ones are kept as errors, not raised.
+
+    With `problems`, every problem of every file is reported there too (a file's
+    first one is its error in the catalog), and of the references between
+    segments the ones to no segment and the cycles (not: to an invalid one).
+    """
     catalog = Catalog(folder)
+    partial: list[Segment] = []  # what could be read of the segments with problems
     paths = sorted(folder.glob("*.yaml")) + sorted(folder.glob("*.yml"))
     for path in paths:
         name = path.stem
+        found = Problems()
         try:
-            segment = parse_segment(path)
+            segment = read_segment(path, Problems.first() if problems is None else found)
         except SegmentError as exc:
             catalog.errors[name] = exc
             continue
+        if problems is not None:
+            for error in found:
+                problems.add(error)
+        first = next(iter(found), None)
+        if segment is None or first is not None:
+            if not isinstance(first, SegmentError):  # the reader reports only SegmentErrors
+                first = SegmentError("the segment is invalid", path=path)
+            catalog.errors[name] = first
+            if segment is not None:
+                partial.append(segment)
+            continue
         catalog.segments[name] = segment
         catalog.descriptions[name] = segment.description
-    _check_references(catalog)
+    _check_references(catalog, problems)
+    if problems is not None:  # what was read of an invalid segment may name no segment too
+        known = {*catalog.segments, *catalog.errors}
+        for segment in partial:
+            for error in _unknown_references(segment, known):
+                problems.add(error)
     return catalog
 
 
 def parse_segment(path: Path) -> Segment:
-    raw = read_yaml(path, SegmentError)
-    reader = _Reader(path)
+    """The segment in `path`; its first problem is raised as a SegmentError."""
+    segment = read_segment(path, Problems.first())
+    assert segment is not None  # a file that is no segment raised instead
+    return segment
+
+
+def read_segment(path: Path, problems: Problems) -> Segment | None:
+    """The segment in `path`, every problem reported to `problems` (a condition in error
+    is left out of its `all`/`any`); None when the file holds no condition to read."""
+    try:
+        raw = read_yaml(path, SegmentError)
+    except SegmentError as exc:
+        problems.add(exc)
+        return None
+    reader = _Reader(path, problems)
     if not isinstance(raw, LineDict):
-        raise SegmentError(
-            "expected a mapping with `description` and `where`",
-            path=path,
-            line=1,
-            fix="start the file with `description: ...` and `where:`",
+        problems.add(
+            SegmentError(
+                "expected a mapping with `description` and `where`",
+                path=path,
+                line=1,
+                fix="start the file with `description: ...` and `where:`",
+            )
         )
+        return None
     reader.only(raw, ("description", "where"), "")
     if "where" not in raw:
-        raise SegmentError(
-            "the segment has no `where`",
-            path=path,
-            line=raw.line,
-            key="where",
-            fix="add `where:` with a condition, e.g. `where: {event: purchase, within: 1y}`",
+        problems.add(
+            SegmentError(
+                "the segment has no `where`",
+                path=path,
+                line=raw.line,
+                key="where",
+                fix="add `where:` with a condition, e.g. `where: {event: purchase, within: 1y}`",
+            )
         )
+        return None
     description = raw.get("description", "")
     if not isinstance(description, str):
-        raise reader.error(raw, "description", "expected text", "write the description as text")
-    where = reader.condition(raw["where"], raw.key_lines["where"], "where")
+        problems.add(
+            reader.error(raw, "description", "expected text", "write the description as text")
+        )
+        description = ""
+    where = problems.attempt(
+        lambda: reader.condition(raw["where"], raw.key_lines["where"], "where"), None, SegmentError
+    )
+    if where is None:
+        return None
     return Segment(path.stem, path, description.strip(), where)
 
 
@@ -243,33 +294,30 @@ def references(condition: Condition) -> Iterator[SegmentRef]:
         yield condition
 
 
-def _check_references(catalog: Catalog) -> None:
-    """Move segments with unknown references or reference cycles to the errors."""
+def _check_references(catalog: Catalog, problems: Problems | None = None) -> None:
+    """Move segments with unknown references or reference cycles to the errors (and report
+    each such reference to `problems`)."""
     known = {*catalog.segments, *catalog.errors}
     for name, segment in list(catalog.segments.items()):
-        for ref in references(segment.where):
-            if ref.name not in known:
-                catalog.errors[name] = SegmentError(
-                    f"refers to segment '{ref.name}', which does not exist",
-                    path=segment.path,
-                    line=ref.line,
-                    key="segment",
-                    fix=f"create segments/{ref.name}.yaml or use one of: "
-                    + ", ".join(sorted(known)),
-                )
-                break
+        for error in _unknown_references(segment, known):
+            catalog.errors.setdefault(name, error)
+            if problems is not None:
+                problems.add(error)
     for name in list(catalog.segments):
         cycle = _find_cycle(catalog, name, [])
         if cycle is not None:
             segment = catalog.segments[name]
             ref = next(r for r in references(segment.where) if r.name == cycle[1])
-            catalog.errors[name] = SegmentError(
+            error = SegmentError(
                 "segment references form a cycle: " + " -> ".join(cycle),
                 path=segment.path,
                 line=ref.line,
                 key="segment",
                 fix="a segment cannot (indirectly) contain itself; remove one of these references",
             )
+            catalog.errors[name] = error
+            if problems is not None:
+                problems.add(error)
     # A segment that uses an invalid one cannot be evaluated either.
     changed = True
     while changed:
@@ -293,6 +341,18 @@ def _check_references(catalog: Catalog) -> None:
                     break
 
 
+def _unknown_references(segment: Segment, known: set[str]) -> Iterator[SegmentError]:
+    for ref in references(segment.where):
+        if ref.name not in known:
+            yield SegmentError(
+                f"refers to segment '{ref.name}', which does not exist",
+                path=segment.path,
+                line=ref.line,
+                key="segment",
+                fix=f"create segments/{ref.name}.yaml or use one of: " + ", ".join(sorted(known)),
+            )
+
+
 def _find_cycle(catalog: Catalog, name: str, trail: list[str]) -> list[str] | None:
     """A reference path from `name` back to itself, if there is one."""
     if name in trail:
@@ -308,10 +368,15 @@ def _find_cycle(catalog: Catalog, name: str, trail: list[str]) -> list[str] | No
 
 
 class _Reader:
-    """Turns one file's parsed YAML into conditions, raising SegmentErrors with lines."""
+    """Turns one file's parsed YAML into conditions, raising SegmentErrors with lines.
 
-    def __init__(self, path: Path) -> None:
+    Unknown keys and operators are reported to `problems` one by one (the known
+    ones are still read); each condition of an `all`/`any` is read on its own.
+    """
+
+    def __init__(self, path: Path, problems: Problems) -> None:
         self.path = path
+        self.problems = problems
 
     def error(self, mapping: LineDict, key: str, reason: str, fix: str) -> SegmentError:
         line = mapping.key_lines.get(key, mapping.line)
@@ -321,11 +386,13 @@ class _Reader:
         for key in mapping:
             if key not in allowed:
                 suffix = f" in {what}" if what else ""
-                raise self.error(
-                    mapping,
-                    str(key),
-                    f"unknown key '{key}'{suffix}",
-                    "known keys here: " + ", ".join(allowed),
+                self.problems.add(
+                    self.error(
+                        mapping,
+                        str(key),
+                        f"unknown key '{key}'{suffix}",
+                        "known keys here: " + ", ".join(allowed),
+                    )
                 )
 
     def condition(self, raw: Any, line: int, key: str) -> Condition:
@@ -372,9 +439,13 @@ class _Reader:
                     f"`{form}` expects a non-empty list of conditions, got " + _kind(items),
                     f"write `{form}:` followed by `- condition` lines",
                 )
-            parsed = tuple(
-                self.condition(item, items.item_lines[i], form) for i, item in enumerate(items)
+            read = (
+                self.problems.attempt(
+                    partial(self.condition, item, items.item_lines[i], form), None, SegmentError
+                )
+                for i, item in enumerate(items)
             )
+            parsed = tuple(condition for condition in read if condition is not None)
             cls = AllOf if form == "all" else AnyOf
             return cls(parsed, raw.key_lines[form])
         if form == "not":
@@ -448,11 +519,13 @@ class _Reader:
         op_keys = [k for k in raw if k != "attribute"]
         for key in op_keys:
             if key not in OPERATORS or key == "exactly":
-                raise self.error(
-                    raw,
-                    str(key),
-                    f"unknown operator '{key}' for an attribute",
-                    "use one of: " + ", ".join(o for o in OPERATORS if o != "exactly"),
+                self.problems.add(
+                    self.error(
+                        raw,
+                        str(key),
+                        f"unknown operator '{key}' for an attribute",
+                        "use one of: " + ", ".join(o for o in OPERATORS if o != "exactly"),
+                    )
                 )
         if not op_keys:
             raise self.error(
@@ -461,7 +534,9 @@ class _Reader:
                 f"attribute '{name}' has no operator",
                 "add one, e.g. `equals: family` or `exists: true`",
             )
-        ops = tuple(self.op(raw, str(k), kind, name) for k in op_keys)
+        ops = tuple(
+            self.op(raw, str(k), kind, name) for k in op_keys if k in OPERATORS and k != "exactly"
+        )
         return Attribute(name, kind, ops, raw.key_lines["attribute"])
 
     def event(self, raw: LineDict) -> Event:
@@ -553,16 +628,18 @@ class _Reader:
                 f"write e.g. `{key}: {{at_least: 2}}`",
             )
         allowed = AGGREGATE_OPERATORS if kind in AGGREGATES else OPERATORS
+        shown = [o for o in allowed if o != "exactly" or kind in AGGREGATES]
         for op_key in value:
-            if op_key not in allowed or (op_key == "exactly" and kind not in AGGREGATES):
-                shown = [o for o in allowed if o != "exactly" or kind in AGGREGATES]
-                raise self.error(
-                    value,
-                    str(op_key),
-                    f"unknown operator '{op_key}' for {key}",
-                    "use one of: " + ", ".join(shown),
+            if op_key not in shown:
+                self.problems.add(
+                    self.error(
+                        value,
+                        str(op_key),
+                        f"unknown operator '{op_key}' for {key}",
+                        "use one of: " + ", ".join(shown),
+                    )
                 )
-        return tuple(self.op(value, str(k), kind, key) for k in value)
+        return tuple(self.op(value, str(k), kind, key) for k in value if k in shown)
 
     def op(self, mapping: LineDict, key: str, kind: str, subject: str) -> Op:
         """Read operator `key` of `mapping` and check its value suits a `kind` subject."""

@@ -1,5 +1,10 @@
 """`trouw templates check`: render every template for sample contacts and lint the result.
 
+Without data (`trouw check`): `check_template_files` compiles every template
+file and finds the layouts and partials it names that do not exist;
+`check_mail` compiles a mail as a send would (its subject block, its `.txt`
+twin, its locale siblings).
+
 For every campaign step and variant: a few members of the variant's segment
 in each locale in use (a made-up contact where there are none), then every
 other mail template for a made-up contact per locale. Reported as errors:
@@ -15,11 +20,13 @@ from dataclasses import dataclass, field
 from datetime import date
 from html.parser import HTMLParser
 
+from jinja2 import nodes
 from sqlalchemy import Connection
 
 from trouw.campaigns import Campaign, CampaignError, check_references, load_campaign
 from trouw.campaigns import campaign_names as list_campaigns
 from trouw.errors import UserError
+from trouw.problems import Problems
 from trouw.project import Project
 from trouw.segments import SegmentError
 from trouw.templates.campaign_mails import (
@@ -28,7 +35,8 @@ from trouw.templates.campaign_mails import (
     RenderedMail,
     synthetic_contact,
 )
-from trouw.templates.environment import Mail, TemplateError
+from trouw.templates.environment import MAIL_EXTENSIONS, Mail, MailTemplates, TemplateError
+from trouw.yamlfile import read_text
 
 GMAIL_CLIP_BYTES = 100 * 1024
 
@@ -182,3 +190,85 @@ def _record(mails: CampaignMails, result: RenderedMail, where: str, report: Chec
     unsubscribe = mails.signer.unsubscribe_url(result.contact_id, result.campaign.name)
     for problem in lint_mail(result.mail, unsubscribe):
         report.add(where, result.contact_id, problem)
+
+
+# ---------------------------------------------------------------------- without data
+
+# The tags that name another template, as a template writes them.
+_TAGS: dict[type[nodes.Node], str] = {
+    nodes.Extends: "extends",
+    nodes.Include: "include",
+    nodes.Import: "import",
+    nodes.FromImport: "from ... import",
+}
+
+
+def check_template_files(templates: MailTemplates, problems: Problems) -> int:
+    """Compile every .html/.txt file under templates/ (Jinja syntax, known filters and tests)
+    and report the templates each extends, includes or imports that do not exist. Nothing
+    is rendered. Returns the number of files looked at."""
+    folder = templates.templates_dir
+    if folder is None or not folder.is_dir():
+        return 0
+    count = 0
+    for path in sorted(folder.rglob("*")):
+        if path.suffix not in MAIL_EXTENSIONS or not path.is_file():
+            continue
+        count += 1
+        name = path.relative_to(folder).as_posix()
+        try:
+            source = read_text(path, TemplateError)
+        except TemplateError as exc:
+            problems.add(exc)
+            continue
+        try:
+            templates._load(name)  # the one conversion of Jinja's errors to file and line
+        except TemplateError as exc:
+            problems.add(exc)
+            continue
+        tree = templates.environment.parse(source, name, str(path))
+        for node in tree.find_all(tuple(_TAGS)):
+            assert isinstance(node, nodes.Extends | nodes.Include | nodes.Import | nodes.FromImport)
+            if isinstance(node, nodes.Include) and node.ignore_missing:
+                continue
+            wanted = _named_templates(node.template)
+            if wanted and all(templates._find(target) is None for target in wanted):
+                tag = _TAGS[type(node)]
+                problems.add(
+                    TemplateError(
+                        f"{{% {tag} %}} names '{' or '.join(wanted)}', which does not exist",
+                        path=path,
+                        line=node.lineno,
+                        fix=f"create templates/{wanted[0]}, or correct the name "
+                        "(built-in partials: trouw/footer.html, ...)",
+                    )
+                )
+    return count
+
+
+def _named_templates(node: nodes.Expr) -> list[str]:
+    """The template names an extends/include/import gives as constants (none when computed)."""
+    if isinstance(node, nodes.Const):
+        value = node.value
+        if isinstance(value, str):
+            return [value]
+        if isinstance(value, list | tuple) and all(isinstance(v, str) for v in value):
+            return list(value)
+        return []
+    if isinstance(node, nodes.List | nodes.Tuple):
+        items = [_named_templates(item) for item in node.items]
+        if all(len(item) == 1 for item in items):
+            return [item[0] for item in items]
+    return []
+
+
+def check_mail(templates: MailTemplates, name: str, locale: str, problems: Problems) -> None:
+    """Compile mail `name` as a send would, for `locale` and each locale sibling it has: a
+    subject block, the HTML and the text twin (a missing template is not reported here)."""
+    if not templates.exists(name):
+        return
+    for each in dict.fromkeys([locale, *templates.locales_of(name)]):
+        try:
+            templates.compiled(name, each)
+        except TemplateError as exc:
+            problems.add(exc)
