@@ -1,20 +1,23 @@
 """`trouw demo`: generate a shop's data and run the pipeline on it.
 
-The demo data lives in the project's database under ids starting with
-`demo-`; running the demo again replaces exactly those rows and nothing else.
+The demo works in a database of its own (see `demo/database.py`) and writes
+its files under `.trouw/demo/`; running it again replaces what the previous
+run made there and nothing else.
 """
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time
 from pathlib import Path
 
-from sqlalchemy import Connection, Engine, delete, func, select
+from sqlalchemy import Connection, Engine, func, select
 
 from trouw.campaigns import campaign_names
+from trouw.demo.database import DemoDatabase, claim, demo_folder
 from trouw.demo.generator import DemoFiles, write_demo_files
 from trouw.importing import ImportReport, Kind, import_file
 from trouw.planning import PlanSummary, plan_year
@@ -22,9 +25,11 @@ from trouw.planning.views import calendar_html, calendar_ics, year_view
 from trouw.project import Project
 from trouw.reports.figures import build_report
 from trouw.reports.html import report_html
+from trouw.scaffold import plan_year_for
 from trouw.segments import Clock, count_members, load_catalog
 from trouw.sending import OutboxTransport, SendSummary, send_day
-from trouw.store import atomic, contacts, events, ledger, plan
+from trouw.sending.ledger import SENT
+from trouw.store import atomic, contacts, events, ledger
 from trouw.templates.preview_run import preview_mails, write_mail_files
 
 # Opens a progress display for a stage of `total` bytes; yields the advance function.
@@ -45,6 +50,7 @@ class DemoResult:
     calendar_html: Path
     calendar_ics: Path
     sent: SendSummary | None  # the plan's first send day, delivered to the outbox
+    delivered: dict[str, int]  # that day's sent rows in the ledger, by channel (email, post)
     outbox: Path
     report_html: Path  # the report of the send day's year, as of that day
 
@@ -56,15 +62,24 @@ def _no_progress(_label: str, _total: int) -> AbstractContextManager[Callable[[i
 def run_demo(
     engine: Engine,
     project: Project,
+    database: DemoDatabase,
     *,
     contacts_count: int,
     as_of: date,
     seed: int = 42,
     stage: Stage = _no_progress,
 ) -> DemoResult:
-    folder = project.state_dir / "demo"
+    """Generate, import, count, preview, plan, send a day and report, in `engine`'s database.
+
+    Refuses (UserError) before writing anything when that database holds data
+    the demo did not make; the previous run's rows and files are replaced.
+    """
+    with atomic(engine) as connection:
+        claim(connection, database)
+    folder = demo_folder(project)
+    if folder.exists():
+        shutil.rmtree(folder)  # the previous run's previews, outbox and letters
     files = write_demo_files(folder, contacts=contacts_count, as_of=as_of, seed=seed)
-    remove_demo_data(engine)
     timezone = project.settings.timezone
     contacts_report = _import(engine, files.contacts_path, "contacts", timezone, stage)
     events_report = _import(engine, files.events_path, "events", timezone, stage)
@@ -100,11 +115,14 @@ def run_demo(
     outbox = folder / "outbox"
     first_day = min(view.per_day, default=None)
     sent = None
+    delivered: dict[str, int] = {}
     if first_day is not None:
         # Sent as at 15:00 of that day: 10:00 on Curaçao, inside every demo contact's window.
         moment = datetime.combine(first_day, time(15), project.settings.tz)
         now = moment.astimezone(UTC).replace(tzinfo=None)
         sent = send_day(engine, project, first_day, OutboxTransport(outbox), now=now)
+        with engine.connect() as connection:
+            delivered = sent_by_channel(connection, first_day)
     report_day = first_day or as_of
     report_path = folder / f"report-{report_day.year}.html"
     with engine.connect() as connection:
@@ -130,14 +148,10 @@ def run_demo(
         calendar_html=html_path,
         calendar_ics=ics_path,
         sent=sent,
+        delivered=delivered,
         outbox=outbox,
         report_html=report_path,
     )
-
-
-def plan_year_for(as_of: date) -> int:
-    """The year a marketer plans now: the coming one from November on (like the cron job)."""
-    return as_of.year + 1 if as_of.month >= 11 else as_of.year
 
 
 def segment_sizes(connection: Connection, project: Project, as_of: date) -> dict[str, int]:
@@ -165,12 +179,18 @@ def write_previews(
     return written
 
 
-def remove_demo_data(engine: Engine) -> None:
-    """Delete what an earlier demo run made for its contacts (ids `demo-…`), in one transaction."""
-    with atomic(engine) as connection:
-        for table in (events, plan, ledger):
-            connection.execute(delete(table).where(table.c.contact_id.startswith("demo-")))
-        connection.execute(delete(contacts).where(contacts.c.id.startswith("demo-")))
+def sent_by_channel(connection: Connection, day: date) -> dict[str, int]:
+    """The ledger's sent rows of `day` by channel: mails (`email`) and letters (`post`).
+
+    Counted in the ledger, not in the outbox: a letter is one .html file and,
+    with the `pdf` extra, one .pdf beside it.
+    """
+    rows = connection.execute(
+        select(ledger.c.channel, func.count())
+        .where(ledger.c.day == day, ledger.c.status == SENT)
+        .group_by(ledger.c.channel)
+    ).all()
+    return {str(channel): int(count) for channel, count in rows}
 
 
 def _import(engine: Engine, path: Path, kind: Kind, timezone: str, stage: Stage) -> ImportReport:
