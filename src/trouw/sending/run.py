@@ -176,7 +176,12 @@ class DaySender:
             campaign, step = found
             rendered = {
                 r.contact_id: r
-                for r in mails.render_for(campaign, step, [d.send.contact_id for d in items])
+                for r in mails.render_for(
+                    campaign,
+                    step,
+                    [d.send.contact_id for d in items],
+                    channels={d.send.contact_id: d.send.channel for d in items},
+                )
             }
             for due in items:
                 result = rendered.get(due.send.contact_id)
@@ -204,7 +209,7 @@ class DaySender:
                         subject=result.mail.subject,
                         html=result.mail.html,
                         contact=result.contact,
-                        sender=self.project.settings.sender.postal_address or self.sender,
+                        settings=self.project.settings,
                         day=self.as_of,
                     )
                 name = safe_name(

@@ -14,7 +14,6 @@ run was stopping, or the row was no longer the run's).
 from __future__ import annotations
 
 import contextlib
-import os
 import queue
 import smtplib
 import ssl
@@ -29,6 +28,7 @@ from urllib.parse import unquote, urlsplit
 
 from trouw.errors import UserError, WorkFailed
 from trouw.sending.ledger import DEFERRED, FAILED, SENT, UNKNOWN, Send
+from trouw.sending.letterdays import DayBundle, finish_days, pdf_merger, write_atomically
 from trouw.sending.letters import pdf_writer
 from trouw.templates.mime import MimeMail
 
@@ -89,20 +89,19 @@ class Transport(Protocol):
     def close(self) -> None: ...
 
 
-def _write_atomically(path: Path, data: bytes) -> None:
-    # A crash never leaves half a file under the final name; a rewrite replaces it.
-    temporary = path.with_name(path.name + ".tmp")
-    temporary.write_bytes(data)
-    os.replace(temporary, path)
+_write_atomically = write_atomically
 
 
 class LetterBox:
-    """Letters for `post` contacts in a folder: print-ready HTML, and PDF with the `pdf` extra."""
+    """Letters for `post` contacts in a folder: print-ready HTML as they go; when the run
+    ends, the PDFs (with the `pdf` extra) and each day's letters.pdf and addresses.csv
+    (letterdays.py). Making PDFs is slow, so it never holds up the mail of the run."""
 
     def __init__(self, folder: Path) -> None:
         self.folder = folder
         self.folder.mkdir(parents=True, exist_ok=True)
-        self._pdf = pdf_writer()
+        self.finished: list[DayBundle] = []
+        self._closed = False
 
     def refuses(self, channel: str) -> str | None:
         return None if channel == "post" else f"channel {channel}: a letter box takes letters"
@@ -110,12 +109,13 @@ class LetterBox:
     def deliver(self, item: Outgoing) -> Outcome:
         assert item.letter is not None
         _write_atomically(self.folder / f"{item.name}.html", item.letter.encode("utf-8"))
-        if self._pdf is not None:
-            _write_atomically(self.folder / f"{item.name}.pdf", self._pdf(item.letter))
         return Outcome(SENT)
 
     def close(self) -> None:
-        pass
+        if self._closed:
+            return
+        self._closed = True
+        self.finished = finish_days(self.folder, pdf=pdf_writer(), merge=pdf_merger())
 
 
 class OutboxTransport:
@@ -136,7 +136,7 @@ class OutboxTransport:
         return Outcome(SENT)
 
     def close(self) -> None:
-        pass
+        self.letters.close()
 
 
 class Routed:

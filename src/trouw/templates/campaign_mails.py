@@ -4,12 +4,16 @@ This is what `trouw preview`, `trouw templates check` and the preview web page
 share: pick the contacts (given, sampled from a segment, or synthetic), choose
 each one's variant with one query per segment, compute their facts for the
 whole batch, and render.
+
+For a contact who gets the step by post, the letter is rendered: the
+template's letter sibling `NAME.letter.html` when there is one (see
+`letter_template`), in a context without tracking (`channel` "post").
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime
 from typing import Any
 
@@ -27,12 +31,13 @@ from trouw.templates.context import (
     mail_context,
     shop_view,
 )
-from trouw.templates.environment import Mail, MailTemplates, TemplateError
+from trouw.templates.environment import LETTER, Mail, MailTemplates, TemplateError
 from trouw.templates.links import LinkSigner, signing_key
 from trouw.templates.mail import build_message
 from trouw.templates.mime import MimeMail
 
 SYNTHETIC_PREFIX = "sample-"
+LETTER_SUFFIX = f".{LETTER}"  # templates/NAME.letter.html: the letter of mail NAME
 
 
 @dataclass
@@ -46,6 +51,7 @@ class RenderedMail:
     mail: Mail | None = None
     error: TemplateError | None = None
     notes: list[str] = field(default_factory=list)
+    channel: str = "email"  # post: `mail` is the letter's content
 
     @property
     def contact_id(self) -> str:
@@ -111,6 +117,7 @@ class CampaignMails:
         self.signing_key = signing_key(connection)
         self.signer = LinkSigner(project.settings.tracking_base_url, self.signing_key.secret)
         self.shop = shop_view(project.settings)
+        self._letters: dict[tuple[str, str], str] = {}
 
     # ------------------------------------------------------------------ choosing contacts
 
@@ -155,11 +162,14 @@ class CampaignMails:
         step: Step,
         contact_ids: Sequence[str],
         templates: Mapping[str, str] | None = None,
+        channels: Mapping[str, str] | None = None,
     ) -> list[RenderedMail]:
         """Each contact's mail from this step: their variant, facts and context.
 
         `templates`: the template decided for each contact (the send's decision);
-        without it, each contact's variant is chosen here.
+        without it, each contact's variant is chosen here. `channels`: how each
+        contact gets it (the send's channel; "post" renders the letter); without
+        it, or for a contact not in it, by email.
         """
         rows = load_contacts(self.connection, list(contact_ids))
         ids = [str(row["id"]) for row in rows]
@@ -173,25 +183,56 @@ class CampaignMails:
         results = []
         for row in rows:
             choice = choices[str(row["id"])]
-            result = self._render(campaign, step, row, choice.variant, facts[str(row["id"])])
+            channel = (channels or {}).get(str(row["id"]), "email")
+            result = self._render(
+                campaign, step, row, choice.variant, facts[str(row["id"])], channel
+            )
             result.notes[:0] = _notes(campaign, choice)
             results.append(result)
         return results
 
     def render_synthetic(
-        self, campaign: Campaign, step: Step, variant: Variant, locale: str
+        self, campaign: Campaign, step: Step, variant: Variant, locale: str, channel: str = "email"
     ) -> RenderedMail:
         """A variant rendered for a made-up contact (its segment has no members)."""
         household = "single" if variant.segment and "single" in variant.segment else "family"
         row = synthetic_contact(locale, self.as_of, household=household)
-        result = self._render(campaign, step, row, variant, SYNTHETIC_FACTS)
+        result = self._render(campaign, step, row, variant, SYNTHETIC_FACTS, channel)
         result.notes.append("a made-up contact: the segment has no members")
         return result
 
-    def render_template(self, name: str, row: Mapping[str, Any], facts: Facts) -> Mail:
+    def render_template(
+        self, name: str, row: Mapping[str, Any], facts: Facts, channel: str = "email"
+    ) -> Mail:
         """Template `name` for one contact outside any campaign (templates check)."""
         view = contact_view(row, self.project.settings.locale)
-        context = self._context(view, facts, campaign_view("preview", template=name))
+        context = self._context(view, facts, campaign_view("preview", template=name), channel)
+        return self._render_mail(name, context, channel)
+
+    def letter_template(self, name: str, locale: str) -> str | None:
+        """The letter sibling of mail `name` to use for a contact with `locale`, or None:
+        render the mail itself (with `channel` "post"). The contact's language comes
+        first: `NAME.letter.LOCALE`, else none when the mail has a `NAME.LOCALE` sibling
+        (and the letter has not), else `NAME.letter`."""
+        key = (name, locale)
+        found = self._letters.get(key)
+        if found is None:
+            letter = name + LETTER_SUFFIX
+            if self.templates.exists(f"{letter}.{locale}"):
+                found = letter
+            elif self.templates.exists(f"{name}.{locale}"):
+                found = name
+            else:
+                found = letter if self.templates.exists(letter) else name
+            self._letters[key] = found
+        return None if found == name else found
+
+    def _render_mail(self, name: str, context: Mapping[str, Any], channel: str) -> Mail:
+        """Mail `name`, or for post its letter template, under the mail's name."""
+        if channel == "post":
+            letter = self.letter_template(name, str(context["locale"]))
+            if letter is not None:
+                return replace(self.templates.render(letter, context), template=name)
         return self.templates.render(name, context)
 
     def _render(
@@ -201,9 +242,10 @@ class CampaignMails:
         row: Mapping[str, Any],
         variant: Variant | None,
         facts: Facts,
+        channel: str = "email",
     ) -> RenderedMail:
         view = contact_view(row, self.project.settings.locale)
-        result = RenderedMail(campaign, step, view, variant)
+        result = RenderedMail(campaign, step, view, variant, channel=channel)
         if variant is None:
             return result
         info = campaign_view(
@@ -214,13 +256,14 @@ class CampaignMails:
             template=variant.template,
         )
         try:
-            result.mail = self.templates.render(variant.template, self._context(view, facts, info))
+            context = self._context(view, facts, info, channel)
+            result.mail = self._render_mail(variant.template, context, channel)
         except TemplateError as exc:
             result.error = exc
         return result
 
     def _context(
-        self, view: Mapping[str, Any], facts: Facts, info: Mapping[str, Any]
+        self, view: Mapping[str, Any], facts: Facts, info: Mapping[str, Any], channel: str
     ) -> dict[str, Any]:
         return mail_context(
             contact=view,
@@ -229,6 +272,7 @@ class CampaignMails:
             shop=self.shop,
             signer=self.signer,
             as_of=self.as_of,
+            channel=channel,
         )
 
     def message(

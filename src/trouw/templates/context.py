@@ -4,6 +4,9 @@
 (`contact.household`, `contact.points`; a column wins over an attribute of the
 same name, and all attributes stay reachable as `contact.attributes`).
 `locale` is the contact's locale, else the project's: the filters use it.
+`channel` is "email" or "post": a letter's context has no tracking at all
+(no open pixel, no unsubscribe link, `track` gives the URL as it is), and a
+template may branch on it.
 """
 
 from __future__ import annotations
@@ -71,6 +74,7 @@ def campaign_view(
 
 class Track:
     """`track(url, tag)` in a template: the signed click link; the tag defaults to the campaign.
+    Without links (a letter), the URL as it is: paper has no clicks to count.
 
     A plain callable with nothing public on it, so the sandbox can call it directly
     (see `MailSandbox.call`) and a template cannot reach the signer through it.
@@ -78,7 +82,7 @@ class Track:
 
     __slots__ = ("_campaign", "_links")
 
-    def __init__(self, links: MailLinks, campaign: str) -> None:
+    def __init__(self, links: MailLinks | None, campaign: str) -> None:
         self._links = links
         self._campaign = campaign
 
@@ -86,6 +90,8 @@ class Track:
         url = str(url)
         if not url.strip():
             raise ValueError("track() was given an empty URL")
+        if self._links is None:
+            return url
         return self._links.click_url(url, str(tag) or self._campaign)
 
     def __repr__(self) -> str:
@@ -100,17 +106,24 @@ def mail_context(
     shop: Mapping[str, Any],
     signer: LinkSigner,
     as_of: date,
+    channel: str = "email",
 ) -> dict[str, Any]:
-    """The variables of one mail for one contact."""
+    """The variables of one mail (or, for `channel` post, one letter) for one contact."""
     campaign_name = str(campaign["name"])
-    links = signer.for_mail(str(contact["id"]), campaign_name)
-    return {
+    context = {
         "contact": contact,
         "facts": facts,
         "campaign": campaign,
         "shop": shop,
         "locale": contact["locale"],
         "today": as_of,
+        "channel": channel,
+    }
+    if channel == "post":  # nothing signed, nothing to fetch: a letter is not tracked
+        return {**context, "unsubscribe_url": "", "open_pixel_url": "", "track": Track(None, "")}
+    links = signer.for_mail(str(contact["id"]), campaign_name)
+    return {
+        **context,
         "unsubscribe_url": links.unsubscribe_url(),
         "open_pixel_url": links.open_url(),
         "track": Track(links, campaign_name),

@@ -11,6 +11,8 @@ A mail template `NAME` is `NAME.html` (with `{% block subject %}`), an
 optional plain-text twin `NAME.txt`, and optional per-locale siblings
 `NAME.en.html` / `NAME.en.txt` that win for contacts with that locale. Each
 (name, locale) is resolved and compiled once per `MailTemplates` and cached.
+`NAME.letter.html` (and its own locale siblings) is the letter of mail `NAME`
+for contacts who get it by post; it is not a mail of its own.
 """
 
 from __future__ import annotations
@@ -48,6 +50,7 @@ from trouw.templates.mail import MailFinisher
 
 BUILTIN_DIR = Path(__file__).parent / "builtin"
 MAIL_EXTENSIONS = (".html", ".txt")
+LETTER = "letter"  # NAME.letter.html: the letter of mail NAME
 
 
 class TemplateError(UserError):
@@ -186,7 +189,8 @@ class MailTemplates:
         """Every mail template in the project: `.html` files with a subject block.
 
         Layouts and partials (no subject, or an empty subject block) and locale
-        siblings (`x.en.html`) are left out; siblings are rendered through their base name.
+        siblings (`x.en.html`) and letters (`x.letter.html`) are left out; those are
+        rendered through their base name.
         """
         if self.templates_dir is None or not self.templates_dir.is_dir():
             return []
@@ -194,7 +198,7 @@ class MailTemplates:
         for path in sorted(self.templates_dir.rglob("*.html")):
             relative = path.relative_to(self.templates_dir).as_posix()
             stem = relative[: -len(".html")]
-            if _locale_suffix(stem) is not None:
+            if _locale_suffix(stem) is not None or stem.endswith(f".{LETTER}"):
                 continue
             source = path.read_text(encoding="utf-8", errors="replace")
             if _sets_subject(self.environment, source):
@@ -211,6 +215,7 @@ class MailTemplates:
             path.name[len(base) + 1 : -len(".html")]
             for path in folder.glob(f"{base}.*.html")
             if _locale_suffix(path.name[: -len(".html")]) is not None
+            and not path.name.startswith(f"{base}.{LETTER}.")
         )
 
     def _find(self, filename: str) -> str | None:
@@ -354,7 +359,7 @@ def _fix_for(exc: Exception) -> str:
     if "undefined" in message or "has no attribute" in message:
         return (
             "use a value the context has (contact, facts, campaign, shop, unsubscribe_url, "
-            "track), or guard it: {% if contact.x is defined %}"
+            "track, channel), or guard it: {% if contact.x is defined %}"
         )
     return "check the template at this line"
 
