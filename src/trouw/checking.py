@@ -46,7 +46,12 @@ class ProjectCheck:
 
     @property
     def summary(self) -> str:
-        return f"{self.segments} segments, {self.campaigns} campaigns, {self.templates} templates"
+        counts = (
+            (self.segments, "segment"),
+            (self.campaigns, "campaign"),
+            (self.templates, "template"),
+        )
+        return ", ".join(f"{n} {what}{'s' * (n != 1)}" for n, what in counts)
 
     def files(self) -> set[Path]:
         """The files that have a problem."""

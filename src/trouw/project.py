@@ -160,7 +160,9 @@ def load_project(root: Path, problems: Problems | None = None) -> Project:
     try:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        line = getattr(exc, "lineno", None)
+        # Python 3.14 names the line; before, only the message does: "(at line 3, column 9)".
+        found = re.search(r"at line (\d+)", str(exc))
+        line = getattr(exc, "lineno", None) or (int(found.group(1)) if found else None)
         report.add(
             ProjectError(
                 f"not valid TOML: {exc}", path=path, line=line, fix="correct the TOML syntax"

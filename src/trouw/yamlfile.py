@@ -120,5 +120,12 @@ def read_yaml(path: Path, error: type[UserError]) -> Any:
             line=line,
             fix="correct the YAML syntax (indentation, colons, quotes)",
         ) from exc
+    except yaml.reader.ReaderError as exc:  # a control character: its offset, not a mark
+        raise error(
+            f"not valid YAML: character {exc.character!r} is not allowed",
+            path=path,
+            line=text.count("\n", 0, exc.position) + 1,
+            fix='remove the control character (or quote it as an escape, e.g. "\\t")',
+        ) from exc
     except yaml.YAMLError as exc:
         raise error(f"not valid YAML: {exc}", path=path) from exc
