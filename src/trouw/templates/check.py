@@ -7,11 +7,13 @@ twin, its locale siblings).
 
 For every campaign step and variant: a few members of the variant's segment
 in each locale in use (a made-up contact where there are none), then every
-other mail template for a made-up contact per locale. Reported as errors:
+other mail template for a made-up contact per locale, and each letter
+template (`NAME.letter.html`) for a made-up contact by post. Reported as errors:
 campaign files that do not load or name missing segments/templates,
 template syntax errors and missing variables (file and line), links without
 a target, images without alt text, mails without the unsubscribe link, and
-HTML over 100 KB (Gmail clips longer mails).
+HTML over 100 KB (Gmail clips longer mails); in letters, images that are no
+`data:` URL (a letter loads nothing, so it could not print them).
 """
 
 from __future__ import annotations
@@ -35,7 +37,13 @@ from trouw.templates.campaign_mails import (
     RenderedMail,
     synthetic_contact,
 )
-from trouw.templates.environment import MAIL_EXTENSIONS, Mail, MailTemplates, TemplateError
+from trouw.templates.environment import (
+    LETTER,
+    MAIL_EXTENSIONS,
+    Mail,
+    MailTemplates,
+    TemplateError,
+)
 from trouw.yamlfile import read_text
 
 GMAIL_CLIP_BYTES = 100 * 1024
@@ -61,6 +69,28 @@ class CheckReport:
         finding = Finding(where, contact, message)
         if finding not in self.errors:
             self.errors.append(finding)
+
+
+class _ImageLint(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.problems: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        src = (dict(attrs).get("src") or "").strip()
+        if tag == "img" and not src.lower().startswith("data:"):
+            self.problems.append(
+                f"an image a letter cannot print ({src[:60]!r}): a letter loads nothing; "
+                "use a data: URL"
+            )
+
+
+def lint_letter(mail: Mail) -> list[str]:
+    """What is wrong with a rendered letter template (empty when it is fine)."""
+    parser = _ImageLint()
+    parser.feed(mail.html)
+    parser.close()
+    return list(dict.fromkeys(parser.problems))
 
 
 class _LinkLint(HTMLParser):
@@ -142,7 +172,29 @@ def check_templates(
             for issue in lint_mail(mail, None):
                 report.add(where, str(row["id"]), issue)
         report.templates.add(name)
+    for name in sorted(report.templates):
+        _check_letters(mails, name, locales, as_of, report)
     return report
+
+
+def _check_letters(
+    mails: CampaignMails, name: str, locales: list[str], as_of: date, report: CheckReport
+) -> None:
+    """Mail `name`'s letter template, where it has one, for a made-up contact by post."""
+    for locale in locales:
+        letter = mails.letter_template(name, locale)
+        if letter is None:
+            continue
+        row = {**synthetic_contact(locale, as_of), "channel": "post"}
+        where = f"letter {letter}"
+        try:
+            mail = mails.render_template(name, row, SYNTHETIC_FACTS, channel="post")
+        except TemplateError as exc:
+            report.add(where, str(row["id"]), str(exc))
+            continue
+        report.rendered += 1
+        for issue in lint_letter(mail):
+            report.add(where, str(row["id"]), issue)
 
 
 def _check_campaign(
@@ -272,3 +324,10 @@ def check_mail(templates: MailTemplates, name: str, locale: str, problems: Probl
             templates.compiled(name, each)
         except TemplateError as exc:
             problems.add(exc)
+    letter = f"{name}.{LETTER}"  # its letter, if it has one, as a send by post would
+    if templates.exists(letter):
+        for each in dict.fromkeys([locale, *templates.locales_of(letter)]):
+            try:
+                templates.compiled(letter, each)
+            except TemplateError as exc:
+                problems.add(exc)
