@@ -97,7 +97,10 @@ def _print_result(result: DemoResult, database: DemoDatabase) -> None:
         f"  imported    {result.contacts.written} contacts, {result.events.written} events "
         f"into {into}, {database.shown}"
     )
-    channels = ", ".join(f"{n} by {name}" for name, n in sorted(result.channels.items()))
+    channels = ", ".join(
+        f"{n} {'want no mail' if name == 'none' else f'by {name}'}"
+        for name, n in sorted(result.channels.items())
+    )
     console.print(f"  channels    {channels}")
     kinds = ", ".join(f"{n} {name}" for name, n in result.event_types.items())
     console.print(f"  behaviour   {kinds}")
@@ -110,9 +113,12 @@ def _print_result(result: DemoResult, database: DemoDatabase) -> None:
         console.print(f"  previews    {mails} sample mails (.html, .txt, .eml) in {folder}")
     plan = result.plan
     per_contact = plan.sends / plan.contacts if plan.contacts else 0.0
+    dropped = sum(result.dropped.values())
+    why = ", ".join(f"{n:,} {reason}" for reason, n in list(result.dropped.items())[:3])
+    more = ", ..." if len(result.dropped) > 3 else ""
     console.print(
         f"  plan {plan.year}   {plan.sends:,} sends for {plan.contacts:,} contacts "
-        f"({per_contact:.1f} each), {plan.statuses['dropped']:,} dropped"
+        f"({per_contact:.1f} each), {dropped:,} dropped" + (f" ({why}{more})" if why else "")
     )
     console.print(f"  calendar    {result.calendar_html}  (and .ics to subscribe to)")
     if result.sent is not None:

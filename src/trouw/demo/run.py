@@ -20,7 +20,7 @@ from trouw.campaigns import campaign_names
 from trouw.demo.database import DemoDatabase, claim, demo_folder
 from trouw.demo.generator import DemoFiles, write_demo_files
 from trouw.importing import ImportReport, Kind, import_file
-from trouw.planning import PlanSummary, plan_year
+from trouw.planning import DROPPED, PlanSummary, plan_year
 from trouw.planning.views import calendar_html, calendar_ics, year_view
 from trouw.project import Project
 from trouw.reports.figures import build_report
@@ -29,7 +29,7 @@ from trouw.scaffold import plan_year_for
 from trouw.segments import Clock, count_members, load_catalog
 from trouw.sending import OutboxTransport, SendSummary, send_day
 from trouw.sending.ledger import SENT
-from trouw.store import atomic, contacts, events, ledger
+from trouw.store import atomic, contacts, events, ledger, plan
 from trouw.templates.preview_run import preview_mails, write_mail_files
 
 # Opens a progress display for a stage of `total` bytes; yields the advance function.
@@ -47,6 +47,7 @@ class DemoResult:
     segment_sizes: dict[str, int]
     previews: list[Path]
     plan: PlanSummary
+    dropped: dict[str, int]  # the plan's dropped sends by reason, most first
     calendar_html: Path
     calendar_ics: Path
     sent: SendSummary | None  # the plan's first send day, delivered to the outbox
@@ -109,6 +110,7 @@ def run_demo(
     with atomic(engine) as connection:
         summary = plan_year(connection, project, year=year, as_of=as_of)
         view = year_view(connection, year)
+        dropped = dropped_by_reason(connection, year)
     html_path, ics_path = folder / f"calendar-{year}.html", folder / f"calendar-{year}.ics"
     html_path.write_text(calendar_html(view, name=project.settings.name), encoding="utf-8")
     ics_path.write_bytes(calendar_ics(view, name=project.settings.name))
@@ -145,6 +147,7 @@ def run_demo(
         segment_sizes=sizes,
         previews=previews,
         plan=summary,
+        dropped=dropped,
         calendar_html=html_path,
         calendar_ics=ics_path,
         sent=sent,
@@ -177,6 +180,18 @@ def write_previews(
             if result.mail is not None:
                 written.extend(write_mail_files(mails, result, folder))
     return written
+
+
+def dropped_by_reason(connection: Connection, year: int) -> dict[str, int]:
+    """The year plan's dropped sends by reason (unsubscribed, caps, ...), most first."""
+    days = plan.c.day.between(date(year, 1, 1), date(year, 12, 31))
+    rows = connection.execute(
+        select(plan.c.reason, func.count())
+        .where(plan.c.status == DROPPED, days)
+        .group_by(plan.c.reason)
+        .order_by(func.count().desc(), plan.c.reason)
+    ).all()
+    return {str(reason): int(count) for reason, count in rows}
 
 
 def sent_by_channel(connection: Connection, day: date) -> dict[str, int]:
