@@ -80,6 +80,8 @@ def test_init_writes_a_gitignore_and_a_pre_commit_hook(shop: Path) -> None:
     assert text.startswith("#!/bin/sh\n")
     assert "exec trouw check\n" in text
     assert subprocess.run(["sh", "-n", str(hook)], check=False).returncode == 0
+    checked = trouw("--project", str(shop), "check")  # what the hook runs: the starter passes
+    assert checked.exit_code == 0, checked.output
 
 
 def test_init_names_the_next_steps_and_keeps_the_demo_apart(tmp_path: Path) -> None:
