@@ -93,7 +93,7 @@ def check_project(root: Path, *, today: date | None = None) -> ProjectCheck:
     day = today or datetime.now(project.settings.tz).date()
     catalog = load_catalog(project.segments_dir, problems)
     templates = MailTemplates(project.templates_dir)
-    check_template_files(templates, problems)
+    template_files = check_template_files(templates, problems)
     names = campaign_names(project.campaigns_dir)
     for name in names:
         campaign = read_campaign(project.campaigns_dir / f"{name}.yaml", problems)
@@ -113,7 +113,7 @@ def check_project(root: Path, *, today: date | None = None) -> ProjectCheck:
         problems=list(problems),
         segments=len(catalog.names),
         campaigns=len(names),
-        templates=len(templates.mail_names()),
+        templates=template_files,  # files: a mail, its text twin and locale siblings, layouts
     )
 
 

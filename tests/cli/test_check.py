@@ -126,7 +126,7 @@ def test_check_finds_the_project_upwards_and_uses_no_database_url(
     monkeypatch.setenv("TROUW_DATABASE_URL", "postgresql+psycopg://nobody@127.0.0.1:1/nothing")
     result = CliRunner().invoke(main, ["check"], catch_exceptions=False)
     assert result.exit_code == 0, result.output
-    assert result.stdout == "project is fine: 1 segment, 1 campaign, 1 template\n"
+    assert result.stdout == "project is fine: 1 segment, 1 campaign, 2 templates\n"
     assert not (project_dir / ".trouw").exists()
 
 
