@@ -50,9 +50,10 @@ def status_command(env: Env, as_of: date | None, fmt: str, days: int) -> None:
     deferred, dropped}}, mail {owed, owed_since, overdue, overdue_since,
     expiring, deferred, days, since, unknown, expired, failed, held,
     held_by_dead_runs}, send {last_run, live_runs (each {id, host, pid,
-    as_of, started_at, ended_at, outcome, counts})}, attention [{problem,
-    fix}]. Times are UTC, days YYYY-MM-DD. When the database cannot be
-    reached: only ok, as_of, database and attention.
+    as_of, started_at, ended_at, outcome: finished, interrupted, failed,
+    died or running, counts})}, attention [{problem, fix}]. Times are UTC,
+    days YYYY-MM-DD. When the database cannot be reached: only ok, as_of,
+    database and attention.
 
     \b
     Example:
@@ -104,9 +105,10 @@ def _print(status: Status) -> None:
     from trouw.cli.output import console
 
     mail = status.mail
-    verdict = (
-        "[green]ok[/green]" if status.ok else f"[red]{len(status.attention)} need attention[/red]"
-    )
+    count = len(status.attention)
+    verdict = "[green]ok[/green]"
+    if count:
+        verdict = f"[red]{count} {'needs' if count == 1 else 'need'} attention[/red]"
     console.print(
         f"[bold]trouw status as of {status.as_of}[/bold] "
         f"(checked {status.checked_at:%Y-%m-%d %H:%M:%S} UTC): {verdict}"
