@@ -26,13 +26,13 @@ import fcntl
 import io
 import os
 import re
+import subprocess
+import sys
+import tempfile
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
-from multiprocessing import get_context
 from pathlib import Path
-from typing import Any
 
 from trouw.sending.letters import ADDRESS_FIELDS, PdfWriter, address_of, pdf_writer
 
@@ -41,9 +41,10 @@ ADDRESSES_CSV = "addresses.csv"
 COLUMNS = (*ADDRESS_FIELDS, "file", "first_page", "pages")
 LOCK_FILE = ".trouw-letters.lock"
 _LETTER = re.compile(r"(\d{4}-\d{2}-\d{2})-.+\.html")
-# From this many missing PDFs on, they are made in parallel processes (each takes a second
-# to start: WeasyPrint's import).
-PARALLEL_FROM = 16
+# From this many missing PDFs on, they are made in parallel processes, one more per as
+# many again (each takes a second or two to start: WeasyPrint's import, about ten PDFs).
+PARALLEL_FROM = 32
+MAX_WORKERS = 4
 
 
 @dataclass(frozen=True)
@@ -150,7 +151,7 @@ def _finish(
     rows.sort(
         key=lambda r: (
             r["abroad"],
-            r["country"],
+            r["country"] if r["abroad"] else "",
             r["postcode"].replace(" ", ""),
             r["contact_id"],
             r["file"],
@@ -197,16 +198,32 @@ def _pdf_name(letter: str) -> str:
 
 
 def make_pdfs(letters: Sequence[Path], pdf: PdfWriter) -> None:
-    """Each letter's PDF beside it; many at once in a few processes."""
-    workers = min(os.cpu_count() or 1, 4, len(letters) // PARALLEL_FROM + 1)
-    if workers <= 1:
-        for letter in letters:
-            _write_pdf(letter, pdf)
-        return
-    # A fresh interpreter per worker, not a fork of this process with its threads.
-    with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
-        for _ in pool.map(_make_pdf, letters, chunksize=8):
-            pass
+    """Each letter's PDF beside it; many at once in a few processes.
+
+    The workers are fresh interpreters (running `_work`, the letters' paths on
+    stdin), not forks of this process with its threads and
+    connections. What they leave undone (a worker that died) is made here.
+    """
+    workers = min(os.cpu_count() or 1, MAX_WORKERS, len(letters) // PARALLEL_FROM + 1)
+    if workers > 1:
+        started = []
+        try:
+            for index in range(workers):
+                with tempfile.TemporaryFile("w+", encoding="utf-8") as share:
+                    share.writelines(f"{path}\n" for path in letters[index::workers])
+                    share.seek(0)
+                    command = [sys.executable, "-c", f"from {__name__} import _work; _work()"]
+                    started.append(subprocess.Popen(command, stdin=share))
+            for worker in started:
+                worker.wait()
+        finally:
+            for worker in started:
+                if worker.poll() is None:  # interrupted: stop them all
+                    worker.kill()
+                    worker.wait()
+        letters = [letter for letter in letters if _needs_pdf(letter)]
+    for letter in letters:
+        _write_pdf(letter, pdf)
 
 
 def _write_pdf(letter: Path, pdf: PdfWriter) -> None:
@@ -214,15 +231,14 @@ def _write_pdf(letter: Path, pdf: PdfWriter) -> None:
     write_atomically(letter.with_suffix(".pdf"), data)
 
 
-_writer: Any = None
-
-
-def _make_pdf(letter: Path) -> None:
-    """In a worker process: one letter's PDF, with the process's own writer."""
-    global _writer
-    if _writer is None:
-        _writer = pdf_writer()
-    _write_pdf(letter, _writer)
+def _work() -> None:
+    """A worker process: the PDF of each letter named on stdin."""
+    pdf = pdf_writer()
+    if pdf is None:
+        raise SystemExit("the pdf extra is not installed")
+    for line in sys.stdin:
+        if line.strip():
+            _write_pdf(Path(line.strip()), pdf)
 
 
 __all__ = ["DayBundle", "finish_days", "make_pdfs", "pdf_merger", "write_atomically"]
