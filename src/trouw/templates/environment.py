@@ -5,7 +5,8 @@ ones second (`trouw/footer.html`, ...), so a project can override a built-in
 partial by writing a file with the same name; `builtin:NAME` always reaches
 the original. HTML is autoescaped, `.txt` never. A missing variable is an
 error, never a blank in a mail, and the sandbox keeps templates away from
-Python internals.
+Python internals and bounds what they build (limits.py): a template cannot
+make a text of a gigabyte or loop without end.
 
 A mail template `NAME` is `NAME.html` (with `{% block subject %}`), an
 optional plain-text twin `NAME.txt`, and optional per-locale siblings
@@ -19,9 +20,10 @@ from __future__ import annotations
 
 import html
 import traceback
-from collections.abc import Callable, Iterator, Mapping, MutableMapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, MutableMapping
 from dataclasses import dataclass, fields
 from pathlib import Path
+from types import BuiltinMethodType, MethodType
 from typing import Any
 
 from jinja2 import (
@@ -35,6 +37,7 @@ from jinja2 import (
     TemplateSyntaxError,
     nodes,
 )
+from jinja2.compiler import CodeGenerator, Frame, optimizeconst
 from jinja2.debug import rewrite_traceback_stack
 from jinja2.environment import TemplateModule
 from jinja2.exceptions import SecurityError
@@ -44,6 +47,7 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from trouw.errors import UserError
 from trouw.facts import Facts
+from trouw.templates import limits
 from trouw.templates.context import Track
 from trouw.templates.filters import FILTERS
 from trouw.templates.mail import MailFinisher
@@ -89,6 +93,77 @@ _DICT_ATTRIBUTES = frozenset(dir(dict))
 _DATA_FIELDS: dict[type, frozenset[str]] = {Facts: frozenset(f.name for f in fields(Facts))}
 
 
+# The filter every `for` loop's iterable passes through (added by the code generator):
+# it counts the loop's steps against the mail's budget.
+LOOP_STEPS = "trouw_loop_steps"
+
+
+class MailCodeGenerator(CodeGenerator):
+    """Jinja's code generator, with the checks of limits.py where code builds values.
+
+    `for` loops count their steps; `~` and list, tuple and dict literals are measured
+    before they are built; macros and `{% set %}`/`{% filter %}` blocks render into a
+    bounded buffer.
+    """
+
+    def visit_Template(self, node: nodes.Template, frame: Frame | None = None) -> None:
+        # Before Jinja collects the filters each function uses: every loop's iterable
+        # passes through LOOP_STEPS.
+        for loop in node.find_all(nodes.For):
+            loop.iter = nodes.Filter(loop.iter, LOOP_STEPS, [], [], None, None, lineno=loop.lineno)
+        super().visit_Template(node, frame)
+
+    @optimizeconst
+    def visit_Concat(self, node: nodes.Concat, frame: Frame) -> None:
+        # Jinja's own, with the operands measured before they are joined.
+        if frame.eval_ctx.volatile:
+            func_name = "(markup_join if context.eval_ctx.volatile else str_join)"
+        elif frame.eval_ctx.autoescape:
+            func_name = "markup_join"
+        else:
+            func_name = "str_join"
+        self.write(f"{func_name}(environment.checked_parts((")
+        for arg in node.nodes:
+            self.visit(arg, frame)
+            self.write(", ")
+        self.write(")))")
+
+    def visit_List(self, node: nodes.List, frame: Frame) -> None:
+        self.write("environment.checked_items(")
+        super().visit_List(node, frame)
+        self.write(")")
+
+    def visit_Dict(self, node: nodes.Dict, frame: Frame) -> None:
+        self.write("environment.checked_items(")
+        super().visit_Dict(node, frame)
+        self.write(")")
+
+    def visit_Tuple(self, node: nodes.Tuple, frame: Frame) -> None:
+        if node.ctx != "load":  # a target: `{% for a, b in ... %}`, `{% set a, b = ... %}`
+            super().visit_Tuple(node, frame)
+            return
+        self.write("environment.checked_items(")
+        super().visit_Tuple(node, frame)
+        self.write(")")
+
+    def buffer(self, frame: Frame) -> None:
+        frame.buffer = self.temporary_identifier()
+        self.writeline(f"{frame.buffer} = environment.text_buffer()")
+
+
+class MailTemplate(Template):
+    """A template whose module (`{% import %}`) renders its top level bounded too."""
+
+    def make_module(
+        self,
+        vars: dict[str, Any] | None = None,
+        shared: bool = False,
+        locals: Mapping[str, Any] | None = None,
+    ) -> TemplateModule:
+        context = self.new_context(vars, shared, locals)
+        return TemplateModule(self, context, limits.rendered(self.root_render_func(context)))
+
+
 class MailSandbox(ImmutableSandboxedEnvironment):
     """The immutable sandbox, with short paths for what mails do most.
 
@@ -99,7 +174,47 @@ class MailSandbox(ImmutableSandboxedEnvironment):
     `track` skips the checks for unsafe callables, which those never are.
     Everything else (methods, dunder names, other types) goes through the
     sandbox's checks unchanged.
+
+    What could build something huge is checked first (limits.py): the operators
+    `*`, `**`, `+` and `%`, the str methods that pad or repeat, `str.format`,
+    `namespace()`, and (by `MailCodeGenerator`) loops, `~`, literals and blocks.
     """
+
+    code_generator_class = MailCodeGenerator
+    template_class = MailTemplate
+    intercepted_binops = frozenset({"*", "**", "+", "%"})
+    checked_parts = staticmethod(limits.checked_parts)
+    checked_items = staticmethod(limits.checked_items)
+    text_buffer = limits.TextBuffer
+
+    def concat(self, parts: Iterable[str]) -> str:
+        """How Jinja joins a rendering (Template.render, macros, blocks): bounded."""
+        return limits.concat(parts)
+
+    def call_binop(self, context: Context, operator: str, left: Any, right: Any) -> Any:
+        return limits.checked_binop(self.binop_table[operator], operator, left, right)
+
+    def is_safe_attribute(self, obj: Any, attr: str, value: Any) -> bool:
+        # `dict.fromkeys` would hold one value any number of times, unmeasured.
+        return attr != "fromkeys" and super().is_safe_attribute(obj, attr, value)
+
+    def wrap_str_format(self, value: Any) -> Callable[..., str] | None:
+        """`str.format` and `format_map` as the sandbox wraps them, measured first."""
+        wrapped = super().wrap_str_format(value)
+        if wrapped is None:
+            return None
+        text: str = value.__self__
+        by_map = value.__name__ == "format_map"
+
+        def bounded(*args: Any, **kwargs: Any) -> str:
+            if by_map:
+                given = args[0] if args and isinstance(args[0], Mapping) else {}
+                limits.allow(limits.format_size(text, (), given), "format_map()")
+            else:
+                limits.allow(limits.format_size(text, args, kwargs), "format()")
+            return wrapped(*args, **kwargs)
+
+        return bounded
 
     def getattr(self, obj: Any, attribute: str) -> Any:
         kind = type(obj)
@@ -140,6 +255,13 @@ class MailSandbox(ImmutableSandboxedEnvironment):
                 return __context.environment.undefined(
                     "value was undefined because a callable raised a StopIteration exception"
                 )
+        if (kind is BuiltinMethodType or kind is MethodType) and isinstance(
+            getattr(__obj, "__self__", None), str
+        ):
+            if __obj.__name__ in limits.GROWING_METHODS:
+                args = limits.checked_method(__obj.__self__, __obj.__name__, args, kwargs)
+        else:
+            limits.check_call(__obj, args, kwargs)
         return super().call(__context, __obj, *args, **kwargs)
 
     def make_globals(self, d: MutableMapping[str, Any] | None) -> MutableMapping[str, Any]:
@@ -168,6 +290,10 @@ def make_environment(templates_dir: Path | None) -> ImmutableSandboxedEnvironmen
         keep_trailing_newline=True,
     )
     environment.filters.update(FILTERS)
+    limits.bound_filters(environment.filters)
+    environment.filters[LOOP_STEPS] = limits.loop_steps
+    environment.globals["dict"] = limits.mapping
+    environment.globals["lipsum"] = limits.lipsum
     return environment
 
 
@@ -283,14 +409,18 @@ class MailTemplates:
         """Subject, HTML (CSS inlined) and text of mail `name` for one contact's context."""
         locale = str(context.get("locale") or "nl")
         compiled = self.compiled(name, locale)
-        subject, body = self.render_parts(compiled, context)
-        twin = compiled.text
-        finished, derived = self.finisher.finish(body, text=twin is None)
-        if twin is not None:
-            text = self._run(twin, lambda: twin.render(context))
-        else:
-            assert derived is not None
-            text = derived
+        budget = limits.start_budget()  # one for the whole mail: subject, HTML and text
+        try:
+            subject, body = self.render_parts(compiled, context)
+            twin = compiled.text
+            finished, derived = self.finisher.finish(body, text=twin is None)
+            if twin is not None:
+                text = self._run(twin, lambda: twin.render(context))
+            else:
+                assert derived is not None
+                text = derived
+        finally:
+            limits.end_budget(budget)
         return Mail(name, subject, finished, text)
 
     def render_parts(self, compiled: CompiledMail, context: Mapping[str, Any]) -> tuple[str, str]:
@@ -303,9 +433,14 @@ class MailTemplates:
         # new_context copies the variables (into the globals): the caller's dict stays as is.
         variables = context if isinstance(context, dict) else dict(context)
         jinja_context = template.new_context(variables)
-        raw_subject = self._run(template, lambda: "".join(compiled.subject(jinja_context)))
-        jinja_context.blocks["subject"][0] = _rendered(raw_subject)
-        body = self._run(template, lambda: "".join(template.root_render_func(jinja_context)))
+        joined = limits.joined  # "".join, bounded
+        budget = limits.start_budget()
+        try:
+            raw_subject = self._run(template, lambda: joined(compiled.subject(jinja_context)))
+            jinja_context.blocks["subject"][0] = _rendered(raw_subject)
+            body = self._run(template, lambda: joined(template.root_render_func(jinja_context)))
+        finally:
+            limits.end_budget(budget)
         return " ".join(html.unescape(raw_subject).split()), body
 
     def _run(self, template: Template, work: Callable[[], str]) -> str:
@@ -316,6 +451,12 @@ class MailTemplates:
         except Exception:
             # Rendering bypasses Template.render, so map the frames back to template lines here.
             exc = rewrite_traceback_stack()
+        if isinstance(exc, limits.TemplateLimit):
+            raise self._render_error(template, exc, "too big to render", limits.FIX) from exc
+        if isinstance(exc, RecursionError):
+            raise self._render_error(
+                template, exc, "cannot render", "a macro that calls itself must stop somewhere"
+            ) from exc
         if isinstance(exc, SecurityError):
             raise self._render_error(
                 template,
