@@ -219,13 +219,18 @@ class Campaign:
         return names
 
 
+@lru_cache(maxsize=64)
 def _parse_rrule(text: str) -> rrule | rruleset:
-    """An rrule string, anchored at RRULE_ANCHOR unless it carries its own DTSTART."""
+    """An rrule string, anchored at RRULE_ANCHOR unless it carries its own DTSTART.
+
+    Kept once per text with dateutil's own cache of the moments it yielded: a rule walks
+    from its start (1900) to the year asked, so the next year continues where it stopped.
+    """
     # Calendar days are what count: a time in UTC (a trailing Z) is read as a local one; an
     # aware rule could not be compared with the planner's naive year bounds.
     if "DTSTART" in text.upper():
-        return rrulestr(text, forceset=False, ignoretz=True)
-    return rrulestr(text, dtstart=RRULE_ANCHOR, ignoretz=True)
+        return rrulestr(text, forceset=False, ignoretz=True, cache=True)
+    return rrulestr(text, dtstart=RRULE_ANCHOR, ignoretz=True, cache=True)
 
 
 @lru_cache(maxsize=256)
