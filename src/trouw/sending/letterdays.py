@@ -200,30 +200,32 @@ def _pdf_name(letter: str) -> str:
 def make_pdfs(letters: Sequence[Path], pdf: PdfWriter) -> None:
     """Each letter's PDF beside it; many at once in a few processes.
 
-    The workers are fresh interpreters (running `_work`, the letters' paths on
-    stdin), not forks of this process with its threads and
-    connections. What they leave undone (a worker that died) is made here.
+    This process makes its share while helpers make theirs: fresh interpreters
+    (running `_work`, their letters' paths on stdin), not forks of this process
+    with its threads and connections. What a helper leaves undone (it died) is
+    made here after.
     """
     workers = min(os.cpu_count() or 1, MAX_WORKERS, len(letters) // PARALLEL_FROM + 1)
-    if workers > 1:
-        started = []
-        try:
-            for index in range(workers):
-                with tempfile.TemporaryFile("w+", encoding="utf-8") as share:
-                    share.writelines(f"{path}\n" for path in letters[index::workers])
-                    share.seek(0)
-                    command = [sys.executable, "-c", f"from {__name__} import _work; _work()"]
-                    started.append(subprocess.Popen(command, stdin=share))
-            for worker in started:
-                worker.wait()
-        finally:
-            for worker in started:
-                if worker.poll() is None:  # interrupted: stop them all
-                    worker.kill()
-                    worker.wait()
-        letters = [letter for letter in letters if _needs_pdf(letter)]
+    helpers = []
+    try:
+        for index in range(1, workers):
+            with tempfile.TemporaryFile("w+", encoding="utf-8") as share:
+                share.writelines(f"{path}\n" for path in letters[index::workers])
+                share.seek(0)
+                command = [sys.executable, "-c", f"from {__name__} import _work; _work()"]
+                helpers.append(subprocess.Popen(command, stdin=share))
+        for letter in letters[::workers]:
+            _write_pdf(letter, pdf)
+        for helper in helpers:
+            helper.wait()
+    finally:
+        for helper in helpers:
+            if helper.poll() is None:  # interrupted: stop them all
+                helper.kill()
+                helper.wait()
     for letter in letters:
-        _write_pdf(letter, pdf)
+        if workers > 1 and _needs_pdf(letter):
+            _write_pdf(letter, pdf)
 
 
 def _write_pdf(letter: Path, pdf: PdfWriter) -> None:
