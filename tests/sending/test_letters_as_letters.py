@@ -23,6 +23,7 @@ from sqlalchemy import Engine
 from tests.conftest import Cli, write_files
 from tests.planning.shop import make_shop, policy, run_plan
 from tests.sending.conftest import DAY, SmtpServer
+from trouw.errors import WorkFailed
 from trouw.project import Sender, Settings
 from trouw.sending import letterdays, transports
 from trouw.sending.letterdays import ADDRESSES_CSV, COLUMNS, LETTERS_PDF, finish_days, pdf_merger
@@ -281,6 +282,18 @@ def test_a_day_left_unfinished_is_finished_by_the_next_run(tmp_path: Path) -> No
     [again] = finish_days(tmp_path, pdf=pdf_writer(), merge=pdf_merger())
     assert again.pdfs_made == 1
     assert "Dag" in (pypdf.PdfReader(first.with_suffix(".pdf")).pages[0].extract_text() or "")
+
+
+def test_a_pdf_that_cannot_be_made_fails_the_work_and_is_tried_again(tmp_path: Path) -> None:
+    _write_letter(tmp_path, "spring-main-c1-aaaa", "c1", "2000")
+
+    def broken(html: str) -> bytes:
+        raise ValueError("no fonts")
+
+    with pytest.raises(WorkFailed, match=f"the letters of {DAY} are written.*no fonts"):
+        finish_days(tmp_path, pdf=broken, merge=pdf_merger())
+    [bundle] = finish_days(tmp_path, pdf=pdf_writer(), merge=pdf_merger())  # the next run
+    assert bundle.pdfs_made == 1 and bundle.pdf is not None
 
 
 def test_without_the_pdf_extra_the_address_list_alone(tmp_path: Path) -> None:

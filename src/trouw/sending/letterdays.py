@@ -34,6 +34,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from trouw.errors import WorkFailed
 from trouw.sending.letters import ADDRESS_FIELDS, PdfWriter, address_of, pdf_writer
 
 LETTERS_PDF = "letters.pdf"
@@ -122,7 +123,13 @@ def finish_days(
         for day in sorted(letters):
             if _stale(folder / day, letters[day]):
                 names = [entry.name for entry in letters[day]]
-                done.append(_finish(folder, day, names, pdf, merge))
+                try:
+                    done.append(_finish(folder, day, names, pdf, merge))
+                except Exception as exc:  # the day stays stale: the next run tries again
+                    raise WorkFailed(
+                        f"the letters of {day} are written, but not their PDFs and address "
+                        f"list in {folder / day}: {exc}"
+                    ) from exc
         return done
 
 
