@@ -20,7 +20,16 @@ from trouw.planning.candidates import (
     stop_reason,
     unreachable,
 )
-from trouw.planning.policy import DEFERRED, PLANNED, Decision, Rules, YearCalendar, resolve
+from trouw.planning.policy import (
+    DEFERRED,
+    DROPPED,
+    PLANNED,
+    SUPERSEDED,
+    Decision,
+    Rules,
+    YearCalendar,
+    resolve,
+)
 
 
 def decide(
@@ -65,4 +74,15 @@ def sends_on(day: date, decisions: Sequence[Decision]) -> list[Decision]:
     return [d for d in decisions if d.day == day and d.status in (PLANNED, DEFERRED)]
 
 
-__all__ = ["decide", "sends_on"]
+def superseded(decision: Decision) -> bool:
+    """Whether a fresher occurrence took this send's place: it ends (`cancelled`), where a
+    send that found no room this time may find it on a later day."""
+    return decision.status == DROPPED and (decision.reason or "").startswith(SUPERSEDED)
+
+
+def ends_on(day: date, decisions: Sequence[Decision]) -> list[Decision]:
+    """The sends due on `day` that a fresher occurrence superseded: ended that day."""
+    return [d for d in decisions if d.day == day and superseded(d)]
+
+
+__all__ = ["decide", "ends_on", "sends_on", "superseded"]

@@ -7,7 +7,8 @@ every campaign wants to send, and the planner's policy (policy.py `resolve`)
 decides, with the mails already "made" in the scratch ledger counting toward
 the caps and the gap, as they would at send time (the ledger, not the plan,
 is the truth). What falls on the day is written to the scratch ledger with
-status `sent`, so the next day sees it: caps, journeys, clicks, win-backs and
+status `sent` (and a send a fresher occurrence superseded, `cancelled`, as
+the send run ends it), so the next day sees it: caps, journeys, clicks, win-backs and
 segment entries (a snapshot per day) interact as they would in reality.
 
 Events after the day are ignored (the Clock); a contact gets nothing before
@@ -33,13 +34,13 @@ from trouw.planning.candidates import (
     contact_chunks,
     send_channel,
 )
-from trouw.planning.decision import decide, sends_on
+from trouw.planning.decision import decide, ends_on, sends_on
 from trouw.planning.planner import CHUNK_SIZE, calendar_campaigns, count_contacts
 from trouw.planning.policy import Rules, YearCalendar
 from trouw.planning.policy import week_of as monday_of
 from trouw.project import Project
 from trouw.segments import Clock, keep_day_snapshots, load_catalog
-from trouw.sending.ledger import COUNTED  # statuses that may have reached the inbox
+from trouw.sending.ledger import CANCELLED, COUNTED, SENT
 from trouw.store import ledger
 from trouw.store.bulk import BulkInsert
 
@@ -161,22 +162,21 @@ def simulate_period(
             for contact in chunk:
                 contact_id = str(contact.id)
                 history = histories.get(contact_id) or SentHistory()
-                decisions = sends_on(
-                    day,
-                    decide(
-                        finder, rules, calendar, contact, facts,
-                        made=history.keys, sent=history.recent,
-                    ),
+                decided = decide(
+                    finder, rules, calendar, contact, facts,
+                    made=history.keys, sent=history.recent,
                 )  # fmt: skip
-                if not decisions:
+                if not decided:
                     continue
                 channel = send_channel(contact)
-                for decision in decisions:
-                    c = decision.candidate
-                    rows.append(
-                        (contact_id, c.campaign, c.step, c.occurrence, day, c.template, channel,
-                         "sent", None, made, made, day, 0)
-                    )  # fmt: skip
+                for status, decisions in ((SENT, sends_on(day, decided)),
+                                          (CANCELLED, ends_on(day, decided))):  # fmt: skip
+                    for decision in decisions:
+                        c = decision.candidate
+                        rows.append(
+                            (contact_id, c.campaign, c.step, c.occurrence, day, c.template,
+                             channel, status, None, made, made, day, 0)
+                        )  # fmt: skip
             writer.run(connection, rows)
         # Today's members become the baseline for tomorrow's `entered` triggers.
         keep_day_snapshots(connection, finder.entered, catalog, clock)
@@ -194,7 +194,7 @@ def _write_timeline(
     """Stream the simulated sends, contact by contact: the timeline, the counts, the pressure."""
     query = (
         select(*(ledger.c[name] for name in TIMELINE_COLUMNS))
-        .where(ledger.c.id > first_id)
+        .where(ledger.c.id > first_id, ledger.c.status == SENT)
         .order_by(ledger.c.contact_id, ledger.c.day, ledger.c.campaign, ledger.c.step)
     )
     weekly: Counter[int] = Counter()  # mails in a contact's week -> how many contact-weeks

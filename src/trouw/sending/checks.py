@@ -39,11 +39,10 @@ from trouw.planning.candidates import (
     unreachable,
     zone_named,
 )
-from trouw.planning.decision import decide, sends_on
+from trouw.planning.decision import decide, ends_on, sends_on, superseded
 from trouw.planning.planner import calendar_campaigns
 from trouw.planning.policy import (
     DROPPED,
-    SUPERSEDED,
     Decision,
     Rules,
     SendWindow,
@@ -135,7 +134,8 @@ class SendChecks:
         The plan was a forecast: since it was made, a click started a follow-up, a
         purchase moved a win-back, a contact entered an audience or a cap freed
         room. So every contact is decided as of the day, as `simulate` does, and
-        what falls on the day is owed whether or not the plan holds it. Worker
+        what falls on the day is owed whether or not the plan holds it: to be
+        sent, or ended because a fresher occurrence superseded it. Worker
         `i` of `n` decides every n-th chunk of contacts, starting at the i-th.
         """
         found: list[tuple[book.Send, int]] = []
@@ -161,7 +161,7 @@ class SendChecks:
                     self.finder, self.rules, self.calendar, person, facts, made=made, sent=sent
                 )
                 channel = send_channel(person)
-                for decision in sends_on(self.as_of, decisions):
+                for decision in [*sends_on(self.as_of, decisions), *ends_on(self.as_of, decisions)]:
                     c = decision.candidate
                     if c.key in status:
                         continue  # in the ledger: owed from there, if still open
@@ -262,7 +262,7 @@ class SendChecks:
                 verdicts.settled.append((due, book.CANCELLED, why))
             elif decision.status == DROPPED:
                 reason = decision.reason or ""
-                cancel = reason in (excluded, blocked) or reason.startswith(SUPERSEDED)
+                cancel = reason in (excluded, blocked) or superseded(decision)
                 status = book.CANCELLED if cancel else book.DEFERRED
                 verdicts.settled.append((due, status, decision.reason or "dropped"))
             elif decision.day == self.as_of and refused:
