@@ -23,17 +23,19 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from functools import lru_cache, partial
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from dateutil.rrule import rrule, rruleset, rrulestr
-from sqlalchemy import Connection
 
 from trouw.durations import Duration, parse_duration
 from trouw.errors import UserError
 from trouw.problems import Problems
-from trouw.segments import Catalog, Clock, members_query
-from trouw.store import contacts
 from trouw.yamlfile import LineDict, item_line, read_yaml
+
+if TYPE_CHECKING:  # `trouw check` reads campaigns without SQLAlchemy
+    from sqlalchemy import Connection
+
+    from trouw.segments import Catalog, Clock
 
 T = TypeVar("T")
 D = TypeVar("D")
@@ -808,6 +810,9 @@ def members_among(
     clock: Clock,
 ) -> dict[str, set[str]]:
     """For each segment name: which of `contact_ids` are members, one query per segment."""
+    from trouw.segments import members_query
+    from trouw.store import contacts
+
     result: dict[str, set[str]] = {}
     dialect = connection.dialect.name
     for name in names:
@@ -825,6 +830,9 @@ def sample_members(
     connection: Connection, name: str, catalog: Catalog, clock: Clock, *, limit: int
 ) -> list[str]:
     """Up to `limit` members of a segment, the first ids in order (reproducible samples)."""
+    from trouw.segments import members_query
+    from trouw.store import contacts
+
     query = members_query(catalog.get(name), catalog, clock, connection.dialect.name)
     rows = connection.execute(query.order_by(contacts.c.id).limit(limit))
     return [str(row[0]) for row in rows]

@@ -12,12 +12,11 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Connection, func, select
-
-from trouw.store import events
+if TYPE_CHECKING:  # templates use `Facts` without SQLAlchemy (`trouw check`)
+    from sqlalchemy import Connection
 
 BATCH = 900  # ids per IN list; below SQLite's old 999-parameter limit
 
@@ -110,6 +109,10 @@ def _purchases(
     connection: Connection, ids: Iterable[str], end: datetime
 ) -> dict[str, tuple[int, float, datetime | None, str | None]]:
     """Per contact: order count, total spent, and the latest purchase's time and product."""
+    from sqlalchemy import func, select
+
+    from trouw.store import events
+
     ranked = (
         select(
             events.c.contact_id,
@@ -146,6 +149,10 @@ def _favourite_categories(
     connection: Connection, ids: Iterable[str], end: datetime
 ) -> dict[str, str]:
     """Per contact: the category bought most often (ties: the one bought most recently)."""
+    from sqlalchemy import func, select
+
+    from trouw.store import events
+
     ranked = (
         select(
             events.c.contact_id,
@@ -176,6 +183,10 @@ def _favourite_categories(
 
 def _latest_nps(connection: Connection, ids: Iterable[str], end: datetime) -> dict[str, int]:
     """Per contact: the score of the latest NPS answer (survey events tagged `nps`)."""
+    from sqlalchemy import func, select
+
+    from trouw.store import events
+
     ranked = (
         select(
             events.c.contact_id,

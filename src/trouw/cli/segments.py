@@ -20,12 +20,12 @@ from trouw.segments import (
     Clock,
     SegmentError,
     count_members,
-    explain,
     load_catalog,
     member_rows,
     save_snapshot,
     segment_sql,
 )
+from trouw.segments.explain import explain
 from trouw.store import atomic
 
 

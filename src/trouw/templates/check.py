@@ -21,9 +21,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import date
 from html.parser import HTMLParser
+from typing import TYPE_CHECKING
 
 from jinja2 import nodes
-from sqlalchemy import Connection
 
 from trouw.campaigns import Campaign, CampaignError, check_references, load_campaign
 from trouw.campaigns import campaign_names as list_campaigns
@@ -31,12 +31,6 @@ from trouw.errors import UserError
 from trouw.problems import Problems
 from trouw.project import Project
 from trouw.segments import SegmentError
-from trouw.templates.campaign_mails import (
-    SYNTHETIC_FACTS,
-    CampaignMails,
-    RenderedMail,
-    synthetic_contact,
-)
 from trouw.templates.environment import (
     LETTER,
     MAIL_EXTENSIONS,
@@ -45,6 +39,11 @@ from trouw.templates.environment import (
     TemplateError,
 )
 from trouw.yamlfile import read_text
+
+if TYPE_CHECKING:  # the check without data (`trouw check`) imports no SQLAlchemy
+    from sqlalchemy import Connection
+
+    from trouw.templates.campaign_mails import CampaignMails, RenderedMail
 
 GMAIL_CLIP_BYTES = 100 * 1024
 
@@ -133,6 +132,8 @@ def check_templates(
     project: Project, connection: Connection, as_of: date, *, samples: int = 2
 ) -> CheckReport:
     """Render and lint every campaign variant and every mail template; collect the errors."""
+    from trouw.templates.campaign_mails import SYNTHETIC_FACTS, CampaignMails, synthetic_contact
+
     report = CheckReport()
     mails = CampaignMails(project, connection, as_of)
     locales = mails.locales_in_use()
@@ -181,6 +182,8 @@ def _check_letters(
     mails: CampaignMails, name: str, locales: list[str], as_of: date, report: CheckReport
 ) -> None:
     """Mail `name`'s letter template, where it has one, for a made-up contact by post."""
+    from trouw.templates.campaign_mails import SYNTHETIC_FACTS, synthetic_contact
+
     for locale in locales:
         letter = mails.letter_template(name, locale)
         if letter is None:

@@ -13,20 +13,24 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from datetime import date
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Connection, select
+if TYPE_CHECKING:  # templates compile without SQLAlchemy or signing (`trouw check`)
+    from sqlalchemy import Connection
 
-from trouw.facts import Facts
-from trouw.project import Settings
-from trouw.store import contacts
-from trouw.templates.links import LinkSigner, MailLinks
+    from trouw.facts import Facts
+    from trouw.project import Settings
+    from trouw.templates.links import LinkSigner, MailLinks
 
 INTERNAL_COLUMNS = ("created_at", "updated_at")
 
 
 def load_contacts(connection: Connection, ids: Sequence[str]) -> list[dict[str, Any]]:
     """The contact rows for `ids`, in the order asked; unknown ids are left out."""
+    from sqlalchemy import select
+
+    from trouw.store import contacts
+
     found: dict[str, dict[str, Any]] = {}
     for start in range(0, len(ids), 900):
         query = select(contacts).where(contacts.c.id.in_(list(ids[start : start + 900])))
