@@ -296,6 +296,23 @@ def test_a_pdf_that_cannot_be_made_fails_the_work_and_is_tried_again(tmp_path: P
     assert bundle.pdfs_made == 1 and bundle.pdf is not None
 
 
+def test_a_deleted_letter_leaves_the_days_bundle(tmp_path: Path) -> None:
+    """A forgotten contact's letter deleted: the day is made again without their name and
+    address; a day without letters keeps no bundle."""
+    kept = _write_letter(tmp_path, "spring-main-c1-aaaa", "c1", "2000")
+    gone = _write_letter(tmp_path, "spring-main-c2-bbbb", "c2", "1000")
+    finish_days(tmp_path, pdf=pdf_writer(), merge=pdf_merger())
+    for path in (gone, gone.with_suffix(".pdf")):
+        path.unlink()
+    [bundle] = finish_days(tmp_path, pdf=pdf_writer(), merge=pdf_merger())
+    assert [r["contact_id"] for r in _addresses(tmp_path)] == ["c1"]
+    assert bundle.pdf is not None and len(pypdf.PdfReader(bundle.pdf).pages) == 1
+    for path in (kept, kept.with_suffix(".pdf")):
+        path.unlink()
+    assert finish_days(tmp_path, pdf=pdf_writer(), merge=pdf_merger()) == []
+    assert not (tmp_path / DAY.isoformat()).exists()
+
+
 def test_without_the_pdf_extra_the_address_list_alone(tmp_path: Path) -> None:
     _write_letter(tmp_path, "spring-main-c1-aaaa", "c1", "2000")
     [bundle] = finish_days(tmp_path, pdf=None, merge=None)

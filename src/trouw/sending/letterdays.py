@@ -16,11 +16,14 @@ made again from all of its letters, those of earlier runs too, so several
 runs a day (and several workers at once: a lock file serializes them) end
 with one complete bundle. A run stopped before it finished leaves the day
 to the next run, which finds the day's letters newer than its address list.
+A letter deleted (`trouw contacts forget`) leaves the day's bundle at the next
+run (or at a call of `finish_days`), and a day without letters has none.
 Without the `pdf` extra there is the address list only.
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import fcntl
 import io
@@ -42,6 +45,7 @@ ADDRESSES_CSV = "addresses.csv"
 COLUMNS = (*ADDRESS_FIELDS, "file", "first_page", "pages")
 LOCK_FILE = ".trouw-letters.lock"
 _LETTER = re.compile(r"(\d{4}-\d{2}-\d{2})-.+\.html")
+_DAY = re.compile(r"\d{4}-\d{2}-\d{2}")
 # From this many missing PDFs on, they are made in parallel processes, one more per as
 # many again (each takes a second or two to start: WeasyPrint's import, about ten PDFs).
 PARALLEL_FROM = 32
@@ -108,17 +112,28 @@ def finish_days(
     pdf: PdfWriter | None = None,
     merge: PdfMerger | None = None,
 ) -> list[DayBundle]:
-    """Bring the bundle of every day whose letters are newer than its address list up to
-    date (see the module's docstring); what was made, by day."""
+    """Bring the bundle of every day whose letters changed since its address list (one
+    written or deleted, e.g. by `trouw contacts forget`) up to date, and remove the bundle
+    of a day that has no letters left (see the module's docstring); what was made, by day.
+    """
     if not folder.is_dir():
         return []
     with _locked(folder):
         letters: dict[str, list[os.DirEntry[str]]] = {}
+        bundled: list[str] = []
         with os.scandir(folder) as entries:
             for entry in entries:
                 found = _LETTER.fullmatch(entry.name)
                 if found:
                     letters.setdefault(found.group(1), []).append(entry)
+                elif _DAY.fullmatch(entry.name) and entry.is_dir():
+                    bundled.append(entry.name)
+        for day in bundled:
+            if day not in letters:  # its letters are gone: so are their names and addresses
+                for name in (LETTERS_PDF, ADDRESSES_CSV):
+                    (folder / day / name).unlink(missing_ok=True)
+                with contextlib.suppress(OSError):
+                    (folder / day).rmdir()
         done = []
         for day in sorted(letters):
             if _stale(folder / day, letters[day]):
@@ -140,7 +155,11 @@ def _stale(bundle: Path, letters: Sequence[os.DirEntry[str]]) -> bool:
         return True
     # A letter written in the same clock tick as the list counts as newer: the file
     # system's times are coarser than the writes, and making a day again costs little.
-    return any(entry.stat().st_mtime_ns >= made for entry in letters)
+    if any(entry.stat().st_mtime_ns >= made for entry in letters):
+        return True
+    with (bundle / ADDRESSES_CSV).open(encoding="utf-8", newline="") as listed:
+        files = {row.get("file", "").rsplit(".", 1)[0] for row in csv.DictReader(listed)}
+    return files != {entry.name[: -len(".html")] for entry in letters}
 
 
 def _finish(
