@@ -2,12 +2,26 @@
 
 Forgetting erases the profile, its events, plan and ledger rows, and keeps
 only a hash of the email address as a suppression record, so that a later
-re-import of the same address is never mailed again.
+re-import of the same address is never mailed again. The links in mail they
+were sent stop counting: they carry the contact row's link key, and a
+contact imported later under the same id is a new row with another key
+(templates/links.py).
+
+Mail written to files (`send --outbox DIR`, letters for post contacts) is
+outside the database: `forget_contact` names the files their sent ledger
+rows made (as `send` names them: mails, which are files only if they went to
+an outbox, and letters), and `remove_mail_files` deletes those found in the
+folders given. A day's letter bundle
+(`DAY/letters.pdf`, `addresses.csv`) that holds one of the letters is listed,
+not changed: it holds other people's letters too.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Connection, delete, exists, insert, select
@@ -72,9 +86,31 @@ def export_contact(connection: Connection, contact_id: str) -> dict[str, Any]:
     }
 
 
-def forget_contact(connection: Connection, contact_id: str) -> dict[str, int]:
-    """Erase one person; keep a suppression record of the address. Returns counts."""
+@dataclass(frozen=True)
+class Forgotten:
+    """What forgetting a person erased: rows per table, and the names of the files their
+    sent mails (if sent to an outbox) and letters were written to, without extension
+    (`DAY-CAMPAIGN-STEP-ID-HASH`)."""
+
+    counts: dict[str, int]
+    mail_files: list[str] = field(default_factory=list)
+    letter_files: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class RemovedFiles:
+    """What `remove_sent_files` did and could not do."""
+
+    removed: list[Path]
+    bundles: list[Path]  # day bundles of letters that still hold one of theirs
+    missing: list[str]  # names searched for and not found
+    unsearched: int  # mails that may be in an outbox folder nobody named
+
+
+def forget_contact(connection: Connection, contact_id: str) -> Forgotten:
+    """Erase one person; keep a suppression record of the address."""
     profile = get_contact(connection, contact_id)
+    mails, letters = sent_file_names(connection, contact_id)
     counts = {}
     for name, table in (
         ("events", events),
@@ -94,4 +130,59 @@ def forget_contact(connection: Connection, contact_id: str) -> dict[str, int]:
                 created_at=datetime.now(UTC).replace(tzinfo=None),
             )
         )
-    return counts
+    return Forgotten(counts, mails, letters)
+
+
+def sent_file_names(connection: Connection, contact_id: str) -> tuple[list[str], list[str]]:
+    """The names (without extension) `send` gave the files of the contact's sent mails and
+    letters: the run's day, campaign, step, contact and Message-ID. (Mails, then letters.)"""
+    from trouw.sending.ledger import SENT
+    from trouw.sending.run import safe_name  # the one rule for the names; a heavy import
+
+    query = (
+        select(
+            ledger.c.day, ledger.c.campaign, ledger.c.step, ledger.c.message_id, ledger.c.channel
+        )
+        .where(ledger.c.contact_id == contact_id, ledger.c.status == SENT)
+        .where(ledger.c.message_id.is_not(None))
+        .order_by(ledger.c.day, ledger.c.id)
+    )
+    mails: list[str] = []
+    letters: list[str] = []
+    for day, campaign, step, message_id, channel in connection.execute(query):
+        name = safe_name(day.isoformat(), campaign, step, contact_id, str(message_id)[1:9])
+        (letters if channel == "post" else mails).append(name)
+    return mails, letters
+
+
+def remove_sent_files(
+    forgotten: Forgotten, outboxes: Sequence[Path], letters_dir: Path | None
+) -> RemovedFiles:
+    """Delete a forgotten person's mails (.eml) in the outbox folders and letters (.html,
+    .pdf) in those folders' letters/ and the letters folder. Mails are files only when
+    they went to an outbox: without one named, they are counted, not searched for."""
+    from trouw.sending.letterdays import ADDRESSES_CSV, LETTERS_PDF
+
+    folders = [*outboxes, *[folder / "letters" for folder in outboxes]]
+    folders += [letters_dir] if letters_dir is not None else []
+    wanted = [*forgotten.letter_files, *(forgotten.mail_files if outboxes else [])]
+    removed: list[Path] = []
+    bundles: set[Path] = set()
+    found: set[str] = set()
+    for folder in dict.fromkeys(folders):
+        for name in wanted:
+            for extension in (".eml", ".html", ".pdf"):
+                path = folder / f"{name}{extension}"
+                if not path.is_file():
+                    continue
+                path.unlink()
+                removed.append(path)
+                found.add(name)
+                if extension != ".eml":  # a letter: its day's bundle holds it too
+                    day = folder / name[:10]
+                    bundles.update(
+                        p for p in (day / LETTERS_PDF, day / ADDRESSES_CSV) if p.is_file()
+                    )
+    missing = [name for name in wanted if name not in found]
+    unsearched = 0 if outboxes else len(forgotten.mail_files)
+    return RemovedFiles(removed, sorted(bundles), missing, unsearched)

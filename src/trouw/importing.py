@@ -20,6 +20,7 @@ import hashlib
 import json
 import math
 import re
+import secrets
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass, field
@@ -370,8 +371,15 @@ def extras(record: dict[str, Any], known: tuple[str, ...]) -> dict[str, Any]:
 CHANNEL = CONTACT_FIELDS.index("channel")  # its place in a contact row
 
 
+def new_link_key() -> str:
+    """A contact row's link key: random, so a later row with the same id has another one
+    (signed into the contact's links: see templates/links.py). It only has to differ."""
+    return secrets.token_urlsafe(6)
+
+
 class _Contacts:
-    columns = ("id", *CONTACT_FIELDS[1:], "attributes", "created_at", "updated_at")
+    # link_key last: given to new rows only (the upsert leaves a stored one as it is).
+    columns = ("id", *CONTACT_FIELDS[1:], "attributes", "created_at", "updated_at", "link_key")
 
     def __init__(self) -> None:
         self.zones = available_timezones()
@@ -416,6 +424,7 @@ class _Contacts:
             extras(record, CONTACT_FIELDS),
             self.now,
             self.now,
+            new_link_key(),
         )
         return row
 

@@ -26,7 +26,7 @@ from sqlalchemy import Engine, func, select
 
 from tests.conftest import SETTINGS, Cli, write_files
 from tests.planning.shop import policy as policy_settings
-from trouw.store import events, open_store
+from trouw.store import contacts, events, open_store
 
 SECRET = "tracking-tests-secret"
 BASE_URL = "https://t.shop.example"
@@ -120,6 +120,13 @@ class Shop:
             query = query.where(events.c.contact_id == contact_id)
         with self.engine.connect() as connection:
             return int(connection.execute(query).scalar_one())
+
+    def link_key(self, contact_id: str) -> str | None:
+        """The contact's link key: a link made by hand must carry it to count."""
+        query = select(contacts.c.link_key).where(contacts.c.id == contact_id)
+        with self.engine.connect() as connection:
+            key = connection.execute(query).scalar_one()
+        return None if key is None else str(key)
 
     def send(self, day: str, outbox: Path) -> tuple[dict[str, Mail], str]:
         """Run `trouw send` for `day` into `outbox`: the mails by contact id, and its output."""

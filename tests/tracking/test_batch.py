@@ -104,8 +104,11 @@ def test_concurrent_clicks_are_answered_only_once_committed_and_recorded_once(
 ) -> None:
     signer = LinkSigner(BASE_URL, SECRET)
     people = sorted(shop.mails)
+    keys = {person: shop.link_key(person) for person in people}
     links = {
-        f"tag-{n}": signer.click_url(people[n % 3], "spring", "https://shop.example/", f"tag-{n}")
+        f"tag-{n}": signer.click_url(
+            people[n % 3], "spring", "https://shop.example/", f"tag-{n}", keys[people[n % 3]]
+        )
         for n in range(200)
     }
 

@@ -72,7 +72,9 @@ def test_a_link_to_an_address_with_non_ascii_characters_redirects_to_it_encoded(
     shop: Shop, server: Server
 ) -> None:
     target = "https://shop.example/tuin/bloemen-é?kleur=geel#ü"
-    link = LinkSigner(BASE_URL, SECRET).click_url("c1", "spring", target, "tuin")
+    link = LinkSigner(BASE_URL, SECRET).click_url(
+        "c1", "spring", target, "tuin", shop.link_key("c1")
+    )
     answer = server.get(link)
     assert answer.status == 302
     assert (

@@ -4,23 +4,11 @@ from __future__ import annotations
 
 import json
 from datetime import UTC
+from pathlib import Path
 
 import click
-from rich.table import Table
 
-from trouw.cli.output import console
 from trouw.cli.params import Env, pass_env
-from trouw.contacts import (
-    export_contact,
-    forget_contact,
-    get_contact,
-    is_suppressed,
-    recent_events,
-)
-from trouw.importing import CONTACT_FIELDS
-from trouw.store import atomic
-
-PROFILE_FIELDS = CONTACT_FIELDS[1:]  # everything but the id, which is the title
 
 
 @click.group("contacts")
@@ -51,12 +39,18 @@ def show_command(env: Env, contact_id: str, limit: int) -> None:
     Example:
       trouw contacts show demo-000042 --events 20
     """
+    from rich.table import Table
+
+    from trouw.cli.output import console
+    from trouw.contacts import get_contact, is_suppressed, recent_events
+    from trouw.importing import CONTACT_FIELDS
+
     with env.engine.connect() as connection:
         contact = get_contact(connection, contact_id)
         suppressed = is_suppressed(connection, contact["email"])
         latest = recent_events(connection, contact_id, limit)
     table = Table(title=f"contact {contact_id}", show_header=False, title_justify="left")
-    for name in PROFILE_FIELDS:
+    for name in CONTACT_FIELDS[1:]:  # everything but the id, which is the title
         value = contact[name]
         table.add_row(name, "" if value is None else str(value))
     for name, value in sorted(contact["attributes"].items()):
@@ -91,6 +85,8 @@ def export_command(env: Env, contact_id: str) -> None:
     Example:
       trouw contacts export demo-000042 > demo-000042.json
     """
+    from trouw.contacts import export_contact
+
     with env.engine.connect() as connection:
         data = export_contact(connection, contact_id)
     click.echo(json.dumps(data, indent=2, ensure_ascii=False, sort_keys=True))
@@ -99,20 +95,52 @@ def export_command(env: Env, contact_id: str) -> None:
 @contacts_group.command("forget")
 @click.argument("contact_id", metavar="ID")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@click.option(
+    "--outbox",
+    "outboxes",
+    metavar="DIR",
+    multiple=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="An outbox folder of `send --outbox`: delete their mails and letters in it too "
+    "(repeatable).",
+)
 @pass_env
-def forget_command(env: Env, contact_id: str, yes: bool) -> None:
+def forget_command(env: Env, contact_id: str, yes: bool, outboxes: tuple[Path, ...]) -> None:
     """Erase a contact and their events; keep only a suppression record.
 
     The address is kept as a one-way hash, so a later import of the same
-    address is never mailed again.
+    address is never mailed again. Links in mail already sent to them stop
+    counting, also for a contact imported later under the same id. Their
+    letters in the letters folder ([letters] dir) and, with --outbox, their
+    mails and letters in that folder are deleted; files not found are named,
+    so you can delete copies elsewhere. A day's letters.pdf and addresses.csv
+    that hold one of their letters are named, not changed.
 
     \b
     Example:
       trouw contacts forget demo-000042 --yes
+      trouw contacts forget demo-000042 --yes --outbox outbox/
     """
+    from trouw.cli.output import console
+    from trouw.contacts import forget_contact, remove_sent_files
+    from trouw.store import atomic
+
     if not yes:
         click.confirm(f"Erase everything about contact {contact_id}?", abort=True)
     with atomic(env.engine) as connection:
-        counts = forget_contact(connection, contact_id)
+        forgotten = forget_contact(connection, contact_id)
+    files = remove_sent_files(forgotten, outboxes, env.project.letters_dir)
+    counts = forgotten.counts
     removed = ", ".join(f"{count} {name.replace('_', ' ')}" for name, count in counts.items())
-    console.print(f"forgot contact {contact_id} ({removed}); the address stays suppressed.")
+    lines = [f"forgot contact {contact_id} ({removed}); the address stays suppressed."]
+    lines += [f"deleted {path}" for path in files.removed]
+    lines += [f"still holds one of their letters: {path}" for path in files.bundles]
+    if files.unsearched:
+        lines.append(
+            f"{files.unsearched} mails were sent to them: if to an outbox folder "
+            "(send --outbox), name it with --outbox DIR to delete them there."
+        )
+    if files.missing:
+        lines.append("not found, delete any copies elsewhere (.eml, .html or .pdf):")
+        lines += [f"  {name}" for name in files.missing]
+    console.print("\n".join(lines), markup=False, highlight=False)

@@ -58,6 +58,9 @@ contacts = Table(
     Column("attributes", Json, nullable=False, server_default="{}"),
     Column("created_at", DateTime, nullable=False),
     Column("updated_at", DateTime, nullable=False),
+    # Random per row, signed into the contact's links: a later contact with the same id
+    # (after `contacts forget`) is a new row with another key. NULL: made before 0005.
+    Column("link_key", String(16)),
 )
 
 events = Table(

@@ -295,7 +295,7 @@ class CampaignMails:
             to_address=str(contact.get("email") or f"{rendered.contact_id}@invalid"),
             reply_to=settings.sender.reply_to,
             unsubscribe_url=self.signer.unsubscribe_url(
-                rendered.contact_id, rendered.campaign.name
+                rendered.contact_id, rendered.campaign.name, contact.get("link_key")
             ),
             when=datetime.now(UTC),
             message_id=message_id,

@@ -242,7 +242,9 @@ def _record(mails: CampaignMails, result: RenderedMail, where: str, report: Chec
     if result.mail is None:
         return
     report.rendered += 1
-    unsubscribe = mails.signer.unsubscribe_url(result.contact_id, result.campaign.name)
+    unsubscribe = mails.signer.unsubscribe_url(
+        result.contact_id, result.campaign.name, result.contact.get("link_key")
+    )
     for problem in lint_mail(result.mail, unsubscribe):
         report.add(where, result.contact_id, problem)
 

@@ -125,7 +125,7 @@ def mail_context(
     }
     if channel == "post":  # nothing signed, nothing to fetch: a letter is not tracked
         return {**context, "unsubscribe_url": "", "open_pixel_url": "", "track": Track(None, "")}
-    links = signer.for_mail(str(contact["id"]), campaign_name)
+    links = signer.for_mail(str(contact["id"]), campaign_name, contact.get("link_key"))
     return {
         **context,
         "unsubscribe_url": links.unsubscribe_url(),

@@ -3,11 +3,25 @@
 A tracked link is `{tracking.base_url}/c/TOKEN`; the token is signed with
 itsdangerous (HMAC) and carries the contact id, the campaign, the tag and the
 target URL, so `trouw serve` can record the click and redirect without a
-lookup, and a forged or altered token is refused. The secret is the
-project's key, kept in its database (store/keys.py), so every machine that
-shares the database signs and reads alike; TROUW_SECRET overrides it, and
-once mail was signed with it, a machine with another secret (or none) is
-refused instead of signing links the tracking server would not know.
+lookup, and a forged or altered token is refused. It also carries the
+contact's link key (`contacts.link_key`, random, made when the contact row
+is): a contact forgotten and later imported again under the same id is a
+new row with a new key, so the forgotten person's old links record nothing
+for the newcomer. (Contacts made before the key existed have none, and
+their tokens carry none.)
+
+The secret is the project's key, kept in its database (store/keys.py), so
+every machine that shares the database signs and reads alike; TROUW_SECRET
+overrides it, and once mail was signed with it, a machine with another
+secret (or none) is refused instead of signing links the tracking server
+would not know.
+
+Keys can be rotated, and the links already in inboxes keep working for a
+while: `trouw keys rotate` replaces the project key and keeps the old one
+accepted for a grace period (90 days unless told otherwise); with
+TROUW_SECRET, set the new secret there and the old one(s) in
+TROUW_SECRET_OLD (comma-separated) until the grace is over. The newest key
+signs; every accepted key verifies.
 """
 
 from __future__ import annotations
@@ -16,20 +30,32 @@ import hashlib
 import hmac
 import json
 import os
+import secrets
 import zlib
 from base64 import urlsafe_b64decode, urlsafe_b64encode
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from itsdangerous import URLSafeSerializer
 from sqlalchemy import Connection
 
 from trouw.errors import UserError, WorkFailed
-from trouw.store.keys import LINKS, LINKS_OVERRIDE, read_key, remember_key
+from trouw.store.keys import (
+    LINKS,
+    LINKS_OVERRIDE,
+    read_key,
+    replace_key,
+    retire_key,
+    retired_keys,
+)
 
 _json_string = json.encoder.encode_basestring
 
 SECRET_ENV = "TROUW_SECRET"
+OLD_SECRETS_ENV = "TROUW_SECRET_OLD"  # comma-separated: former secrets, still accepted
+DEFAULT_GRACE = timedelta(days=90)  # how long a rotated project key is still accepted
 # One salt per kind of link: a click token cannot be replayed as an unsubscribe.
 SALTS = {"c": "trouw.click", "o": "trouw.open", "u": "trouw.unsubscribe"}
 PROJECT_KEY = "the project key"
@@ -45,23 +71,30 @@ class SigningKey:
     @property
     def fingerprint(self) -> str:
         """A short name of the secret that gives nothing of it away."""
-        return hashlib.sha256(f"trouw-links:{self.secret}".encode()).hexdigest()[:12]
+        return fingerprint(self.secret)
 
     def __str__(self) -> str:
         return f"{self.fingerprint} ({self.source})"
+
+
+def fingerprint(secret: str) -> str:
+    """A short name of a secret that gives nothing of it away."""
+    return hashlib.sha256(f"trouw-links:{secret}".encode()).hexdigest()[:12]
 
 
 def signing_key(connection: Connection) -> SigningKey:
     """TROUW_SECRET if set, else the project key kept in the database.
 
     Raises UserError when TROUW_SECRET differs from the secret earlier mail of
-    this database was signed with, or is missing where it signed mail before.
+    this database was signed with (unless that one is in TROUW_SECRET_OLD: a
+    rotation), or is missing where it signed mail before.
     """
     override = read_key(connection, LINKS_OVERRIDE)
     given = os.environ.get(SECRET_ENV, "")
     if given:
         key = SigningKey(given, SECRET_ENV)
-        if override is not None and override != key.fingerprint:
+        rotated = override in {fingerprint(old) for old in old_secrets()}
+        if override is not None and override != key.fingerprint and not rotated:
             raise UserError(
                 f"{SECRET_ENV} (key {key.fingerprint}) is not the secret this database's mail "
                 f"was signed with (key {override}): its links would not be recognised",
@@ -83,9 +116,57 @@ def signing_key(connection: Connection) -> SigningKey:
 
 
 def keep_signing_key(connection: Connection, key: SigningKey) -> None:
-    """Remember that mail is signed with TROUW_SECRET (its fingerprint), in a write transaction."""
-    if key.source == SECRET_ENV:
-        remember_key(connection, LINKS_OVERRIDE, key.fingerprint)
+    """Remember that mail is signed with TROUW_SECRET (its fingerprint), in a write transaction.
+
+    After a rotation (the old secret in TROUW_SECRET_OLD) the new one is remembered: from
+    then on a machine still on the old secret is refused.
+    """
+    if key.source == SECRET_ENV and read_key(connection, LINKS_OVERRIDE) != key.fingerprint:
+        replace_key(connection, LINKS_OVERRIDE, key.fingerprint)
+
+
+def old_secrets() -> list[str]:
+    """The former secrets in TROUW_SECRET_OLD (comma-separated), whose links still count."""
+    return [part.strip() for part in os.environ.get(OLD_SECRETS_ENV, "").split(",") if part.strip()]
+
+
+def accepted_secrets(connection: Connection, now: datetime | None = None) -> list[str]:
+    """The secrets besides the signing key whose links are still accepted: TROUW_SECRET_OLD,
+    and the project keys `trouw keys rotate` retired whose grace period runs."""
+    moment = now or datetime.now(UTC).replace(tzinfo=None)
+    return [*old_secrets(), *(key.secret for key in retired_keys(connection, moment))]
+
+
+@dataclass(frozen=True)
+class Rotation:
+    """What `rotate_project_key` did: the new key, and the old one's fingerprint and end."""
+
+    new: SigningKey
+    retired: str
+    until: datetime
+
+
+def rotate_project_key(
+    connection: Connection, grace: timedelta = DEFAULT_GRACE, now: datetime | None = None
+) -> Rotation:
+    """Replace the project key by a new random one, in a write transaction; links signed with
+    the old one are accepted for `grace` more (0: from now on refused)."""
+    if os.environ.get(SECRET_ENV):
+        raise UserError(
+            f"{SECRET_ENV} is set: it signs the links, not the project key",
+            key=SECRET_ENV,
+            fix=f"to rotate {SECRET_ENV}, set the new secret in {SECRET_ENV} and the old one "
+            f"in {OLD_SECRETS_ENV} on every machine; to rotate the project key, unset "
+            f"{SECRET_ENV} here",
+        )
+    current = read_key(connection, LINKS)
+    if current is None:
+        raise WorkFailed("the database has no project key: run a newer trouw to migrate it")
+    moment = now or datetime.now(UTC).replace(tzinfo=None)
+    retire_key(connection, fingerprint(current), current, moment + grace, moment)
+    new = SigningKey(secrets.token_urlsafe(32), PROJECT_KEY)
+    replace_key(connection, LINKS, new.secret)
+    return Rotation(new, fingerprint(current), moment + grace)
 
 
 @dataclass(frozen=True)
@@ -96,6 +177,16 @@ class ClickToken:
     campaign: str
     tag: str
     url: str
+    link_key: str | None = None  # the contact's, when the token carries one
+
+
+@dataclass(frozen=True)
+class LinkToken:
+    """What an open or unsubscribe token says: whose mail, of which campaign."""
+
+    contact_id: str
+    campaign: str
+    link_key: str | None = None
 
 
 class LinkSigner:
@@ -110,15 +201,18 @@ class LinkSigner:
     campaign once for all links of a mail. `loads` accepts every token this
     makes, and reading accepts what `loads` accepts (compressed tokens too);
     tests check both.
+
+    `secret` signs; a token signed with one of `old_secrets` (a rotated key in its
+    grace period) reads as well. The signing key is tried first: a current link
+    costs one HMAC.
     """
 
-    def __init__(self, base_url: str, secret: str) -> None:
+    def __init__(self, base_url: str, secret: str, *, old_secrets: Sequence[str] = ()) -> None:
         self.base_url = base_url.rstrip("/")
-        # itsdangerous derives each kind's key; the HMAC's hashes are keyed with it once.
-        self._hashes = {
-            kind: _keyed_sha1(URLSafeSerializer(secret, salt=salt).make_signer().derive_key())
-            for kind, salt in SALTS.items()
-        }
+        self._hashes = _kind_hashes(secret)
+        self._old_hashes = [
+            _kind_hashes(old) for old in dict.fromkeys(old_secrets) if old != secret
+        ]
         self._prefixes = {kind: f"{self.base_url}/{kind}/" for kind in SALTS}
 
     def sign(self, kind: str, data: list[str]) -> str:
@@ -134,6 +228,7 @@ class LinkSigner:
         return urlsafe_b64encode(self._digest(kind, payload)).rstrip(b"=")
 
     def _digest(self, kind: str, payload: bytes) -> bytes:
+        # `_digest` for the signing key, written out: every link of every mail comes here.
         inner_start, outer_start = self._hashes[kind]
         inner = inner_start.copy()
         inner.update(payload)
@@ -142,32 +237,39 @@ class LinkSigner:
         digest: bytes = outer.digest()
         return digest
 
-    def for_mail(self, contact_id: str, campaign: str) -> MailLinks:
-        """The links of one mail to one contact in one campaign."""
-        return MailLinks(self, contact_id, campaign)
+    def for_mail(self, contact_id: str, campaign: str, link_key: str | None = None) -> MailLinks:
+        """The links of one mail to one contact in one campaign (`link_key`: the contact's)."""
+        return MailLinks(self, contact_id, campaign, link_key)
 
-    def click_url(self, contact_id: str, campaign: str, url: str, tag: str) -> str:
-        return self.for_mail(contact_id, campaign).click_url(url, tag)
+    def click_url(
+        self, contact_id: str, campaign: str, url: str, tag: str, link_key: str | None = None
+    ) -> str:
+        return self.for_mail(contact_id, campaign, link_key).click_url(url, tag)
 
-    def open_url(self, contact_id: str, campaign: str) -> str:
-        return self.for_mail(contact_id, campaign).open_url()
+    def open_url(self, contact_id: str, campaign: str, link_key: str | None = None) -> str:
+        return self.for_mail(contact_id, campaign, link_key).open_url()
 
-    def unsubscribe_url(self, contact_id: str, campaign: str) -> str:
-        return self.for_mail(contact_id, campaign).unsubscribe_url()
+    def unsubscribe_url(self, contact_id: str, campaign: str, link_key: str | None = None) -> str:
+        return self.for_mail(contact_id, campaign, link_key).unsubscribe_url()
 
     def read_click(self, token: str) -> ClickToken | None:
         """The click a token records, or None when it is forged, altered or not a click."""
         data = self._load("c", token)
-        if not _strings(data, 4):
+        if not _strings(data, 4, 5):
             return None
         return ClickToken(*data)
 
+    def read_link(self, kind: str, token: str) -> LinkToken | None:
+        """Whose open (`o`) or unsubscribe (`u`) token this is, or None."""
+        data = self._load(kind, token)
+        if not _strings(data, 2, 3):
+            return None
+        return LinkToken(*data)
+
     def read_contact(self, kind: str, token: str) -> tuple[str, str] | None:
         """(contact id, campaign) of an open (`o`) or unsubscribe (`u`) token, or None."""
-        data = self._load(kind, token)
-        if not _strings(data, 2):
-            return None
-        return data[0], data[1]
+        link = self.read_link(kind, token)
+        return None if link is None else (link.contact_id, link.campaign)
 
     def _load(self, kind: str, token: str) -> Any:
         """The token's data, or None: what `URLSafeSerializer.loads` accepts, checked with
@@ -184,7 +286,10 @@ class LinkSigner:
             given = urlsafe_b64decode(signature + b"=" * (-len(signature) % 4))
         except ValueError:
             return None
-        if not hmac.compare_digest(given, self._digest(kind, payload)):
+        if not hmac.compare_digest(given, self._digest(kind, payload)) and not any(
+            hmac.compare_digest(given, _digest(hashes[kind], payload))
+            for hashes in self._old_hashes
+        ):
             return None
         compressed = payload.startswith(b".")  # itsdangerous zlib-compresses when it helps
         body = payload[1:] if compressed else payload
@@ -195,37 +300,58 @@ class LinkSigner:
             return None
 
 
-def _strings(data: Any, count: int) -> bool:
-    return isinstance(data, list) and len(data) == count and all(isinstance(v, str) for v in data)
+def _strings(data: Any, *counts: int) -> bool:
+    return isinstance(data, list) and len(data) in counts and all(isinstance(v, str) for v in data)
 
 
 class MailLinks:
-    """The signed links of one mail: contact and campaign are JSON-encoded once for all."""
+    """The signed links of one mail: contact, campaign and link key JSON-encoded once for all."""
 
-    __slots__ = ("_head", "_signer")
+    __slots__ = ("_head", "_signer", "_tail")
 
-    def __init__(self, signer: LinkSigner, contact_id: str, campaign: str) -> None:
+    def __init__(
+        self, signer: LinkSigner, contact_id: str, campaign: str, link_key: str | None = None
+    ) -> None:
         self._signer = signer
         self._head = f"[{_json_string(contact_id)},{_json_string(campaign)}"
+        self._tail = "]" if link_key is None else f",{_json_string(link_key)}]"
 
     def click_url(self, url: str, tag: str) -> str:
-        """The tracked link to `url`: the token of [contact, campaign, tag, url]."""
-        text = f"{self._head},{_json_string(tag)},{_json_string(url)}]"
+        """The tracked link to `url`: the token of [contact, campaign, tag, url(, link key)]."""
+        text = f"{self._head},{_json_string(tag)},{_json_string(url)}{self._tail}"
         return self._signer._prefixes["c"] + self._signer._token("c", text)
 
     def open_url(self) -> str:
-        """The open pixel's address: the token of [contact, campaign]."""
-        return self._signer._prefixes["o"] + self._signer._token("o", self._head + "]")
+        """The open pixel's address: the token of [contact, campaign(, link key)]."""
+        return self._signer._prefixes["o"] + self._signer._token("o", self._head + self._tail)
 
     def unsubscribe_url(self) -> str:
-        """The one-click unsubscribe link: the token of [contact, campaign]."""
-        return self._signer._prefixes["u"] + self._signer._token("u", self._head + "]")
+        """The one-click unsubscribe link: the token of [contact, campaign(, link key)]."""
+        return self._signer._prefixes["u"] + self._signer._token("u", self._head + self._tail)
 
 
 def _json_list(data: list[str]) -> str:
     # json's C string encoder, as `dumps` uses it: a new JSONEncoder per call costs as much
     # as the HMAC.
     return "[" + ",".join([_json_string(value) for value in data]) + "]"
+
+
+def _kind_hashes(secret: str) -> dict[str, tuple[Any, Any]]:
+    """Per kind of link, the HMAC's hashes keyed with itsdangerous' key derived for it."""
+    return {
+        kind: _keyed_sha1(URLSafeSerializer(secret, salt=salt).make_signer().derive_key())
+        for kind, salt in SALTS.items()
+    }
+
+
+def _digest(hashes: tuple[Any, Any], payload: bytes) -> bytes:
+    inner_start, outer_start = hashes
+    inner = inner_start.copy()
+    inner.update(payload)
+    outer = outer_start.copy()
+    outer.update(inner.digest())
+    digest: bytes = outer.digest()
+    return digest
 
 
 def _keyed_sha1(key: bytes) -> tuple[Any, Any]:

@@ -6,7 +6,10 @@ the mail the link came from in the same statement; clicks and opens come in
 batches (`VisitRecorder`, fed by the app's group commit), one executemany of
 that statement per batch, so a tracking server keeps up with the burst after a
 send. A contact that no longer exists (it was forgotten) selects no row, and
-so gets nothing recorded: its old links must not bring it back.
+so gets nothing recorded: its old links must not bring it back. Nor may they
+count for a later contact imported with the same id: a link records only when
+the link key it carries is its contact's (`contacts.link_key`, made anew with
+each contact row; both are NULL for contacts made before link keys existed).
 
 The event's properties say which mail it was about:
 {"campaign", and when the ledger has the mail: "step", "occurrence",
@@ -58,6 +61,11 @@ TAG_LENGTH = 200
 class Contact:
     id: str
     locale: str | None
+    link_key: str | None = None
+
+    def holds(self, link_key: str | None) -> bool:
+        """Whether a link carrying `link_key` was made for this contact (this row)."""
+        return self.link_key == link_key
 
 
 @dataclass(frozen=True)
@@ -70,15 +78,26 @@ class Visit:
     at: datetime
     tag: str
     url: str | None = None
+    link_key: str | None = None  # what the link carries; it must be the contact's
 
     @classmethod
-    def click(cls, contact_id: str, campaign: str, tag: str, url: str, at: datetime) -> Visit:
-        return cls(contact_id, campaign, CLICK, at, tag, url)
+    def click(
+        cls,
+        contact_id: str,
+        campaign: str,
+        tag: str,
+        url: str,
+        at: datetime,
+        link_key: str | None = None,
+    ) -> Visit:
+        return cls(contact_id, campaign, CLICK, at, tag, url, link_key)
 
     @classmethod
-    def open(cls, contact_id: str, campaign: str, at: datetime) -> Visit:
+    def open(
+        cls, contact_id: str, campaign: str, at: datetime, link_key: str | None = None
+    ) -> Visit:
         # The tag is the campaign, as for a click on a link without a tag of its own.
-        return cls(contact_id, campaign, OPEN, at, campaign)
+        return cls(contact_id, campaign, OPEN, at, campaign, None, link_key)
 
 
 def now_utc() -> datetime:
@@ -113,7 +132,7 @@ class VisitRecorder:
         return self._kept.transaction()
 
     def write(self, cursor: Any, visits: Sequence[Visit]) -> list[bool]:
-        """Record the visits; per visit, whether its contact exists.
+        """Record the visits; per visit, whether its contact exists (and holds its link key).
 
         The contacts are looked up first, and on PostgreSQL locked (FOR KEY
         SHARE) until the commit, so a contact being forgotten is either gone
@@ -125,44 +144,53 @@ class VisitRecorder:
         wanted = sorted({visit.contact_id for visit in visits})
         ids: Any = json.dumps(wanted) if self._sqlite else wanted
         cursor.execute(self._find.sql, self._find.parameters({"ids": ids}))
-        found = {row[0] for row in cursor.fetchall()}
-        rows = [self._insert.parameters(_values(v)) for v in visits if v.contact_id in found]
+        keys = dict(cursor.fetchall())  # contact id -> its link key
+        held = [v.contact_id in keys and keys[v.contact_id] == v.link_key for v in visits]
+        rows = [
+            self._insert.parameters(_values(v)) for v, ok in zip(visits, held, strict=True) if ok
+        ]
         if rows:
             cursor.executemany(self._insert.sql, rows)
-        return [visit.contact_id in found for visit in visits]
+        return held
 
     def close(self) -> None:
         self._kept.close()
 
 
 def _find_contacts(dialect: str) -> Select[Any]:
-    """The ids among the given ones that exist: a JSON array on SQLite, an array else."""
+    """The ids among the given ones that exist, with their link keys: the ids a JSON array on
+    SQLite, an array else."""
     if dialect == "sqlite":
         given: Select[Any] = select(literal_column("value")).select_from(
             func.json_each(bindparam("ids", type_=String()))
         )
-        return select(contacts.c.id).where(contacts.c.id.in_(given))
+        return select(contacts.c.id, contacts.c.link_key).where(contacts.c.id.in_(given))
     return (
-        select(contacts.c.id)
+        select(contacts.c.id, contacts.c.link_key)
         .where(contacts.c.id == any_(bindparam("ids", type_=ARRAY(String()))))
         .with_for_update(read=True, key_share=True)
     )
 
 
 def record_unsubscribe(
-    connection: Connection, contact_id: str, campaign: str, at: datetime
+    connection: Connection,
+    contact_id: str,
+    campaign: str,
+    at: datetime,
+    link_key: str | None = None,
 ) -> tuple[Contact, bool] | None:
     """Record the contact's unsubscribe, once per contact.
 
-    None if the contact is gone; else the contact and whether this call recorded
-    it (False: they had already unsubscribed, and nothing is added).
+    None if the contact is gone (or is another holder of the id than the link's);
+    else the contact and whether this call recorded it (False: they had already
+    unsubscribed, and nothing is added).
     """
     # The contact row is locked first (PostgreSQL; SQLite's one writer is alone
     # anyway), so that of two POSTs at once the second waits and then sees the
     # first one's event. NO KEY UPDATE: clicks, whose inserts only need the key,
     # are not held up.
     contact = find_contact(connection, contact_id, lock=True)
-    if contact is None:
+    if contact is None or not contact.holds(link_key):
         return None
     added = _record(connection, contact_id, campaign, UNSUBSCRIBE, at, tag=campaign, once=True)
     return contact, added
@@ -170,11 +198,13 @@ def record_unsubscribe(
 
 def find_contact(connection: Connection, contact_id: str, *, lock: bool = False) -> Contact | None:
     """The contact with this id, or None if there is none (any more)."""
-    query = select(contacts.c.id, contacts.c.locale).where(contacts.c.id == contact_id)
+    query = select(contacts.c.id, contacts.c.locale, contacts.c.link_key).where(
+        contacts.c.id == contact_id
+    )
     if lock:
         query = query.with_for_update(key_share=True)
     row = connection.execute(query).first()
-    return None if row is None else Contact(str(row.id), row.locale)
+    return None if row is None else Contact(str(row.id), row.locale, row.link_key)
 
 
 def is_unsubscribed(connection: Connection, contact_id: str) -> bool:
