@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import re
+import resource
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -394,23 +394,22 @@ def test_no_campaign_or_segment_text_ends_in_a_traceback(tmp_path: Path, text: s
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    reason="1.1-1.2 s on the 2-core machine (December 2026): 0.25 s of it is importing "
-    "SQLAlchemy, which check never uses, through the eager package __init__s of "
-    "trouw.segments and trouw.templates (and templates.context/links, facts); lazy "
-    "imports there should bring it to about 0.9 s. Remove this mark when they land.",
-    strict=False,
-)
 def test_check_of_the_example_project_takes_under_a_second() -> None:
+    # Measured in CPU seconds of the child (user + system), best of three: the machine is
+    # shared, and a busy neighbour stretches the wall clock, not the work check does. With
+    # SQLAlchemy imported through package __init__s it took 1.15-1.25 s; without, 0.55-0.8 s
+    # (both on the loaded, shared 2-core machine).
     best = float("inf")
     for _ in range(3):
-        start = time.perf_counter()
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
         done = subprocess.run(
             [sys.executable, "-m", "trouw", "--project", str(REPO), "check"],
             capture_output=True,
             text=True,
             check=False,
         )
-        best = min(best, time.perf_counter() - start)
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+        best = min(best, cpu)
         assert done.returncode == 0, done.stderr
-    assert best < 1.0, f"trouw check took {best:.2f} s on the example project"
+    assert best < 1.0, f"trouw check took {best:.2f} s of CPU on the example project"

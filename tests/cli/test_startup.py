@@ -36,3 +36,14 @@ def test_help_starts_about_as_fast_as_python_itself() -> None:
     # Importing the commands' libraries (SQLAlchemy, Jinja, rich tables) cost 0.6 s, six times
     # Python's own start; the lazy command table keeps `trouw --help` within a few tens of ms.
     assert help_ / python < 2.5, f"trouw --help {help_:.3f} s, python -c pass {python:.3f} s"
+
+
+def test_check_imports_no_database_library() -> None:
+    # `trouw check` reads files only: SQLAlchemy (a quarter second to import) and link
+    # signing stay out of its imports, through every package __init__ on the way.
+    code = (
+        "import sys, trouw.checking, trouw.cli.check; "
+        "print(' '.join(m for m in ('sqlalchemy', 'itsdangerous') if m in sys.modules))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True)
+    assert done.stdout.split() == [], f"import trouw.checking loads {done.stdout.strip()}"
