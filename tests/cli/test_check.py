@@ -397,8 +397,9 @@ def test_no_campaign_or_segment_text_ends_in_a_traceback(tmp_path: Path, text: s
 def test_check_of_the_example_project_takes_under_a_second() -> None:
     # Measured in CPU seconds of the child (user + system), best of three: the machine is
     # shared, and a busy neighbour stretches the wall clock, not the work check does. With
-    # SQLAlchemy imported through package __init__s it took 1.15-1.25 s; without, 0.55-0.8 s
-    # (both on the loaded, shared 2-core machine).
+    # SQLAlchemy imported through package __init__s it took 0.85-1.25 s; without, 0.55-0.8 s
+    # (both on the loaded, shared 2-core machine). What pins the imports is
+    # test_startup.py::test_check_imports_no_database_library.
     best = float("inf")
     for _ in range(3):
         before = resource.getrusage(resource.RUSAGE_CHILDREN)
