@@ -10,10 +10,9 @@ contact imported later under the same id is a new row with another key
 Mail written to files (`send --outbox DIR`, letters for post contacts) is
 outside the database: `forget_contact` names the files their sent ledger
 rows made (as `send` names them: mails, which are files only if they went to
-an outbox, and letters), and `remove_mail_files` deletes those found in the
-folders given. A day's letter bundle
-(`DAY/letters.pdf`, `addresses.csv`) that holds one of the letters is listed,
-not changed: it holds other people's letters too.
+an outbox, and letters); `remove_sent_files` deletes those found in the
+folders given, and makes the day's letter bundle (`DAY/letters.pdf`,
+`addresses.csv`) of each deleted letter again without it.
 """
 
 from __future__ import annotations
@@ -102,7 +101,7 @@ class RemovedFiles:
     """What `remove_sent_files` did and could not do."""
 
     removed: list[Path]
-    bundles: list[Path]  # day bundles of letters that still hold one of theirs
+    days: list[Path]  # the letter days whose bundle was made again (or removed) without them
     missing: list[str]  # names searched for and not found
     unsearched: int  # mails that may be in an outbox folder nobody named
 
@@ -160,14 +159,16 @@ def remove_sent_files(
 ) -> RemovedFiles:
     """Delete a forgotten person's mails (.eml) in the outbox folders and letters (.html,
     .pdf) in those folders' letters/ and the letters folder. Mails are files only when
-    they went to an outbox: without one named, they are counted, not searched for."""
-    from trouw.sending.letterdays import ADDRESSES_CSV, LETTERS_PDF
+    they went to an outbox: without one named, they are counted, not searched for. The
+    bundle of a day that held one of the letters is made again without it."""
+    from trouw.sending.letterdays import finish_days, pdf_merger
+    from trouw.sending.letters import pdf_writer
 
     folders = [*outboxes, *[folder / "letters" for folder in outboxes]]
     folders += [letters_dir] if letters_dir is not None else []
     wanted = [*forgotten.letter_files, *(forgotten.mail_files if outboxes else [])]
     removed: list[Path] = []
-    bundles: set[Path] = set()
+    days: set[Path] = set()
     found: set[str] = set()
     for folder in dict.fromkeys(folders):
         for name in wanted:
@@ -178,11 +179,10 @@ def remove_sent_files(
                 path.unlink()
                 removed.append(path)
                 found.add(name)
-                if extension != ".eml":  # a letter: its day's bundle holds it too
-                    day = folder / name[:10]
-                    bundles.update(
-                        p for p in (day / LETTERS_PDF, day / ADDRESSES_CSV) if p.is_file()
-                    )
+                if extension != ".eml" and (folder / name[:10]).is_dir():
+                    days.add(folder / name[:10])  # the day's bundle holds the letter too
+    for folder in sorted({day.parent for day in days}):
+        finish_days(folder, pdf=pdf_writer(), merge=pdf_merger())
     missing = [name for name in wanted if name not in found]
     unsearched = 0 if outboxes else len(forgotten.mail_files)
-    return RemovedFiles(removed, sorted(bundles), missing, unsearched)
+    return RemovedFiles(removed, sorted(days), missing, unsearched)

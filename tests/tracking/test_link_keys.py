@@ -95,7 +95,9 @@ def test_forget_without_the_outbox_says_their_mails_may_be_in_one(shop: Shop) ->
     assert "1 mails were sent to them" in result.stdout and "--outbox DIR" in result.stdout
 
 
-def test_forget_deletes_their_letters_and_names_the_days_bundle(shop: Shop, tmp_path: Path) -> None:
+def test_forget_deletes_their_letters_and_makes_the_day_again_without_them(
+    shop: Shop, tmp_path: Path
+) -> None:
     settings = (shop.root / "trouw.toml").read_text(encoding="utf-8")
     write_files(
         shop.root,
@@ -114,12 +116,16 @@ def test_forget_deletes_their_letters_and_names_the_days_bundle(shop: Shop, tmp_
     bundle = letters / NEXT_DAY / "addresses.csv"
     assert bundle.is_file()
 
+    assert "Piet" in bundle.read_text(encoding="utf-8")
+
     result = shop.cli("contacts", "forget", "p1", "--yes")
     assert result.exit_code == 0, result.output
     assert list(letters.glob("*-p1-*")) == []  # the letter (and its PDF, if made)
     assert len(list(letters.glob("*-p2-*.html"))) == 1
+    addresses = bundle.read_text(encoding="utf-8")
+    assert "Piet" not in addresses and "Dorpsstraat" not in addresses and "Pam" in addresses
     output = " ".join(result.stdout.split())
-    assert f"still holds one of their letters: {bundle}" in output
+    assert f"made the letters of {bundle.parent} again without theirs" in output
     assert "not found" not in output
 
 

@@ -112,9 +112,9 @@ def forget_command(env: Env, contact_id: str, yes: bool, outboxes: tuple[Path, .
     address is never mailed again. Links in mail already sent to them stop
     counting, also for a contact imported later under the same id. Their
     letters in the letters folder ([letters] dir) and, with --outbox, their
-    mails and letters in that folder are deleted; files not found are named,
-    so you can delete copies elsewhere. A day's letters.pdf and addresses.csv
-    that hold one of their letters are named, not changed.
+    mails and letters in that folder are deleted, and a day's letters.pdf and
+    addresses.csv that held one of their letters are made again without it;
+    files not found are named, so you can delete copies elsewhere.
 
     \b
     Example:
@@ -134,7 +134,7 @@ def forget_command(env: Env, contact_id: str, yes: bool, outboxes: tuple[Path, .
     removed = ", ".join(f"{count} {name.replace('_', ' ')}" for name, count in counts.items())
     lines = [f"forgot contact {contact_id} ({removed}); the address stays suppressed."]
     lines += [f"deleted {path}" for path in files.removed]
-    lines += [f"still holds one of their letters: {path}" for path in files.bundles]
+    lines += [f"made the letters of {day} again without theirs" for day in files.days]
     if files.unsearched:
         lines.append(
             f"{files.unsearched} mails were sent to them: if to an outbox folder "
