@@ -16,6 +16,7 @@ or JSON, and would fail the whole batch at the commit.
 from __future__ import annotations
 
 import csv
+import functools
 import hashlib
 import json
 import math
@@ -377,12 +378,18 @@ def new_link_key() -> str:
     return secrets.token_urlsafe(6)
 
 
+@functools.cache
+def _time_zones() -> frozenset[str]:
+    """The IANA zone names: read from disk once per process (the API parses per request)."""
+    return frozenset(available_timezones())
+
+
 class _Contacts:
     # link_key last: given to new rows only (the upsert leaves a stored one as it is).
     columns = ("id", *CONTACT_FIELDS[1:], "attributes", "created_at", "updated_at", "link_key")
 
     def __init__(self) -> None:
-        self.zones = available_timezones()
+        self.zones = _time_zones()
         self.now = datetime.now(UTC).replace(tzinfo=None)
         self.any_suppressed: bool | None = None
         self.insert = BulkInsert(contacts, self.columns, _contacts_upsert)
@@ -728,18 +735,14 @@ def import_file(
     with ExitStack() as stack:
         # Strict: one transaction around every batch, rolled back if any row was bad.
         outer = stack.enter_context(atomic(engine)) if strict else None
-        parser = _Contacts() if kind == "contacts" else _Events(timezone)
+        parser = parser_for(kind, timezone)
         rows: list[tuple[Any, ...]] = []
         lines: list[int] = []
         for line, record in records:
-            report.rows += 1
-            try:
-                if isinstance(record, RowError):
-                    raise record
-                rows.append(parser.parse(line, record))
+            row = parse_record(parser, line, record, report)
+            if row is not None:
+                rows.append(row)
                 lines.append(line)
-            except RowError as error:
-                report.reject(line, error)
             if len(rows) >= batch_size:
                 _flush(engine, outer, parser, rows, lines, report)
                 rows, lines = [], []
@@ -751,10 +754,34 @@ def import_file(
     return report
 
 
+Parser = _Contacts | _Events
+
+
+def parser_for(kind: Kind, timezone: str) -> Parser:
+    """What parses, screens and stores rows of `kind`: for a file, or a batch from the API
+    (tracking/api.py), so both validate a row alike."""
+    return _Contacts() if kind == "contacts" else _Events(timezone)
+
+
+def parse_record(
+    parser: Parser, line: int, record: dict[str, Any] | RowError, report: ImportReport
+) -> tuple[Any, ...] | None:
+    """The row of `record` (line: its line, or its place in a batch), or None when it is
+    rejected: then `report` has the reason."""
+    report.rows += 1
+    try:
+        if isinstance(record, RowError):
+            raise record
+        return parser.parse(line, record)
+    except RowError as error:
+        report.reject(line, error)
+        return None
+
+
 def _flush(
     engine: Engine,
     outer: Connection | None,
-    parser: _Contacts | _Events,
+    parser: Parser,
     rows: list[tuple[Any, ...]],
     lines: list[int],
     report: ImportReport,

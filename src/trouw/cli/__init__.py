@@ -37,7 +37,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "status": ("status:status_command", "Plan coverage, owed and stuck mail, the last runs."),
     "report": ("report:report_command", "Report on a year: funnels, mails per inbox, loyalty."),
     "serve": ("serve:serve_command", "Answer the tracked links: clicks, opens, unsubscribes."),
-    "keys": ("keys:keys_group", "Rotate the key that signs the links in mails."),
+    "keys": ("keys:keys_group", "API keys for /api/events and /api/contacts; the link key."),
 }
 
 

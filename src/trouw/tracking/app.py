@@ -50,6 +50,7 @@ from trouw.templates.links import (
     accepted_secrets,
     signing_key,
 )
+from trouw.tracking.api import api_blueprint
 from trouw.tracking.pages import confirm_page, done_page, language
 from trouw.tracking.record import (
     Visit,
@@ -229,6 +230,7 @@ def create_app(project: Project, engine: Engine, *, secret: str | None = None) -
     def healthz() -> Response:
         return Response("ok\n", mimetype="text/plain")
 
+    app.register_blueprint(api_blueprint(project, engine, lock))
     return TrackingApp(app, keys, visits)
 
 
