@@ -5,8 +5,8 @@
 same name, and all attributes stay reachable as `contact.attributes`).
 `locale` is the contact's locale, else the project's: the filters use it.
 `channel` is "email" or "post": a letter's context has no tracking at all
-(no open pixel, no unsubscribe link, `track` gives the URL as it is), and a
-template may branch on it.
+(no open pixel, no unsubscribe link, `track` gives the URL as it is,
+`survey_link` an empty string), and a template may branch on it.
 """
 
 from __future__ import annotations
@@ -23,6 +23,9 @@ if TYPE_CHECKING:  # templates compile without SQLAlchemy or signing (`trouw che
     from trouw.templates.links import LinkSigner, MailLinks
 
 INTERNAL_COLUMNS = ("created_at", "updated_at")
+# The survey questions a mail can ask with `survey_link`, and their scores (the tag of
+# the `survey` event is the question, as the reports and the `nps:` condition read it).
+SURVEY_SCALES = {"nps": (0, 10), "csat": (1, 5)}
 
 
 def load_contacts(connection: Connection, ids: Sequence[str]) -> list[dict[str, Any]]:
@@ -102,6 +105,40 @@ class Track:
         return "<track>"
 
 
+class SurveyLink:
+    """`survey_link(question, score)` in a template: the signed link whose click answers the
+    question (`nps` 0-10, `csat` 1-5) with that score. A question or score outside the
+    scales is a render error, so `templates check` names the file and line. In a letter,
+    an empty string: paper has no links to click.
+
+    A plain callable with nothing public on it, as `Track`.
+    """
+
+    __slots__ = ("_day", "_links")
+
+    def __init__(self, links: MailLinks | None, day: date) -> None:
+        self._links = links
+        self._day = day.isoformat()
+
+    def __call__(self, question: str, score: int) -> str:
+        scale = SURVEY_SCALES.get(question) if isinstance(question, str) else None
+        if scale is None:
+            known = ", ".join(repr(name) for name in SURVEY_SCALES)
+            raise ValueError(f"survey_link() asks {question!r}, not a known question ({known})")
+        low, high = scale
+        if type(score) is not int or not low <= score <= high:
+            raise ValueError(
+                f"survey_link({question!r}, {score!r}): a {question} score is a whole "
+                f"number from {low} to {high}"
+            )
+        if self._links is None:
+            return ""
+        return self._links.survey_url(question, score, self._day)
+
+    def __repr__(self) -> str:
+        return "<survey_link>"
+
+
 def mail_context(
     *,
     contact: Mapping[str, Any],
@@ -124,11 +161,18 @@ def mail_context(
         "channel": channel,
     }
     if channel == "post":  # nothing signed, nothing to fetch: a letter is not tracked
-        return {**context, "unsubscribe_url": "", "open_pixel_url": "", "track": Track(None, "")}
+        return {
+            **context,
+            "unsubscribe_url": "",
+            "open_pixel_url": "",
+            "track": Track(None, ""),
+            "survey_link": SurveyLink(None, as_of),
+        }
     links = signer.for_mail(str(contact["id"]), campaign_name, contact.get("link_key"))
     return {
         **context,
         "unsubscribe_url": links.unsubscribe_url(),
         "open_pixel_url": links.open_url(),
         "track": Track(links, campaign_name),
+        "survey_link": SurveyLink(links, as_of),
     }

@@ -1,4 +1,4 @@
-"""Signed links in mails: click tracking, the open pixel and unsubscribe.
+"""Signed links in mails: click tracking, the open pixel, unsubscribe and survey answers.
 
 A tracked link is `{tracking.base_url}/c/TOKEN`; the token is signed with
 itsdangerous (HMAC) and carries the contact id, the campaign, the tag and the
@@ -8,7 +8,9 @@ contact's link key (`contacts.link_key`, random, made when the contact row
 is): a contact forgotten and later imported again under the same id is a
 new row with a new key, so the forgotten person's old links record nothing
 for the newcomer. (Contacts made before the key existed have none, and
-their tokens carry none.)
+their tokens carry none.) An answer link (`survey_link` in a template) is
+`/s/TOKEN`, its token the contact, campaign, question, score and the day
+the mail was made (and the link key).
 
 The secret is the project's key, kept in its database (store/keys.py), so
 every machine that shares the database signs and reads alike; TROUW_SECRET
@@ -57,7 +59,7 @@ SECRET_ENV = "TROUW_SECRET"
 OLD_SECRETS_ENV = "TROUW_SECRET_OLD"  # comma-separated: former secrets, still accepted
 DEFAULT_GRACE = timedelta(days=90)  # how long a rotated project key is still accepted
 # One salt per kind of link: a click token cannot be replayed as an unsubscribe.
-SALTS = {"c": "trouw.click", "o": "trouw.open", "u": "trouw.unsubscribe"}
+SALTS = {"c": "trouw.click", "o": "trouw.open", "u": "trouw.unsubscribe", "s": "trouw.survey"}
 PROJECT_KEY = "the project key"
 
 
@@ -181,6 +183,22 @@ class ClickToken:
 
 
 @dataclass(frozen=True)
+class SurveyToken:
+    """What a survey answer token says: who answered which question of which mail, how.
+
+    `day` is the day the mail was made (YYYY-MM-DD): with the contact, campaign and
+    question it names the one answer a mail can hold.
+    """
+
+    contact_id: str
+    campaign: str
+    question: str
+    score: int
+    day: str
+    link_key: str | None = None
+
+
+@dataclass(frozen=True)
 class LinkToken:
     """What an open or unsubscribe token says: whose mail, of which campaign."""
 
@@ -259,6 +277,14 @@ class LinkSigner:
             return None
         return ClickToken(*data)
 
+    def read_survey(self, token: str) -> SurveyToken | None:
+        """The answer a survey token records, or None when it is forged, altered or not one."""
+        data = self._load("s", token)
+        if not _strings(data, 5, 6) or not (data[3].isascii() and data[3].isdigit()):
+            return None
+        contact_id, campaign, question, score, day, *key = data
+        return SurveyToken(contact_id, campaign, question, int(score), day, *key)
+
     def read_link(self, kind: str, token: str) -> LinkToken | None:
         """Whose open (`o`) or unsubscribe (`u`) token this is, or None."""
         data = self._load(kind, token)
@@ -320,6 +346,14 @@ class MailLinks:
         """The tracked link to `url`: the token of [contact, campaign, tag, url(, link key)]."""
         text = f"{self._head},{_json_string(tag)},{_json_string(url)}{self._tail}"
         return self._signer._prefixes["c"] + self._signer._token("c", text)
+
+    def survey_url(self, question: str, score: int, day: str) -> str:
+        """The answer link: the token of [contact, campaign, question, score, day(, link key)]."""
+        text = (
+            f"{self._head},{_json_string(question)},{_json_string(str(score))},"
+            f"{_json_string(day)}{self._tail}"
+        )
+        return self._signer._prefixes["s"] + self._signer._token("s", text)
 
     def open_url(self) -> str:
         """The open pixel's address: the token of [contact, campaign(, link key)]."""

@@ -60,6 +60,7 @@ from trouw.tracking.record import (
     now_utc,
     record_unsubscribe,
 )
+from trouw.tracking.survey import survey_routes
 
 PIXEL = base64.b64decode("R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRAA7")
 # Every answer is about one person at one moment: no browser or proxy may keep it,
@@ -231,6 +232,8 @@ def create_app(project: Project, engine: Engine, *, secret: str | None = None) -
         return Response("ok\n", mimetype="text/plain")
 
     app.register_blueprint(api_blueprint(project, engine, lock))
+    app.register_blueprint(survey_routes(project, engine, keys, lock))
+
     return TrackingApp(app, keys, visits)
 
 
