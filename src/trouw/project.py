@@ -26,6 +26,11 @@ SETTINGS_FILE = "trouw.toml"
 DEFAULT_DATABASE = ".trouw/trouw.db"
 DATABASE_ENV = "TROUW_DATABASE_URL"
 DAYS_IN_A_YEAR = 366  # a duration longer than this (min_gap, defer_for) is surely a typo
+# Where Amazon SNS keeps the certificates it signs messages with (`[webhooks]
+# sns_cert_url_pattern` replaces it, for a test server).
+SNS_CERT_URL_PATTERN = r"https://sns\.[a-z0-9-]+\.amazonaws\.com(\.cn)?/[A-Za-z0-9._/-]+\.pem"
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_TOPIC_ARN = re.compile(r"arn:aws[a-z-]*:sns:[a-z0-9-]+:\d{12}:[A-Za-z0-9_-]{1,256}(\.fifo)?")
 WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 
 
@@ -50,6 +55,23 @@ class Policy:
 
 
 @dataclass(frozen=True)
+class Webhooks:
+    """`[webhooks]`: which provider endpoints `trouw serve` answers, and how each is verified.
+
+    Secrets are named by environment variable, never written in the file; a
+    provider with nothing configured has no endpoint (404).
+    """
+
+    ses_topic_arns: tuple[str, ...] = ()  # the SNS topics whose SES feedback is taken
+    sns_cert_url_pattern: str = SNS_CERT_URL_PATTERN
+    sns_confirm_subscriptions: bool = False  # fetch a SubscribeURL instead of logging it
+    postmark_user: str | None = None
+    postmark_password_env: str | None = None
+    sendgrid_public_key: str | None = None  # base64 DER (as SendGrid shows it) or PEM
+    mailgun_signing_key_env: str | None = None
+
+
+@dataclass(frozen=True)
 class Settings:
     name: str
     timezone: str = "Europe/Amsterdam"
@@ -59,6 +81,7 @@ class Settings:
     tracking_base_url: str = "http://127.0.0.1:8025"
     policy: Policy = field(default_factory=Policy)
     letters_dir: str | None = None  # where `send` writes letters for post contacts
+    webhooks: Webhooks = field(default_factory=Webhooks)
 
     @property
     def tz(self) -> ZoneInfo:
@@ -215,7 +238,7 @@ class _SettingsReader:
         self.problems = problems
 
     def read(self, raw: dict[str, Any], default_name: str) -> Settings:
-        self._only(raw, "", {"project", "sender", "tracking", "policy", "letters"})
+        self._only(raw, "", {"project", "sender", "tracking", "policy", "letters", "webhooks"})
         project = self._table(raw, "project")
         sender = self._table(raw, "sender")
         tracking = self._table(raw, "tracking")
@@ -251,6 +274,7 @@ class _SettingsReader:
             tracking_base_url=self._base_url(tracking, defaults.tracking_base_url),
             policy=self._policy(policy),
             letters_dir=self._get(letters, "letters", "dir", str, None),
+            webhooks=self._webhooks(self._table(raw, "webhooks")),
         )
 
     def _sender(self, table: dict[str, Any]) -> Sender:
@@ -298,6 +322,82 @@ class _SettingsReader:
                 loads=True,
             )
         return value
+
+    def _webhooks(self, table: dict[str, Any]) -> Webhooks:
+        self._only(table, "webhooks", set(Webhooks.__dataclass_fields__))
+        arns = []
+        for arn in self._get(table, "webhooks", "ses_topic_arns", list, []):
+            if isinstance(arn, str) and _TOPIC_ARN.fullmatch(arn):
+                arns.append(arn)
+            else:
+                self._report(
+                    "webhooks",
+                    "ses_topic_arns",
+                    f"{arn!r} is not the ARN of an SNS topic",
+                    'write e.g. ["arn:aws:sns:eu-west-1:123456789012:ses-feedback"]',
+                )
+        pattern = self._get(table, "webhooks", "sns_cert_url_pattern", str, SNS_CERT_URL_PATTERN)
+        try:
+            re.compile(pattern)
+        except re.error as exc:
+            self._report(
+                "webhooks",
+                "sns_cert_url_pattern",
+                f"not a regular expression: {exc}",
+                "leave it out: the default allows Amazon's own certificate addresses only",
+            )
+            pattern = SNS_CERT_URL_PATTERN
+        envs = {}
+        for key in ("postmark_password_env", "mailgun_signing_key_env"):
+            name = envs[key] = self._get(table, "webhooks", key, str, None)
+            if name is not None and not _ENV_NAME.fullmatch(name):
+                self._report(
+                    "webhooks",
+                    key,
+                    f"'{name}' is not the name of an environment variable",
+                    f'name the variable that holds the secret, e.g. {key} = "{key[:-4].upper()}"',
+                )
+                envs[key] = None
+        user = self._get(table, "webhooks", "postmark_user", str, None)
+        if (user is None) != (envs["postmark_password_env"] is None):
+            self._report(
+                "webhooks",
+                "postmark_user" if user is None else "postmark_password_env",
+                "Postmark's webhook needs both a user and the variable of its password",
+                'set postmark_user = "postmark" and postmark_password_env = '
+                '"POSTMARK_WEBHOOK_PASSWORD"',
+            )
+            user = envs["postmark_password_env"] = None
+        return Webhooks(
+            ses_topic_arns=tuple(arns),
+            sns_cert_url_pattern=pattern,
+            sns_confirm_subscriptions=self._get(
+                table, "webhooks", "sns_confirm_subscriptions", bool, False
+            ),
+            postmark_user=user,
+            postmark_password_env=envs["postmark_password_env"],
+            sendgrid_public_key=self._sendgrid_key(table),
+            mailgun_signing_key_env=envs["mailgun_signing_key_env"],
+        )
+
+    def _sendgrid_key(self, table: dict[str, Any]) -> str | None:
+        key: str | None = self._get(table, "webhooks", "sendgrid_public_key", str, None)
+        if key is None:
+            return None
+        # Only when a key is given: cryptography takes a while to import.
+        from trouw.signatures import KeyProblem, sendgrid_key
+
+        try:
+            sendgrid_key(key)
+        except KeyProblem as exc:
+            self._report(
+                "webhooks",
+                "sendgrid_public_key",
+                f"not SendGrid's verification key: {exc}",
+                "copy the key from Settings > Mail Settings > Event Webhook (signed)",
+            )
+            return None
+        return key
 
     def _policy(self, table: dict[str, Any]) -> Policy:
         base = Policy()
@@ -411,7 +511,12 @@ class _SettingsReader:
         value = table[key]
         # bool is an int in Python; a setting that wants a number must not take `true`.
         if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-            expected = {str: "a string", int: "a whole number", list: "a list"}[kind]
+            expected = {
+                str: "a string",
+                int: "a whole number",
+                list: "a list",
+                bool: "true or false",
+            }[kind]
             self._report(
                 section,
                 key,

@@ -60,6 +60,7 @@ from trouw.tracking.record import (
     now_utc,
     record_unsubscribe,
 )
+from trouw.tracking.webhooks import webhooks_blueprint
 from trouw.tracking.survey import survey_routes
 
 PIXEL = base64.b64decode("R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRAA7")
@@ -233,6 +234,8 @@ def create_app(project: Project, engine: Engine, *, secret: str | None = None) -
 
     app.register_blueprint(api_blueprint(project, engine, lock))
     app.register_blueprint(survey_routes(project, engine, keys, lock))
+
+    app.register_blueprint(webhooks_blueprint(project, engine, lock))
 
     return TrackingApp(app, keys, visits)
 
