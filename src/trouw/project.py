@@ -72,6 +72,21 @@ class Webhooks:
 
 
 @dataclass(frozen=True)
+class Bounces:
+    """`[bounces]`: how `trouw bounces fetch` reads a bounce mailbox."""
+
+    soft_limit: int = 3  # soft bounces of one contact within soft_window that suppress it
+    soft_window: str = "30d"
+    # "any-case": Frank@shop.example is frank@shop.example (what mailbox providers do);
+    # "exact": the local part is case-sensitive, as RFC 5321 allows. Domains never are.
+    local_part: str = "any-case"
+    folder: str = "trouw-processed"  # where processed messages go (IMAP, maildir)
+
+
+LOCAL_PART_RULES = ("any-case", "exact")
+
+
+@dataclass(frozen=True)
 class Settings:
     name: str
     timezone: str = "Europe/Amsterdam"
@@ -81,6 +96,7 @@ class Settings:
     tracking_base_url: str = "http://127.0.0.1:8025"
     policy: Policy = field(default_factory=Policy)
     letters_dir: str | None = None  # where `send` writes letters for post contacts
+    bounces: Bounces = field(default_factory=Bounces)
     webhooks: Webhooks = field(default_factory=Webhooks)
 
     @property
@@ -238,7 +254,9 @@ class _SettingsReader:
         self.problems = problems
 
     def read(self, raw: dict[str, Any], default_name: str) -> Settings:
-        self._only(raw, "", {"project", "sender", "tracking", "policy", "letters", "webhooks"})
+        self._only(
+            raw, "", {"project", "sender", "tracking", "policy", "letters", "webhooks", "bounces"}
+        )
         project = self._table(raw, "project")
         sender = self._table(raw, "sender")
         tracking = self._table(raw, "tracking")
@@ -274,8 +292,55 @@ class _SettingsReader:
             tracking_base_url=self._base_url(tracking, defaults.tracking_base_url),
             policy=self._policy(policy),
             letters_dir=self._get(letters, "letters", "dir", str, None),
+            bounces=self._bounces(self._table(raw, "bounces")),
             webhooks=self._webhooks(self._table(raw, "webhooks")),
         )
+
+    def _bounces(self, table: dict[str, Any]) -> Bounces:
+        base = Bounces()
+        self._only(table, "bounces", {"soft_limit", "soft_window", "local_part", "folder"})
+        limit = self._get(table, "bounces", "soft_limit", int, base.soft_limit)
+        if limit < 1:
+            self._report(
+                "bounces",
+                "soft_limit",
+                f"soft_limit = {limit}: at least one soft bounce must be counted",
+                "write how many soft bounces within soft_window suppress an address, e.g. 3",
+            )
+            limit = base.soft_limit
+        window = self._get(table, "bounces", "soft_window", str, base.soft_window)
+        try:
+            days = parse_duration(window).approx_days()
+        except ValueError as exc:
+            self._report("bounces", "soft_window", str(exc), 'write e.g. "30d" or "4w"')
+            window, days = base.soft_window, 1
+        if not 1 <= days <= DAYS_IN_A_YEAR:
+            self._report(
+                "bounces",
+                "soft_window",
+                f"soft_window = {window}: expected a day to a year",
+                'write e.g. "30d" or "4w"',
+            )
+            window = base.soft_window
+        rule = self._get(table, "bounces", "local_part", str, base.local_part)
+        if rule not in LOCAL_PART_RULES:
+            self._report(
+                "bounces",
+                "local_part",
+                f"'{rule}' is not one of {', '.join(LOCAL_PART_RULES)}",
+                'write local_part = "any-case" (Frank@ is frank@) or "exact"',
+            )
+            rule = base.local_part
+        folder = self._get(table, "bounces", "folder", str, base.folder)
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}", folder):
+            self._report(
+                "bounces",
+                "folder",
+                f"'{folder}' cannot name a mailbox folder",
+                "use letters, digits, '-', '_' and '.', e.g. trouw-processed",
+            )
+            folder = base.folder
+        return Bounces(soft_limit=limit, soft_window=window, local_part=rule, folder=folder)
 
     def _sender(self, table: dict[str, Any]) -> Sender:
         base = Sender()

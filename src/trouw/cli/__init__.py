@@ -37,6 +37,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "status": ("status:status_command", "Plan coverage, owed and stuck mail, the last runs."),
     "report": ("report:report_command", "Report on a year: funnels, mails per inbox, loyalty."),
     "serve": ("serve:serve_command", "Answer the tracked links: clicks, opens, unsubscribes."),
+    "bounces": ("bounces:bounces_group", "Read bounces and complaints from a mailbox."),
     "keys": ("keys:keys_group", "API keys for /api/events and /api/contacts; the link key."),
 }
 

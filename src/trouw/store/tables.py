@@ -164,6 +164,8 @@ ledger = Table(
     Index("ix_ledger_contact_id_day", "contact_id", "day"),
     Index("ix_ledger_day_status", "day", "status"),
     Index("ix_ledger_status_next_attempt_at", "status", "next_attempt_at"),
+    # Bounce reports name the mail they are about by its Message-ID.
+    Index("ix_ledger_message_id", "message_id"),
 )
 
 send_runs = Table(
@@ -209,4 +211,14 @@ api_keys = Table(
     Column("hint", String(20), nullable=False),  # the key's first characters, to tell keys apart
     Column("created_at", DateTime, nullable=False),
     Column("revoked_at", DateTime),
+)
+
+processed_messages = Table(
+    "processed_messages",
+    metadata,
+    # sha256 of the message's Message-ID (or of its bytes when it has none)
+    Column("key", String(64), primary_key=True),
+    Column("message_id", String(300)),
+    Column("processed_at", DateTime, nullable=False),
+    Column("outcome", String(20), nullable=False),  # hard, soft, complaint, ..., skipped
 )
