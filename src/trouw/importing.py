@@ -18,8 +18,10 @@ from __future__ import annotations
 import csv
 import functools
 import hashlib
+import itertools
 import json
 import math
+import os
 import re
 import secrets
 from collections.abc import Callable, Iterable, Iterator
@@ -35,6 +37,15 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.sql.dml import Insert
 
 from trouw.errors import ImportFileError
+from trouw.notation import (
+    DateFormat,
+    DecimalMark,
+    Notation,
+    number_doubt,
+    read_date,
+    read_moment,
+    read_number,
+)
 from trouw.store import atomic, contacts, events, suppressions
 from trouw.store.bulk import BulkInsert
 
@@ -51,19 +62,24 @@ EVENT_FIELDS = (
     "score",
 )  # fmt: skip
 CHANNELS = ("email", "post", "none")
+DELIMITERS = {",": "comma", ";": "semicolon", "\t": "tab"}  # the ones a CSV file may use
+REQUIRED = {"contacts": ("id",), "events": ("contact_id", "email")}  # the header has one
+EXAMPLE_HEADER = {
+    "contacts": ("id", "email", "first_name", "last_name", "birthday"),
+    "events": ("contact_id", "type", "occurred_at", "amount"),
+}
+REJECT_COLUMN = "reject_reason"  # written first by --rejects; ignored when read back
 
 # The WHATWG "valid e-mail address" grammar (what browsers accept in <input type=email>).
 _EMAIL = re.compile(
     r"^[a-zA-Z0-9.!#$%&'*+/=?^_`{|}~-]+@[a-zA-Z0-9](?:[a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?"
     r"(?:\.[a-zA-Z0-9](?:[a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?)+$"
 )
-_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _LOCALE = re.compile(r"^[a-z]{2,3}(?:-[A-Z]{2})?$")
 _EVENT_TYPE = re.compile(r"^[a-z][a-z0-9_]{0,49}$")
-_INTEGER = re.compile(r"^-?(?:0|[1-9]\d*)$")
-_DECIMAL = re.compile(r"^-?(?:0|[1-9]\d*)\.\d+$")
 _BREAK = re.compile("[\r\n\x0b\x0c\x85\u2028\u2029]")
 _SURROGATE = re.compile("[\ud800-\udfff]")
+_SIGNS = frozenset("-0123456789")  # how a number starts
 _LINE_BREAK = "contains a line break (refused: it could inject mail headers)"
 _NUL = "contains a NUL character (\\0), which no database keeps in text: remove it from the file"
 _NOT_TEXT = "is not valid text (a lone surrogate such as \\ud800): correct the value in the file"
@@ -122,10 +138,13 @@ def _shown(name: str) -> str:
 class RowError(Exception):
     """One bad value in one row."""
 
-    def __init__(self, column: str | None, reason: str) -> None:
+    def __init__(
+        self, column: str | None, reason: str, original: list[str] | str | None = None
+    ) -> None:
         super().__init__(reason)
         self.column = column
         self.reason = reason
+        self.original = original  # a row that could not be read: its fields or its text
 
 
 @dataclass(frozen=True)
@@ -140,6 +159,11 @@ class Rejected:
             where += f", column '{self.column}'"
         return f"{where}: {self.reason}"
 
+    def where(self) -> str:
+        """Line, column and reason, for the rejects file."""
+        column = f", column '{self.column}'" if self.column else ""
+        return f"line {self.line}{column}: {self.reason}"
+
 
 @dataclass
 class ImportReport:
@@ -152,6 +176,9 @@ class ImportReport:
     rejected_count: int = 0
     rejected: list[Rejected] = field(default_factory=list)
     suppressed: int = 0  # contacts whose address was forgotten before
+    delimiter: str | None = None  # a CSV file's, given or found from its header line
+    doubts: dict[str, tuple[int, str]] = field(default_factory=dict)  # see Notation
+    on_reject: Callable[[Rejected], None] | None = field(default=None, repr=False)
 
     @property
     def applied(self) -> bool:
@@ -161,6 +188,8 @@ class ImportReport:
         self.rejected_count += 1
         if len(self.rejected) < MAX_REPORTED:
             self.rejected.append(Rejected(line, error.column, error.reason))
+        if self.on_reject is not None:
+            self.on_reject(Rejected(line, error.column, error.reason))
 
 
 # ----------------------------------------------------------------------------- reading
@@ -172,7 +201,7 @@ def detect_format(path: Path, fmt: str | None) -> Format:
             raise ImportFileError(f"unknown format '{fmt}'", fix="use --format csv or jsonl")
         return fmt  # type: ignore[return-value]
     suffix = path.suffix.lower()
-    if suffix == ".csv":
+    if suffix in (".csv", ".tsv"):
         return "csv"
     if suffix in (".jsonl", ".ndjson"):
         return "jsonl"
@@ -183,10 +212,25 @@ def detect_format(path: Path, fmt: str | None) -> Format:
     )
 
 
+@dataclass
+class CsvLayout:
+    """How a CSV file is laid out: its delimiter (given, or else found from the header line)
+    and its header once read. With `kind`, the header must name that kind's key column."""
+
+    delimiter: str | None = None
+    kind: Kind | None = None
+    header: list[str] | None = None
+
+
 def read_records(
-    path: Path, fmt: Format, progress: Callable[[int], None] | None = None
+    path: Path,
+    fmt: Format,
+    progress: Callable[[int], None] | None = None,
+    *,
+    layout: CsvLayout | None = None,
 ) -> Iterator[tuple[int, dict[str, Any] | RowError]]:
-    """Yield (line number, record or the reason it cannot be read), streaming."""
+    """Yield (line number, record or the reason it cannot be read), streaming. A column
+    `reject_reason` (a fixed --rejects file) is left out."""
     try:
         handle = path.open(encoding="utf-8-sig", newline="")
     except OSError as exc:
@@ -195,7 +239,7 @@ def read_records(
         lines: Iterable[str] = handle if progress is None else _counted(handle, progress)
         try:
             if fmt == "csv":
-                yield from _csv_records(path, lines)
+                yield from _csv_records(path, lines, layout or CsvLayout())
             else:
                 yield from _jsonl_records(lines)
         except UnicodeDecodeError as exc:
@@ -211,9 +255,15 @@ def _counted(lines: Iterable[str], progress: Callable[[int], None]) -> Iterator[
 
 
 def _csv_records(
-    path: Path, lines: Iterable[str]
+    path: Path, lines: Iterable[str], layout: CsvLayout
 ) -> Iterator[tuple[int, dict[str, Any] | RowError]]:
-    reader = csv.reader(lines)
+    lines = iter(lines)
+    first = next(lines, None)
+    if first is None:
+        return
+    if layout.delimiter is None:
+        layout.delimiter = _find_delimiter(first, REQUIRED.get(layout.kind or "", ()))
+    reader = csv.reader(itertools.chain([first], lines), delimiter=layout.delimiter)
     try:
         header = [name.strip() for name in next(reader)]
     except StopIteration:
@@ -236,6 +286,9 @@ def _csv_records(
             line=1,
             fix="give every column one unique name",
         )
+    if layout.kind is not None:
+        _check_header(path, header, layout.kind, layout.delimiter)
+    layout.header = [name for name in header if name != REJECT_COLUMN]
     width = len(header)
     line = reader.line_num
     while True:
@@ -244,15 +297,75 @@ def _csv_records(
         except StopIteration:
             return
         except csv.Error as exc:
-            yield reader.line_num, RowError(None, f"unreadable CSV: {exc}")
+            yield reader.line_num, RowError(None, f"unreadable CSV: {exc}", [])
             continue
         start, line = line + 1, reader.line_num
         if not values:
             continue  # a blank line
         if len(values) != width:
-            yield start, RowError(None, f"has {len(values)} fields, the header has {width}")
+            why = f"has {len(values)} fields, the header has {width}"
+            yield start, RowError(None, why, values)
             continue
-        yield start, dict(zip(header, values, strict=True))  # "" means empty, as None does
+        record = dict(zip(header, values, strict=True))  # "" means empty, as None does
+        record.pop(REJECT_COLUMN, None)
+        yield start, record
+
+
+def _find_delimiter(line: str, required: tuple[str, ...]) -> str:
+    """The delimiter (of DELIMITERS) that splits the header line into a required column,
+    else into the most columns; a tie goes to the comma. Like csv.Sniffer on one line, but
+    a semicolon header whose names hold a comma ("naam, voornaam") still reads right."""
+
+    def fit(delimiter: str) -> tuple[bool, int]:
+        try:
+            names = [name.strip() for name in next(csv.reader([line], delimiter=delimiter))]
+        except (csv.Error, StopIteration):
+            return False, 0
+        return any(name in required for name in names), len(names)
+
+    return max(DELIMITERS, key=fit)
+
+
+_DATA = re.compile(r"^[-+]?\d[\d\s.,/:-]*$")  # a number, a date, a time, a phone number
+
+
+def _check_header(path: Path, header: list[str], kind: Kind, delimiter: str) -> None:
+    """Refuse a header without the key column of `kind`: most often a file without a header,
+    whose first row would otherwise be taken for one."""
+    required = REQUIRED[kind]
+    if any(name in header for name in required):
+        return
+    names = " or ".join(f"'{name}'" for name in required)
+    example = delimiter.join(EXAMPLE_HEADER[kind])
+    if any(_DATA.match(name) or _EMAIL.match(name) for name in header):
+        raise ImportFileError(
+            f"the first line looks like data, not a header: it has no column {names}",
+            path=path,
+            line=1,
+            fix=f"add a first line that names the columns, such as: {example}",
+        )
+    others = [d for d in DELIMITERS if d != delimiter and d in header[0]]
+    if len(header) == 1 and others:
+        raise ImportFileError(
+            f"the header reads as one column, '{_shown(header[0])}', split by "
+            f"{DELIMITERS[delimiter]}s",
+            path=path,
+            line=1,
+            fix=f"leave out --delimiter to find it, or give the file's own: "
+            f"--delimiter {'tab' if others[0] == chr(9) else repr(others[0])}",
+        )
+    shown = ", ".join(f"'{_shown(name)}'" for name in header[:12])
+    key = (
+        "name the column with the shop's own customer key 'id'"
+        if kind == "contacts"
+        else "name the column with the contact's id 'contact_id' (or give an 'email' column)"
+    )
+    raise ImportFileError(
+        f"the header has no column {names} (it has {shown}{', ...' if len(header) > 12 else ''})",
+        path=path,
+        line=1,
+        fix=f"{key}, as in: {example}",
+    )
 
 
 def _jsonl_records(lines: Iterable[str]) -> Iterator[tuple[int, dict[str, Any] | RowError]]:
@@ -262,14 +375,15 @@ def _jsonl_records(lines: Iterable[str]) -> Iterator[tuple[int, dict[str, Any] |
         try:
             record = json.loads(text)
         except json.JSONDecodeError as exc:
-            yield number, RowError(None, f"not valid JSON: {exc.msg}")
+            yield number, RowError(None, f"not valid JSON: {exc.msg}", text.rstrip("\r\n"))
             continue
         except RecursionError:
-            yield number, RowError(None, "not valid JSON here: nested too deeply")
+            yield number, RowError(None, "not valid JSON here: nested too deeply", text)
             continue
         if not isinstance(record, dict):
-            yield number, RowError(None, "expected a JSON object per line")
+            yield number, RowError(None, "expected a JSON object per line", text.rstrip("\r\n"))
             continue
+        record.pop(REJECT_COLUMN, None)
         yield number, record
 
 
@@ -312,19 +426,19 @@ def email_value(value: Any) -> str | None:
     return email
 
 
-def date_value(column: str, value: Any) -> date | None:
+def date_value(column: str, value: Any, fmt: DateFormat | None = None) -> date | None:
+    """A date in ISO 8601 or `fmt` (--date-format): see trouw.notation."""
     text = text_value(column, value, 10)
     if text is None:
         return None
-    if not _DATE.match(text):
-        raise RowError(column, f"'{text}' is not a date in the form YYYY-MM-DD")
     try:
-        return date.fromisoformat(text)
-    except ValueError:
-        raise RowError(column, f"'{text}' is not a real date") from None
+        return read_date(text, fmt)
+    except ValueError as exc:
+        raise RowError(column, str(exc)) from None
 
 
-def number_value(column: str, value: Any) -> float | None:
+def number_value(column: str, value: Any, mark: DecimalMark | None = None) -> float | None:
+    """A number; text is read with the decimal `mark` (see trouw.notation)."""
     if value is None or value == "":
         return None
     if isinstance(value, int | float) and not isinstance(value, bool):
@@ -333,25 +447,32 @@ def number_value(column: str, value: Any) -> float | None:
             raise RowError(column, _NOT_FINITE)
         return number
     if isinstance(value, str):
-        if _INTEGER.match(value) or _DECIMAL.match(value):
-            return float(value)
-        why = text_problem(value)
+        read = read_number(value, mark)
+        if read is not None:
+            return float(read)
+        why = text_problem(value) or number_doubt(value, mark)
         if why is not None:
             raise RowError(column, why)
-    raise RowError(column, f"'{value}' is not a number (use a dot for decimals: 12.50)")
+    example = "12,50" if mark == "," else "12.50"
+    raise RowError(column, f"'{value}' is not a number (such as {example})")
 
 
-def typed_extra(value: Any) -> Any:
-    """A CSV value that reads as a number becomes one (but '0123' stays text)."""
+def typed_extra(value: Any, mark: DecimalMark | None = None) -> Any:
+    """A CSV value that reads as a number becomes one (but '0123' stays text); one that is
+    a number only in another notation (4.500, 4,5) stays text: see trouw.notation."""
     if isinstance(value, str):
-        if _INTEGER.match(value):
-            return int(value)
-        if _DECIMAL.match(value):
-            return float(value)
+        number = read_number(value, mark)
+        if number is not None:
+            return number
     return value
 
 
-def extras(record: dict[str, Any], known: tuple[str, ...]) -> dict[str, Any]:
+def extras(
+    record: dict[str, Any], known: tuple[str, ...], notation: Notation | None = None
+) -> dict[str, Any]:
+    """The other columns, typed; a value kept as text that looks like a number in another
+    notation is counted in `notation.doubts`, so the import can say so."""
+    mark = notation.decimal_mark if notation is not None else None
     result = {}
     for key, value in record.items():
         if key in known or value is None or value == "":
@@ -362,7 +483,12 @@ def extras(record: dict[str, Any], known: tuple[str, ...]) -> dict[str, Any]:
         why = text_problem(value) if type(value) is str else json_problem(value)
         if why is not None:
             raise RowError(key, why)
-        result[key] = typed_extra(value)
+        typed = typed_extra(value, mark)
+        if notation is not None and typed is value and type(value) is str and value[:1] in _SIGNS:
+            doubt = number_doubt(value, mark)
+            if doubt is not None:
+                notation.doubt(key, doubt)
+        result[key] = typed
     return result
 
 
@@ -388,7 +514,8 @@ class _Contacts:
     # link_key last: given to new rows only (the upsert leaves a stored one as it is).
     columns = ("id", *CONTACT_FIELDS[1:], "attributes", "created_at", "updated_at", "link_key")
 
-    def __init__(self) -> None:
+    def __init__(self, notation: Notation | None = None) -> None:
+        self.notation = notation or Notation()
         self.zones = _time_zones()
         self.now = datetime.now(UTC).replace(tzinfo=None)
         self.any_suppressed: bool | None = None
@@ -421,14 +548,14 @@ class _Contacts:
             text_value("last_name", record.get("last_name")),
             locale,
             zone,
-            date_value("birthday", record.get("birthday")),
-            date_value("customer_since", record.get("customer_since")),
+            date_value("birthday", record.get("birthday"), self.notation.date_format),
+            date_value("customer_since", record.get("customer_since"), self.notation.date_format),
             channel,  # None: resolved in screen()
             text_value("street", record.get("street")),
             text_value("postcode", record.get("postcode"), 20),
             text_value("city", record.get("city"), 100),
             country.upper() if country else None,
-            extras(record, CONTACT_FIELDS),
+            extras(record, CONTACT_FIELDS, self.notation),
             self.now,
             self.now,
             new_link_key(),
@@ -543,7 +670,8 @@ def suppress_addresses(connection: Connection, addresses: Iterable[str], reason:
 class _Events:
     columns = ("external_id", *EVENT_FIELDS[1:], "properties")
 
-    def __init__(self, default_tz: str) -> None:
+    def __init__(self, default_tz: str, notation: Notation | None = None) -> None:
+        self.notation = notation or Notation()
         self.zone = ZoneInfo(default_tz)
         self.insert = BulkInsert(
             events,
@@ -577,9 +705,9 @@ class _Events:
             text_value("url", record.get("url"), 2000),
             text_value("product", record.get("product")),
             text_value("category", record.get("category")),
-            number_value("amount", record.get("amount")),
+            number_value("amount", record.get("amount"), self.notation.decimal_mark),
             score,
-            extras(record, (*EVENT_FIELDS, "email")),
+            extras(record, (*EVENT_FIELDS, "email"), self.notation),
         )
 
     def _moment(self, value: Any) -> datetime:
@@ -587,18 +715,15 @@ class _Events:
         if text is None:
             raise RowError("occurred_at", "is required")
         try:
-            moment = datetime.fromisoformat(text)
-        except ValueError:
-            raise RowError(
-                "occurred_at", f"'{text}' is not an ISO 8601 time (2027-04-02T10:30:00+02:00)"
-            ) from None
+            moment = read_moment(text, self.notation.date_format)
+        except ValueError as exc:
+            raise RowError("occurred_at", str(exc)) from None
         if moment.tzinfo is None:
             moment = moment.replace(tzinfo=self.zone)  # read in the project's time zone
         return moment.astimezone(UTC).replace(tzinfo=None)
 
-    @staticmethod
-    def _score(kind: str, tag: str | None, value: Any) -> int | None:
-        number = number_value("score", value)
+    def _score(self, kind: str, tag: str | None, value: Any) -> int | None:
+        number = number_value("score", value, self.notation.decimal_mark)
         if number is None:
             if kind == "survey":
                 raise RowError("score", "a survey answer needs a score")
@@ -681,8 +806,10 @@ def import_contacts(
     strict: bool = False,
     batch_size: int = 5000,
     progress: Callable[[int], None] | None = None,
+    **reading: Any,
 ) -> ImportReport:
-    """Upsert contacts by id from a CSV or JSONL file."""
+    """Upsert contacts by id from a CSV or JSONL file. `reading`: delimiter, date_format,
+    decimal_mark, rejects, as import_file takes them."""
     return import_file(
         engine,
         "contacts",
@@ -692,6 +819,7 @@ def import_contacts(
         strict=strict,
         batch_size=batch_size,
         progress=progress,
+        **reading,
     )
 
 
@@ -704,8 +832,10 @@ def import_events(
     strict: bool = False,
     batch_size: int = 5000,
     progress: Callable[[int], None] | None = None,
+    **reading: Any,
 ) -> ImportReport:
-    """Append events from a CSV or JSONL file; rows with a known `id` are skipped."""
+    """Append events from a CSV or JSONL file; rows with a known `id` are skipped.
+    `reading`: delimiter, date_format, decimal_mark, rejects, as import_file takes them."""
     return import_file(
         engine,
         "events",
@@ -715,6 +845,7 @@ def import_events(
         strict=strict,
         batch_size=batch_size,
         progress=progress,
+        **reading,
     )
 
 
@@ -728,39 +859,149 @@ def import_file(
     strict: bool = False,
     batch_size: int = 5000,
     progress: Callable[[int], None] | None = None,
+    delimiter: str | None = None,
+    date_format: str | DateFormat | None = None,
+    decimal_mark: DecimalMark | None = None,
+    rejects: Path | None = None,
 ) -> ImportReport:
-    """Import `kind` ("contacts" or "events") from `path`; see the module docstring."""
-    records = read_records(path, detect_format(path, fmt), progress)
+    """Import `kind` ("contacts" or "events") from `path`; see the module docstring.
+
+    `delimiter` (, ; or a tab) is found from the header line when not given; dates and
+    numbers follow `date_format` and `decimal_mark` (see trouw.notation). With `rejects`,
+    every refused row is written to that file, its reason first (see RejectsFile).
+    """
+    form = detect_format(path, fmt)
+    if delimiter is not None and delimiter not in DELIMITERS:
+        raise ImportFileError(
+            f"the delimiter {delimiter!r} is not one a CSV file may use here",
+            fix="give --delimiter ',' or ';' or tab, or leave it out to find it",
+        )
+    if isinstance(date_format, str):
+        try:
+            date_format = DateFormat.parse(date_format)
+        except ValueError as exc:
+            raise ImportFileError(str(exc), key="date format") from None
+    layout = CsvLayout(delimiter=delimiter, kind=kind)
+    notation = Notation(date_format, decimal_mark)
+    records = read_records(path, form, progress, layout=layout)
     report = ImportReport(path=path, kind=kind, strict=strict)
     with ExitStack() as stack:
+        sink = None
+        if rejects is not None:
+            sink = stack.enter_context(RejectsFile(rejects, form, layout, path))
+            report.on_reject = sink.write
         # Strict: one transaction around every batch, rolled back if any row was bad.
         outer = stack.enter_context(atomic(engine)) if strict else None
-        parser = parser_for(kind, timezone)
+        parser = parser_for(kind, timezone, notation)
         rows: list[tuple[Any, ...]] = []
         lines: list[int] = []
         for line, record in records:
+            if sink is not None:
+                sink.keep(line, record)
             row = parse_record(parser, line, record, report)
             if row is not None:
                 rows.append(row)
                 lines.append(line)
+            elif sink is not None:
+                sink.forget(line)  # written already
             if len(rows) >= batch_size:
                 _flush(engine, outer, parser, rows, lines, report)
                 rows, lines = [], []
+                if sink is not None:
+                    sink.clear()
         if rows:
             _flush(engine, outer, parser, rows, lines, report)
         if outer is not None and report.rejected_count:
             outer.rollback()
             report.written = report.unchanged = report.suppressed = 0
+    report.delimiter = layout.delimiter if form == "csv" else None
+    report.doubts = notation.doubts
     return report
+
+
+class RejectsFile:
+    """Every refused row as it was read, with `reject_reason` (line, column, why) as the
+    first column: fix the rows and import the file again, which ignores that column. Same
+    format, delimiter and BOM as the file imported. Written to FILE.part and renamed at the
+    end, so the file is whole or absent; holds one batch of rows in memory at most."""
+
+    def __init__(self, target: Path, fmt: Format, layout: CsvLayout, source: Path) -> None:
+        self.target = target
+        self.part = target.with_name(target.name + ".part")
+        self.fmt = fmt
+        self.layout = layout
+        try:
+            with source.open("rb") as head:
+                self.bom = head.read(3) == b"\xef\xbb\xbf"  # Excel wants it back
+        except OSError:
+            self.bom = False  # reading the file will say why
+        self.kept: dict[int, dict[str, Any] | RowError] = {}
+        self.handle: Any = None
+        self.writer: Any = None
+
+    def __enter__(self) -> RejectsFile:
+        try:
+            self.handle = self.part.open(
+                "w", encoding="utf-8-sig" if self.bom else "utf-8", newline=""
+            )
+        except OSError as exc:
+            raise ImportFileError(
+                f"cannot write the rejects file: {exc.strerror}",
+                path=self.target,
+                fix="give --rejects a file in a folder you can write to",
+            ) from exc
+        return self
+
+    def __exit__(self, kind: object, error: object, trace: object) -> None:
+        try:
+            if error is None:
+                self._start()  # the header, also when no row was refused
+        finally:
+            self.handle.close()
+        if error is None:
+            os.replace(self.part, self.target)
+        else:
+            self.part.unlink(missing_ok=True)
+
+    def keep(self, line: int, record: dict[str, Any] | RowError) -> None:
+        self.kept[line] = record
+
+    def forget(self, line: int) -> None:
+        self.kept.pop(line, None)
+
+    def clear(self) -> None:
+        self.kept.clear()
+
+    def _start(self) -> None:
+        if self.writer is None and self.fmt == "csv":
+            self.writer = csv.writer(self.handle, delimiter=self.layout.delimiter or ",")
+            self.writer.writerow([REJECT_COLUMN, *(self.layout.header or [])])
+
+    def write(self, rejected: Rejected) -> None:
+        record = self.kept.get(rejected.line)
+        original = record.original if isinstance(record, RowError) else None
+        if self.fmt == "jsonl":
+            if isinstance(record, dict):
+                entry = {REJECT_COLUMN: rejected.where(), **record}
+            else:  # not a JSON object: its text, to fix by hand
+                entry = {REJECT_COLUMN: rejected.where(), "reject_text": original}
+            self.handle.write(json.dumps(entry) + "\n")
+            return
+        self._start()
+        if isinstance(record, dict):
+            values = [record.get(name) or "" for name in self.layout.header or ()]
+        else:
+            values = list(original) if isinstance(original, list) else []
+        self.writer.writerow([rejected.where(), *values])
 
 
 Parser = _Contacts | _Events
 
 
-def parser_for(kind: Kind, timezone: str) -> Parser:
+def parser_for(kind: Kind, timezone: str, notation: Notation | None = None) -> Parser:
     """What parses, screens and stores rows of `kind`: for a file, or a batch from the API
     (tracking/api.py), so both validate a row alike."""
-    return _Contacts() if kind == "contacts" else _Events(timezone)
+    return _Contacts(notation) if kind == "contacts" else _Events(timezone, notation)
 
 
 def parse_record(
