@@ -37,6 +37,10 @@ def serve_command(env: Env, host: str, port: int) -> None:
     `trouw send` skips whoever unsubscribed. The links in mails point at
     `[tracking] base_url` in trouw.toml, which must reach this server.
 
+    Mail providers configured in `[webhooks]` report bounces and complaints
+    to /hooks/ses, /hooks/postmark, /hooks/sendgrid and /hooks/mailgun, each
+    request's signature checked (see the README, "Webhooks").
+
     This is the server for trying it out and small shops; for production run
     `gunicorn trouw.tracking.wsgi:app` (see the README).
 
