@@ -124,8 +124,6 @@ def outcome(engine: Engine) -> tuple[set[tuple[str, str, str | None]], dict[str,
         }
         suppressed = {
             str(h): str(r)
-            for h, r in connection.execute(
-                select(suppressions.c.email_hash, suppressions.c.reason)
-            )
+            for h, r in connection.execute(select(suppressions.c.email_hash, suppressions.c.reason))
         }
     return found, suppressed

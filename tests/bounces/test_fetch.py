@@ -99,9 +99,7 @@ def test_a_maildir_moves_each_message_to_the_processed_folder(
     engine.dispose()
 
 
-def test_a_message_applied_before_a_crash_is_only_put_away(
-    shop: SentShop, tmp_path: Path
-) -> None:
+def test_a_message_applied_before_a_crash_is_only_put_away(shop: SentShop, tmp_path: Path) -> None:
     """The process died after the commit, before the move: the rerun moves it, nothing more."""
     messages = shop.messages()
     ok(shop.cli("bounces", "fetch", "--mbox", str(write_mbox(tmp_path / "b.mbox", messages))))

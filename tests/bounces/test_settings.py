@@ -18,7 +18,7 @@ def test_defaults_and_values(project_dir: Path) -> None:
 
 def test_every_bad_value_is_a_problem_with_line_key_and_fix(project_dir: Path) -> None:
     extra = (
-        "[bounces]\nsoft_limit = 0\nsoft_window = \"forever\"\nlocal_part = \"ANY\"\n"
+        '[bounces]\nsoft_limit = 0\nsoft_window = "forever"\nlocal_part = "ANY"\n'
         'folder = "../x"\nsoft = 1\n'
     )
     write_files(project_dir, {"trouw.toml": SETTINGS + extra})

@@ -168,11 +168,18 @@ def _imap(server: _Server, folder: str, source: Source) -> Iterator[Reader]:
             )
         else:
             client = imaplib.IMAP4(server.host, server.port, timeout=TIMEOUT)
-            if "STARTTLS" in client.capabilities:
-                client.starttls(ssl.create_default_context())
+    except (OSError, imaplib.IMAP4.error) as exc:
+        raise MailboxUnreachable(f"cannot read {source.describe()}: {_why(exc)}") from exc
+    try:
+        if not server.secure and "STARTTLS" in client.capabilities:
+            client.starttls(ssl.create_default_context())
         client.login(server.user, server.password)
+        # Servers tell more after login (MOVE, UIDPLUS): ask again.
+        answer = _ok(client.capability())
+        client.capabilities = tuple(bytes(answer[-1]).decode().upper().split())
         _ok(client.select(_quoted(server.folder)))
     except (OSError, imaplib.IMAP4.error) as exc:
+        client.shutdown()
         raise MailboxUnreachable(f"cannot read {source.describe()}: {_why(exc)}") from exc
     try:
         yield _Imap(client, folder)
@@ -222,11 +229,15 @@ def _pop3(server: _Server, source: Source) -> Iterator[Reader]:
             )
         else:
             client = poplib.POP3(server.host, server.port, timeout=TIMEOUT)
-            if "STLS" in client.capa():
-                client.stls(ssl.create_default_context())
+    except (OSError, poplib.error_proto) as exc:
+        raise MailboxUnreachable(f"cannot read {source.describe()}: {_why(exc)}") from exc
+    try:
+        if not server.secure and "STLS" in client.capa():
+            client.stls(ssl.create_default_context())
         client.user(server.user)
         client.pass_(server.password)
     except (OSError, poplib.error_proto) as exc:
+        client.close()
         raise MailboxUnreachable(f"cannot read {source.describe()}: {_why(exc)}") from exc
     try:
         yield _Pop3(client)
