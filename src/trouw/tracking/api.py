@@ -32,6 +32,7 @@ a key made or revoked on any machine counts within that time.
 from __future__ import annotations
 
 import json
+import os
 import re
 import threading
 import time
@@ -92,11 +93,58 @@ class _Pending:
     report: ImportReport
 
 
+class _KeptConnection:
+    """The group commit's connection, kept between batches (one at a time: the leader's).
+
+    Checking a connection out of the pool and resetting it cost as much as a
+    small batch's writing. Opened per process on first use (never shared across
+    a fork), dropped after a failed transaction: the next one opens a fresh one.
+    """
+
+    def __init__(self, engine: Engine, lock: AbstractContextManager[Any]) -> None:
+        self._engine = engine
+        self._lock = lock
+        self._connection: Connection | None = None
+        self._pid = 0
+
+    @contextmanager
+    def transaction(self) -> Iterator[Connection]:
+        with self._lock:
+            connection = self._connection
+            if connection is None or self._pid != os.getpid():
+                connection = self._engine.connect()
+                if self._engine.dialect.name == "sqlite":  # as store.atomic does
+                    connection = connection.execution_options(sqlite_begin="IMMEDIATE")
+                self._connection, self._pid = connection, os.getpid()
+            try:
+                with connection.begin():
+                    yield connection
+            except BaseException:
+                self._connection = None
+                connection.close()
+                raise
+
+
+class _Routed(ImportReport):
+    """The report of a screen over the rows of several requests: each rejected row goes to
+    the report of its request, at its place in that request's batch."""
+
+    def __init__(self, reports: list[ImportReport]) -> None:
+        super().__init__(path=Path("POST /api/events"), kind="events")
+        self._reports = reports
+
+    def reject(self, line: int, error: RowError) -> None:
+        request, index = divmod(line, MAX_ITEMS)
+        self._reports[request].reject(index, error)
+
+
 def api_blueprint(project: Project, engine: Engine, lock: AbstractContextManager[Any]) -> Blueprint:
     """The API routes for one project and database; `lock` serialises SQLite's writers."""
     keys = ApiKeys(engine)
     timezone = project.settings.timezone
     events = parser_for("events", timezone)  # keeps no state between batches
+
+    kept = _KeptConnection(engine, lock)
 
     @contextmanager
     def transaction() -> Iterator[Connection]:
@@ -104,16 +152,15 @@ def api_blueprint(project: Project, engine: Engine, lock: AbstractContextManager
             yield connection
 
     def write(connection: Connection, batch: Sequence[_Pending]) -> list[ImportReport]:
-        # Screened per request (its report gets its unknown contacts), stored in one go.
-        rows = [
-            row
-            for pending in batch
-            for row in events.screen(connection, pending.rows, pending.indexes, pending.report)
-        ]
-        events.store(connection, rows, ImportReport(path=Path("POST /api/events"), kind="events"))
+        # The requests of a commit are screened and stored as one batch: one query for
+        # their contacts, one insert. Item i of request k is "line" k * MAX_ITEMS + i.
+        rows = [row for pending in batch for row in pending.rows]
+        lines = [k * MAX_ITEMS + i for k, pending in enumerate(batch) for i in pending.indexes]
+        report = _Routed([pending.report for pending in batch])
+        events.store(connection, events.screen(connection, rows, lines, report), report)
         return [pending.report for pending in batch]
 
-    writer = GroupCommit(transaction, write, limit=REQUESTS_PER_COMMIT)
+    writer = GroupCommit(kept.transaction, write, limit=REQUESTS_PER_COMMIT)
     api = Blueprint("api", __name__, url_prefix="/api")
 
     @api.before_request
