@@ -365,3 +365,27 @@ def test_cli_names_the_file_line_and_column_of_a_nul_and_imports_the_rest(
     assert f"{path}, line 3, column 'first_name': contains a NUL character" in result.stderr
     assert "2 contacts imported, 3 rejected" in result.stdout
     assert cli("contacts", "show", "n5").exit_code == 0
+
+
+def test_a_bounce_export_finds_contacts_whatever_the_case_of_the_address(
+    engine: Engine, tmp_path: Path
+) -> None:
+    """Frank@Hand.test is frank@hand.test, and Greet@Shop.test (as imported) greet@shop.test:
+    mailbox providers ignore case. A row without a contact is reported; the others land."""
+    contacts_csv = "id,email\nf1,frank@hand.test\ng1,Greet@Shop.test\n"
+    import_contacts(engine, _write(tmp_path, "c.csv", contacts_csv), timezone="UTC")
+    export = _write(
+        tmp_path,
+        "bounces.csv",
+        "email,type,occurred_at\n"
+        "Frank@Hand.test,bounce,2027-01-02T10:00:00Z\n"
+        "nobody@hand.test,bounce,2027-01-02T10:00:00Z\n"
+        "greet@SHOP.TEST,complaint,2027-01-02T11:00:00Z\n",
+    )
+    report = import_events(engine, export, timezone="UTC")
+    assert report.written == 2
+    assert [(r.line, r.column) for r in report.rejected] == [(3, "email")]
+    assert "no contact has 'nobody@hand.test'" in report.rejected[0].reason
+    with engine.connect() as connection:
+        rows = connection.execute(select(events.c.contact_id, events.c.type))
+        assert sorted(tuple(r) for r in rows) == [("f1", "bounce"), ("g1", "complaint")]

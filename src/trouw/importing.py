@@ -667,6 +667,30 @@ def suppress_addresses(connection: Connection, addresses: Iterable[str], reason:
     return len(new)
 
 
+def contacts_with(
+    connection: Connection, addresses: Iterable[str], local_part: str = "any-case"
+) -> list[tuple[str, str]]:
+    """(contact id, stored email) of the contacts with one of `addresses`, by id: how bounce
+    exports and bounce reports find their contacts. The domain is compared without case; the
+    local part too, as mailbox providers do, unless `local_part` is "exact"."""
+    wanted = {normalise_email(a) for a in addresses if "@" in a}
+    if not wanted:
+        return []
+    query = select(contacts.c.id, contacts.c.email).order_by(contacts.c.id)
+    if local_part == "exact":
+        rows = connection.execute(query.where(contacts.c.email.in_(sorted(wanted)))).all()
+        return [(str(i), str(e)) for i, e in rows]
+    # lower(email) cannot use the email index: ask the index for the usual spellings first,
+    # and scan only when an address is not found that way.
+    lowered = {a.lower() for a in wanted}
+    rows = connection.execute(query.where(contacts.c.email.in_(sorted(wanted | lowered)))).all()
+    if lowered - {str(e).lower() for _, e in rows}:
+        rows = connection.execute(
+            query.where(func.lower(contacts.c.email).in_(sorted(lowered)))
+        ).all()
+    return [(str(i), str(e)) for i, e in rows]
+
+
 class _Events:
     columns = ("external_id", *EVENT_FIELDS[1:], "properties")
 
@@ -755,16 +779,10 @@ class _Events:
                 {"ids": list(ids)},
             ).scalars()
         )
-        owners: dict[str, list[str]] = {}
+        owners: dict[str, list[str]] = {}  # by the lower-cased address: Frank@ is frank@
         addresses = {str(row[1]) for row in rows if isinstance(row[1], _ByEmail)}
-        if addresses:
-            for contact_id, email in connection.execute(
-                select(contacts.c.id, contacts.c.email)
-                .where(contacts.c.email.in_(bindparam("emails", expanding=True)))
-                .order_by(contacts.c.id),
-                {"emails": sorted(addresses)},
-            ):
-                owners.setdefault(str(email), []).append(str(contact_id))
+        for contact_id, email in contacts_with(connection, addresses):
+            owners.setdefault(email.lower(), []).append(contact_id)
         good = []
         for line, row in zip(lines, rows, strict=True):
             if not isinstance(row[1], _ByEmail):
@@ -775,7 +793,7 @@ class _Events:
                     report.reject(line, RowError("contact_id", why))
                 continue
             email = str(row[1])
-            found = owners.get(email)
+            found = owners.get(email.lower())
             if found:
                 good.extend((row[0], owner, *row[2:]) for owner in found)
             elif row[2] in ("bounce", "complaint") and row[4] != "soft":

@@ -35,7 +35,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from trouw.bounces.mailboxes import Reader
 from trouw.bounces.parse import Finding, Report, read_report
 from trouw.durations import parse_duration
-from trouw.importing import normalise_email, suppress_addresses
+from trouw.importing import contacts_with, normalise_email, suppress_addresses
 from trouw.project import Bounces
 from trouw.store import atomic, contacts, events, ledger, processed_messages
 
@@ -183,33 +183,6 @@ def _recipients(connection: Connection, finding: Finding, rules: Bounces) -> lis
 
 def _same(address: str, email: str | None) -> bool:
     return email is not None and normalise_email(address).lower() == email.lower()
-
-
-def contacts_with(
-    connection: Connection, addresses: Sequence[str], local_part: str = "any-case"
-) -> list[tuple[str, str]]:
-    """(contact id, stored email) of the contacts with one of `addresses`, by id. The domain
-    is compared without case; the local part too, unless `local_part` is "exact"."""
-    wanted = {normalise_email(a) for a in addresses if "@" in a}
-    if not wanted:
-        return []
-    if local_part == "exact":
-        condition = contacts.c.email.in_(sorted(wanted))
-    else:
-        # lower(email) cannot use the email index: ask the index for the usual spellings
-        # first, and scan only for an address none of them found.
-        spellings = sorted(wanted | {a.lower() for a in wanted})
-        found = connection.execute(
-            select(contacts.c.id, contacts.c.email).where(contacts.c.email.in_(spellings))
-        ).all()
-        missing = {a.lower() for a in wanted} - {str(e).lower() for _, e in found}
-        if not missing:
-            return sorted((str(i), str(e)) for i, e in found)
-        condition = func.lower(contacts.c.email).in_(sorted({a.lower() for a in wanted}))
-    rows = connection.execute(
-        select(contacts.c.id, contacts.c.email).where(condition).order_by(contacts.c.id)
-    ).all()
-    return [(str(i), str(e)) for i, e in rows]
 
 
 def _event(
