@@ -207,7 +207,7 @@ api_keys = Table(
     "api_keys",
     metadata,
     Column("name", String(50), primary_key=True),
-    Column("key_hash", String(64), nullable=False, unique=True, comment="sha256 of the key"),
+    Column("key_hash", String(64), nullable=False, unique=True),  # sha256 of the key
     Column("hint", String(20), nullable=False),  # the key's first characters, to tell keys apart
     Column("created_at", DateTime, nullable=False),
     Column("revoked_at", DateTime),
