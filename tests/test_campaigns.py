@@ -17,6 +17,7 @@ from trouw.campaigns import (
     choose_variants,
     load_campaign,
     load_campaigns,
+    project_topics,
 )
 from trouw.facts import compute_facts
 from trouw.importing import import_contacts, import_events
@@ -298,3 +299,30 @@ def test_an_rrule_without_dtstart_works_for_any_year_and_keeps_its_rhythm(tmp_pa
     assert every_other.schedule is not None
     years = [y for y in range(1990, 2031) if every_other.schedule.days_in(y)]
     assert years == list(range(1990, 2031, 2))  # the same even years before and after 2000
+
+
+@pytest.mark.parametrize(
+    ("value", "reason"),
+    [
+        ('""', "expected a topic name"),
+        ("", "expected a topic name"),
+        ("[tips]", "expected a topic name"),
+        ("Tips & Tricks", "is not a topic name"),
+    ],
+)
+def test_a_topic_must_be_a_name(tmp_path: Path, value: str, reason: str) -> None:
+    path = tmp_path / "tips.yaml"
+    path.write_text(f"template: mail\nschedule:\n  dates: [2027-04-02]\ntopic: {value}\n")
+    with pytest.raises(CampaignError, match=reason) as raised:
+        load_campaign(path)
+    assert raised.value.key == "topic" and raised.value.line == 4
+
+
+def test_a_topic_is_read_and_listed_and_service_mail_has_none(tmp_path: Path) -> None:
+    write = (tmp_path / "tips.yaml").write_text
+    write("template: mail\nschedule:\n  dates: [2027-04-02]\ntopic: garden-tips\n")
+    assert load_campaign(tmp_path / "tips.yaml").topic == "garden-tips"
+    (tmp_path / "orders.yaml").write_text("kind: service\ntemplate: mail\ntopic: orders\n")
+    with pytest.raises(CampaignError, match="a service campaign has no topic"):
+        load_campaign(tmp_path / "orders.yaml")
+    assert project_topics(tmp_path) == ["garden-tips"]  # the one in error is left out

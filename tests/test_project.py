@@ -87,3 +87,17 @@ def test_the_repository_is_itself_a_valid_project() -> None:
     project = find_project(explicit=root)
     assert project.settings.name == "Huis & Tuin"
     assert project.settings.policy.quiet_days == ("sunday", "holidays:NL")
+
+
+def test_brand_colour_is_read_and_a_bad_one_is_named(project_dir: Path) -> None:
+    toml = project_dir / "trouw.toml"
+    text = toml.read_text()
+    toml.write_text(text + '\n[brand]\ncolor = "#2F6B3A"\n')
+    assert find_project(project_dir).settings.brand.color == "#2f6b3a"
+    for bad in ('"green"', '"#12345"', "3"):
+        toml.write_text(text + f"\n[brand]\ncolor = {bad}\n")
+        with pytest.raises(ProjectError, match=r"key 'brand\.color'"):
+            find_project(project_dir)
+    toml.write_text(text + '\n[brand]\nlogo = "x.png"\n')
+    with pytest.raises(ProjectError, match="unknown setting"):
+        find_project(project_dir)

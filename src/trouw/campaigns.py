@@ -58,7 +58,10 @@ TOP_LEVEL_KEYS = (
     "steps",
     "valid_for",
     "on_defer",
+    "topic",
 )
+# A topic is a name the preference centre offers to unsubscribe from (`topic:NAME` tags).
+TOPIC_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,39}")
 ON_DEFER = ("supersede", "keep")
 # An rrule is anchored here when it names no DTSTART, so it yields days for any year from
 # 1900 on and INTERVAL=2 means the same years (months, weeks) whichever year is planned.
@@ -162,6 +165,7 @@ class Campaign:
     trigger: Trigger | None = None
     valid_for: Duration | None = None  # how late a send may still go out (default: policy)
     on_defer: str | None = None  # supersede | keep; None: the default for its kind
+    topic: str | None = None  # for the preference centre: contacts may leave one topic
 
     def validity_days(self, defer_days: int) -> int:
         """Days after its due day a send may still go out (and be caught up): `valid_for`,
@@ -417,11 +421,13 @@ class _Reader:
             )
         valid_for = self.attempt(lambda: self.valid_for(raw), None)
         on_defer = self.attempt(lambda: self.on_defer(raw), None)
+        topic = self.attempt(lambda: self.topic(raw, kind), None)
         schedule = self.attempt(lambda: self.schedule(raw), None) if "schedule" in raw else None
         trigger = self.attempt(lambda: self.trigger(raw), None) if "trigger" in raw else None
         return Campaign(
             valid_for=valid_for,
             on_defer=on_defer,
+            topic=topic,
             name=self.path.stem,
             path=self.path,
             description=description or "",
@@ -493,6 +499,25 @@ class _Reader:
                 raw, "on_defer", f"unknown choice '{on_defer}'", "use supersede or keep"
             )
         return on_defer
+
+    def topic(self, raw: Any, kind: str) -> str | None:
+        """`topic: tips`: a lower-case name, the same for every campaign on that subject."""
+        if "topic" not in raw:
+            return None
+        value = raw["topic"]
+        fix = "write e.g. `topic: tips` (lower-case letters, digits, - and _)"
+        if not isinstance(value, str) or not value.strip():
+            raise self.error(raw, "topic", f"expected a topic name, got {value!r}", fix)
+        if not TOPIC_NAME.fullmatch(value.strip()):
+            raise self.error(raw, "topic", f"'{value}' is not a topic name", fix)
+        if kind == "service":
+            raise self.error(
+                raw,
+                "topic",
+                "a service campaign has no topic: service mails reach every contact",
+                "remove `topic:`, or make the campaign lifecycle or promotional",
+            )
+        return value.strip()
 
     def schedule(self, raw: Any) -> Schedule:
         """`schedule: {dates: [...]}` or `schedule: {rrule: "FREQ=..."}`."""
@@ -856,3 +881,17 @@ def choose_variants(
     names += [n for n in (campaign.segment, step.unless, step.only_if) if n]
     members = members_among(connection, sorted(set(names)), contact_ids, catalog, clock)
     return {cid: choose_variant(campaign, step, cid, members) for cid in contact_ids}
+
+
+def project_topics(folder: Path) -> list[str]:
+    """The topics the project's campaigns name, sorted: what the preference centre offers.
+
+    A campaign file in error is left out here (`trouw check` reports it), so a
+    typo in one campaign does not take the preference centre down.
+    """
+    found = set()
+    for name in campaign_names(folder):
+        campaign = read_campaign(folder / f"{name}.yaml", Problems())
+        if campaign is not None and campaign.topic:
+            found.add(campaign.topic)
+    return sorted(found)

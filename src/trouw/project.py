@@ -72,6 +72,13 @@ class Webhooks:
 
 
 @dataclass(frozen=True)
+class Brand:
+    """`[brand]`: how the pages contacts see (the preference centre) look."""
+
+    color: str = "#2f6b3a"  # buttons and headings, as #rgb or #rrggbb
+
+
+@dataclass(frozen=True)
 class Bounces:
     """`[bounces]`: how `trouw bounces fetch` reads a bounce mailbox."""
 
@@ -97,6 +104,7 @@ class Settings:
     policy: Policy = field(default_factory=Policy)
     letters_dir: str | None = None  # where `send` writes letters for post contacts
     bounces: Bounces = field(default_factory=Bounces)
+    brand: Brand = field(default_factory=Brand)
     webhooks: Webhooks = field(default_factory=Webhooks)
 
     @property
@@ -255,7 +263,9 @@ class _SettingsReader:
 
     def read(self, raw: dict[str, Any], default_name: str) -> Settings:
         self._only(
-            raw, "", {"project", "sender", "tracking", "policy", "letters", "webhooks", "bounces"}
+            raw,
+            "",
+            {"project", "sender", "tracking", "policy", "letters", "webhooks", "brand", "bounces"},
         )
         project = self._table(raw, "project")
         sender = self._table(raw, "sender")
@@ -293,6 +303,7 @@ class _SettingsReader:
             policy=self._policy(policy),
             letters_dir=self._get(letters, "letters", "dir", str, None),
             bounces=self._bounces(self._table(raw, "bounces")),
+            brand=self._brand(self._table(raw, "brand")),
             webhooks=self._webhooks(self._table(raw, "webhooks")),
         )
 
@@ -374,6 +385,19 @@ class _SettingsReader:
             )
             return Sender.country
         return country.upper()
+
+    def _brand(self, table: dict[str, Any]) -> Brand:
+        self._only(table, "brand", {"color"})
+        color = str(self._get(table, "brand", "color", str, Brand.color))
+        if not re.fullmatch(r"#[0-9a-fA-F]{3}|#[0-9a-fA-F]{6}", color):
+            self._report(
+                "brand",
+                "color",
+                f"'{color}' is not a colour",
+                'write it as #rrggbb, e.g. color = "#2f6b3a"',
+            )
+            return Brand()
+        return Brand(color=color.lower())
 
     def _base_url(self, table: dict[str, Any], default: str) -> str:
         value: str = self._get(table, "tracking", "base_url", str, default)

@@ -14,7 +14,8 @@ contact, campaign and step they identify a send in the plan and the ledger.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+import json
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from functools import lru_cache
@@ -49,8 +50,12 @@ CONTACT_COLUMNS = (
 )
 # A row of CONTACT_COLUMNS, read by attribute (`row.birthday`).
 ContactRow = Any
-# Events that end promotional mail for a contact. A bounce counts unless tagged soft.
+# Events that end promotional mail for a contact. A bounce counts unless tagged soft; an
+# unsubscribe tagged `topic:NAME` ends only that topic's campaigns (the preference centre).
 STOPPING_EVENTS = ("unsubscribe", "complaint", "bounce")
+TOPIC_TAG = "topic:"
+# A `pause` event holds marketing back until the day in its `until` property (YYYY-MM-DD).
+PAUSE = "pause"
 
 
 def contact_chunks(connection: Connection, size: int) -> Iterator[Sequence[ContactRow]]:
@@ -104,6 +109,8 @@ class ChunkFacts:
 
     members: dict[str, set[str]] = field(default_factory=dict)  # segment -> contact ids
     stopped: dict[str, str] = field(default_factory=dict)  # contact id -> reason
+    topics_left: dict[str, set[str]] = field(default_factory=dict)  # contact id -> topics
+    paused: dict[str, date] = field(default_factory=dict)  # contact id -> until (latest pause)
     suppressed: set[str] = field(default_factory=set)  # contact ids whose address is suppressed
     last_purchase: dict[str, datetime] = field(default_factory=dict)
     trigger_events: dict[str, dict[str, datetime]] = field(default_factory=dict)  # by campaign
@@ -219,6 +226,7 @@ class CandidateFinder:
         # Occurrence keys of yearly triggers (birthday:2026, birthday:2027), made once.
         self.year_keys = {c.name: (f"{c.name}:{year - 1}", f"{c.name}:{year}") for c in campaigns}
         self._shared: dict[tuple[str, int, str], tuple[Candidate, ...]] = {}
+        self.topics = {c.name: c.topic for c in self.campaigns if c.topic}
 
     # -- the set-based part: one statement per segment / trigger per chunk
 
@@ -243,10 +251,14 @@ class CandidateFinder:
         for contact_id, kind, tag in connection.execute(stopping):
             if kind == "bounce" and tag == "soft":
                 continue
+            if kind == "unsubscribe" and tag and tag.startswith(TOPIC_TAG):
+                facts.topics_left.setdefault(str(contact_id), set()).add(tag[len(TOPIC_TAG) :])
+                continue
             reason = {"unsubscribe": "unsubscribed", "complaint": "complained"}.get(
                 kind, "hard-bounced"
             )
             facts.stopped.setdefault(str(contact_id), reason)
+        self._pauses(connection, event_range, facts)
         self._suppressed(connection, chunk, facts)
         if self.needs_purchases:
             facts.last_purchase = self._latest(connection, event_range, "purchase", None)
@@ -310,6 +322,22 @@ class CandidateFinder:
             )
         }
         return facts.members[segment] - before
+
+    def _pauses(
+        self, connection: Connection, event_range: ColumnElement[bool], facts: ChunkFacts
+    ) -> None:
+        """The `until` of each contact's latest pause (a later choice replaces an earlier one)."""
+        query = (
+            select(events.c.contact_id, events.c.properties)
+            .where(event_range, self.event_type == PAUSE)
+            .order_by(events.c.contact_id, events.c.occurred_at, events.c.id)
+        )
+        for contact_id, properties in connection.execute(query):
+            until = pause_until(properties)
+            if until is not None:
+                facts.paused[str(contact_id)] = until
+            else:
+                facts.paused.pop(str(contact_id), None)
 
     def _suppressed(
         self, connection: Connection, chunk: Sequence[ContactRow], facts: ChunkFacts
@@ -509,6 +537,46 @@ def stop_reason(contact: ContactRow, facts: ChunkFacts) -> str | None:
     return None
 
 
+def pause_until(properties: Any) -> date | None:
+    """The day a pause event ends (its `until` property), or None when it names no valid day."""
+    if isinstance(properties, str):  # JSON text, as some drivers hand it over
+        try:
+            properties = json.loads(properties)
+        except ValueError:
+            return None
+    value = properties.get("until") if isinstance(properties, dict) else None
+    try:
+        return date.fromisoformat(str(value)[:10]) if value else None
+    except ValueError:
+        return None
+
+
+def held_back(
+    contact: ContactRow, facts: ChunkFacts, topics: Mapping[str, str]
+) -> Callable[[str, date], str | None] | None:
+    """Why a marketing send of a campaign on a day is held back for this contact, or None when
+    nothing is: a topic they unsubscribed from, a pause not yet over. `topics`: campaign ->
+    topic. None for the (many) contacts with neither, so the policy's loop pays nothing.
+
+    Service mails are never held back: the policy asks only for the others.
+    """
+    contact_id = str(contact.id)
+    left = facts.topics_left.get(contact_id)
+    until = facts.paused.get(contact_id)
+    if not left and until is None:
+        return None
+
+    def reason(campaign: str, day: date) -> str | None:
+        if until is not None and day < until:
+            return f"paused until {until}"
+        topic = topics.get(campaign)
+        if left and topic in left:
+            return f"unsubscribed from topic {topic}"
+        return None
+
+    return reason
+
+
 def unreachable(contact: ContactRow, facts: ChunkFacts) -> str | None:
     """Why no mail at all, service mail included, can reach this contact, or None: their
     e-mail address is suppressed (it bounced hard, or its owner was forgotten)."""
@@ -530,6 +598,8 @@ __all__ = [
     "ChunkFacts",
     "contact_chunks",
     "day_in_year",
+    "held_back",
+    "pause_until",
     "unreachable",
     "zone_named",
 ]

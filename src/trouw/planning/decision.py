@@ -17,6 +17,7 @@ from trouw.planning.candidates import (
     CandidateFinder,
     ChunkFacts,
     ContactRow,
+    held_back,
     stop_reason,
     unreachable,
 )
@@ -66,6 +67,7 @@ def decide(
         unreachable=unreachable(contact, facts),
         sent=sent,
         supersede=finder.superseding,
+        held=held_back(contact, facts, finder.topics),
     )
 
 

@@ -19,7 +19,7 @@ Decisions, in order, deterministic for the same input:
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from itertools import pairwise
@@ -172,14 +172,17 @@ def resolve(
     unreachable: str | None = None,
     sent: Sequence[tuple[date, str]] = (),
     supersede: Collection[str] = (),
+    held: Callable[[str, date], str | None] | None = None,
 ) -> list[Decision]:
     """Decide day and status of each of one contact's candidates.
 
     `unreachable` is why the contact gets nothing at all, service mails included
     (the address is suppressed); `excluded` is why the contact gets nothing but
     service mails (unsubscribed, channel none, ...); each None when it does not
-    apply. Candidates must be due in the calendar's year; a (campaign, step,
-    occurrence) given twice is decided once. `sent` holds the
+    apply. `held(campaign, day)` says why one marketing send is held back (a
+    topic the contact left, a pause until a later day), or None. Candidates must
+    be due in the calendar's year; a (campaign, step, occurrence) given twice is
+    decided once. `sent` holds the
     (day, campaign) of mails already made (the ledger): they are not decided
     again, but they count toward the week, the month and the gap, as at send time.
 
@@ -233,6 +236,8 @@ def resolve(
             shifted = f"moved from {due} ({why})"
         service = candidate.kind == SERVICE
         stop = unreachable or (None if service else excluded)
+        if not stop and held is not None and not service:
+            stop = held(candidate.campaign, date.fromordinal(start))
         if stop:
             decisions.append(Decision(candidate, date.fromordinal(start), DROPPED, stop))
             continue

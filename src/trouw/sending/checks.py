@@ -34,6 +34,7 @@ from trouw.planning.candidates import (
     ChunkFacts,
     ContactRow,
     contact_chunks,
+    held_back,
     send_channel,
     stop_reason,
     unreachable,
@@ -251,6 +252,7 @@ class SendChecks:
         }
         excluded = stop_reason(person, facts)
         blocked = unreachable(person, facts)
+        held = held_back(person, facts, self.finder.topics)  # a topic left, a pause
         for due in keep:
             found = self.step(due.send)
             if isinstance(found, str):
@@ -262,7 +264,14 @@ class SendChecks:
                 verdicts.settled.append((due, book.CANCELLED, why))
             elif decision.status == DROPPED:
                 reason = decision.reason or ""
-                cancel = reason in (excluded, blocked) or superseded(decision)
+                cancel = (
+                    reason in (excluded, blocked)
+                    or superseded(decision)
+                    or (
+                        held is not None
+                        and reason == held(decision.candidate.campaign, decision.day)
+                    )
+                )
                 status = book.CANCELLED if cancel else book.DEFERRED
                 verdicts.settled.append((due, status, decision.reason or "dropped"))
             elif decision.day == self.as_of and refused:

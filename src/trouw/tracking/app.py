@@ -2,8 +2,9 @@
 
     GET  /c/TOKEN   record the click, redirect (302) to the URL signed into the token
     GET  /o/TOKEN   record the open, answer a 1x1 transparent GIF
-    GET  /u/TOKEN   a confirm page in the contact's language, with one button
-    POST /u/TOKEN   one-click unsubscribe (RFC 8058): record it once, say so
+    GET  /u/TOKEN   the preference centre in the contact's language (preferences.py)
+    POST /u/TOKEN   with `choice`: one topic, a pause or letters; any other POST is the
+                    one-click unsubscribe from all marketing (RFC 8058): recorded once
     GET  /healthz   "ok", for load balancers; touches nothing
 
 A forged, altered, truncated or wrong-kind token, or one whose contact was
@@ -38,6 +39,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from werkzeug.exceptions import NotFound, ServiceUnavailable
 from werkzeug.urls import iri_to_uri
 
+from trouw.campaigns import project_topics
 from trouw.errors import TrouwError, UserError
 from trouw.project import Project, find_project
 from trouw.store import atomic, open_store
@@ -51,17 +53,16 @@ from trouw.templates.links import (
     signing_key,
 )
 from trouw.tracking.api import api_blueprint
-from trouw.tracking.pages import confirm_page, done_page, language
+from trouw.tracking.preferences import PreferenceCentre
 from trouw.tracking.record import (
     Visit,
     VisitRecorder,
     find_contact,
-    is_unsubscribed,
     now_utc,
     record_unsubscribe,
 )
-from trouw.tracking.webhooks import webhooks_blueprint
 from trouw.tracking.survey import survey_routes
+from trouw.tracking.webhooks import webhooks_blueprint
 
 PIXEL = base64.b64decode("R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRAA7")
 # Every answer is about one person at one moment: no browser or proxy may keep it,
@@ -160,8 +161,7 @@ def create_app(project: Project, engine: Engine, *, secret: str | None = None) -
     lock = WriteLock(engine)
     recorder = VisitRecorder(engine, lock)
     visits = GroupCommit(recorder.transaction, recorder.write)
-    shop = project.settings.name
-    default_locale = project.settings.locale
+    centre = PreferenceCentre(project, engine, lock, project_topics(project.campaigns_dir))
     app = Flask(__name__)
 
     def valid(token: T | None) -> T:
@@ -203,9 +203,15 @@ def create_app(project: Project, engine: Engine, *, secret: str | None = None) -
     def unsubscribe(token: str) -> Response:
         link = valid(keys.read_link("u", token))
         contact_id = link.contact_id
+        if request.method == "POST" and "choice" in request.form:
+            # A form of the preference centre: one topic, a pause, letters by post.
+            chosen = centre.choose(
+                contact_id, link.campaign, link.link_key, token, request.form, now_utc()
+            )
+            return _page(valid(chosen).html, valid(chosen).status)
         if request.method == "POST":
-            # Any POST unsubscribes: RFC 8058 mail clients send
-            # `List-Unsubscribe=One-Click`, the confirm page's form sends the same,
+            # Any other POST unsubscribes from all marketing: RFC 8058 mail clients
+            # send `List-Unsubscribe=One-Click`, the page's button sends the same,
             # and neither can carry a cookie or a CSRF token.
             with lock, atomic(engine) as connection:
                 outcome = record_unsubscribe(
@@ -213,20 +219,10 @@ def create_app(project: Project, engine: Engine, *, secret: str | None = None) -
                 )
             if outcome is None:
                 abort(404)
-            return _page(done_page(language(outcome[0].locale, default_locale), shop))
-        with engine.connect() as connection:
-            contact = find_contact(connection, contact_id)
-            if contact is not None and not contact.holds(link.link_key):
-                contact = None  # another holder of the id than the link was made for
-            already = contact is not None and is_unsubscribed(connection, contact_id)
-        if contact is None:
-            abort(404)
-        speaks = language(contact.locale, default_locale)
-        if already:
-            return _page(done_page(speaks, shop))
-        # A relative action: the page posts to its own address, also behind a proxy
+            return _page(centre.unsubscribed(contact_id, outcome[0].locale).html)
+        # The page's forms post to its own (relative) address, also behind a proxy
         # that serves the app under a path prefix.
-        return _page(confirm_page(speaks, shop, action=token))
+        return _page(valid(centre.show(contact_id, link.link_key, token)).html)
 
     @app.get("/healthz")
     def healthz() -> Response:
@@ -234,7 +230,6 @@ def create_app(project: Project, engine: Engine, *, secret: str | None = None) -
 
     app.register_blueprint(api_blueprint(project, engine, lock))
     app.register_blueprint(survey_routes(project, engine, keys, lock))
-
     app.register_blueprint(webhooks_blueprint(project, engine, lock))
 
     return TrackingApp(app, keys, visits)
@@ -327,8 +322,8 @@ def _is_web_url(url: str) -> bool:
     )
 
 
-def _page(html: str) -> Response:
-    response = Response(html, mimetype="text/html", headers=NO_CACHE)
+def _page(html: str, status: int = 200) -> Response:
+    response = Response(html, status=status, mimetype="text/html", headers=NO_CACHE)
     response.headers["Content-Security-Policy"] = PAGE_POLICY
     response.headers["Referrer-Policy"] = "no-referrer"  # the address carries the token
     return response

@@ -42,6 +42,7 @@ from sqlalchemy import (
     exists,
     func,
     literal_column,
+    or_,
     select,
 )
 from sqlalchemy.dialects.postgresql import ARRAY
@@ -53,6 +54,8 @@ from trouw.store.compiled import Compiled, KeptConnection
 CLICK = "click"
 OPEN = "open"
 UNSUBSCRIBE = "unsubscribe"  # the type the send run stops on (sending.run.STOPPING)
+# An unsubscribe tagged so leaves one topic only (the preference centre): not "all marketing".
+TOPIC_TAG = "topic:"
 # events.tag is VARCHAR(200): a longer tag from a template is cut, not a failed click.
 TAG_LENGTH = 200
 
@@ -208,9 +211,10 @@ def find_contact(connection: Connection, contact_id: str, *, lock: bool = False)
 
 
 def is_unsubscribed(connection: Connection, contact_id: str) -> bool:
-    """Whether the contact has an unsubscribe event (from a link or imported)."""
+    """Whether the contact has an unsubscribe event from all marketing (from a link or
+    imported); one from a single topic does not count."""
     query = select(events.c.id).where(
-        events.c.contact_id == contact_id, events.c.type == UNSUBSCRIBE
+        events.c.contact_id == contact_id, events.c.type == UNSUBSCRIBE, _whole(events.c.tag)
     )
     return connection.execute(query.limit(1)).first() is not None
 
@@ -277,7 +281,11 @@ def _insert_event(dialect: str, *, once: bool) -> Insert:
     )
     conditions: list[Any] = [contacts.c.id == bindparam("contact_id")]
     if once:
-        earlier = and_(events.c.contact_id == contacts.c.id, events.c.type == bindparam("type"))
+        earlier = and_(
+            events.c.contact_id == contacts.c.id,
+            events.c.type == bindparam("type"),
+            _whole(events.c.tag),  # leaving one topic is no reason not to leave them all
+        )
         conditions.append(~exists().where(earlier))
     rows = (
         select(
@@ -295,6 +303,11 @@ def _insert_event(dialect: str, *, once: bool) -> Insert:
     # rowcount tells whether the contact was there (SQLAlchemy keeps it for INSERTs
     # only when asked).
     return events.insert().from_select(columns, rows).execution_options(preserve_rowcount=True)
+
+
+def _whole(tag: Any) -> Any:
+    """The condition that an unsubscribe's `tag` is not a single topic's."""
+    return or_(tag.is_(None), ~tag.startswith(TOPIC_TAG, autoescape=True))
 
 
 def _json_object(build: Any, **pairs: Any) -> Any:
