@@ -42,6 +42,7 @@ def decide(
     *,
     made: Collection[tuple[str, str, str]] = (),
     sent: Sequence[tuple[date, str]] = (),
+    due_by: date | None = None,
 ) -> list[Decision]:
     """Every send the contact is due from the finder's day on, decided.
 
@@ -49,7 +50,9 @@ def decide(
     decided again; `sent`: the (day, campaign) of mails that count toward the
     caps. The contact's whole remaining year is resolved, so a later
     higher-priority send keeps its room. Nothing is due before the contact
-    became a customer (`customer_since`).
+    became a customer (`customer_since`). `due_by`: a caller that acts on one
+    day only asks for nothing when no send is due by then (a send is never
+    decided for a day before its due day).
     """
     candidates = finder.candidates(contact, facts)
     joined = contact.customer_since
@@ -58,6 +61,8 @@ def decide(
     if made:
         candidates = [c for c in candidates if c.key not in made]
     if not candidates:
+        return []
+    if due_by is not None and all(c.due > due_by for c in candidates):
         return []
     return resolve(
         candidates,

@@ -164,7 +164,7 @@ def simulate_period(
                 history = histories.get(contact_id) or SentHistory()
                 decided = decide(
                     finder, rules, calendar, contact, facts,
-                    made=history.keys, sent=history.recent,
+                    made=history.keys, sent=history.recent, due_by=day,
                 )  # fmt: skip
                 if not decided:
                     continue

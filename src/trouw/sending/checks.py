@@ -159,8 +159,9 @@ class SendChecks:
                 made = {k for k, s in status.items() if s not in OPEN}
                 sent = list(history.counted.values()) if history else []
                 decisions = decide(
-                    self.finder, self.rules, self.calendar, person, facts, made=made, sent=sent
-                )
+                    self.finder, self.rules, self.calendar, person, facts,
+                    made=made, sent=sent, due_by=self.as_of,
+                )  # fmt: skip
                 channel = send_channel(person)
                 for decision in [*sends_on(self.as_of, decisions), *ends_on(self.as_of, decisions)]:
                     c = decision.candidate
