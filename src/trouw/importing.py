@@ -691,6 +691,11 @@ def contacts_with(
     return [(str(i), str(e)) for i, e in rows]
 
 
+# The contacts among some ids: built once (an API request screens a handful of events,
+# and making the statement cost more than running it).
+_KNOWN_IDS = select(contacts.c.id).where(contacts.c.id.in_(bindparam("ids", expanding=True)))
+
+
 class _Events:
     columns = ("external_id", *EVENT_FIELDS[1:], "properties")
 
@@ -773,12 +778,7 @@ class _Events:
         rejected with their line. A hard bounce or complaint for an address no contact
         has suppresses the address, so a contact imported with it later is never mailed."""
         ids = {row[1] for row in rows if not isinstance(row[1], _ByEmail)}
-        known = set(
-            connection.execute(
-                select(contacts.c.id).where(contacts.c.id.in_(bindparam("ids", expanding=True))),
-                {"ids": list(ids)},
-            ).scalars()
-        )
+        known = set(connection.execute(_KNOWN_IDS, {"ids": list(ids)}).scalars()) if ids else set()
         owners: dict[str, list[str]] = {}  # by the lower-cased address: Frank@ is frank@
         addresses = {str(row[1]) for row in rows if isinstance(row[1], _ByEmail)}
         for contact_id, email in contacts_with(connection, addresses):
