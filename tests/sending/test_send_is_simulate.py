@@ -43,7 +43,12 @@ CAMPAIGNS = {
     ),
     "win-back": "priority: 40\ntrigger: {inactive: 30d}\ntemplate: other\n",
     "spring": "priority: 50\nschedule:\n  dates: [2027-03-10, 2027-03-24]\ntemplate: mail\n",
-    "weekly": 'priority: 20\nschedule:\n  rrule: "FREQ=WEEKLY;BYDAY=TU"\ntemplate: other\n',
+    "weekly": (
+        'priority: 20\ntopic: news\nschedule:\n  rrule: "FREQ=WEEKLY;BYDAY=TU"\ntemplate: other\n'
+    ),
+    "tips": (
+        'priority: 25\ntopic: tips\nschedule:\n  rrule: "FREQ=WEEKLY;BYDAY=TH"\ntemplate: mail\n'
+    ),
     "orders": "kind: service\npriority: 1\nschedule:\n  dates: [2027-03-05]\ntemplate: mail\n",
     "thanks": "priority: 55\ntrigger: {entered: recent-buyers}\ntemplate: mail\n",
 }
@@ -60,6 +65,9 @@ person = st.fixed_dictionaries(
         "stop": st.one_of(
             st.none(), st.tuples(st.sampled_from(["unsubscribe", "complaint"]), moment)
         ),
+        # the preference centre: leave one topic, or pause for some days
+        "topic": st.one_of(st.none(), st.tuples(st.sampled_from(["news", "tips"]), moment)),
+        "pause": st.one_of(st.none(), st.tuples(moment, st.integers(1, 20))),
     }
 )
 
@@ -71,7 +79,7 @@ def _at(offset: tuple[int, int]) -> str:
 
 def _shop_files(people: list[dict[str, object]]) -> tuple[str, str]:
     contacts = ["id,email,channel,birthday,customer_since,street,postcode,city"]
-    events = ["contact_id,type,occurred_at,tag,amount"]
+    events = ["contact_id,type,occurred_at,tag,amount,until"]
     for index, p in enumerate(people):
         cid = f"p{index:02d}"
         birthday = "" if p["birthday"] is None else (
@@ -82,12 +90,19 @@ def _shop_files(people: list[dict[str, object]]) -> tuple[str, str]:
             f"{cid},{cid}@x.example,{p['channel']},{birthday},{since},Straat 1,1234 AB,Stad"
         )
         for bought in p["purchases"]:  # type: ignore[attr-defined]
-            events.append(f"{cid},purchase,{_at(bought)},,25")
+            events.append(f"{cid},purchase,{_at(bought)},,25,")
         for clicked in p["clicks"]:  # type: ignore[attr-defined]
-            events.append(f"{cid},click,{_at(clicked)},x,")
+            events.append(f"{cid},click,{_at(clicked)},x,,")
         if p["stop"] is not None:
             kind, when = p["stop"]  # type: ignore[misc]
-            events.append(f"{cid},{kind},{_at(when)},,")
+            events.append(f"{cid},{kind},{_at(when)},,,")
+        if p.get("topic") is not None:
+            topic, when = p["topic"]  # type: ignore[misc]
+            events.append(f"{cid},unsubscribe,{_at(when)},topic:{topic},,")
+        if p.get("pause") is not None:
+            when, days = p["pause"]  # type: ignore[misc]
+            until = START + timedelta(days=when[0] + days)
+            events.append(f"{cid},pause,{_at(when)},,,{until}")
     return "\n".join(contacts) + "\n", "\n".join(events) + "\n"
 
 
