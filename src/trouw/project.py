@@ -17,6 +17,7 @@ from typing import Any
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from trouw.bounces.verp import MAX_LOCAL_PART
 from trouw.durations import parse_duration
 from trouw.errors import ProjectError
 from trouw.problems import Problems
@@ -42,6 +43,9 @@ class Sender:
     # The country of the postal address (ISO 3166 code): a letter to an address there
     # gets no country line. Empty: the country of the project's locale (nl -> NL).
     country: str = ""
+    # The bounce mailbox, e.g. bounce@shop.example: each mail's envelope sender is then
+    # bounce+TOKEN@shop.example, signed and naming the mail (bounces/verp.py). None: From.
+    return_path: str | None = None
 
 
 @dataclass(frozen=True)
@@ -274,7 +278,9 @@ class _SettingsReader:
         letters = self._table(raw, "letters")
         self._only(letters, "letters", {"dir"})
         self._only(project, "project", {"name", "timezone", "locale", "database"})
-        self._only(sender, "sender", {"from", "reply_to", "postal_address", "country"})
+        self._only(
+            sender, "sender", {"from", "reply_to", "postal_address", "country", "return_path"}
+        )
         self._only(tracking, "tracking", {"base_url"})
         self._only(
             policy,
@@ -372,7 +378,33 @@ class _SettingsReader:
             reply_to=values["reply_to"],
             postal_address=self._get(table, "sender", "postal_address", str, base.postal_address),
             country=self._country(table),
+            return_path=self._return_path(table),
         )
+
+    def _return_path(self, table: dict[str, Any]) -> str | None:
+        value = self._get(table, "sender", "return_path", str, None)
+        if value is None:
+            return None
+        local, _, domain = value.strip().rpartition("@")
+        if not re.fullmatch(rf"[A-Za-z0-9][A-Za-z0-9._-]{{0,{MAX_LOCAL_PART - 1}}}", local):
+            why = (
+                "its local part has a '+'"
+                if "+" in local
+                else f"the part before @ must be 1 to {MAX_LOCAL_PART} letters, digits, '.', "
+                "'_' or '-'"
+            )
+        elif not re.fullmatch(r"[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+", domain):
+            why = "it names no domain"
+        else:
+            return f"{local}@{domain.lower()}"
+        self._report(
+            "sender",
+            "return_path",
+            f"'{value}' cannot be the return path: {why}",
+            'write the bounce mailbox\'s bare address, e.g. return_path = "bounce@shop.example"'
+            " (its server must deliver bounce+anything@ there)",
+        )
+        return None
 
     def _country(self, table: dict[str, Any]) -> str:
         country = str(self._get(table, "sender", "country", str, Sender.country))

@@ -5,9 +5,12 @@ Each message is applied in one transaction that also records its key in
 only put away again. So a rerun, or a run after a crash between the commit and
 the mailbox's move, never acts on a message twice.
 
-A finding belongs to the ledger row whose `message_id` is the reported one
-(the event then names the campaign, step, occurrence, template and ledger id,
-as tracked clicks do, so reports count the bounce for that mail), else to the
+A finding belongs to the ledger row the message's VERP return path names (a
+valid token, verp.py: the most reliable, as it needs none of the original
+headers; a forged one is counted and the other ways are tried), else to the
+ledger row whose `message_id` is the reported one (the event then names the
+campaign, step, occurrence, template and ledger id, as tracked clicks do, so
+reports count the bounce for that mail), else to the
 contacts with the reported address (domain always case-insensitive; the local
 part too unless `[bounces] local_part = "exact"`).
 
@@ -28,16 +31,18 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple
 
-from sqlalchemy import Connection, Engine, func, insert, select
+from sqlalchemy import ColumnElement, Connection, Engine, func, insert, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from trouw.bounces.mailboxes import Reader
 from trouw.bounces.parse import Finding, Report, read_report
+from trouw.bounces.verp import read_token
 from trouw.durations import parse_duration
 from trouw.importing import contacts_with, normalise_email, suppress_addresses
 from trouw.project import Bounces
 from trouw.store import atomic, contacts, events, ledger, processed_messages
+from trouw.templates.links import accepted_secrets, signing_key
 
 EVENT_TYPES = {"hard": "bounce", "soft": "bounce", "complaint": "complaint"}
 SUPPRESSING = {"hard": "hard-bounce", "complaint": "complaint"}
@@ -56,6 +61,13 @@ class FetchSummary:
     skipped: int = 0  # messages that are no report (an out-of-office, ...)
     unmatched: int = 0  # findings about no contact and no sent mail
     unmatched_shown: list[str] = field(default_factory=list)
+    forged: int = 0  # messages to a return path whose token is forged or altered
+    forged_shown: list[str] = field(default_factory=list)
+
+    def forge(self, token: str) -> None:
+        self.forged += 1
+        if len(self.forged_shown) < MAX_UNMATCHED:
+            self.forged_shown.append(token)
 
     def unmatch(self, what: str) -> None:
         self.unmatched += 1
@@ -112,9 +124,10 @@ def apply_report(
     if not report.findings:
         summary.skipped += 1
         return
+    by_token = _token_recipient(connection, report, summary)
     for number, finding in enumerate(report.findings):
         _count(finding, summary)
-        recipients = _recipients(connection, finding, rules)
+        recipients = [by_token] if by_token else _recipients(connection, finding, rules)
         address = finding.address or next((r.email for r in recipients if r.email), None)
         if finding.kind in SUPPRESSING and address:
             summary.suppressed += suppress_addresses(
@@ -142,43 +155,70 @@ def _count(finding: Finding, summary: FetchSummary) -> None:
         summary.unsubscribes += 1
 
 
+def _token_recipient(
+    connection: Connection, report: Report, summary: FetchSummary
+) -> Recipient | None:
+    """The contact and mail a valid VERP token of the report names; a forged one is counted."""
+    if not report.tokens:
+        return None
+    secrets = [signing_key(connection).secret, *accepted_secrets(connection)]
+    for token in report.tokens:
+        digest = read_token(token, secrets)
+        if digest is None:
+            summary.forge(token)
+            continue
+        # The Message-ID is <digest@domain>; the domain is the sender's at the time.
+        found = _mail(connection, ledger.c.message_id.like(f"<{digest}@%"))
+        if found is not None:
+            return found
+    return None
+
+
 def _recipients(connection: Connection, finding: Finding, rules: Bounces) -> list[Recipient]:
     """The contacts the finding is about: the one of the sent mail it names, else those with
     its address."""
     if finding.message_id:
-        row = connection.execute(
-            select(
-                ledger.c.id,
-                ledger.c.contact_id,
-                ledger.c.campaign,
-                ledger.c.step,
-                ledger.c.occurrence,
-                ledger.c.template,
-                contacts.c.email,
-            )
-            .join(contacts, contacts.c.id == ledger.c.contact_id)
-            .where(ledger.c.message_id == finding.message_id)
-            .order_by(ledger.c.id.desc())
-            .limit(1)
-        ).first()
+        mail = _mail(connection, ledger.c.message_id == finding.message_id)
         # A report about several recipients of one mail names each: one that is not the
         # contact of the mail is found by its address.
-        named = finding.address and row is not None and not _same(finding.address, row.email)
-        if row is not None and not named:
-            mail = {
-                "ledger_id": int(row.id),
-                "campaign": row.campaign,
-                "step": row.step,
-                "occurrence": row.occurrence,
-                "template": row.template,
-            }
-            return [Recipient(str(row.contact_id), row.email, mail)]
+        named = finding.address and mail is not None and not _same(finding.address, mail.email)
+        if mail is not None and not named:
+            return [mail]
     if not finding.address:
         return []
     return [
         Recipient(contact_id, email, {})
         for contact_id, email in contacts_with(connection, [finding.address], rules.local_part)
     ]
+
+
+def _mail(connection: Connection, where: ColumnElement[bool]) -> Recipient | None:
+    """The contact of the newest ledger row `where` picks, with that mail."""
+    row = connection.execute(
+        select(
+            ledger.c.id,
+            ledger.c.contact_id,
+            ledger.c.campaign,
+            ledger.c.step,
+            ledger.c.occurrence,
+            ledger.c.template,
+            contacts.c.email,
+        )
+        .join(contacts, contacts.c.id == ledger.c.contact_id)
+        .where(where)
+        .order_by(ledger.c.id.desc())
+        .limit(1)
+    ).first()
+    if row is None:
+        return None
+    mail = {
+        "ledger_id": int(row.id),
+        "campaign": row.campaign,
+        "step": row.step,
+        "occurrence": row.occurrence,
+        "template": row.template,
+    }
+    return Recipient(str(row.contact_id), row.email, mail)
 
 
 def _same(address: str, email: str | None) -> bool:

@@ -13,7 +13,9 @@ Three kinds of message are understood, all read with the standard library's
   recipients send (templates/mail.py): an unsubscribe by the sender.
 
 The original mail's Message-ID (from the attached message or headers, or an
-Original-Message-ID field) lets `apply` find the ledger row it was.
+Original-Message-ID field) lets `apply` find the ledger row it was; so does
+the signed token of a VERP return path (verp.py) the message was delivered
+to, read from its To, Delivered-To, X-Original-To and Envelope-To headers.
 Anything else (an out-of-office, a bounce in no standard form) is skipped.
 """
 
@@ -21,7 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from email import message_from_bytes, policy
 from email.message import Message
@@ -29,12 +31,16 @@ from email.parser import HeaderParser
 from email.utils import getaddresses, parseaddr, parsedate_to_datetime
 from typing import Literal
 
+from trouw.bounces.verp import token_in
+
 Kind = Literal["hard", "soft", "complaint", "unsubscribe"]
 # ARF feedback types that are no complaint about our mail (RFC 5965, 6591, 6650).
 NOT_COMPLAINTS = frozenset({"not-spam", "auth-failure"})
 _STATUS = re.compile(r"\b([245])\.\d{1,3}\.\d{1,3}\b")
 _UNSUBSCRIBE = re.compile(r"^\s*(?:(?:re|aw|fw|fwd)\s*:\s*)*unsubscribe\b", re.IGNORECASE)
 _MESSAGE_ID = re.compile(r"<[^<>\s]+>")
+# Where a mailbox shows the address a message was delivered to (a VERP return path).
+DELIVERY_HEADERS = ("Delivered-To", "X-Original-To", "Envelope-To", "To")
 
 
 @dataclass(frozen=True)
@@ -57,11 +63,19 @@ class Report:
     received_at: datetime  # naive UTC: its Date header, else now
     source: Literal["dsn", "arf", "mailto", "other"]
     findings: tuple[Finding, ...]
+    # Tokens of the `local+TOKEN@` addresses it was delivered to (VERP), not yet verified.
+    tokens: tuple[str, ...] = ()
 
 
 def read_report(raw: bytes) -> Report:
     """Parse one message as it came from the mailbox."""
     message = message_from_bytes(raw, policy=policy.compat32)
+    report = _read(raw, message)
+    tokens = _delivery_tokens(message)
+    return replace(report, tokens=tokens) if tokens and report.findings else report
+
+
+def _read(raw: bytes, message: Message) -> Report:
     own_id = _message_id(message.get("Message-ID"))
     key = hashlib.sha256(own_id.encode() if own_id else raw).hexdigest()
     received = _date(message.get("Date"))
@@ -79,6 +93,13 @@ def read_report(raw: bytes) -> Report:
             finding = Finding("unsubscribe", sender, about, reason="mailto unsubscribe")
             return Report(key, own_id, received, "mailto", (finding,))
     return Report(key, own_id, received, "other", ())
+
+
+def _delivery_tokens(message: Message) -> tuple[str, ...]:
+    """The VERP tokens of the addresses the message was delivered to."""
+    headers = [_text(value) for name in DELIVERY_HEADERS for value in message.get_all(name) or []]
+    found = (token_in(address) for _, address in getaddresses(headers))
+    return tuple(dict.fromkeys(token for token in found if token))
 
 
 def _dsn(message: Message) -> list[Finding]:

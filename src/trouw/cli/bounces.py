@@ -38,7 +38,9 @@ def fetch_command(
     bounce; failed 4.x.x or delayed: a soft one), RFC 5965 abuse reports (a
     complaint) and the mails the List-Unsubscribe mailto link makes (subject
     "unsubscribe", from the recipient). Each is matched to the mail it is
-    about by the original Message-ID, else to the contacts with the address.
+    about by the signed token of the return path it was delivered to
+    ([sender] return_path: bounce+TOKEN@), else by the original Message-ID,
+    else to the contacts with the address. A forged token is reported.
 
     A hard bounce or complaint suppresses the address and records a bounce
     (tag hard) or complaint event; a soft bounce records a bounce event tagged
@@ -77,11 +79,14 @@ def fetch_command(
         summary = fetch_bounces(env.engine, reader, rules)
     for what in summary.unmatched_shown:
         console.print(f"unmatched: no contact and no sent mail for {what}", markup=False)
+    for token in summary.forged_shown:
+        console.print(f"forged: return path token {token} is not signed by this project")
+    forged = f", {summary.forged} to a forged return path" if summary.forged else ""
     console.print(
         f"{source.describe()}: {summary.read} messages read, {summary.known} processed before; "
         f"{summary.hard} hard bounces, {summary.soft} soft bounces, "
         f"{summary.complaints} complaints, {summary.unsubscribes} unsubscribes, "
-        f"{summary.unmatched} unmatched, {summary.skipped} skipped (no report); "
+        f"{summary.unmatched} unmatched{forged}, {summary.skipped} skipped (no report); "
         f"{summary.suppressed} addresses suppressed",
         markup=False,
     )

@@ -40,8 +40,10 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine
 
+from trouw.bounces.verp import return_path
 from trouw.campaigns import load_campaigns
 from trouw.importing import suppress_addresses
+from trouw.planning.runs import year_planned
 from trouw.project import Project
 from trouw.segments import keep_day_snapshots, load_catalog
 from trouw.sending import ledger as book
@@ -49,7 +51,7 @@ from trouw.sending import runs
 from trouw.sending.checks import CLAIMED, TAKEN, SendChecks, short
 from trouw.sending.courier import Courier, Keeper, Parcel
 from trouw.sending.letters import letter_html
-from trouw.sending.owed import Due, owed_sends, year_planned
+from trouw.sending.owed import Due, owed_sends
 from trouw.sending.summary import SendSummary
 from trouw.sending.transports import (
     NOT_OURS,
@@ -133,6 +135,7 @@ class DaySender:
         )
         self.sender = project.settings.sender.from_address
         self.envelope_sender = parseaddr(self.sender)[1]
+        self.return_path = project.settings.sender.return_path  # VERP: bounces/verp.py
         self.domain = sender_domain(self.sender)
         self.list_ids = {
             name: f"{name} <{safe_name(name)}.{self.domain}>" for name in self.campaigns
@@ -192,10 +195,11 @@ class DaySender:
                     why = result.error if result is not None else None
                     unmade.append((due, book.DEFERRED, short(str(why or "nothing to render"))))
                     continue
+                message_id = book.message_id(due.send.key, self.domain)
                 try:
                     message = mails.message(
                         result,
-                        message_id=book.message_id(due.send.key, self.domain),
+                        message_id=message_id,
                         headers={"List-Id": self.list_ids[campaign_name]},
                     )
                 except ValueError as exc:  # e.g. a header with CR/LF from data
@@ -214,12 +218,13 @@ class DaySender:
                     )
                 name = safe_name(
                     self.as_of.isoformat(), campaign_name, step_name, send.contact_id,
-                    book.message_id(send.key, self.domain)[1:9],
+                    message_id[1:9],
                 )  # fmt: skip
                 recipient = str(result.contact.get("email") or "") or None
-                outgoing = Outgoing(
-                    send, message, self.envelope_sender, recipient, name, letter, due.attempts
-                )
+                sender = self.envelope_sender
+                if self.return_path:
+                    sender = return_path(self.return_path, message_id, mails.signing_key.secret)
+                outgoing = Outgoing(send, message, sender, recipient, name, letter, due.attempts)
                 prepared.append((replace(due, send=send), outgoing))
         return prepared, unmade
 

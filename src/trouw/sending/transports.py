@@ -22,6 +22,7 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from email.utils import parseaddr
 from pathlib import Path
 from typing import Protocol
 from urllib.parse import unquote, urlsplit
@@ -132,7 +133,11 @@ class OutboxTransport:
     def deliver(self, item: Outgoing) -> Outcome:
         if item.send.channel == "post":
             return self.letters.deliver(item)
-        _write_atomically(self.folder / f"{item.name}.eml", item.message.as_bytes())
+        data = item.message.as_bytes()
+        if item.sender and item.sender != parseaddr(item.message.get("From") or "")[1]:
+            # A return path of its own (VERP): whatever relays the file must use it as MAIL FROM.
+            data = f"Return-Path: <{item.sender}>\r\n".encode("ascii") + data
+        _write_atomically(self.folder / f"{item.name}.eml", data)
         return Outcome(SENT)
 
     def close(self) -> None:
