@@ -22,11 +22,11 @@ from sqlalchemy.exc import ArgumentError
 
 from trouw.campaigns import load_campaigns
 from trouw.errors import TrouwError, UserError
-from trouw.planning.runs import PlanRun, last_plan_run, latest_plan_runs
+from trouw.planning.runs import PlanRun, last_plan_run, latest_plan_runs, year_planned
 from trouw.project import Project
 from trouw.sending import ledger as book
 from trouw.sending import runs
-from trouw.sending.owed import count_owed, year_planned
+from trouw.sending.owed import count_owed
 from trouw.store import ledger
 from trouw.templates.links import signing_key
 
@@ -198,7 +198,7 @@ def _plan(connection: Connection, status: Status) -> None:
     year, following = day.year, day.year + 1
     found = latest_plan_runs(connection, (year, following))
     this, upcoming = (
-        YearPlan(y, y in found or year_planned(connection, y), found.get(y))
+        YearPlan(y, year_planned(connection, y), found.get(y))
         for y in (year, following)
     )
     status.this_year, status.next_year = this, upcoming

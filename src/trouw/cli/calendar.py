@@ -15,6 +15,7 @@ from trouw.cli.output import console
 from trouw.cli.params import Env, pass_env
 from trouw.errors import WorkFailed
 from trouw.planning import DEFERRED, DROPPED, PLANNED
+from trouw.planning.runs import year_planned
 from trouw.planning.views import YearView, calendar_html, calendar_ics, year_view
 
 # Background per pressure level (share of the busiest day): none, light ... dark.
@@ -76,10 +77,10 @@ def calendar_command(env: Env, year: int, html_path: Path | None, ics_path: Path
       trouw calendar 2027 --html calendar.html --ics campaigns.ics
     """
     with env.engine.connect() as connection:
+        if not year_planned(connection, year):
+            raise WorkFailed(f"there is no plan for {year}: run `trouw plan {year}` first")
         view = year_view(connection, year)
     name = env.project.settings.name
-    if not view.per_campaign:
-        raise WorkFailed(f"there is no plan for {year}: run `trouw plan {year}` first")
     console.print(Columns([_month_grid(view, month) for month in range(1, 13)], padding=(1, 3)))
     legend = " ".join(f"[{style}]   [/]" for style in LEVELS[1:])
     console.print(f"sends per day: {legend} up to {view.busiest_day} on the busiest day")

@@ -15,7 +15,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Row, insert, select
 
-from trouw.store import plan_runs
+from trouw.store import plan, plan_runs
 
 
 @dataclass(frozen=True)
@@ -68,6 +68,17 @@ def latest_plan_runs(connection: Connection, years: Iterable[int]) -> dict[int, 
     return found
 
 
+def year_planned(connection: Connection, year: int) -> bool:
+    """Whether `trouw plan YEAR` ran: a plan run is recorded for the year (even one with no
+    sends), or, for a plan made before runs were recorded, the plan has a send in it."""
+    if connection.execute(select(plan_runs.c.id).where(plan_runs.c.year == year).limit(1)).first():
+        return True
+    query = select(plan.c.id).where(
+        plan.c.day >= date(year, 1, 1), plan.c.day <= date(year, 12, 31)
+    )
+    return connection.execute(query.limit(1)).first() is not None
+
+
 def last_plan_run(connection: Connection) -> PlanRun | None:
     """The plan run that finished last, of any year."""
     query = select(plan_runs).order_by(plan_runs.c.finished_at.desc(), plan_runs.c.id.desc())
@@ -87,4 +98,4 @@ def _plan_run(row: Row[Any]) -> PlanRun:
     )
 
 
-__all__ = ["PlanRun", "last_plan_run", "latest_plan_runs", "record_plan_run"]
+__all__ = ["PlanRun", "last_plan_run", "latest_plan_runs", "record_plan_run", "year_planned"]

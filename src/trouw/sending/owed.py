@@ -237,14 +237,6 @@ def count_owed(
     return counted
 
 
-def year_planned(connection: Connection, year: int) -> bool:
-    """Whether the plan has any send in `year` (`trouw plan YEAR` ran)."""
-    query = select(plan.c.id).where(
-        plan.c.day >= date(year, 1, 1), plan.c.day <= date(year, 12, 31)
-    )
-    return connection.execute(query.limit(1)).first() is not None
-
-
 def _expiry(due: Due, days: int, last: date) -> str:
     why = f"valid_for {days}d ran out on {last}"
     if due.error:
@@ -260,5 +252,4 @@ __all__ = [
     "count_owed",
     "owed_sends",
     "validity_days",
-    "year_planned",
 ]
