@@ -53,6 +53,7 @@ from trouw.templates.links import (
     signing_key,
 )
 from trouw.tracking.api import api_blueprint
+from trouw.tracking.chrome import NO_CACHE, page_response
 from trouw.tracking.preferences import PreferenceCentre
 from trouw.tracking.record import (
     Visit,
@@ -65,18 +66,6 @@ from trouw.tracking.survey import survey_routes
 from trouw.tracking.webhooks import webhooks_blueprint
 
 PIXEL = base64.b64decode("R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRAA7")
-# Every answer is about one person at one moment: no browser or proxy may keep it,
-# or a second click or open would never reach us.
-NO_CACHE = {
-    "Cache-Control": "no-cache, no-store, must-revalidate, max-age=0",
-    "Pragma": "no-cache",
-    "Expires": "0",
-}
-# The unsubscribe pages load nothing, post only to themselves and are never framed.
-PAGE_POLICY = (
-    "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'"
-)
-
 _NO_CACHE_ITEMS = list(NO_CACHE.items())
 _PIXEL_HEADERS = [("Content-Type", "image/gif"), ("Content-Length", str(len(PIXEL)))]
 _REDIRECT_HEADERS = [("Content-Type", "text/html; charset=utf-8"), ("Content-Length", "0")]
@@ -208,7 +197,7 @@ def create_app(project: Project, engine: Engine, *, secret: str | None = None) -
             chosen = centre.choose(
                 contact_id, link.campaign, link.link_key, token, request.form, now_utc()
             )
-            return _page(valid(chosen).html, valid(chosen).status)
+            return page_response(valid(chosen).html, valid(chosen).status)
         if request.method == "POST":
             # Any other POST unsubscribes from all marketing: RFC 8058 mail clients
             # send `List-Unsubscribe=One-Click`, the page's button sends the same,
@@ -219,10 +208,10 @@ def create_app(project: Project, engine: Engine, *, secret: str | None = None) -
                 )
             if outcome is None:
                 abort(404)
-            return _page(centre.unsubscribed(contact_id, outcome[0].locale).html)
+            return page_response(centre.unsubscribed(contact_id, outcome[0].locale).html)
         # The page's forms post to its own (relative) address, also behind a proxy
         # that serves the app under a path prefix.
-        return _page(valid(centre.show(contact_id, link.link_key, token)).html)
+        return page_response(valid(centre.show(contact_id, link.link_key, token)).html)
 
     @app.get("/healthz")
     def healthz() -> Response:
@@ -320,10 +309,3 @@ def _is_web_url(url: str) -> bool:
         and bool(parts.netloc)
         and _CONTROL.search(url) is None
     )
-
-
-def _page(html: str, status: int = 200) -> Response:
-    response = Response(html, status=status, mimetype="text/html", headers=NO_CACHE)
-    response.headers["Content-Security-Policy"] = PAGE_POLICY
-    response.headers["Referrer-Policy"] = "no-referrer"  # the address carries the token
-    return response

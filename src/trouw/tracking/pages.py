@@ -1,14 +1,15 @@
 """The unsubscribe pages: a confirm page with one button, and the "done" page.
 
 They speak the contact's language (Dutch for `nl`, English otherwise) and are
-kept here as one small template, so the package needs no template folder.
+kept here as one small template in the shared chrome (`chrome.py`), so the
+package needs no template folder.
 The GET page only asks: mail scanners open every link in a mail, and an
 unsubscribe must take a deliberate POST (RFC 8058).
 """
 
 from __future__ import annotations
 
-from jinja2 import Environment, select_autoescape
+from trouw.tracking.chrome import DEFAULT_COLOR, render, template
 
 TEXTS = {
     "nl": {
@@ -28,21 +29,9 @@ TEXTS = {
 }
 
 PAGE = """\
-<!doctype html>
-<html lang="{{ language }}">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<meta name="robots" content="noindex">
-<title>{{ title }} · {{ shop }}</title>
-<style>
-  body { font-family: Arial, sans-serif; color: #222; max-width: 32rem; margin: 4rem auto;
-         padding: 0 1rem; line-height: 1.5; }
-  button { font-size: 1rem; padding: .6rem 1.2rem; cursor: pointer; }
-</style>
-</head>
-<body>
-<h1>{{ title }}</h1>
+{% extends "chrome.html" %}
+{% block main %}
+<section>
 <p>{{ text }}</p>
 {% if action %}
 <form method="post" action="{{ action }}">
@@ -50,12 +39,11 @@ PAGE = """\
   <button type="submit">{{ button }}</button>
 </form>
 {% endif %}
-</body>
-</html>
+</section>
+{% endblock %}
 """
 
-# Autoescaped: the shop's name comes from trouw.toml and must not become markup.
-_page = Environment(autoescape=select_autoescape(default=True)).from_string(PAGE)
+_page = template(PAGE)
 
 
 def language(locale: str | None, default: str) -> str:
@@ -64,26 +52,19 @@ def language(locale: str | None, default: str) -> str:
     return "nl" if base == "nl" else "en"
 
 
-def confirm_page(language: str, shop: str, action: str) -> str:
+def confirm_page(language: str, shop: str, action: str, *, color: str = DEFAULT_COLOR) -> str:
     """The page that asks, with a button that POSTs to `action`."""
-    texts = TEXTS[language]
-    return _page.render(
-        language=language,
-        shop=shop,
-        title=texts["title"],
-        text=texts["question"].format(shop=shop),
-        button=texts["button"],
-        action=action,
-    )
+    return _render(language, shop, color, "title", "question", action)
 
 
-def done_page(language: str, shop: str) -> str:
+def done_page(language: str, shop: str, *, color: str = DEFAULT_COLOR) -> str:
     """The page after unsubscribing (also shown when the contact already was)."""
+    return _render(language, shop, color, "done_title", "done", None)
+
+
+def _render(language: str, shop: str, color: str, title: str, text: str, action: str | None) -> str:
     texts = TEXTS[language]
-    return _page.render(
-        language=language,
-        shop=shop,
-        title=texts["done_title"],
-        text=texts["done"].format(shop=shop),
-        action=None,
+    text = texts[text].format(shop=shop)
+    return render(
+        _page, language, shop, texts[title], color, text=text, button=texts["button"], action=action
     )

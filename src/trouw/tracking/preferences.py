@@ -27,13 +27,13 @@ from typing import Any
 
 from babel.dates import format_date
 from dateutil.relativedelta import relativedelta
-from jinja2 import Environment, select_autoescape
 from sqlalchemy import Connection, Engine, and_, insert, select, update
 
 from trouw.campaigns import TOPIC_NAME
 from trouw.planning.candidates import PAUSE, pause_until
 from trouw.project import Project
 from trouw.store import atomic, contacts, events
+from trouw.tracking.chrome import render, template
 from trouw.tracking.pages import language
 from trouw.tracking.record import TOPIC_TAG, UNSUBSCRIBE, is_unsubscribed
 
@@ -138,61 +138,25 @@ TEXTS: dict[str, dict[str, str]] = {
 }
 
 PAGE = """\
-<!doctype html>
-<html lang="{{ language }}">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<meta name="robots" content="noindex">
-<title>{{ title }} · {{ shop }}</title>
-<style>
-  * { box-sizing: border-box; }
-  body { margin: 0; background: #f3f4f1; color: #222; line-height: 1.5;
-         font-family: -apple-system, "Segoe UI", Roboto, Arial, sans-serif; }
-  header { background: {{ color }}; color: {{ on_color }}; padding: 1rem 0; }
-  header .shop { max-width: 36rem; margin: 0 auto; padding: 0 1rem; font-weight: bold;
-                 font-size: 1.15rem; }
-  main { max-width: 36rem; margin: 0 auto; padding: 1rem; }
-  h1 { font-size: 1.5rem; margin: .5rem 0 .75rem; color: {{ color }}; }
-  h2 { font-size: 1.1rem; margin: 0 0 .25rem; }
-  p { margin: .25rem 0 .75rem; }
-  section { background: #fff; border-radius: .6rem; padding: 1rem 1.1rem; margin: 0 0 1rem;
-            box-shadow: 0 1px 3px rgba(0,0,0,.08); }
-  .muted { color: #555; font-size: .95rem; }
-  .message { background: #fdecea; border-left: 4px solid #b3261e; color: #5c1410;
-             padding: .75rem 1rem; border-radius: .4rem; margin: 0 0 1rem; }
-  .note { background: #eef4ee; border-left: 4px solid {{ color }};
-          padding: .6rem .9rem; border-radius: .4rem; margin: 0 0 .75rem; }
-  button { font: inherit; font-weight: bold; border: 2px solid {{ color }};
-           background: {{ color }}; color: {{ on_color }}; border-radius: .4rem;
-           padding: .55rem 1rem; cursor: pointer; min-height: 2.75rem; }
-  button.quiet { background: #fff; color: {{ color }}; }
+{% extends "chrome.html" %}
+{% block style %}
   .row { display: flex; flex-wrap: wrap; gap: .5rem; align-items: flex-end; }
   ul.topics { list-style: none; padding: 0; margin: 0; }
   ul.topics li { display: flex; justify-content: space-between; align-items: center;
                  gap: .75rem; padding: .5rem 0; border-top: 1px solid #eee; }
   ul.topics li:first-child { border-top: 0; }
   .left { color: #666; font-style: italic; }
-  label { display: block; font-size: .9rem; font-weight: bold; margin: .5rem 0 .2rem; }
-  input { font: inherit; width: 100%; padding: .5rem .6rem; border: 1px solid #aaa;
-          border-radius: .4rem; min-height: 2.75rem; }
   input[type=date] { width: auto; }
   .fields { display: grid; grid-template-columns: 1fr 1fr; gap: 0 .75rem; }
   .fields .wide { grid-column: 1 / -1; }
   .fields + button { margin-top: .9rem; }
-  a { color: {{ color }}; }
   @media (max-width: 30rem) {
     .fields { grid-template-columns: 1fr; }
-    section button { width: 100%; }
     .row > * { flex: 1 1 100%; }
     ul.topics li button { width: auto; }
   }
-</style>
-</head>
-<body>
-<header><div class="shop">{{ shop }}</div></header>
-<main>
-<h1>{{ title }}</h1>
+{% endblock %}
+{% block main %}
 {% if message %}<p class="message" role="alert">{{ message }}</p>{% endif %}
 {% if done %}
 <section><p>{{ done }}</p>
@@ -266,13 +230,10 @@ PAGE = """\
 </form>
 </section>
 {% endif %}
-</main>
-</body>
-</html>
+{% endblock %}
 """
 
-# Autoescaped: names from trouw.toml, the campaigns and the contact row never become markup.
-_page = Environment(autoescape=select_autoescape(default=True)).from_string(PAGE)
+_page = template(PAGE)
 
 
 @dataclass(frozen=True)
@@ -313,20 +274,6 @@ def topic_label(name: str) -> str:
     """`garden-news` -> `Garden news`: a topic name as a page shows it."""
     words = name.replace("_", " ").replace("-", " ")
     return words[:1].upper() + words[1:]
-
-
-def on_color(color: str) -> str:
-    """Black or white, whichever reads better on `color` (#rgb or #rrggbb)."""
-    digits = color.lstrip("#")
-    if len(digits) == 3:
-        digits = "".join(c * 2 for c in digits)
-    red, green, blue = (int(digits[i : i + 2], 16) / 255 for i in (0, 2, 4))
-
-    def linear(c: float) -> float:
-        return c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4
-
-    luminance = 0.2126 * linear(red) + 0.7152 * linear(green) + 0.0722 * linear(blue)
-    return "#111111" if luminance > 0.4 else "#ffffff"
 
 
 class PreferenceCentre:
@@ -380,13 +327,13 @@ class PreferenceCentre:
             (t[f"month_{months}"], (today + relativedelta(months=months)).isoformat())
             for months in PAUSE_MONTHS
         ]
-        return _page.render(
-            language=speaks,
-            shop=shop,
-            color=self.look.color,
-            on_color=on_color(self.look.color),
+        return render(
+            _page,
+            speaks,
+            shop,
+            t["title"],
+            self.look.color,
             t=t,
-            title=t["title"],
             intro=(t["hello"] if name else t["intro"]).format(name=name, shop=shop),
             question=t["question"].format(shop=shop),
             topics=[(topic, topic_label(topic)) for topic in self.look.topics],
@@ -407,13 +354,13 @@ class PreferenceCentre:
         t = TEXTS[speaks]
         prefix = "" if kind == "all" else f"{kind}_"
         title = t[f"{prefix}done_title"].format(**values)
-        return _page.render(
-            language=speaks,
-            shop=self.look.shop,
-            color=self.look.color,
-            on_color=on_color(self.look.color),
+        return render(
+            _page,
+            speaks,
+            self.look.shop,
+            title,
+            self.look.color,
             t=t,
-            title=title,
             done=t[f"{prefix}done"].format(shop=self.look.shop, **values),
             back=back,
             action=values.get("token", ""),

@@ -24,6 +24,7 @@ from trouw.store import atomic
 from trouw.templates.context import SURVEY_SCALES
 from trouw.templates.links import SurveyToken
 from trouw.tracking.answers import COMMENT_LENGTH, record_answer
+from trouw.tracking.chrome import page_response
 from trouw.tracking.pages import language
 from trouw.tracking.record import find_contact, now_utc
 from trouw.tracking.survey_page import comment_page, thanks_page
@@ -37,10 +38,8 @@ def survey_routes(
 ) -> Blueprint:
     """The blueprint of /s/TOKEN for one project and database; `lock` is the app's write
     lock (SQLite's writers take turns)."""
-    # Here, not at the top: app.py imports this module to register the blueprint.
-    from trouw.tracking.app import NO_CACHE, PAGE_POLICY
-
     shop = project.settings.name
+    color = project.settings.brand.color
     default_locale = project.settings.locale
     blueprint = Blueprint("survey", __name__)
 
@@ -57,12 +56,6 @@ def survey_routes(
         if scale is None or not scale[0] <= found.score <= scale[1]:
             abort(404)  # signed, but not an answer this version knows
         return found
-
-    def page(html: str) -> Response:
-        response = Response(html, mimetype="text/html", headers=NO_CACHE)
-        response.headers["Content-Security-Policy"] = PAGE_POLICY
-        response.headers["Referrer-Policy"] = "no-referrer"  # the address carries the token
-        return response
 
     @blueprint.route("/s/<token>", methods=["GET", "POST"])
     def answer(token: str) -> Response:
@@ -82,10 +75,10 @@ def survey_routes(
             abort(404)
         speaks = language(contact.locale, default_locale)
         if request.method == "POST":
-            return page(comment_page(speaks, shop))
+            return page_response(comment_page(speaks, shop, color=color))
         # A relative action: the page posts to its own address, also behind a proxy
         # that serves the app under a path prefix.
-        return page(
+        return page_response(
             thanks_page(
                 speaks,
                 shop,
@@ -94,6 +87,7 @@ def survey_routes(
                 high=SURVEY_SCALES[found.question][1],
                 action=token,
                 limit=COMMENT_LENGTH,
+                color=color,
             )
         )
 
