@@ -77,7 +77,8 @@ class Webhooks:
 
 @dataclass(frozen=True)
 class Brand:
-    """`[brand]`: how the pages contacts see (the preference centre) look."""
+    """`[brand]`: how the pages contacts see on `trouw serve` look (unsubscribe and preferences,
+    survey thanks)."""
 
     color: str = "#2f6b3a"  # buttons and headings, as #rgb or #rrggbb
 

@@ -46,7 +46,7 @@ CHROME = """\
   header .shop { max-width: 36rem; margin: 0 auto; padding: 0 1rem; font-weight: bold;
                  font-size: 1.15rem; }
   main { max-width: 36rem; margin: 0 auto; padding: 1rem; }
-  h1 { font-size: 1.5rem; margin: .5rem 0 .75rem; color: {{ color }}; }
+  h1 { font-size: 1.5rem; margin: .5rem 0 .75rem; color: {{ ink }}; }
   h2 { font-size: 1.1rem; margin: 0 0 .25rem; }
   p { margin: .25rem 0 .75rem; }
   section { background: #fff; border-radius: .6rem; padding: 1rem 1.1rem; margin: 0 0 1rem;
@@ -59,11 +59,11 @@ CHROME = """\
   button { font: inherit; font-weight: bold; border: 2px solid {{ color }};
            background: {{ color }}; color: {{ on_color }}; border-radius: .4rem;
            padding: .55rem 1rem; cursor: pointer; min-height: 2.75rem; }
-  button.quiet { background: #fff; color: {{ color }}; }
+  button.quiet { background: #fff; color: {{ ink }}; }
   label { display: block; font-size: .9rem; font-weight: bold; margin: .5rem 0 .2rem; }
   input, textarea { font: inherit; width: 100%; padding: .5rem .6rem; border: 1px solid #aaa;
                     border-radius: .4rem; min-height: 2.75rem; }
-  a { color: {{ color }}; }
+  a { color: {{ ink }}; }
   @media (max-width: 30rem) {
     section button { width: 100%; }
   }
@@ -92,9 +92,13 @@ def template(source: str) -> Template:
 def render(page: Template, language: str, shop: str, title: str, color: str, **values: Any) -> str:
     """The page in the chrome: its `language` (nl/en), the shop's name and colour, its title;
     `values` are the page's own."""
+    text_on_brand = on_color(color)
+    # The brand colour as text on the light page only when it reads there (a dark colour).
+    ink = color if text_on_brand == "#ffffff" else "#222222"
     return page.render(
-        language=language, shop=shop, title=title, color=color, on_color=on_color(color), **values
-    )
+        language=language, shop=shop, title=title, color=color, on_color=text_on_brand,
+        ink=ink, **values,
+    )  # fmt: skip
 
 
 def on_color(color: str) -> str:
