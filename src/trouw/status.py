@@ -198,8 +198,7 @@ def _plan(connection: Connection, status: Status) -> None:
     year, following = day.year, day.year + 1
     found = latest_plan_runs(connection, (year, following))
     this, upcoming = (
-        YearPlan(y, year_planned(connection, y), found.get(y))
-        for y in (year, following)
+        YearPlan(y, year_planned(connection, y), found.get(y)) for y in (year, following)
     )
     status.this_year, status.next_year = this, upcoming
     status.last_plan = last_plan_run(connection)
