@@ -334,16 +334,23 @@ def _client(
 def _raw_client(
     port: int, paths: list[str], connections: int, expect: int, deadline: float
 ) -> tuple[int, int]:
-    """`connections` keep-alive HTTP/1.1 connections driven by one thread with a selector.
+    """GET each of `paths` over `drive`'s connections."""
+    requests = [f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode("ascii") for path in paths]
+    return drive(port, requests, connections, expect, deadline)
+
+
+def drive(
+    port: int, raw_requests: list[bytes], connections: int, expect: int, deadline: float
+) -> tuple[int, int]:
+    """`connections` keep-alive HTTP/1.1 connections driven by one thread with a selector;
+    returns (answers with status `expect`, other answers or errors).
 
     Each connection sends its next request once the previous answer is complete
     (no pipelining). Requests are made as bytes up front and answers are parsed
     only as far as status and Content-Length: the client should cost little of
     the CPU the server shares with it.
     """
-    requests = iter(
-        [f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode("ascii") for path in paths]
-    )
+    requests = iter(raw_requests)
     ok = failed = 0
     selector = selectors.DefaultSelector()
 

@@ -31,8 +31,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import selectors
-import socket
 import sys
 import tempfile
 import time
@@ -42,7 +40,7 @@ from pathlib import Path
 
 from sqlalchemy import delete, func, insert, select
 
-from bench_clicks import SETTINGS, Phase, Server, _complete, start_gunicorn
+from bench_clicks import SETTINGS, Phase, Server, drive, start_gunicorn
 from trouw.store import atomic, contacts, events, open_store
 from trouw.store.apikeys import create_api_key
 from trouw.store.tables import api_keys
@@ -194,52 +192,9 @@ def _warm(_: int) -> None:
 def _client(
     port: int, requests: list[bytes], connections: int, deadline: float
 ) -> tuple[int, int, float]:
-    """`connections` keep-alive connections driven by one thread with a selector (no
-    pipelining); returns (200 answers, other answers or errors, CPU seconds)."""
+    """(200 answers, other answers or errors, CPU seconds) of one client process."""
     cpu = time.process_time()
-    pending = iter(requests)
-    ok = failed = 0
-    selector = selectors.DefaultSelector()
-
-    def take() -> bytes | None:
-        return None if time.time() > deadline else next(pending, None)
-
-    def send(request: bytes) -> None:
-        sock = socket.create_connection(("127.0.0.1", port))
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        selector.register(sock, selectors.EVENT_READ, bytearray())
-        sock.sendall(request)
-
-    for _ in range(connections):
-        request = take()
-        if request is not None:
-            send(request)
-    while selector.get_map():
-        ready = selector.select(timeout=30)
-        if not ready:  # the server stopped answering
-            failed += len(selector.get_map())
-            break
-        for key, _ in ready:
-            sock: socket.socket = key.fileobj  # type: ignore[assignment]
-            buffer: bytearray = key.data
-            chunk = sock.recv(65536)
-            buffer += chunk
-            answer = _complete(buffer)
-            if answer is None and chunk:
-                continue
-            if answer is not None and answer[0] == 200:
-                ok += 1
-            else:
-                failed += 1
-            request = take()
-            if answer is None or answer[1] or request is None:
-                selector.unregister(sock)
-                sock.close()
-                if request is not None:
-                    send(request)
-                continue
-            del buffer[:]
-            sock.sendall(request)
+    ok, failed = drive(port, requests, connections, 200, deadline)
     return ok, failed, time.process_time() - cpu
 
 
