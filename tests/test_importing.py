@@ -389,3 +389,26 @@ def test_a_bounce_export_finds_contacts_whatever_the_case_of_the_address(
     with engine.connect() as connection:
         rows = connection.execute(select(events.c.contact_id, events.c.type))
         assert sorted(tuple(r) for r in rows) == [("f1", "bounce"), ("g1", "complaint")]
+
+
+def test_with_an_exact_local_part_only_the_domain_ignores_case(cli: Cli, tmp_path: Path) -> None:
+    """`[bounces] local_part = "exact"` holds for a bounce export too: Frank@ is not frank@,
+    while HAND.test is hand.test (domains never have case)."""
+    settings = cli.project / "trouw.toml"
+    settings.write_text(
+        settings.read_text(encoding="utf-8") + '\n[bounces]\nlocal_part = "exact"\n',
+        encoding="utf-8",
+    )
+    people = _write(tmp_path, "c.csv", "id,email\nf1,frank@hand.test\n")
+    assert cli("import", "contacts", str(people)).exit_code == 0
+    export = _write(
+        tmp_path,
+        "bounces.csv",
+        "email,type,occurred_at,tag\n"
+        "frank@HAND.test,bounce,2027-01-02T10:00:00Z,soft\n"
+        "Frank@hand.test,bounce,2027-01-02T11:00:00Z,soft\n",
+    )
+    result = cli("import", "events", str(export))
+    assert result.exit_code == 2
+    assert "line 3, column 'email': no contact has 'Frank@hand.test'" in result.stderr
+    assert "1 events imported, 1 rejected" in result.stdout

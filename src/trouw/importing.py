@@ -699,9 +699,12 @@ _KNOWN_IDS = select(contacts.c.id).where(contacts.c.id.in_(bindparam("ids", expa
 class _Events:
     columns = ("external_id", *EVENT_FIELDS[1:], "properties")
 
-    def __init__(self, default_tz: str, notation: Notation | None = None) -> None:
+    def __init__(
+        self, default_tz: str, notation: Notation | None = None, local_part: str = "any-case"
+    ) -> None:
         self.notation = notation or Notation()
         self.zone = ZoneInfo(default_tz)
+        self.local_part = local_part  # how rows by email find their contact ([bounces])
         self.insert = BulkInsert(
             events,
             self.columns,
@@ -779,10 +782,10 @@ class _Events:
         has suppresses the address, so a contact imported with it later is never mailed."""
         ids = {row[1] for row in rows if not isinstance(row[1], _ByEmail)}
         known = set(connection.execute(_KNOWN_IDS, {"ids": list(ids)}).scalars()) if ids else set()
-        owners: dict[str, list[str]] = {}  # by the lower-cased address: Frank@ is frank@
+        owners: dict[str, list[str]] = {}  # by the address as `local_part` compares it
         addresses = {str(row[1]) for row in rows if isinstance(row[1], _ByEmail)}
-        for contact_id, email in contacts_with(connection, addresses):
-            owners.setdefault(email.lower(), []).append(contact_id)
+        for contact_id, email in contacts_with(connection, addresses, self.local_part):
+            owners.setdefault(self._compared(email), []).append(contact_id)
         good = []
         for line, row in zip(lines, rows, strict=True):
             if not isinstance(row[1], _ByEmail):
@@ -793,7 +796,7 @@ class _Events:
                     report.reject(line, RowError("contact_id", why))
                 continue
             email = str(row[1])
-            found = owners.get(email.lower())
+            found = owners.get(self._compared(email))
             if found:
                 good.extend((row[0], owner, *row[2:]) for owner in found)
             elif row[2] in ("bounce", "complaint") and row[4] != "soft":
@@ -803,6 +806,12 @@ class _Events:
             else:
                 report.reject(line, RowError("email", f"no contact has '{email}'"))
         return good
+
+    def _compared(self, email: str) -> str:
+        """An address as matching compares it: the domain without case, and the local part
+        too unless `local_part` is "exact" (Frank@Hand.test is frank@hand.test)."""
+        email = normalise_email(email)
+        return email if self.local_part == "exact" else email.lower()
 
     def store(
         self, connection: Connection, rows: list[tuple[Any, ...]], report: ImportReport
@@ -881,12 +890,14 @@ def import_file(
     date_format: str | DateFormat | None = None,
     decimal_mark: DecimalMark | None = None,
     rejects: Path | None = None,
+    local_part: str = "any-case",
 ) -> ImportReport:
     """Import `kind` ("contacts" or "events") from `path`; see the module docstring.
 
     `delimiter` (, ; or a tab) is found from the header line when not given; dates and
     numbers follow `date_format` and `decimal_mark` (see trouw.notation). With `rejects`,
-    every refused row is written to that file, its reason first (see RejectsFile).
+    every refused row is written to that file, its reason first (see RejectsFile). Events
+    given by e-mail address find their contact as `local_part` says ([bounces]).
     """
     form = detect_format(path, fmt)
     if delimiter is not None and delimiter not in DELIMITERS:
@@ -910,7 +921,7 @@ def import_file(
             report.on_reject = sink.write
         # Strict: one transaction around every batch, rolled back if any row was bad.
         outer = stack.enter_context(atomic(engine)) if strict else None
-        parser = parser_for(kind, timezone, notation)
+        parser = parser_for(kind, timezone, notation, local_part)
         rows: list[tuple[Any, ...]] = []
         lines: list[int] = []
         for line, record in records:
@@ -1016,10 +1027,15 @@ class RejectsFile:
 Parser = _Contacts | _Events
 
 
-def parser_for(kind: Kind, timezone: str, notation: Notation | None = None) -> Parser:
+def parser_for(
+    kind: Kind, timezone: str, notation: Notation | None = None, local_part: str = "any-case"
+) -> Parser:
     """What parses, screens and stores rows of `kind`: for a file, or a batch from the API
-    (tracking/api.py), so both validate a row alike."""
-    return _Contacts(notation) if kind == "contacts" else _Events(timezone, notation)
+    (tracking/api.py), so both validate a row alike. `local_part`: how an event given by
+    e-mail address finds its contact (`[bounces] local_part`)."""
+    if kind == "contacts":
+        return _Contacts(notation)
+    return _Events(timezone, notation, local_part)
 
 
 def parse_record(

@@ -184,6 +184,7 @@ def _run(
             date_format=date_format,
             decimal_mark=None if decimal_comma is None else "," if decimal_comma else ".",
             rejects=rejects,
+            local_part=env.project.settings.bounces.local_part,
         )
     _summarise(report, rejects)
 

@@ -142,7 +142,8 @@ def api_blueprint(project: Project, engine: Engine, lock: AbstractContextManager
     """The API routes for one project and database; `lock` serialises SQLite's writers."""
     keys = ApiKeys(engine)
     timezone = project.settings.timezone
-    events = parser_for("events", timezone)  # keeps no state between batches
+    # keeps no state between batches
+    events = parser_for("events", timezone, local_part=project.settings.bounces.local_part)
 
     kept = _KeptConnection(engine, lock)
 
