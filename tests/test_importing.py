@@ -243,10 +243,9 @@ def test_a_provider_bounce_export_by_email_reaches_contacts_and_suppresses_stran
         "soft@example.org,bounce,2027-01-02T12:00:00Z,soft,mailbox full\n",
     )
     report = import_events(engine, export, timezone="UTC")
-    assert report.written == 1
-    assert [(r.line, r.column) for r in report.rejected] == [(3, "email"), (4, "email")]
-    assert "suppressed" in report.rejected[0].reason
-    assert "suppressed" not in report.rejected[1].reason  # a soft bounce suppresses nothing
+    assert report.written == 1 and report.rejected_count == 0  # strangers are no bad rows
+    # The complaining stranger is suppressed; a soft bounce suppresses nothing.
+    assert report.strangers == [(3, "ghost@example.org", True), (4, "soft@example.org", False)]
     with engine.connect() as connection:
         row = connection.execute(select(events.c.contact_id, events.c.type, events.c.properties))
         assert [tuple(r) for r in row] == [("c1", "bounce", {"reason": "550 mailbox unknown"})]
@@ -371,7 +370,8 @@ def test_a_bounce_export_finds_contacts_whatever_the_case_of_the_address(
     engine: Engine, tmp_path: Path
 ) -> None:
     """Frank@Hand.test is frank@hand.test, and Greet@Shop.test (as imported) greet@shop.test:
-    mailbox providers ignore case. A row without a contact is reported; the others land."""
+    mailbox providers ignore case. A bounce for an address no contact has is no bad row: the
+    address is suppressed and reported; the others land."""
     contacts_csv = "id,email\nf1,frank@hand.test\ng1,Greet@Shop.test\n"
     import_contacts(engine, _write(tmp_path, "c.csv", contacts_csv), timezone="UTC")
     export = _write(
@@ -383,9 +383,8 @@ def test_a_bounce_export_finds_contacts_whatever_the_case_of_the_address(
         "greet@SHOP.TEST,complaint,2027-01-02T11:00:00Z\n",
     )
     report = import_events(engine, export, timezone="UTC")
-    assert report.written == 2
-    assert [(r.line, r.column) for r in report.rejected] == [(3, "email")]
-    assert "no contact has 'nobody@hand.test'" in report.rejected[0].reason
+    assert report.written == 2 and report.rejected_count == 0
+    assert report.strangers == [(3, "nobody@hand.test", True)]
     with engine.connect() as connection:
         rows = connection.execute(select(events.c.contact_id, events.c.type))
         assert sorted(tuple(r) for r in rows) == [("f1", "bounce"), ("g1", "complaint")]
@@ -393,7 +392,8 @@ def test_a_bounce_export_finds_contacts_whatever_the_case_of_the_address(
 
 def test_with_an_exact_local_part_only_the_domain_ignores_case(cli: Cli, tmp_path: Path) -> None:
     """`[bounces] local_part = "exact"` holds for a bounce export too: Frank@ is not frank@,
-    while HAND.test is hand.test (domains never have case)."""
+    while HAND.test is hand.test (domains never have case). A stranger's row is reported,
+    and a complaint suppresses the address, without failing the import."""
     settings = cli.project / "trouw.toml"
     settings.write_text(
         settings.read_text(encoding="utf-8") + '\n[bounces]\nlocal_part = "exact"\n',
@@ -406,9 +406,14 @@ def test_with_an_exact_local_part_only_the_domain_ignores_case(cli: Cli, tmp_pat
         "bounces.csv",
         "email,type,occurred_at,tag\n"
         "frank@HAND.test,bounce,2027-01-02T10:00:00Z,soft\n"
-        "Frank@hand.test,bounce,2027-01-02T11:00:00Z,soft\n",
+        "Frank@hand.test,bounce,2027-01-02T11:00:00Z,soft\n"
+        "ghost@hand.test,complaint,2027-01-02T12:00:00Z,\n",
     )
     result = cli("import", "events", str(export))
-    assert result.exit_code == 2
-    assert "line 3, column 'email': no contact has 'Frank@hand.test'" in result.stderr
-    assert "1 events imported, 1 rejected" in result.stdout
+    assert result.exit_code == 0, result.output  # strangers are reported, not bad rows
+    assert "1 events imported" in result.stdout
+    assert "1 soft bounces of addresses no contact has: nothing to do" in result.stdout
+    assert (
+        "1 bounced or complaining addresses belong to no contact: 'ghost@hand.test' (line 4); "
+        "they are suppressed and never mailed." in result.stdout
+    )

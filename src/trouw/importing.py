@@ -176,6 +176,8 @@ class ImportReport:
     rejected_count: int = 0
     rejected: list[Rejected] = field(default_factory=list)
     suppressed: int = 0  # contacts whose address was forgotten before
+    # (line, address, suppressed) of bounces and complaints for an address no contact has
+    strangers: list[tuple[int, str, bool]] = field(default_factory=list)
     delimiter: str | None = None  # a CSV file's, given or found from its header line
     doubts: dict[str, tuple[int, str]] = field(default_factory=dict)  # see Notation
     on_reject: Callable[[Rejected], None] | None = field(default=None, repr=False)
@@ -799,10 +801,14 @@ class _Events:
             found = owners.get(self._compared(email))
             if found:
                 good.extend((row[0], owner, *row[2:]) for owner in found)
-            elif row[2] in ("bounce", "complaint") and row[4] != "soft":
-                suppress_addresses(connection, [email], row[2])
-                why = f"no contact has '{email}': the address is suppressed, never to be mailed"
-                report.reject(line, RowError("email", why))
+            elif row[2] in ("bounce", "complaint"):
+                # Nobody to attach it to, yet the report is no bad row: a hard bounce or a
+                # complaint suppresses the address, so a contact imported with it later is
+                # never mailed; a soft bounce of a stranger changes nothing.
+                hard = row[4] != "soft"
+                if hard:
+                    suppress_addresses(connection, [email], row[2])
+                report.strangers.append((line, email, hard))
             else:
                 report.reject(line, RowError("email", f"no contact has '{email}'"))
         return good

@@ -4,7 +4,7 @@ One decision (planning/decision.py) serves plan, simulate and send. This
 property makes it observable: over random small shops, policies and event
 streams (purchases that move or cancel a win-back, clicks that start a
 follow-up, a purchase that enters a segment, unsubscribes in the middle
-of the period, customers who join during it), the mails `send` delivers
+of the period, customers who join during it or sign up by an event), the mails `send` delivers
 on each day are the mails `simulate` says go out that day, with the same
 variant and channel.
 """
@@ -68,6 +68,8 @@ person = st.fixed_dictionaries(
         # the preference centre: leave one topic, or pause for some days
         "topic": st.one_of(st.none(), st.tuples(st.sampled_from(["news", "tips"]), moment)),
         "pause": st.one_of(st.none(), st.tuples(moment, st.integers(1, 20))),
+        # a shop that pushes signups as events instead of customer_since
+        "signup": st.one_of(st.none(), moment),
     }
 )
 
@@ -99,6 +101,8 @@ def _shop_files(people: list[dict[str, object]]) -> tuple[str, str]:
         if p.get("topic") is not None:
             topic, when = p["topic"]  # type: ignore[misc]
             events.append(f"{cid},unsubscribe,{_at(when)},topic:{topic},,")
+        if p.get("signup") is not None and p["since"] is None:
+            events.append(f"{cid},signup,{_at(p['signup'])},,,")  # type: ignore[arg-type]
         if p.get("pause") is not None:
             when, days = p["pause"]  # type: ignore[misc]
             until = START + timedelta(days=when[0] + days)

@@ -232,6 +232,21 @@ def _summarise(report: ImportReport, rejects: Path | None) -> None:
             f"{report.suppressed} addresses were forgotten before: they stay suppressed "
             "and are never mailed."
         )
+    suppressed = [(line, email) for line, email, hard in report.strangers if hard]
+    if suppressed:
+        shown = ", ".join(f"'{email}' (line {line})" for line, email in suppressed[:5])
+        more = f" and {len(suppressed) - 5} more" if len(suppressed) > 5 else ""
+        console.print(
+            f"{len(suppressed)} bounced or complaining addresses belong to no contact: "
+            f"{shown}{more}; they are suppressed and never mailed.",
+            markup=False,
+        )
+    if len(report.strangers) > len(suppressed):
+        console.print(
+            f"{len(report.strangers) - len(suppressed)} soft bounces of addresses no contact "
+            "has: nothing to do.",
+            markup=False,
+        )
     if report.rejected_count:
         raise click.exceptions.Exit(_fail("fix the rejected rows and import them again"))
 

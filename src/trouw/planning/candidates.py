@@ -271,6 +271,10 @@ class CandidateFinder:
                 facts.trigger_events[campaign.name] = self._latest(
                     connection, event_range, trigger.event, trigger.tag
                 )
+            elif trigger.kind == "signup":  # for contacts without customer_since
+                facts.trigger_events[campaign.name] = self._latest(
+                    connection, event_range, "signup", None
+                )
             elif trigger.kind == "entered":
                 assert trigger.segment is not None
                 facts.entered[campaign.name] = self._entered(
@@ -377,8 +381,15 @@ class CandidateFinder:
         contact_id = str(contact.id)
         kind = trigger.kind
         if kind == "signup":
+            # The day they became a customer, or, when the shop did not say, the day of their
+            # `signup` event (one pushed to POST /api/events as it happened).
             since = contact.customer_since
-            return [(since, f"{name}:{since}", False)] if isinstance(since, date) else []
+            if not isinstance(since, date):
+                moment = facts.trigger_events[name].get(contact_id)
+                if moment is None:
+                    return []
+                since = self.local_day(moment, contact.timezone)
+            return [(since, f"{name}:{since}", False)]
         if kind in ("birthday", "anniversary"):
             origin = contact.birthday if kind == "birthday" else contact.customer_since
             if not isinstance(origin, date):

@@ -13,9 +13,11 @@ a serial run's.
   write lock (BEGIN IMMEDIATE), so nothing commits meanwhile; on PostgreSQL
   each chunk is read in the main transaction's exported snapshot.
 - At most `workers + 1` chunks are in flight: memory stays flat.
-- Workers are spawned (no inherited connections), ignore Ctrl-C, and are
-  terminated when the main process stops for any reason; its transaction
-  then rolls back, leaving the old plan.
+- Workers are spawned (no inherited connections) and ignore Ctrl-C. When the
+  main process stops for any reason, the chunks not yet started are
+  cancelled and the workers end after the one they are on (a fraction of a
+  second); its transaction then rolls back, leaving the old plan. (A
+  multiprocessing Pool's terminate() could deadlock on its task queue.)
 """
 
 from __future__ import annotations
@@ -25,8 +27,8 @@ import os
 import signal
 from collections import Counter, deque
 from collections.abc import Iterator, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
 from datetime import date
-from multiprocessing.pool import AsyncResult, Pool
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
@@ -98,9 +100,11 @@ class ChunkPool:
         snapshot = None
         if connection.dialect.name == "postgresql":
             snapshot = str(connection.exec_driver_sql("SELECT pg_export_snapshot()").scalar_one())
-        context = multiprocessing.get_context("spawn")
-        self.pool: Pool = context.Pool(
-            workers, _start_worker, (url, snapshot, project, year, as_of)
+        self.pool = ProcessPoolExecutor(
+            workers,
+            mp_context=multiprocessing.get_context("spawn"),
+            initializer=_start_worker,
+            initargs=(url, snapshot, project, year, as_of),
         )
 
     def __enter__(self) -> ChunkPool:
@@ -112,20 +116,16 @@ class ChunkPool:
         error: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
-        if kind is None:
-            self.pool.close()
-        else:
-            self.pool.terminate()
-        self.pool.join()
+        self.pool.shutdown(wait=True, cancel_futures=kind is not None)
 
     def run(self, size: int) -> Iterator[ChunkResult]:
-        pending: deque[AsyncResult[ChunkResult]] = deque()
+        pending: deque[Future[ChunkResult]] = deque()
         for bounds in chunk_bounds(self.connection, size):
-            pending.append(self.pool.apply_async(_plan_chunk, (bounds,)))
+            pending.append(self.pool.submit(_plan_chunk, bounds))
             if len(pending) > self.workers:
-                yield pending.popleft().get()
+                yield pending.popleft().result()
         while pending:
-            yield pending.popleft().get()
+            yield pending.popleft().result()
 
 
 # -- in the worker process
