@@ -112,6 +112,36 @@ def test_mails_leave_only_inside_each_contacts_send_window(
     assert evening.due == 0
 
 
+def test_a_send_no_plan_holds_waits_in_the_ledger_and_expires_with_its_reason(
+    project_dir: Path, engine: Engine, tmp_path: Path
+) -> None:
+    """Without a plan row, a send outside the contact's window is written `deferred`: owed
+    to the next run inside the window, and `expired` with the reason if none comes in time."""
+    contacts = (
+        "id,email,first_name,last_name,channel,timezone\n"
+        "akl,k@x.example,Kiri,Ora,email,Pacific/Auckland\n"
+    )
+    campaigns = {"spring": "priority: 50\nschedule:\n  dates: [2027-04-06]\ntemplate: mail\n"}
+    settings = policy(quiet="[]", defer="2d") + 'send_window = "09:00-17:00"\n'
+    root = make_shop(project_dir, engine, campaigns=campaigns, contacts=contacts, settings=settings)
+    project = load_project(root)  # no plan: the day's decision alone owes the send
+
+    def send_at(day: date, now: datetime) -> SendSummary:
+        return send_day(engine, project, day, OutboxTransport(tmp_path), now=now)
+
+    early = send_at(date(2027, 4, 6), datetime(2027, 4, 6, 8, 0))  # 20:00 in Auckland
+    assert early.sent == 0
+    assert _ledger(engine) == [
+        ("spring:2027-04-06", "deferred", "waiting for the send window 09:00-17:00")
+    ]
+    # No run inside Auckland's window until the send's validity (defer_for 2d) ran out.
+    later = send_at(date(2027, 4, 9), datetime(2027, 4, 9, 8, 0))
+    assert later.sent == 0
+    [(occurrence, status, error)] = _ledger(engine)
+    assert (occurrence, status) == ("spring:2027-04-06", "expired")
+    assert error is not None and "waiting for the send window" in error
+
+
 def test_without_a_send_window_any_hour_will_do(
     project_dir: Path, engine: Engine, tmp_path: Path
 ) -> None:

@@ -224,7 +224,17 @@ class SendChecks:
             if keep:
                 self._contact(person, facts, keep, history, verdicts)
         if verdicts.waiting:
-            summary.skip(verdicts.waiting, f"waiting for the send window {self.window}")
+            # A send only today's decision owes (no plan row, no ledger row) waits in the
+            # ledger, so that it ends `expired` with the reason if no run reaches it inside
+            # the window in time; the others are owed from the plan or the ledger already.
+            why = f"waiting for the send window {self.window}"
+            owed_elsewhere = []
+            for due in verdicts.waiting:
+                if due.state is None and due.send.due is None:
+                    verdicts.settled.append((due, book.DEFERRED, why))
+                else:
+                    owed_elsewhere.append(due)
+            summary.skip(owed_elsewhere, why)
         return verdicts
 
     def _contact(
