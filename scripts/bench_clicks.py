@@ -45,10 +45,13 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
+from functools import partial
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import delete, func, insert, select
 
@@ -294,23 +297,24 @@ class Phase:
 
 def fire(server: Server, paths: list[str], args: argparse.Namespace, *, expect: int) -> Phase:
     """Send every path once, spread over client processes; count the expected answers."""
-    shares = [paths[i :: args.clients] for i in range(args.clients)]
     deadline = time.time() + args.max_seconds
-    with ProcessPoolExecutor(args.clients) as pool:
-        list(pool.map(_warm, range(args.clients)))  # start the processes before the clock
+    client = partial(
+        _client, args.client, server.port,
+        connections=args.connections, expect=expect, deadline=deadline,
+    )  # fmt: skip
+    return measure(server, client, [paths[i :: args.clients] for i in range(args.clients)])
+
+
+def measure(
+    server: Server, client: Callable[[Any], tuple[int, int, float]], shares: list[Any]
+) -> Phase:
+    """Run `client` on each share in its own process at once, the server's CPU and the wall
+    clock measured around them; `client` returns (expected answers, others, its CPU)."""
+    with ProcessPoolExecutor(len(shares)) as pool:
+        list(pool.map(_warm, range(len(shares))))  # start the processes before the clock
         server_cpu = server.cpu_seconds()
         started = time.perf_counter()
-        results = list(
-            pool.map(
-                _client,
-                [args.client] * args.clients,
-                [server.port] * args.clients,
-                shares,
-                [args.connections] * args.clients,
-                [expect] * args.clients,
-                [deadline] * args.clients,
-            )
-        )
+        results = list(pool.map(client, shares))
         seconds = time.perf_counter() - started
         server_cpu = server.cpu_seconds() - server_cpu
     ok, failed, client_cpu = (sum(r[i] for r in results) for i in range(3))

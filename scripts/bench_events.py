@@ -34,13 +34,13 @@ import os
 import sys
 import tempfile
 import time
-from concurrent.futures import ProcessPoolExecutor
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
 
 from sqlalchemy import delete, func, insert, select
 
-from bench_clicks import SETTINGS, Phase, Server, drive, start_gunicorn
+from bench_clicks import SETTINGS, Phase, Server, drive, measure, start_gunicorn
 from trouw.store import atomic, contacts, events, open_store
 from trouw.store.apikeys import create_api_key
 from trouw.store.tables import api_keys
@@ -164,29 +164,9 @@ def count_events(url: str) -> tuple[int, int]:
 
 def fire(server: Server, requests: list[bytes], args: argparse.Namespace) -> Phase:
     """Send every request once, spread over client processes; count the 200 answers."""
-    shares = [requests[i :: args.clients] for i in range(args.clients)]
     deadline = time.time() + args.max_seconds
-    with ProcessPoolExecutor(args.clients) as pool:
-        list(pool.map(_warm, range(args.clients)))  # start the processes before the clock
-        server_cpu = server.cpu_seconds()
-        started = time.perf_counter()
-        results = list(
-            pool.map(
-                _client,
-                [server.port] * args.clients,
-                shares,
-                [args.connections] * args.clients,
-                [deadline] * args.clients,
-            )
-        )
-        seconds = time.perf_counter() - started
-        server_cpu = server.cpu_seconds() - server_cpu
-    ok, failed, client_cpu = (sum(r[i] for r in results) for i in range(3))
-    return Phase(int(ok), int(failed), seconds, server_cpu, client_cpu)
-
-
-def _warm(_: int) -> None:
-    return None
+    client = partial(_client, server.port, connections=args.connections, deadline=deadline)
+    return measure(server, client, [requests[i :: args.clients] for i in range(args.clients)])
 
 
 def _client(
