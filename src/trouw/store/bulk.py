@@ -9,6 +9,9 @@ fastest correct path:
   through SQLAlchemy see ordinary values).
 - PostgreSQL: rows are COPYed into a temporary staging table and moved with
   one INSERT … SELECT, which keeps the ON CONFLICT rules of the statement.
+  A small batch (an API request's, a tracking server's) goes straight to the
+  driver's executemany of the INSERT compiled once: creating, filling and
+  truncating the staging table costs the server more than a few rows do.
 
 The caller gives the conflict rule as a function of the dialect's INSERT, so
 `excluded` means the same thing on both paths.
@@ -21,7 +24,7 @@ from collections.abc import Callable, Sequence
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import JSON, Connection, Date, DateTime, Table, select, text
+from sqlalchemy import JSON, Connection, Date, DateTime, Table, bindparam, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.sql.dml import Insert
 
@@ -38,6 +41,9 @@ def _sqlite_date(value: date) -> str:
     return value.isoformat()
 
 
+# Up to this many rows, the PostgreSQL path skips the staging table.
+SMALL_BATCH = 100
+
 # json.dumps with options builds a new encoder per call; one shared encoder is ~1 µs faster.
 _json = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 
@@ -53,6 +59,7 @@ class BulkInsert:
         self.on_conflict = on_conflict
         self._sqlite_sql: str | None = None
         self._converters: list[tuple[int, Callable[[Any], Any]]] = []
+        self._postgresql_sql: dict[str, str] = {}  # "rows" and "staged" statements
 
     def run(self, connection: Connection, rows: Sequence[tuple[Any, ...]]) -> int:
         """Insert `rows`; return how many rows the database reports as written."""
@@ -101,6 +108,51 @@ class BulkInsert:
     # -- PostgreSQL
 
     def _run_postgresql(self, connection: Connection, rows: Sequence[tuple[Any, ...]]) -> int:
+        json_columns = [
+            index
+            for index, name in enumerate(self.columns)
+            if isinstance(self.table.c[name].type, JSON)
+        ]
+        if json_columns:  # jsonb takes its text form, in COPY and as a parameter
+            rows = [
+                tuple(
+                    _json(value) if index in json_columns and value is not None else value
+                    for index, value in enumerate(row)
+                )
+                for row in rows
+            ]
+        if len(rows) <= SMALL_BATCH:
+            return self._run_postgresql_rows(connection, rows)
+        return self._run_postgresql_staged(connection, rows)
+
+    def _run_postgresql_rows(self, connection: Connection, rows: Sequence[tuple[Any, ...]]) -> int:
+        sql = self._postgresql_sql.get("rows")
+        if sql is None:
+            statement = self.on_conflict(
+                postgresql.insert(self.table)
+                .values({name: bindparam(f"p{index}") for index, name in enumerate(self.columns)})
+                .inline()  # no RETURNING of the new id
+            )
+            compiled = statement.compile(dialect=connection.dialect)
+            names = [f"p{index}" for index in range(len(self.columns))]
+            if list(compiled.bind_names.values()) != names:  # a column default would add one
+                raise ValueError(
+                    f"statement binds {compiled.bind_names.values()}, expected {names}"
+                )
+            # positional, in column order: the rows go to the driver as they are
+            sql = self._postgresql_sql["rows"] = compiled.string % {
+                f"p{index}": "%s" for index in range(len(self.columns))
+            }
+        cursor = connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
+        try:
+            cursor.executemany(sql, rows)
+            return int(cursor.rowcount)  # psycopg sums it over the rows
+        finally:
+            cursor.close()
+
+    def _run_postgresql_staged(
+        self, connection: Connection, rows: Sequence[tuple[Any, ...]]
+    ) -> int:
         staging = f"trouw_staging_{self.table.name}"
         names = ", ".join(self.columns)
         # Same column types as the target, no constraints or defaults; lives per session.
@@ -110,30 +162,25 @@ class BulkInsert:
                 f"SELECT {names} FROM {self.table.name} WITH NO DATA"
             )
         )
-        json_columns = [
-            index
-            for index, name in enumerate(self.columns)
-            if isinstance(self.table.c[name].type, JSON)
-        ]
         cursor = connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
         with cursor.copy(f"COPY {staging} ({names}) FROM STDIN") as copy:
             for row in rows:
-                if json_columns:  # jsonb takes its text form in COPY
-                    row = tuple(
-                        _json(value) if index in json_columns and value is not None else value
-                        for index, value in enumerate(row)
-                    )
                 copy.write_row(row)
         cursor.close()
-        source = (
-            select(*(text(name) for name in self.columns))
-            .select_from(text(staging))
-            .where(text("true"))  # keeps ON CONFLICT from parsing as a join's ON
-        )
-        statement = self.on_conflict(
-            postgresql.insert(self.table).from_select(list(self.columns), source)
-        )
+        sql = self._postgresql_sql.get("staged")
+        if sql is None:
+            source = (
+                select(*(text(name) for name in self.columns))
+                .select_from(text(staging))
+                .where(text("true"))  # keeps ON CONFLICT from parsing as a join's ON
+            )
+            statement = self.on_conflict(
+                postgresql.insert(self.table).from_select(list(self.columns), source)
+            )
+            sql = self._postgresql_sql["staged"] = str(
+                statement.compile(dialect=connection.dialect)
+            )
         # Run as plain SQL: SQLAlchemy reports no rowcount for INSERT … SELECT here.
-        written = connection.exec_driver_sql(str(statement.compile(dialect=connection.dialect)))
+        written = connection.exec_driver_sql(sql)
         connection.execute(text(f"TRUNCATE {staging}"))
         return written.rowcount

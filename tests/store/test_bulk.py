@@ -1,0 +1,50 @@
+"""Bulk inserts: a small batch and a large one store the same rows and count the same."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import pytest
+from sqlalchemy import Engine, func, insert, select
+
+from trouw.importing import parser_for
+from trouw.store import atomic, contacts, events
+from trouw.store.bulk import SMALL_BATCH
+
+NOW = datetime(2026, 2, 1, 9, 0)
+
+
+def _event(n: int, duplicate_of: int | None = None) -> tuple[object, ...]:
+    key = f"e-{duplicate_of if duplicate_of is not None else n}"
+    return (key, f"c-{n % 3}", "purchase", datetime(2026, 3, 1, 12, n % 60), "shop",
+            None, "Rake", "garden", 12.5, None, {"n": n, "note": "50% off"})  # fmt: skip
+
+
+@pytest.mark.parametrize("size", [3, SMALL_BATCH + 7])
+def test_a_batch_stores_each_new_event_once_and_counts_what_it_wrote(
+    engine: Engine, size: int
+) -> None:
+    with atomic(engine) as connection:
+        connection.execute(
+            insert(contacts),
+            [{"id": f"c-{i}", "email": f"c{i}@x.example", "channel": "email", "attributes": {},
+              "created_at": NOW, "updated_at": NOW} for i in range(3)],
+        )  # fmt: skip
+    parser = parser_for("events", "Europe/Amsterdam")
+    first = [_event(n) for n in range(size)]
+    # the second batch repeats every other event of the first, and adds as many new ones
+    second = [
+        _event(n, duplicate_of=n - size) if n % 2 else _event(n) for n in range(size, 2 * size)
+    ]
+    with atomic(engine) as connection:
+        assert parser.insert.run(connection, first) == size
+    new = sum(1 for n in range(size, 2 * size) if n % 2 == 0)
+    with atomic(engine) as connection:
+        assert parser.insert.run(connection, second) == new
+    with engine.connect() as connection:
+        stored = connection.execute(select(func.count()).select_from(events)).scalar_one()
+        kept = connection.execute(
+            select(events.c.properties).where(events.c.external_id == "e-1")
+        ).scalar_one()
+    assert stored == size + new
+    assert kept == {"n": 1, "note": "50% off"}  # the first one stays, its JSON whole
