@@ -207,7 +207,8 @@ def _plan(connection: Connection, status: Status) -> None:
     if not this.planned:
         status.attention.append(
             Attention(
-                f"there is no plan for {year}: the send finds no planned mail",
+                f"there is no plan for {year}: the send decides each day by itself, but "
+                "calendar, plan explain and the forecast of what is owed show nothing",
                 f"run `trouw plan {year}` (is the plan job scheduled?)",
             )
         )
