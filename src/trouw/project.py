@@ -96,6 +96,20 @@ class Bounces:
 
 
 LOCAL_PART_RULES = ("any-case", "exact")
+# Every section of trouw.toml and the keys it takes: what the reader accepts (and what
+# docs/trouw-toml.md must describe, tests/test_reference.py checks).
+SETTINGS_KEYS: dict[str, tuple[str, ...]] = {
+    "project": ("name", "timezone", "locale", "database"),
+    "sender": ("from", "reply_to", "postal_address", "country", "return_path"),
+    "tracking": ("base_url",),
+    "policy": (
+        "max_per_week", "max_per_month", "min_gap", "quiet_days", "defer_for", "send_window",
+    ),
+    "letters": ("dir",),
+    "webhooks": tuple(Webhooks.__dataclass_fields__),
+    "brand": ("color",),
+    "bounces": ("soft_limit", "soft_window", "local_part", "folder"),
+}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -267,27 +281,20 @@ class _SettingsReader:
         self.problems = problems
 
     def read(self, raw: dict[str, Any], default_name: str) -> Settings:
-        self._only(
-            raw,
-            "",
-            {"project", "sender", "tracking", "policy", "letters", "webhooks", "brand", "bounces"},
-        )
+        self._only(raw, "", set(SETTINGS_KEYS))
         project = self._table(raw, "project")
         sender = self._table(raw, "sender")
         tracking = self._table(raw, "tracking")
         policy = self._table(raw, "policy")
         letters = self._table(raw, "letters")
-        self._only(letters, "letters", {"dir"})
-        self._only(project, "project", {"name", "timezone", "locale", "database"})
-        self._only(
-            sender, "sender", {"from", "reply_to", "postal_address", "country", "return_path"}
-        )
-        self._only(tracking, "tracking", {"base_url"})
-        self._only(
-            policy,
-            "policy",
-            {"max_per_week", "max_per_month", "min_gap", "quiet_days", "defer_for", "send_window"},
-        )
+        for section, table in (
+            ("letters", letters),
+            ("project", project),
+            ("sender", sender),
+            ("tracking", tracking),
+            ("policy", policy),
+        ):
+            self._only(table, section, set(SETTINGS_KEYS[section]))
         defaults = Settings(name=default_name)
         timezone = self._get(project, "project", "timezone", str, defaults.timezone)
         try:
@@ -316,7 +323,7 @@ class _SettingsReader:
 
     def _bounces(self, table: dict[str, Any]) -> Bounces:
         base = Bounces()
-        self._only(table, "bounces", {"soft_limit", "soft_window", "local_part", "folder"})
+        self._only(table, "bounces", set(SETTINGS_KEYS["bounces"]))
         limit = self._get(table, "bounces", "soft_limit", int, base.soft_limit)
         if limit < 1:
             self._report(
@@ -420,7 +427,7 @@ class _SettingsReader:
         return country.upper()
 
     def _brand(self, table: dict[str, Any]) -> Brand:
-        self._only(table, "brand", {"color"})
+        self._only(table, "brand", set(SETTINGS_KEYS["brand"]))
         color = str(self._get(table, "brand", "color", str, Brand.color))
         if not re.fullmatch(r"#[0-9a-fA-F]{3}|#[0-9a-fA-F]{6}", color):
             self._report(
@@ -446,7 +453,7 @@ class _SettingsReader:
         return value
 
     def _webhooks(self, table: dict[str, Any]) -> Webhooks:
-        self._only(table, "webhooks", set(Webhooks.__dataclass_fields__))
+        self._only(table, "webhooks", set(SETTINGS_KEYS["webhooks"]))
         arns = []
         for arn in self._get(table, "webhooks", "ses_topic_arns", list, []):
             if isinstance(arn, str) and _TOPIC_ARN.fullmatch(arn):
