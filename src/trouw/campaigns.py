@@ -63,6 +63,13 @@ TOP_LEVEL_KEYS = (
 # A topic is a name the preference centre offers to unsubscribe from (`topic:NAME` tags).
 TOPIC_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,39}")
 ON_DEFER = ("supersede", "keep")
+# The keys of a journey step, a variant and a schedule, and each trigger form's keys
+# (a bare word for signup, birthday, anniversary; a mapping for the others).
+STEP_KEYS = ("name", "after", "template", "variants", "unless", "only_if")
+VARIANT_KEYS = ("segment", "template")
+SCHEDULE_KEYS = ("dates", "rrule")
+TRIGGER_WORDS = ("signup", "birthday", "anniversary")
+TRIGGER_KEYS = {"event": ("event", "tag"), "inactive": ("inactive",), "entered": ("entered",)}
 # An rrule is anchored here when it names no DTSTART, so it yields days for any year from
 # 1900 on and INTERVAL=2 means the same years (months, weeks) whichever year is planned.
 RRULE_ANCHOR = datetime(1900, 1, 1)
@@ -525,7 +532,7 @@ class _Reader:
         fix = 'write `schedule: {rrule: "FREQ=YEARLY;BYMONTH=4;BYMONTHDAY=2"}` or `dates: [...]`'
         if not isinstance(value, LineDict) or len(value) != 1:
             raise self.error(raw, "schedule", "expected one of `dates` or `rrule`", fix)
-        self.only(value, ("dates", "rrule"), "a schedule")
+        self.only(value, SCHEDULE_KEYS, "a schedule")
         line = _Lines(value).of(next(iter(value)))
         if "rrule" in value:
             return Schedule(rrule=self.rrule(value, fix), line=line)
@@ -607,19 +614,19 @@ class _Reader:
             "`{event: click, tag: fire-safety}`, `{inactive: 180d}` or `{entered: SEGMENT}`"
         )
         if isinstance(value, str):
-            if value in ("signup", "birthday", "anniversary"):
+            if value in TRIGGER_WORDS:
                 return Trigger(value, line=line)
             raise self.error(raw, "trigger", f"unknown trigger '{value}'", fix)
         if not isinstance(value, LineDict):
             raise self.error(raw, "trigger", f"expected a trigger, got {value!r}", fix)
         line = value.line
         if "event" in value:
-            self.only(value, ("event", "tag"), "an event trigger")
+            self.only(value, TRIGGER_KEYS["event"], "an event trigger")
             event = self.text(value, "event")
             tag = self.text(value, "tag", required=False)
             return Trigger("event", event=event, tag=tag, line=line)
         if "inactive" in value:
-            self.only(value, ("inactive",), "an inactive trigger")
+            self.only(value, TRIGGER_KEYS["inactive"], "an inactive trigger")
             try:
                 duration = parse_duration(value["inactive"])
             except ValueError as exc:
@@ -628,7 +635,7 @@ class _Reader:
                 ) from exc
             return Trigger("inactive", duration=duration, line=line)
         if "entered" in value:
-            self.only(value, ("entered",), "an entered trigger")
+            self.only(value, TRIGGER_KEYS["entered"], "an entered trigger")
             return Trigger("entered", segment=self.text(value, "entered"), line=line)
         raise self.error(raw, "trigger", "expected event, inactive or entered", fix)
 
@@ -684,7 +691,7 @@ class _Reader:
                 key="variants",
                 fix="write `- {segment: NAME, template: NAME}`",
             )
-        self.only(item, ("segment", "template"), "a variant")
+        self.only(item, VARIANT_KEYS, "a variant")
         template = self.text(item, "template")
         assert template is not None
         segment = self.text(item, "segment", required=False)
@@ -729,7 +736,7 @@ class _Reader:
                 key="steps",
                 fix="write `- {after: 14d, template: NAME}`",
             )
-        self.only(item, ("name", "after", "template", "variants", "unless", "only_if"), "a step")
+        self.only(item, STEP_KEYS, "a step")
         name = self.text(item, "name", required=False) or str(index + 1)
         if any(step.name == name for step in before):
             raise self.error(item, "name", f"two steps are called '{name}'", "rename one")
