@@ -32,13 +32,23 @@ def test_json_has_every_section(shop_cli: Cli) -> None:
     result = shop_cli(*REPORT, "--format", "json")
     assert result.exit_code == 0, result.output
     data = json.loads(result.output)
-    assert set(data) == {"report", "campaigns", "flooding", "loyalty", "segments"}
+    assert set(data) == {"report", "campaigns", "letters", "flooding", "loyalty", "segments"}
     assert data["report"]["year"] == 2027
     assert data["report"]["nothing_sent"] is None
     spring = next(c for c in data["campaigns"] if c["campaign"] == "spring")
     assert (spring["sent"], spring["opened"], spring["clicked"], spring["bounced"]) == (3, 3, 2, 2)
     family = next(v for v in spring["variants"] if v["variant"] == "spring/family")
-    assert family["click_to_open"] == 0.5
+    assert family["click_to_open"] == 1.0  # c1's mail; c2's opened mail bounced
+    assert family["rates"]["delivered"] == pytest.approx(1 / 3, abs=1e-6)
+    assert spring["rates"] == {
+        "delivered": 0.4,
+        "open": 1.0,
+        "click": 1.0,
+        "click_to_open": 1.0,
+        "unsubscribe": 0.5,
+        "bounce": 0.4,
+    }
+    assert data["letters"] == []
     week = data["flooding"]["week"]
     assert (week["cap"], week["max"], week["p99"], week["mean"]) == (2, 3, 3, 1.6)
     year = data["loyalty"]["year"]
@@ -73,6 +83,8 @@ def test_csv_is_one_long_table(shop_cli: Cli) -> None:
     assert values[("campaigns", "spring", "", "2027", "sent")] == "3"
     assert values[("campaigns", "spring", "spring/family", "2027", "bounced")] == "2"
     assert values[("campaigns", "news", "news/april", "2027", "click_to_open")] == ""
+    assert values[("campaigns", "spring", "", "2027", "unsubscribe_rate")] == "0.5"
+    assert values[("campaigns", "news", "news/april", "2027", "open_rate")] == "0.0"
     assert values[("flooding", "", "", "week", "over_cap")] == "1"
     assert values[("flooding", "", "", "month", "mean")] == "1.4"
     assert values[("weeks", "", "", "2026-W53", "sends")] == "2"

@@ -109,8 +109,19 @@ def test_campaign_funnels(shop: Engine) -> None:
         "clicked": 1,
         "clicks": 2,
         "unsubscribed": 0,
+        "opened_mails": 1,  # c2's mail bounced: bounced, not opened
+        "clicked_mails": 1,
+        "unsubscribed_mails": 0,
         "bounced": 2,  # c2's bounce event, and c5's 550 at RCPT TO
-        "click_to_open": 0.5,
+        "click_to_open": 1.0,
+    }
+    assert family.rates() == {
+        "delivered": 1 / 3,  # of 3 tried: c1's; c2's bounced later, c5's refused
+        "open": 1.0,
+        "click": 1.0,
+        "click_to_open": 1.0,
+        "unsubscribe": 0.0,
+        "bounce": 2 / 3,
     }
     single = funnels[("spring", "spring/single")]
     assert single.counts() == {
@@ -122,18 +133,32 @@ def test_campaign_funnels(shop: Engine) -> None:
         "clicked": 1,
         "clicks": 1,
         "unsubscribed": 1,  # c3's imported unsubscribe: their last mail was this one
+        "opened_mails": 1,
+        "clicked_mails": 1,
+        "unsubscribed_mails": 1,
         "bounced": 0,
         "click_to_open": 1.0,
     }
+    assert single.rates()["delivered"] == 0.5  # c6's 554 failed
+    assert single.rates()["unsubscribe"] == 1.0
     spring = funnels[("spring", None)]
     assert (spring.planned, spring.sent, spring.failed, spring.delivered) == (4, 3, 2, 2)
     assert (spring.opened, spring.clicked, spring.clicks, spring.unsubscribed) == (3, 2, 3, 1)
     assert spring.bounced == 2
-    assert spring.click_to_open == pytest.approx(2 / 3)
+    assert (spring.opened_mails, spring.clicked_mails) == (2, 2)
+    assert spring.rates() == {
+        "delivered": 2 / 5,
+        "open": 1.0,
+        "click": 1.0,
+        "click_to_open": 1.0,
+        "unsubscribe": 0.5,
+        "bounce": 2 / 5,
+    }
     # c1's January open belongs to 2026's welcome mail; c6's 2028 click comes after as-of.
     welcome = funnels[("welcome", "welcome/thanks")]
     assert (welcome.planned, welcome.sent, welcome.opened, welcome.clicked) == (2, 2, 2, 0)
     assert welcome.click_to_open == 0.0
+    assert welcome.rates()["open"] == 1.0
     assert funnels[("news", None)].sent == 2
     assert funnels[("news", None)].click_to_open is None
     assert set(funnels) == {

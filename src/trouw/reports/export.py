@@ -4,8 +4,12 @@ The CSV has one number per row, `section,name,variant,period,metric,value`,
 so every section fits the same header and a spreadsheet pivot brings any of
 them back into a grid:
 
-- `campaigns`: name = campaign, variant = template ("" for the campaign's
-  total, "(none)" when the template is unknown), period = the year.
+- `campaigns`: the e-mail funnels. name = campaign, variant = template (""
+  for the campaign's total, "(none)" when the template is unknown), period =
+  the year; the counts, then the rates as `delivered_rate`, `open_rate`,
+  `click_rate`, `click_to_open_rate`, `unsubscribe_rate`, `bounce_rate`.
+- `letters`: the same for letters (planned, sent, failed; no rates: a
+  letter is never opened, clicked or bounced).
 - `flooding`: period = `week` or `month`: cap, max, p99, mean,
   contact_periods, over_cap. `weeks` / `months`: period = "2027-W09" /
   "2027-03": sends, contacts, max, p99, mean.
@@ -25,6 +29,7 @@ from typing import IO, Any
 
 from trouw.reports.figures import Report
 from trouw.reports.flooding import Pressure
+from trouw.reports.funnel import LETTER, CampaignFunnel, Funnel
 from trouw.reports.loyalty import Loyalty
 
 CSV_COLUMNS = ("section", "name", "variant", "period", "metric", "value")
@@ -71,6 +76,29 @@ def _loyalty(figures: Loyalty) -> dict[str, Any]:
     }
 
 
+def _funnel(funnel: Funnel) -> dict[str, Any]:
+    counts = {k: _number(v) for k, v in funnel.counts().items()}
+    return {**counts, "rates": {k: _number(v) for k, v in funnel.rates().items()}}
+
+
+def _campaign(campaign: CampaignFunnel) -> dict[str, Any]:
+    return {
+        "campaign": campaign.campaign,
+        **_funnel(campaign.total),
+        "variants": [
+            {"variant": template, **_funnel(funnel)}
+            for template, funnel in campaign.sorted_variants()
+        ],
+    }
+
+
+def _funnel_rows(funnel: Funnel) -> Iterator[tuple[str, Any]]:
+    yield from funnel.counts().items()
+    if funnel.channel != LETTER:
+        for name, value in funnel.rates().items():
+            yield f"{name}_rate", value
+
+
 def report_dict(report: Report) -> dict[str, Any]:
     """The report as JSON-ready data."""
     return {
@@ -82,17 +110,8 @@ def report_dict(report: Report) -> dict[str, Any]:
             "as_of": report.as_of.isoformat(),
             "nothing_sent": report.nothing_sent(),
         },
-        "campaigns": [
-            {
-                "campaign": campaign.campaign,
-                **{k: _number(v) for k, v in campaign.total.counts().items()},
-                "variants": [
-                    {"variant": template, **{k: _number(v) for k, v in funnel.counts().items()}}
-                    for template, funnel in campaign.sorted_variants()
-                ],
-            }
-            for campaign in report.campaigns
-        ],
+        "campaigns": [_campaign(campaign) for campaign in report.mail_campaigns],
+        "letters": [_campaign(campaign) for campaign in report.letter_campaigns],
         "flooding": {"week": _pressure(report.weekly), "month": _pressure(report.monthly)},
         "loyalty": {
             "year": _loyalty(report.loyalty),
@@ -115,12 +134,13 @@ def csv_rows(report: Report) -> Iterator[tuple[Any, ...]]:
     """The rows of the long CSV table, without the header."""
     year = report.year.label
     for campaign in report.campaigns:
-        for metric, value in campaign.total.counts().items():
-            yield ("campaigns", campaign.campaign, "", year, metric, _number(value))
+        section = "letters" if campaign.letters else "campaigns"
+        for metric, value in _funnel_rows(campaign.total):
+            yield (section, campaign.campaign, "", year, metric, _number(value))
         for template, funnel in campaign.sorted_variants():
-            for metric, value in funnel.counts().items():
-                variant = template or NO_VARIANT
-                yield ("campaigns", campaign.campaign, variant, year, metric, _number(value))
+            variant = template or NO_VARIANT
+            for metric, value in _funnel_rows(funnel):
+                yield (section, campaign.campaign, variant, year, metric, _number(value))
     for pressure, section in ((report.weekly, "weeks"), (report.monthly, "months")):
         summary = _pressure(pressure)
         for metric in ("cap", "max", "p99", "mean", "contact_periods", "over_cap"):

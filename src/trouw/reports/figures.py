@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from datetime import date
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection, func, select
 
 from trouw.errors import UserError
 from trouw.project import Policy
@@ -52,6 +52,14 @@ class Report:
     ledger_has_sends: bool = False  # any sent row at all, in any year
 
     @property
+    def mail_campaigns(self) -> list[CampaignFunnel]:
+        return [campaign for campaign in self.campaigns if not campaign.letters]
+
+    @property
+    def letter_campaigns(self) -> list[CampaignFunnel]:
+        return [campaign for campaign in self.campaigns if campaign.letters]
+
+    @property
     def sent(self) -> int:
         return sum(c.total.sent for c in self.campaigns)
 
@@ -71,6 +79,43 @@ def check_year(year: int, as_of: date) -> None:
             key="--year",
             fix=f"give a year from {FIRST_YEAR} to {as_of.year}, or a later --as-of",
         )
+
+
+def _latest_send(connection: Connection, *, until: date | None = None) -> date | None:
+    query = select(func.max(ledger.c.day)).where(ledger.c.status == SENT)
+    if until is not None:
+        query = query.where(ledger.c.day <= until)
+    day = connection.execute(query).scalar()
+    # SQLite hands back the day as text when it comes out of an aggregate.
+    return day if day is None or isinstance(day, date) else date.fromisoformat(day)
+
+
+def default_period(
+    connection: Connection, *, today: date, year: int | None, as_of: date | None
+) -> tuple[int, date, str | None]:
+    """The year and as-of day to report on when the options leave them out, and why.
+
+    as-of: today; or the latest send day when the ledger runs ahead of today
+    (the demo sends a day of the coming year; `send --as-of` a later day).
+    The year: the year of the latest sent mail up to as-of, else as-of's year:
+    on 3 January, with nothing sent yet, the report is on the year just ended.
+    The sentence says what was chosen, None when the options gave both.
+    """
+    why = []
+    if as_of is None:
+        as_of = today
+        latest = _latest_send(connection)
+        if latest is not None and latest > today:
+            as_of = latest
+            why.append(f"as of {latest}, the latest send day (today is {today})")
+    if year is None:
+        latest = _latest_send(connection, until=as_of)
+        year = as_of.year if latest is None else latest.year
+        if year != as_of.year:
+            why.append(f"on {year}, the year of the latest sends")
+    if not why:
+        return year, as_of, None
+    return year, as_of, "reporting " + " and ".join(reversed(why)) + " (--year, --as-of to choose)"
 
 
 def build_report(
