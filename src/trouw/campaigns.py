@@ -10,6 +10,9 @@ For the year calendar it also reads when a campaign goes out: a `schedule`
 anniversary, `{event: TYPE, tag: ...}`, `{inactive: DURATION}`,
 `{entered: SEGMENT}`). A campaign with neither is sent only on demand and
 never planned. The whole file stays available in `Campaign.raw`.
+Experiments (experiments.py): `test:` on a campaign or a step (A/B arms with
+weights; with `share:`, `pick_by:` and `after:` the winner goes to the rest),
+`holdout: 10%` and `send_time: best` on a campaign.
 
 Every campaign has at least one step: a single-mail campaign has one step
 named `main`; journey steps are named by their `name:` or their number (1, 2, ...).
@@ -29,6 +32,7 @@ from dateutil.rrule import rrule, rruleset, rrulestr
 
 from trouw.durations import Duration, parse_duration
 from trouw.errors import UserError
+from trouw.experiments import arm_index, parse_share
 from trouw.problems import Problems
 from trouw.yamlfile import LineDict, item_line, read_yaml
 
@@ -59,13 +63,23 @@ TOP_LEVEL_KEYS = (
     "valid_for",
     "on_defer",
     "topic",
+    "test",
+    "holdout",
+    "send_time",
 )
 # A topic is a name the preference centre offers to unsubscribe from (`topic:NAME` tags).
 TOPIC_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,39}")
 ON_DEFER = ("supersede", "keep")
+# An A/B test (`test:` on a campaign or a step), its arms, and what a test with a `share:`
+# picks its winner by; `send_time:` choices.
+TEST_KEYS = ("arms", "share", "pick_by", "after")
+ARM_KEYS = ("template", "weight")
+PICK_BY = ("click_rate", "open_rate", "conversion")
+SEND_TIMES = ("best",)
+_HOURS = re.compile(r"^\s*(\d+)\s*(h|d)\s*$")
 # The keys of a journey step, a variant and a schedule, and each trigger form's keys
 # (a bare word for signup, birthday, anniversary; a mapping for the others).
-STEP_KEYS = ("name", "after", "template", "variants", "unless", "only_if")
+STEP_KEYS = ("name", "after", "template", "variants", "test", "unless", "only_if")
 VARIANT_KEYS = ("segment", "template")
 SCHEDULE_KEYS = ("dates", "rrule")
 TRIGGER_WORDS = ("signup", "birthday", "anniversary")
@@ -94,6 +108,20 @@ class Variant:
 
 
 @dataclass(frozen=True)
+class Test:
+    """A step's A/B test: its arms (templates with weights), each contact's by a stable hash
+    (experiments.arm_index). With `share`, only that share gets the arms and the rest the
+    arm that wins by `pick_by`, `after_hours` after the first wave went out."""
+
+    arms: tuple[Variant, ...]
+    weights: tuple[float, ...]
+    share: float | None = None
+    pick_by: str | None = None
+    after_hours: int = 24
+    line: int | None = None
+
+
+@dataclass(frozen=True)
 class Step:
     """One mail of a campaign: its variants, and for journeys when and for whom."""
 
@@ -103,6 +131,7 @@ class Step:
     unless: str | None = None  # skip members of this segment
     only_if: str | None = None  # send only to members of this segment
     line: int | None = None
+    test: Test | None = None  # an A/B test: `variants` are then its arms
 
     @property
     def templates(self) -> list[str]:
@@ -173,6 +202,8 @@ class Campaign:
     valid_for: Duration | None = None  # how late a send may still go out (default: policy)
     on_defer: str | None = None  # supersede | keep; None: the default for its kind
     topic: str | None = None  # for the preference centre: contacts may leave one topic
+    holdout: float | None = None  # the share of its audience held out (experiments.py)
+    send_time: str | None = None  # "best": each contact's own best hour (in the send window)
 
     def validity_days(self, defer_days: int) -> int:
         """Days after its due day a send may still go out (and be caught up): `valid_for`,
@@ -429,12 +460,16 @@ class _Reader:
         valid_for = self.attempt(lambda: self.valid_for(raw), None)
         on_defer = self.attempt(lambda: self.on_defer(raw), None)
         topic = self.attempt(lambda: self.topic(raw, kind), None)
+        holdout = self.attempt(lambda: self.holdout(raw, kind), None)
+        send_time = self.attempt(lambda: self.send_time(raw), None)
         schedule = self.attempt(lambda: self.schedule(raw), None) if "schedule" in raw else None
         trigger = self.attempt(lambda: self.trigger(raw), None) if "trigger" in raw else None
         return Campaign(
             valid_for=valid_for,
             on_defer=on_defer,
             topic=topic,
+            holdout=holdout,
+            send_time=send_time,
             name=self.path.stem,
             path=self.path,
             description=description or "",
@@ -465,19 +500,23 @@ class _Reader:
 
     def mail_steps(self, raw: Any) -> tuple[Step, ...]:
         """The journey's `steps`, or the one step `main` of `template` / `variants`."""
-        forms = [key for key in ("template", "variants", "steps") if key in raw]
+        forms = [key for key in ("template", "variants", "steps", "test") if key in raw]
         if len(forms) != 1:
             raise self.error(
                 raw,
                 forms[1] if len(forms) > 1 else None,
-                "a campaign needs exactly one of template, variants or steps"
+                "a campaign needs exactly one of template, variants, test or steps"
                 + (f" (found {', '.join(forms)})" if forms else ""),
-                "write `template: NAME` for one mail, `variants:` per segment, "
-                "or `steps:` for a journey",
+                "write `template: NAME` for one mail, `variants:` per segment, `test:` with "
+                "arms for an A/B test, or `steps:` for a journey (a step may have a `test:`)",
             )
         if forms[0] == "steps":
             return self.steps(raw)
-        return (Step(SINGLE_STEP, self.mails(raw), line=_Lines(raw).of(forms[0])),)
+        line = _Lines(raw).of(forms[0])
+        if forms[0] == "test":
+            test = self.test(raw, one_off="schedule" in raw)
+            return (Step(SINGLE_STEP, test.arms, line=line, test=test),)
+        return (Step(SINGLE_STEP, self.mails(raw), line=line),)
 
     def valid_for(self, raw: Any) -> Duration | None:
         if "valid_for" not in raw:
@@ -525,6 +564,122 @@ class _Reader:
                 "remove `topic:`, or make the campaign lifecycle or promotional",
             )
         return value.strip()
+
+    def holdout(self, raw: Any, kind: str) -> float | None:
+        """`holdout: 10%`: the share of the campaign's audience that gets none of it."""
+        if "holdout" not in raw:
+            return None
+        try:
+            share = parse_share(raw["holdout"])
+        except ValueError as exc:
+            raise self.error(raw, "holdout", str(exc), "write e.g. `holdout: 10%`") from None
+        if kind == "service":
+            raise self.error(
+                raw,
+                "holdout",
+                "a service campaign holds nobody out: service mails reach every contact",
+                "remove `holdout:`, or make the campaign lifecycle or promotional",
+            )
+        return share
+
+    def send_time(self, raw: Any) -> str | None:
+        """`send_time: best`: each contact's mail at the hour they most often open or click."""
+        value = self.text(raw, "send_time", required=False)
+        if value is not None and value not in SEND_TIMES:
+            raise self.error(
+                raw,
+                "send_time",
+                f"unknown send_time '{value}'",
+                "write `send_time: best`, or leave it out to send at the run's hour",
+            )
+        return value
+
+    def test(self, mapping: Any, *, one_off: bool) -> Test:
+        """`test: {arms: [...], share: 20%, pick_by: click_rate, after: 24h}`."""
+        value = mapping["test"]
+        fix = "write `test: {arms: [{template: NAME}, {template: OTHER, weight: 2}]}`"
+        if not isinstance(value, LineDict):
+            raise self.error(mapping, "test", f"expected a test with arms, got {value!r}", fix)
+        self.only(value, TEST_KEYS, "a test")
+        items = value.get("arms")
+        if not isinstance(items, list) or len(items) < 2:
+            raise self.error(
+                value, "arms" if "arms" in value else None, "a test needs at least two arms", fix
+            )
+        arms: list[tuple[Variant, float]] = []
+        for index, item in enumerate(items):
+            arm = self.attempt(partial(self.arm, items, index, item), None)
+            if arm is not None:
+                arms.append(arm)
+        share = None
+        if "share" in value:
+            try:
+                share = parse_share(value["share"])
+            except ValueError as exc:
+                raise self.error(value, "share", str(exc), "write e.g. `share: 20%`") from None
+            if not one_off:
+                raise self.error(
+                    value,
+                    "share",
+                    "a test with a share (the winner to the rest) needs a scheduled send",
+                    "give the campaign a `schedule:`, or remove `share:` to test on everyone",
+                )
+        pick_by, hours = None, 24
+        if share is None:
+            for key in ("pick_by", "after"):
+                if key in value:
+                    raise self.error(
+                        value,
+                        key,
+                        f"`{key}` belongs to a test with a `share:` (the winner to the rest)",
+                        "add e.g. `share: 20%`, or remove it: every contact gets their arm",
+                    )
+        else:
+            pick_by = self.text(value, "pick_by")
+            if pick_by not in PICK_BY:
+                raise self.error(
+                    value, "pick_by", f"unknown pick_by '{pick_by}'", f"use {', '.join(PICK_BY)}"
+                )
+            if "after" in value:
+                match = _HOURS.match(str(value["after"]))
+                if match is None or int(match.group(1)) < 1:
+                    raise self.error(
+                        value,
+                        "after",
+                        f"expected hours or days such as 24h or 2d, got {value['after']!r}",
+                        "write e.g. `after: 24h`: how long the arms run before a winner is picked",
+                    )
+                hours = int(match.group(1)) * (24 if match.group(2) == "d" else 1)
+        return Test(
+            arms=tuple(variant for variant, _ in arms),
+            weights=tuple(weight for _, weight in arms),
+            share=share,
+            pick_by=pick_by,
+            after_hours=hours,
+            line=value.line,
+        )
+
+    def arm(self, items: Any, index: int, item: Any) -> tuple[Variant, float]:
+        if not isinstance(item, LineDict):
+            raise CampaignError(
+                f"arm {index + 1} must be a mapping",
+                path=self.path,
+                line=item_line(items, index),
+                key="arms",
+                fix="write `- {template: NAME}` or `- {template: NAME, weight: 2}`",
+            )
+        self.only(item, ARM_KEYS, "an arm")
+        template = self.text(item, "template")
+        assert template is not None
+        weight = item.get("weight", 1)
+        if isinstance(weight, bool) or not isinstance(weight, int | float) or not weight > 0:
+            raise self.error(
+                item,
+                "weight",
+                f"expected a positive number, got {weight!r}",
+                "write e.g. `weight: 2` (arms get contacts in proportion to their weights)",
+            )
+        return Variant(self.template_name(item, template), None, item.line), float(weight)
 
     def schedule(self, raw: Any) -> Schedule:
         """`schedule: {dates: [...]}` or `schedule: {rrule: "FREQ=..."}`."""
@@ -746,9 +901,20 @@ class _Reader:
             after = parse_duration(item["after"])
         except ValueError as exc:
             raise self.error(item, "after", str(exc), "write e.g. `after: 14d`") from exc
+        test = None
+        if "test" in item:
+            if "template" in item or "variants" in item:
+                raise self.error(
+                    item,
+                    "test",
+                    "a step with a test takes its templates from the test's arms",
+                    "remove `template`/`variants`: list the templates under `test: {arms: ...}`",
+                )
+            test = self.test(item, one_off=False)
         return Step(
             name=name,
-            variants=self.mails(item),
+            variants=test.arms if test is not None else self.mails(item),
+            test=test,
             after=after,
             unless=self.attempt(lambda: self.segment_condition(item, "unless"), None),
             only_if=self.attempt(lambda: self.segment_condition(item, "only_if"), None),
@@ -820,17 +986,24 @@ def choose_variant(
 ) -> Choice:
     """The one rule of who gets which mail of a step: in the campaign's audience, not
     excluded by `unless` or `only_if`, and the first variant whose segment they are in
-    (the fallback has none). `members` holds the members of every segment named."""
+    (the fallback has none), or, for a step with a `test:`, their arm (experiments.py).
+    `members` holds the members of every segment named."""
     in_audience = campaign.segment is None or contact_id in members[campaign.segment]
     skipped = None
     if step.unless and contact_id in members[step.unless]:
         skipped = f"member of '{step.unless}' (unless)"
     elif step.only_if and contact_id not in members[step.only_if]:
         skipped = f"not a member of '{step.only_if}' (only_if)"
-    chosen = next(
-        (v for v in step.variants if v.segment is None or contact_id in members[v.segment]),
-        None,
-    )
+    if step.test is not None:  # an A/B test: the contact's arm, by a stable hash
+        test = step.test
+        chosen: Variant | None = test.arms[
+            arm_index(contact_id, campaign.name, step.name, test.weights)
+        ]
+    else:
+        chosen = next(
+            (v for v in step.variants if v.segment is None or contact_id in members[v.segment]),
+            None,
+        )
     return Choice(contact_id, chosen, in_audience, skipped)
 
 

@@ -20,6 +20,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from trouw.bounces.verp import MAX_LOCAL_PART
 from trouw.durations import parse_duration
 from trouw.errors import ProjectError
+from trouw.experiments import parse_share
 from trouw.problems import Problems
 from trouw.yamlfile import read_text
 
@@ -56,6 +57,9 @@ class Policy:
     quiet_days: tuple[str, ...] = ("sunday",)
     defer_for: str = "7d"
     send_window: str | None = None  # HH:MM-HH:MM in the contact's time zone; None: any hour
+    # The share of contacts (by a stable hash per year) that gets no promotional or lifecycle
+    # mail that year, only service mail: what the program's lift is measured against.
+    control_group: float | None = None
 
 
 @dataclass(frozen=True)
@@ -104,6 +108,7 @@ SETTINGS_KEYS: dict[str, tuple[str, ...]] = {
     "tracking": ("base_url",),
     "policy": (
         "max_per_week", "max_per_month", "min_gap", "quiet_days", "defer_for", "send_window",
+        "control_group",
     ),
     "letters": ("dir",),
     "webhooks": tuple(Webhooks.__dataclass_fields__),
@@ -558,6 +563,13 @@ class _SettingsReader:
                 'write e.g. "09:00-17:00"',
             )
             window = None
+        control = self._get(table, "policy", "control_group", str, None)
+        share = None
+        if control is not None:
+            try:
+                share = parse_share(control)
+            except ValueError as exc:
+                self._report("policy", "control_group", str(exc), 'write e.g. "5%"')
         quiet = [
             day
             for day in self._get(table, "policy", "quiet_days", list, list(base.quiet_days))
@@ -590,6 +602,7 @@ class _SettingsReader:
             quiet_days=tuple(d.lower() if d.lower() in WEEKDAYS else d for d in quiet),
             defer_for=durations["defer_for"],
             send_window=window,
+            control_group=share,
         )
 
     def _quiet_day(self, day: Any) -> bool:

@@ -4,7 +4,8 @@ One decision (planning/decision.py) serves plan, simulate and send. This
 property makes it observable: over random small shops, policies and event
 streams (purchases that move or cancel a win-back, clicks that start a
 follow-up, a purchase that enters a segment, unsubscribes in the middle
-of the period, customers who join during it or sign up by an event), the mails `send` delivers
+of the period, customers who join during it or sign up by an event, A/B arms, a campaign
+holdout and the control group), the mails `send` delivers
 on each day are the mails `simulate` says go out that day, with the same
 variant and channel.
 """
@@ -42,7 +43,10 @@ CAMPAIGNS = {
         "priority: 60\ntrigger: {event: click, tag: x}\nsteps:\n  - {after: 2d, template: mail}\n"
     ),
     "win-back": "priority: 40\ntrigger: {inactive: 30d}\ntemplate: other\n",
-    "spring": "priority: 50\nschedule:\n  dates: [2027-03-10, 2027-03-24]\ntemplate: mail\n",
+    "spring": (  # a third held out; the rest split between two templates by their arm
+        "priority: 50\nholdout: 30%\nschedule:\n  dates: [2027-03-10, 2027-03-24]\n"
+        "test:\n  arms: [{template: mail}, {template: other, weight: 2}]\n"
+    ),
     "weekly": (
         'priority: 20\ntopic: news\nschedule:\n  rrule: "FREQ=WEEKLY;BYDAY=TU"\ntemplate: other\n'
     ),
@@ -187,7 +191,8 @@ def test_sending_day_by_day_delivers_what_the_simulation_promised(
             make_shop(
                 root, engine, campaigns=CAMPAIGNS, segments=SEGMENTS, contacts=contacts,
                 events=events, settings=policy(week=week, month=month, gap=f"{gap}d",
-                                               quiet=quiet, defer=f"{defer}d"),
+                                               quiet=quiet, defer=f"{defer}d")
+                + 'control_group = "10%"\n',  # of p00..p11, p02 is in it in 2027
             )  # fmt: skip
             if planned:  # the forecast, made before the period: the send must not depend on it
                 run_plan(root, engine, START.year, (START - timedelta(days=1)).isoformat())

@@ -143,7 +143,13 @@ class CampaignPlan:
         for index, step in enumerate(campaign.steps):
             fixed = None
             first = step.variants[0] if step.variants else None
-            if step.unless is None and step.only_if is None and first and first.segment is None:
+            if (
+                step.unless is None
+                and step.only_if is None
+                and step.test is None  # an A/B test: each contact's arm
+                and first
+                and first.segment is None
+            ):
                 fixed = first.template
             steps.append((index, step, fixed))
         return cls(
@@ -227,6 +233,8 @@ class CandidateFinder:
         self.year_keys = {c.name: (f"{c.name}:{year - 1}", f"{c.name}:{year}") for c in campaigns}
         self._shared: dict[tuple[str, int, str], tuple[Candidate, ...]] = {}
         self.topics = {c.name: c.topic for c in self.campaigns if c.topic}
+        # Campaigns holding out a share of their audience (`holdout:`): name -> share.
+        self.holdouts = {c.name: c.holdout for c in self.campaigns if c.holdout}
 
     # -- the set-based part: one statement per segment / trigger per chunk
 

@@ -10,9 +10,10 @@ that fall on the day. This module does no I/O.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from datetime import date
 
+from trouw.experiments import CAMPAIGN_HOLDOUT, CONTROL_GROUP, HELD_OUT, held_out, in_control_group
 from trouw.planning.candidates import (
     CandidateFinder,
     ChunkFacts,
@@ -72,8 +73,38 @@ def decide(
         unreachable=unreachable(contact, facts),
         sent=sent,
         supersede=finder.superseding,
-        held=held_back(contact, facts, finder.topics),
+        held=holding(finder, rules, contact, facts),
     )
+
+
+def holding(
+    finder: CandidateFinder, rules: Rules, contact: ContactRow, facts: ChunkFacts
+) -> Callable[[str, date], str | None] | None:
+    """Why a marketing send of a campaign on a day is held back for this contact, or None:
+    a topic they left or a pause (candidates.held_back) first, as they would get nothing
+    anyway; then the project's control group of the day's year (`[policy] control_group`:
+    no promotional or lifecycle mail) and the campaign's own `holdout:` (experiments.py).
+    None when nothing can hold a send back, so the policy's loop pays nothing."""
+    chosen = held_back(contact, facts, finder.topics)
+    control = rules.control_group
+    contact_id = str(contact.id)
+    out = {name for name, share in finder.holdouts.items() if held_out(contact_id, name, share)}
+    if control is None and not out:
+        return chosen
+    years: dict[int, bool] = {}
+
+    def reason(campaign: str, day: date) -> str | None:
+        why = chosen(campaign, day) if chosen is not None else None
+        if why is not None:
+            return why
+        if control is not None:
+            if day.year not in years:
+                years[day.year] = in_control_group(contact_id, day.year, control)
+            if years[day.year]:
+                return CONTROL_GROUP
+        return CAMPAIGN_HOLDOUT if campaign in out else None
+
+    return reason
 
 
 def sends_on(day: date, decisions: Sequence[Decision]) -> list[Decision]:
@@ -87,9 +118,16 @@ def superseded(decision: Decision) -> bool:
     return decision.status == DROPPED and (decision.reason or "").startswith(SUPERSEDED)
 
 
+def kept_out(decision: Decision) -> bool:
+    """Whether a holdout or the control group keeps this send from the contact: it ends
+    (`cancelled`, with the reason), recorded so the report compares them (reports/lift.py)."""
+    return decision.status == DROPPED and (decision.reason or "").startswith(HELD_OUT)
+
+
 def ends_on(day: date, decisions: Sequence[Decision]) -> list[Decision]:
-    """The sends due on `day` that a fresher occurrence superseded: ended that day."""
-    return [d for d in decisions if d.day == day and superseded(d)]
+    """The sends due on `day` that end that day: a fresher occurrence superseded them, or a
+    holdout keeps them from the contact."""
+    return [d for d in decisions if d.day == day and (superseded(d) or kept_out(d))]
 
 
-__all__ = ["decide", "ends_on", "sends_on", "superseded"]
+__all__ = ["decide", "ends_on", "holding", "kept_out", "sends_on", "superseded"]

@@ -80,6 +80,7 @@ class Rules:
     min_gap_days: int = 2
     defer_days: int = 7
     quiet: QuietDays = field(default_factory=lambda: QuietDays(("sunday",)))
+    control_group: float | None = None  # the share held out of all but service mail, per year
 
     @classmethod
     def from_policy(cls, policy: Policy) -> Rules:
@@ -89,6 +90,7 @@ class Rules:
             min_gap_days=parse_duration(policy.min_gap).approx_days(),
             defer_days=parse_duration(policy.defer_for).approx_days(),
             quiet=QuietDays(policy.quiet_days),
+            control_group=policy.control_group,
         )
 
 

@@ -34,13 +34,12 @@ from trouw.planning.candidates import (
     ChunkFacts,
     ContactRow,
     contact_chunks,
-    held_back,
     send_channel,
     stop_reason,
     unreachable,
     zone_named,
 )
-from trouw.planning.decision import decide, ends_on, sends_on, superseded
+from trouw.planning.decision import decide, ends_on, holding, sends_on, superseded
 from trouw.planning.planner import calendar_campaigns
 from trouw.planning.policy import (
     DROPPED,
@@ -263,7 +262,7 @@ class SendChecks:
         }
         excluded = stop_reason(person, facts)
         blocked = unreachable(person, facts)
-        held = held_back(person, facts, self.finder.topics)  # a topic left, a pause
+        held = holding(self.finder, self.rules, person, facts)  # a topic left, a pause, a holdout
         for due in keep:
             found = self.step(due.send)
             if isinstance(found, str):
