@@ -1,8 +1,15 @@
-"""Previews of a campaign for the command line: which contacts, which steps, which files."""
+"""Previews of a campaign for the command line: which contacts, which steps, which files.
+
+`preview_mails` renders every mail as of one day; `dated_previews` renders each
+contact's mail as of the day it is dated (`planning.next_sends.mail_days`: their
+planned day, else the schedule's next day or their next birthday), so a
+birthday mail previewed in December reads as it will in March.
+"""
 
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
@@ -44,6 +51,67 @@ def preview_mails(
         ids = _contacts_for(mails, campaign, step, contact_ids, segment, limit)
         results.extend(mails.render_for(campaign, step, ids))
     return results, mails
+
+
+@dataclass(frozen=True)
+class DatedMail:
+    """A contact's mail rendered as of `day`, why that day, and the renderer that made it."""
+
+    result: RenderedMail
+    mails: CampaignMails
+    day: date
+    why: str
+
+
+def dated_previews(
+    project: Project,
+    connection: Connection,
+    as_of: date,
+    target: str,
+    *,
+    contact_ids: list[str],
+    segment: str | None,
+    limit: int,
+    fixed: bool = False,
+) -> list[DatedMail]:
+    """As `preview_mails`, contacts chosen as of `as_of`, but each mail rendered as of the
+    day it is dated (see `mail_days`; `fixed`: every mail as of `as_of`): one renderer
+    per day, sharing templates and segments."""
+    from trouw.planning.next_sends import AS_OF, MailDay, mail_days
+
+    name, step_name = parse_target(target)
+    campaign = find_campaign(project.campaigns_dir, name)
+    steps = [campaign.step(step_name)] if step_name or not campaign.is_journey else campaign.steps
+    base = CampaignMails(project, connection, as_of)
+    for contact_id in contact_ids:
+        get_contact(connection, contact_id)
+    if segment is not None:
+        base.catalog.get(segment)
+    renderers = {as_of: base}
+    previews: list[DatedMail] = []
+    for step in steps:
+        ids = _contacts_for(base, campaign, step, contact_ids, segment, limit)
+        if fixed:
+            days = {contact_id: MailDay(as_of, AS_OF) for contact_id in ids}
+        else:
+            days = mail_days(connection, campaign, step, ids, as_of)
+        by_day: dict[date, list[str]] = {}
+        for contact_id in ids:
+            by_day.setdefault(days[contact_id].day, []).append(contact_id)
+        found: dict[str, DatedMail] = {}
+        for day, group in sorted(by_day.items()):
+            mails = renderers.get(day)
+            if mails is None:
+                mails = CampaignMails(
+                    project, connection, day, templates=base.templates, catalog=base.catalog
+                )
+                renderers[day] = mails
+            for result in mails.render_for(campaign, step, group):
+                found[result.contact_id] = DatedMail(
+                    result, mails, day, days[result.contact_id].why
+                )
+        previews.extend(found[contact_id] for contact_id in ids if contact_id in found)
+    return previews
 
 
 def _contacts_for(
