@@ -58,7 +58,7 @@ def describe_when(campaign: Campaign) -> str:
     if campaign.schedule is not None:
         schedule = campaign.schedule
         if schedule.rrule is not None:
-            return f"schedule {schedule.rrule}"
+            return describe_rrule(schedule.rrule)
         return "on " + ", ".join(day.isoformat() for day in schedule.dates)
     trigger = campaign.trigger
     if trigger is None:
@@ -71,6 +71,34 @@ def describe_when(campaign: Campaign) -> str:
     if trigger.kind == "inactive":
         return f"{trigger.duration} after a contact's last purchase"
     return f"when a contact enters segment {trigger.segment}"
+
+
+_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+_WEEKDAYS = {"MO": "Monday", "TU": "Tuesday", "WE": "Wednesday", "TH": "Thursday",
+             "FR": "Friday", "SA": "Saturday", "SU": "Sunday"}  # fmt: skip
+
+
+def describe_rrule(text: str) -> str:
+    """`FREQ=YEARLY;BYMONTH=3,10;BYMONTHDAY=15` -> "every year on 15 Mar and 15 Oct"; the
+    common yearly, monthly and weekly rules in words, any other as `schedule RRULE`."""
+    parts = dict(item.partition("=")[::2] for item in text.upper().split(";") if "=" in item)
+    rest = set(parts) - {"FREQ", "BYMONTH", "BYMONTHDAY", "BYDAY"}
+    months, monthdays, weekdays = (
+        [v for v in parts.get(key, "").split(",") if v]
+        for key in ("BYMONTH", "BYMONTHDAY", "BYDAY")
+    )
+    plain = all(v.isdigit() for v in months + monthdays) and all(v in _WEEKDAYS for v in weekdays)
+    freq = parts.get("FREQ")
+    if rest or not plain:
+        return f"schedule {text}"
+    if freq == "YEARLY" and months and len(monthdays) == 1 and not weekdays:
+        days = [f"{int(monthdays[0])} {_MONTHS[int(m) - 1]}" for m in months if 1 <= int(m) <= 12]
+        return "every year on " + " and ".join(days)
+    if freq == "MONTHLY" and len(monthdays) == 1 and not months and not weekdays:
+        return f"every month on day {int(monthdays[0])}"
+    if freq == "WEEKLY" and weekdays and not months and not monthdays:
+        return "every " + " and ".join(_WEEKDAYS[d] for d in weekdays)
+    return f"schedule {text}"
 
 
 def scheduled_day(campaign: Campaign, as_of: date) -> date | None:
