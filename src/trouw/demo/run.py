@@ -21,7 +21,8 @@ from trouw.demo.database import DemoDatabase, claim, demo_folder
 from trouw.demo.generator import DemoFiles, write_demo_files
 from trouw.importing import ImportReport, Kind, import_file
 from trouw.planning import DROPPED, PlanSummary, plan_year
-from trouw.planning.views import calendar_html, calendar_ics, year_view
+from trouw.planning.calendar_page import calendar_html, project_calendar
+from trouw.planning.views import calendar_ics, year_view
 from trouw.project import Project
 from trouw.reports.figures import build_report
 from trouw.reports.html import report_html
@@ -110,9 +111,10 @@ def run_demo(
     with atomic(engine) as connection:
         summary = plan_year(connection, project, year=year, as_of=as_of)
         view = year_view(connection, year)
+        page = project_calendar(connection, project, year)
         dropped = dropped_by_reason(connection, year)
     html_path, ics_path = folder / f"calendar-{year}.html", folder / f"calendar-{year}.ics"
-    html_path.write_text(calendar_html(view, name=project.settings.name), encoding="utf-8")
+    html_path.write_text(calendar_html(page), encoding="utf-8")
     ics_path.write_bytes(calendar_ics(view, name=project.settings.name))
     outbox = folder / "outbox"
     first_day = min(view.per_day, default=None)

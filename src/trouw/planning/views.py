@@ -1,14 +1,13 @@
 """Reading the plan back: export rows, one contact's plan, and the year calendar.
 
-The calendar is two GROUP BY statements (sends per day and campaign, and per
-campaign and status); the HTML page and the ICS file are built from that
-summary alone, so they cost the same for a hundred contacts or a million.
+The calendar is two GROUP BY statements (sends per day, campaign and template,
+and rows per campaign and status); the terminal heatmap, the HTML page
+(calendar_page.py) and the ICS file are built from that summary, so they cost
+the same for a hundred contacts or a million.
 """
 
 from __future__ import annotations
 
-import calendar
-import html
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -18,7 +17,7 @@ from typing import Any
 import icalendar
 from sqlalchemy import Connection, func, select
 
-from trouw.planning.policy import DEFERRED, DROPPED, PLANNED
+from trouw.planning.policy import DEFERRED, PLANNED
 from trouw.store import contacts, plan
 
 EXPORT_COLUMNS = (
@@ -85,6 +84,8 @@ class YearView:
     contacts: int
     per_day: dict[date, Counter[str]] = field(default_factory=dict)  # sends per campaign
     per_campaign: dict[str, Counter[str]] = field(default_factory=dict)  # rows per status
+    # sends per day, campaign and template (the variant): what a click on a day lists
+    per_variant: dict[date, dict[str, Counter[str]]] = field(default_factory=dict)
 
     def sends_on(self, day: date) -> int:
         return sum(self.per_day.get(day, Counter()).values())
@@ -102,17 +103,29 @@ class YearView:
         sends = {name: sum(counts[s] for s in SENDS) for name, counts in self.per_campaign.items()}
         return sorted(sends.items(), key=lambda item: (-item[1], item[0]))
 
+    def busiest_day_of(self, campaign: str) -> tuple[date, int] | None:
+        """The day `campaign` sends the most (the earliest of equals), with its sends."""
+        days = [(-c[campaign], d) for d, c in self.per_day.items() if c[campaign]]
+        if not days:
+            return None
+        count, day = min(days)
+        return day, -count
+
 
 def year_view(connection: Connection, year: int) -> YearView:
+    """The year's sends (planned and deferred) per day, campaign and template, and its rows
+    per campaign and status: two GROUP BY statements, whatever the number of contacts."""
     total = int(connection.execute(select(func.count()).select_from(contacts)).scalar_one())
     view = YearView(year, total)
-    per_day = connection.execute(
-        select(plan.c.day, plan.c.campaign, func.count())
+    per_variant = connection.execute(
+        select(plan.c.day, plan.c.campaign, plan.c.template, func.count())
         .where(plan.c.status.in_(SENDS), *_in_year(year))
-        .group_by(plan.c.day, plan.c.campaign)
+        .group_by(plan.c.day, plan.c.campaign, plan.c.template)
     )
-    for day, campaign, count in per_day:
-        view.per_day.setdefault(day, Counter())[campaign] = int(count)
+    for day, campaign, template, count in per_variant:
+        view.per_day.setdefault(day, Counter())[campaign] += int(count)
+        variants = view.per_variant.setdefault(day, {}).setdefault(campaign, Counter())
+        variants[template or ""] += int(count)
     per_status = connection.execute(
         select(plan.c.campaign, plan.c.status, func.count())
         .where(*_in_year(year))
@@ -121,6 +134,44 @@ def year_view(connection: Connection, year: int) -> YearView:
     for campaign, status, count in per_status:
         view.per_campaign.setdefault(campaign, Counter())[status] = int(count)
     return view
+
+
+@dataclass(frozen=True)
+class LogScale:
+    """Sends per day in a few levels on a logarithmic scale, so one busy day does not
+    flatten the rest: with 389 on the busiest day the levels are 1-4, 5-20, 21-88, 89-389.
+
+    Level 0 is a day without sends. The terminal heatmap and the HTML page both use it.
+    """
+
+    busiest: int
+    levels: int = 4
+
+    @property
+    def uppers(self) -> tuple[int, ...]:
+        """The highest count of each level 1..n (fewer levels when the busiest day is small)."""
+        found: list[int] = []
+        for k in range(1, self.levels + 1):
+            upper = min(self.busiest, max(round(self.busiest ** (k / self.levels)), 1))
+            if not found or upper > found[-1]:
+                found.append(upper)
+        return tuple(found)
+
+    def level(self, sends: int) -> int:
+        if sends <= 0:
+            return 0
+        for index, upper in enumerate(self.uppers, start=1):
+            if sends <= upper:
+                return index
+        return len(self.uppers)
+
+    def ranges(self) -> list[tuple[int, int, int]]:
+        """(level, lowest, highest) per level, for a legend."""
+        found, low = [], 1
+        for index, upper in enumerate(self.uppers, start=1):
+            found.append((index, low, upper))
+            low = upper + 1
+        return found
 
 
 def year_days(year: int) -> Iterator[date]:
@@ -156,87 +207,3 @@ def calendar_ics(view: YearView, *, name: str) -> bytes:
         ics.add_component(event)
     data: bytes = ics.to_ical()
     return data
-
-
-# ---------------------------------------------------------------------- HTML
-
-_MONTHS = tuple(calendar.month_name[1:])
-_STYLE = """
-body{font-family:system-ui,-apple-system,Segoe UI,sans-serif;margin:24px;color:#222}
-h1{font-size:22px;margin:0 0 4px} .muted{color:#666;font-size:13px}
-.months{display:grid;grid-template-columns:repeat(auto-fill,minmax(260px,1fr));
-  gap:18px;margin:18px 0}
-.month h2{font-size:15px;margin:0 0 6px}
-.month table{border-collapse:collapse;width:100%}
-.month th{font-size:11px;color:#888;font-weight:normal}
-.month td{width:14%;height:34px;text-align:center;font-size:11px;border:1px solid #eee;
-  vertical-align:top;padding:2px}
-.month td.day b{display:block;font-size:12px}
-.month td.empty{border:none}
-.legend span{display:inline-block;width:22px;height:12px;margin-right:2px}
-table.campaigns{border-collapse:collapse;margin-top:8px}
-table.campaigns td,table.campaigns th{padding:3px 10px;border-bottom:1px solid #eee;
-  text-align:right}
-table.campaigns td:first-child,table.campaigns th:first-child{text-align:left}
-"""
-
-
-def _heat(level: float) -> str:
-    """White to deep red: the share of the busiest day's pressure."""
-    level = max(0.0, min(1.0, level))
-    green = int(255 - 190 * level)
-    blue = int(255 - 210 * level)
-    return f"rgb(255,{green},{blue})"
-
-
-def calendar_html(view: YearView, *, name: str) -> str:
-    """A self-contained page: month grids coloured by pressure, campaign counts per day."""
-    busiest = view.busiest_day or 1
-    contacts = view.contacts or 1
-    parts = [
-        "<!doctype html><html lang='en'><head><meta charset='utf-8'>",
-        f"<title>{html.escape(name)} — plan {view.year}</title>",
-        f"<style>{_STYLE}</style></head><body>",
-        f"<h1>{html.escape(name)} — the plan of {view.year}</h1>",
-        f"<p class='muted'>{view.contacts} contacts; pressure = mails that day per 100 contacts; "
-        f"the busiest day has {view.busiest_day} mails.</p>",
-        "<p class='legend muted'>pressure: "
-        + "".join(f"<span style='background:{_heat(i / 4)}'></span>" for i in range(5))
-        + " low → high</p>",
-        "<div class='months' id='months'>",
-    ]
-    for month in range(1, 13):
-        first = date(view.year, month, 1)
-        parts.append(f"<div class='month' data-month='{month}'><h2>{_MONTHS[month - 1]}</h2>")
-        parts.append("<table><tr>")
-        parts.extend(f"<th>{d}</th>" for d in ("Mo", "Tu", "We", "Th", "Fr", "Sa", "Su"))
-        parts.append("</tr><tr>")
-        parts.extend("<td class='empty'></td>" for _ in range(first.weekday()))
-        day = first
-        while day.month == month:
-            if day.weekday() == 0 and day != first:
-                parts.append("</tr><tr>")
-            counts = view.per_day.get(day, Counter())
-            sends = sum(counts.values())
-            title = "\n".join(f"{c}: {n}" for c, n in sorted(counts.items())) or "no sends"
-            pressure = 100 * sends / contacts
-            parts.append(
-                f"<td class='day' data-date='{day.isoformat()}' data-sends='{sends}' "
-                f"title='{html.escape(day.isoformat() + chr(10) + title)}' "
-                f"style='background:{_heat(sends / busiest)}'>"
-                f"<b>{day.day}</b>{sends or ''}"
-                + (f"<br><small>{pressure:.1f}</small>" if sends else "")
-                + "</td>"
-            )
-            day += timedelta(days=1)
-        parts.append("</tr></table></div>")
-    parts.append("</div><h2>Campaigns</h2><table class='campaigns' id='campaigns'>")
-    parts.append("<tr><th>campaign</th><th>planned</th><th>deferred</th><th>dropped</th></tr>")
-    for campaign, _sends in view.busiest_campaigns():
-        counts = view.per_campaign[campaign]
-        parts.append(
-            f"<tr><td>{html.escape(campaign)}</td><td>{counts[PLANNED]}</td>"
-            f"<td>{counts[DEFERRED]}</td><td>{counts[DROPPED]}</td></tr>"
-        )
-    parts.append("</table></body></html>")
-    return "".join(parts)
