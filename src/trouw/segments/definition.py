@@ -48,6 +48,7 @@ FORMS = (
     "anniversary_within", "nps",
 )  # fmt: skip
 EVENT_KEYS = ("event", "within", "tag", "product", "category", "where", *AGGREGATES)
+SEGMENT_KEYS = ("description", "where")  # the keys of a segment file
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_\-]*$")
 
 Scalar = str | int | float | bool | date
@@ -257,7 +258,7 @@ def read_segment(path: Path, problems: Problems) -> Segment | None:
             )
         )
         return None
-    reader.only(raw, ("description", "where"), "")
+    reader.only(raw, SEGMENT_KEYS, "")
     if "where" not in raw:
         problems.add(
             SegmentError(
