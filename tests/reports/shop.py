@@ -250,3 +250,31 @@ def build_shop(engine: Engine) -> None:
                 for segment, day, size, entered, left in SNAPSHOTS
             ],
         )
+
+
+def add_letters(engine: Engine) -> None:
+    """c7 wants post: spring's family letter and a welcome letter, and events that name them.
+
+    Nothing of it may reach the e-mail figures: an open that names the letter
+    by its ledger id and an imported unsubscribe (c7 got no e-mail to pin it to).
+    """
+    with atomic(engine) as connection:
+        connection.execute(insert(contacts), [{**_contact("c7"), "channel": "post"}])
+        letter = {**_plan("c7", "2027-04-02", "spring", "spring/family", "planned")}
+        connection.execute(insert(plan), [{**letter, "channel": "post"}])
+        ids = []
+        for day, campaign, template in (
+            ("2027-04-02", "spring", "spring/family"),
+            ("2027-04-06", "welcome", "welcome/thanks"),
+        ):
+            row = {**_send("c7", day, campaign, template), "channel": "post"}
+            key = connection.execute(insert(ledger).values(row)).inserted_primary_key
+            assert key is not None
+            ids.append(int(key[0]))
+        connection.execute(
+            insert(events),
+            [
+                _tracked("c7", "open", local("2027-04-03"), campaign="spring", ledger_id=ids[0]),
+                _event("c7", "unsubscribe", local("2027-04-11")),
+            ],
+        )

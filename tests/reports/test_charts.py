@@ -6,7 +6,7 @@ import xml.etree.ElementTree as ElementTree
 
 import pytest
 
-from trouw.reports.charts import Series, bar_chart, funnel_chart, line_chart, nice_ticks
+from trouw.reports.charts import Series, bar_chart, line_chart, nice_ticks, rate_chart
 
 SVG = "{http://www.w3.org/2000/svg}"
 
@@ -75,9 +75,30 @@ def test_line_chart_breaks_at_unknown_values() -> None:
     assert len(svg.findall(f".//{SVG}polyline")) == 2
 
 
-def test_funnel_chart_scales_to_the_first_stage() -> None:
+def test_rate_chart_draws_each_rate_to_scale_with_its_percent() -> None:
     svg = _parse(
-        funnel_chart("t", "Funnel", "sent, opened", [("spring", [("sent", 4), ("opened", 1)])])
+        rate_chart(
+            "t",
+            "Rates",
+            "open and click rate",
+            [("spring", [0.5, 0.25]), ("news", [None, 0.0])],
+            [("open rate", "#000"), ("click rate", "#111")],
+            x_label="percent",
+        )
     )
-    widths = [float(bar.get("width", 0)) for bar in svg.findall(f".//{SVG}rect[@class='bar']")]
-    assert widths[1] == pytest.approx(widths[0] / 4, abs=0.2)
+    bars = svg.findall(f".//{SVG}rect[@class='bar']")
+    assert len(bars) == 3  # no bar for an unknown rate
+    widths = [float(bar.get("width", 0)) for bar in bars]
+    assert widths[1] == pytest.approx(widths[0] / 2, abs=0.2)
+    values = [text.text for text in svg.findall(f".//{SVG}text[@class='value']")]
+    assert values == ["50.0%", "25.0%", "no data", "0.0%"]
+    ticks = [text.text for text in svg.findall(f".//{SVG}text") if (text.text or "").endswith("%")]
+    assert ticks[:5] == ["0%", "25%", "50%", "75%", "100%"]
+
+
+def test_small_rates_get_their_own_scale() -> None:
+    svg = _parse(
+        rate_chart("t", "Rates", "bounce", [("spring", [0.02])], [("bounce", "#000")], x_label="%")
+    )
+    ticks = [text.text for text in svg.findall(f".//{SVG}text") if (text.text or "").endswith("%")]
+    assert ticks[:5] == ["0%", "0.5%", "1%", "1.5%", "2%"]  # the bar reaches the top tick

@@ -147,7 +147,7 @@ def test_the_page_template_ships_with_the_package() -> None:
 
 
 def test_the_html_page_draws_its_charts(project_dir: Path, tmp_path: Path, browser: Any) -> None:
-    """The page opens offline in Chromium with six charts of real size, titled and captioned."""
+    """The page opens offline in Chromium with seven charts of real size, titled and captioned."""
     url = f"sqlite:///{tmp_path / 'shop.db'}"
     engine = open_store(url)
     build_shop(engine)
@@ -166,7 +166,7 @@ def test_the_html_page_draws_its_charts(project_dir: Path, tmp_path: Path, brows
     assert requests == [page_path.as_uri()], "the page loads nothing else"
     assert page.title() == "Test Shop — report 2027"
     charts = page.locator("figure svg.chart")
-    assert charts.count() == 6
+    assert charts.count() == 7
     for index in range(charts.count()):
         chart = charts.nth(index)
         box = chart.bounding_box()
@@ -174,7 +174,8 @@ def test_the_html_page_draws_its_charts(project_dir: Path, tmp_path: Path, brows
         assert chart.locator("title").first.text_content()
         assert chart.get_attribute("role") == "img"
     for caption in (
-        "Sent → opened → clicked, per campaign",
+        "Open, click and click-to-open rate per campaign",
+        "Unsubscribe and bounce rate per campaign",
         "Mails per contact per week against the weekly cap",
         "Churn, repurchase, upsell and CSAT per month",
         "NPS per month",
@@ -187,8 +188,8 @@ def test_the_html_page_draws_its_charts(project_dir: Path, tmp_path: Path, brows
     assert bar is not None and bar["height"] > 0
     cap = weekly.locator("line.cap").bounding_box()
     assert cap is not None and cap["width"] > 200
-    funnel_bars = page.locator("svg[aria-labelledby^='funnel'] rect.bar")
-    assert funnel_bars.count() == 9  # news, spring, welcome: sent, opened, clicked
+    rate_bars = page.locator("svg[aria-labelledby^='response-rates'] rect.bar")
+    assert rate_bars.count() == 8  # news, spring, welcome: open, click, CTOR (news: none opened)
     # NPS answers in March, May, June, August and September: a point each.
     assert page.locator("svg[aria-labelledby^='nps'] circle.point").count() == 5
     assert page.get_by_text("25.0%", exact=True).is_visible()  # the churn rate's card

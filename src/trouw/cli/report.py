@@ -15,15 +15,16 @@ from rich.table import Table
 
 from trouw.cli.output import console, errors
 from trouw.cli.params import Env, as_of_option, format_option, pass_env
-from trouw.reports import Report, build_report, check_year, report_dict, report_html, write_csv
+from trouw.reports import Report, build_report, report_dict, report_html, write_csv
 from trouw.reports.export import NO_VARIANT
-from trouw.reports.figures import SegmentSize
+from trouw.reports.figures import SegmentSize, default_period
 from trouw.reports.formatting import count, decimal, percent, signed
-from trouw.reports.funnel import Funnel
+from trouw.reports.funnel import CampaignFunnel, Funnel
 
-# Eleven numbers do not fit an 80-column terminal: the sends and the responses get a table each.
+# The counts and the rates do not fit one 80-column table: a table each.
 SEND_COLUMNS = ("planned", "sent", "failed", "delivered", "bounced")
-RESPONSE_COLUMNS = ("opened", "clicked", "clicks", "unsubs", "CTOR")
+RATE_COLUMNS = ("delivered", "open", "click", "CTOR", "unsub", "bounce")
+LETTER_COLUMNS = ("planned", "sent", "failed")
 
 
 def _send_cells(funnel: Funnel) -> list[str]:
@@ -31,29 +32,63 @@ def _send_cells(funnel: Funnel) -> list[str]:
     return [count(n) for n in numbers]
 
 
-def _response_cells(funnel: Funnel) -> list[str]:
-    numbers = (funnel.opened, funnel.clicked, funnel.clicks, funnel.unsubscribed)
-    return [count(n) for n in numbers] + [percent(funnel.click_to_open)]
+def _rate_cells(funnel: Funnel) -> list[str]:
+    return [percent(rate) for rate in funnel.rates().values()]
+
+
+def _letter_cells(funnel: Funnel) -> list[str]:
+    return [count(n) for n in (funnel.planned, funnel.sent, funnel.failed)]
 
 
 def _campaign_table(
-    report: Report, title: str, columns: tuple[str, ...], cells: Callable[[Funnel], list[str]]
+    campaigns: list[CampaignFunnel],
+    title: str,
+    columns: tuple[str, ...],
+    cells: Callable[[Funnel], list[str]],
 ) -> Table:
-    table = Table(title=f"{title} {report.year.label}", title_justify="left")
+    """A campaign's row (its totals) and under it its variants, indented."""
+    table = Table(title=title, title_justify="left")
     table.add_column("campaign / variant", no_wrap=True)
     for column in columns:
         table.add_column(column, justify="right")
-    for campaign in report.campaigns:
+    for campaign in campaigns:
         variants = campaign.sorted_variants()
-        if len(variants) > 1:  # one template needs no line of its own
-            for template, funnel in variants:
-                table.add_row(f"  {escape(template or NO_VARIANT)}", *cells(funnel))
+        several = len(variants) > 1  # one template needs no line of its own
         table.add_row(
-            f"[bold]{escape(campaign.campaign)}[/bold]", *cells(campaign.total), end_section=True
+            f"[bold]{escape(campaign.campaign)}[/bold]",
+            *cells(campaign.total),
+            end_section=not several,
         )
-    if "CTOR" in columns:
-        table.caption = "opened, clicked, unsubs: unique contacts; CTOR: clicked / opened"
+        for index, (template, funnel) in enumerate(variants if several else []):
+            table.add_row(
+                f"  {escape(template or NO_VARIANT)}",
+                *cells(funnel),
+                end_section=index == len(variants) - 1,
+            )
     return table
+
+
+def _campaign_tables(report: Report) -> list[Table]:
+    year = report.year.label
+    tables = []
+    if report.mail_campaigns:
+        sends = _campaign_table(report.mail_campaigns, f"e-mail {year}", SEND_COLUMNS, _send_cells)
+        sends.caption = "mails; bounced: bounced after sending, or refused as a hard bounce"
+        rates = _campaign_table(
+            report.mail_campaigns, f"e-mail rates {year}", RATE_COLUMNS, _rate_cells
+        )
+        rates.caption = (
+            "delivered, bounce: of the mails tried (sent + failed); open, click, unsub: "
+            "of the delivered mails; CTOR: clicked / opened mails"
+        )
+        tables += [sends, rates]
+    if report.letter_campaigns:
+        letters = _campaign_table(
+            report.letter_campaigns, f"letters {year}", LETTER_COLUMNS, _letter_cells
+        )
+        letters.caption = "letters are written to the letters folder: never opened or clicked"
+        tables.append(letters)
+    return tables
 
 
 def _pressure_table(report: Report) -> Table:
@@ -162,11 +197,8 @@ def _print_tables(report: Report) -> None:
     note = report.nothing_sent()
     if note:
         console.print(note)
-    if report.campaigns:
-        console.print(_campaign_table(report, "campaigns: sends", SEND_COLUMNS, _send_cells))
-        console.print(
-            _campaign_table(report, "campaigns: responses", RESPONSE_COLUMNS, _response_cells)
-        )
+    for table in _campaign_tables(report):
+        console.print(table)
     if report.weekly.contact_periods:
         console.print(_pressure_table(report))
     if report.loyalty.has_data:
@@ -185,7 +217,7 @@ def _print_tables(report: Report) -> None:
     "--year",
     type=int,
     metavar="YYYY",
-    help="The year to report on (default: the year of --as-of).",
+    help="The year to report on (default: the year of the latest sent mail up to --as-of).",
 )
 @as_of_option
 @click.option(
@@ -201,23 +233,26 @@ def report_command(
 ) -> None:
     """Report on a year: campaign funnels, mails per inbox, loyalty figures.
 
-    Per campaign and variant: planned, sent, failed, delivered, opened,
-    clicked, unsubscribed, bounced and click-to-open rate. Mails per contact
-    per week and month (max, p99, mean) beside the caps in trouw.toml. Churn,
-    repurchase and upsell rates, NPS, CSAT and the loyalty score, for the
-    year and per month. --format csv writes one long table
+    Per e-mail campaign and variant: planned, sent, failed, delivered and
+    bounced mails, and the delivered, open, click, click-to-open, unsubscribe
+    and bounce rates; letters apart (planned, sent, failed). Mails per
+    contact per week and month (max, p99, mean) beside the caps in
+    trouw.toml. Churn, repurchase and upsell rates, NPS, CSAT and the loyalty
+    score, for the year and per month. --format csv writes one long table
     (section,name,variant,period,metric,value); json one object per section.
+
+    Without --year: the year of the latest sent mail. Without --as-of: today,
+    or the latest send day when the ledger runs ahead of today (as after
+    `trouw demo`, which sends a day of the coming year).
 
     \b
     Example:
       trouw report --html report.html
       trouw report --year 2026 --format csv > report-2026.csv
     """
-    day = as_of or env.today()
-    year = day.year if year is None else year
-    check_year(year, day)  # before touching the database: a typo fails fast
     settings = env.project.settings
     with env.engine.connect() as connection:
+        year, day, chosen = default_period(connection, today=env.today(), year=year, as_of=as_of)
         report = build_report(
             connection,
             name=settings.name,
@@ -226,6 +261,8 @@ def report_command(
             timezone=settings.tz,
             caps=settings.policy,
         )
+    if chosen:
+        (console if fmt == "table" else errors).print(chosen)
     if fmt == "json":
         json.dump(report_dict(report), sys.stdout, ensure_ascii=False, indent=2)
         sys.stdout.write("\n")

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 
 from markupsafe import Markup, escape
 
+from trouw.reports.formatting import percent
+
 WIDTH = 720
 HEIGHT = 300
 LEFT, RIGHT, TOP, BOTTOM = 64, 24, 28, 56
@@ -226,38 +228,83 @@ def line_chart(
     return Markup("\n".join(parts))
 
 
-def funnel_chart(
+RATE_WIDTH = 420  # narrow: the labels stay legible when a phone scales the chart down
+
+
+def rate_chart(
     ident: str,
     title: str,
     description: str,
-    rows: Sequence[tuple[str, Sequence[tuple[str, int]]]],
+    rows: Sequence[tuple[str, Sequence[float | None]]],
+    series: Sequence[tuple[str, str]],
+    *,
+    x_label: str,
 ) -> Markup:
-    """Per campaign, a horizontal bar per stage, as a share of the first stage (sent)."""
-    stages = [stage for stage, _ in rows[0][1]] if rows else []
-    colors = dict(zip(stages, PALETTE, strict=False))
-    bar, gap, label_width = 16, 14, 150
-    height = TOP + 8 + len(rows) * (len(stages) * bar + gap) + 24
-    parts = _open(ident, title, description, height)
-    parts += _legend([Series(stage, [], colors[stage]) for stage in stages])
-    span = WIDTH - label_width - RIGHT - 110
-    y = TOP + 8
-    for campaign, counts in rows:
-        base = counts[0][1] if counts else 0
-        parts.append(_text(label_width - 8, y + bar + 4, campaign, text_anchor="end"))
-        for stage, value in counts:
-            share = value / base if base else 0.0
-            width = max(span * min(share, 1.0), 1.0)
-            parts.append(
-                f'<rect class="bar" x="{label_width}" y="{y}" width="{width:.1f}" '
-                f'height="{bar - 2}" fill="{colors[stage]}"><title>{escape(campaign)}: '
-                f"{escape(stage)} {value:,} ({100 * share:.1f}% of sent)</title></rect>"
-            )
-            parts.append(_text(label_width + width + 6, y + bar - 4, f"{value:,} {stage}"))
+    """Per row (a campaign), a horizontal bar per rate (fractions 0-1), its value at its end.
+
+    The name of each row stands above its bars, so the bars keep the whole
+    width on a phone; the scale is 0-100% or, for small rates, up to a round
+    number just above the largest. `series` is (name, colour) per rate.
+    """
+    known = [v for _, values in rows for v in values if v is not None]
+    top = max([*known, 0.0])
+    ticks = [0.0, 0.25, 0.5, 0.75, 1.0] if top > 0.4 else nice_ticks(0, max(top, 0.01), 4)
+    high = ticks[-1]
+    left, right, bar, gap, name_line = 8, 52, 13, 12, 18
+    span = RATE_WIDTH - left - right
+    legend_height = 28
+    height = legend_height + len(rows) * (name_line + len(series) * bar + gap) + 40
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" class="chart rates" role="img" '
+        f'viewBox="0 0 {RATE_WIDTH} {height}" width="{RATE_WIDTH}" height="{height}" '
+        f'aria-labelledby="{ident}-title {ident}-desc">',
+        f'<title id="{ident}-title">{escape(title)}</title>',
+        f'<desc id="{ident}-desc">{escape(description)}</desc>',
+    ]
+    x = float(left)
+    for name, color in series:
+        parts.append(f'<rect x="{x:.1f}" y="6" width="12" height="12" fill="{color}"/>')
+        parts.append(_text(x + 16, 16, name))
+        x += 34 + 6.8 * len(name)
+    bottom = height - 34
+
+    def at(value: float) -> float:
+        return left + span * min(value, high) / high
+
+    for tick in ticks:
+        parts.append(
+            f'<line x1="{at(tick):.1f}" x2="{at(tick):.1f}" y1="{legend_height}" '
+            f'y2="{bottom}" stroke="{GRID}"/>'
+        )
+        parts.append(_text(at(tick), bottom + 14, _percent(tick), text_anchor="middle"))
+    parts.append(
+        f'<line x1="{left}" x2="{left}" y1="{legend_height}" y2="{bottom}" stroke="{AXIS}"/>'
+    )
+    parts.append(
+        _text(left + span / 2, height - 4, x_label, text_anchor="middle", class_="axis-label")
+    )
+    y = float(legend_height)
+    for label, values in rows:
+        parts.append(_text(left, y + 13, label, class_="row-label"))
+        y += name_line
+        for (name, color), value in zip(series, values, strict=True):
+            shown = "no data" if value is None else percent(value)  # as in the table
+            if value is not None:
+                width = max(at(value) - left, 1.0)
+                parts.append(
+                    f'<rect class="bar" x="{left}" y="{y:.1f}" width="{width:.1f}" '
+                    f'height="{bar - 3}" fill="{color}"><title>{escape(label)}: '
+                    f"{escape(name)} {shown}</title></rect>"
+                )
+            end = at(value or 0) + 4
+            parts.append(_text(end, y + bar - 4, shown, class_="value"))
             y += bar
         y += gap
-    parts.append(
-        _text(label_width + span / 2, height - 6, "share of the mails sent", text_anchor="middle",
-              class_="axis-label")
-    )  # fmt: skip
     parts.append("</svg>")
     return Markup("\n".join(parts))
+
+
+def _percent(value: float) -> str:
+    """A fraction as an axis tick: "25%", "0.5%"."""
+    number = 100 * value
+    return f"{number:.0f}%" if float(round(number, 6)).is_integer() else f"{number:.1f}%"

@@ -14,11 +14,20 @@ from markupsafe import Markup
 
 from trouw import __version__
 from trouw.reports import formatting
-from trouw.reports.charts import PALETTE, Series, bar_chart, funnel_chart, line_chart
+from trouw.reports.charts import PALETTE, Series, bar_chart, line_chart, rate_chart
 from trouw.reports.export import NO_VARIANT
 from trouw.reports.figures import Report
 
 TEMPLATE = "report.html"
+# The funnel's rates as the page's columns say them, in funnel order (funnel.RATES).
+RATE_NAMES = {
+    "delivered": "delivered",
+    "open": "open",
+    "click": "click",
+    "click_to_open": "click-to-open",
+    "unsubscribe": "unsubscribe",
+    "bounce": "bounce",
+}
 
 
 def _environment() -> Environment:
@@ -52,28 +61,48 @@ def _weekly_chart(report: Report) -> Markup | None:
     )
 
 
-def _funnel_chart(report: Report) -> Markup | None:
-    rows = [
-        (
-            campaign.campaign,
-            [
-                ("sent", campaign.total.sent),
-                ("opened", campaign.total.opened),
-                ("clicked", campaign.total.clicked),
-            ],
-        )
-        for campaign in report.campaigns
-        if campaign.total.sent
+def _rate_charts(report: Report) -> list[tuple[str, Markup]]:
+    """(caption, chart): the response rates and the loss rates of each e-mail campaign."""
+    campaigns = [c for c in report.mail_campaigns if c.total.tried]
+    if not campaigns:
+        return []
+    year = report.year.label
+    responses = [
+        ("open rate", PALETTE[0]),
+        ("click rate", PALETTE[2]),
+        ("click-to-open", PALETTE[1]),
     ]
-    if not rows:
-        return None
-    return funnel_chart(
-        "funnel",
-        f"Campaign funnel, {report.year.label}",
-        "Per campaign: mails sent, contacts who opened and contacts who clicked, "
-        "as bars scaled to the mails sent.",
-        rows,
-    )
+    losses = [("unsubscribe rate", PALETTE[3]), ("bounce rate", PALETTE[4])]
+
+    def rows(*names: str) -> list[tuple[str, list[float | None]]]:
+        return [(c.campaign, [c.total.rates()[name] for name in names]) for c in campaigns]
+
+    return [
+        (
+            "Open, click and click-to-open rate per campaign",
+            rate_chart(
+                "response-rates",
+                f"Open, click and click-to-open rate per e-mail campaign, {year}",
+                "Per campaign: opened and clicked mails as a share of the delivered mails, "
+                "and clicked mails as a share of the opened mails, in percent.",
+                rows("open", "click", "click_to_open"),
+                responses,
+                x_label="percent of delivered mails (click-to-open: of opened mails)",
+            ),
+        ),
+        (
+            "Unsubscribe and bounce rate per campaign",
+            rate_chart(
+                "loss-rates",
+                f"Unsubscribe and bounce rate per e-mail campaign, {year}",
+                "Per campaign: mails followed by an unsubscribe, as a share of the delivered "
+                "mails, and mails that bounced, as a share of the mails tried, in percent.",
+                rows("unsubscribe", "bounce"),
+                losses,
+                x_label="percent (unsubscribe: of delivered, bounce: of tried mails)",
+            ),
+        ),
+    ]
 
 
 def _segment_chart(report: Report) -> Markup | None:
@@ -166,7 +195,8 @@ def report_html(report: Report) -> str:
     return template.render(
         report=report,
         version=__version__,
-        funnel=_funnel_chart(report),
+        rate_charts=_rate_charts(report),
+        rate_names=RATE_NAMES,
         weekly=_weekly_chart(report),
         segments=_segment_chart(report),
         loyalty_charts=_loyalty_charts(report),
