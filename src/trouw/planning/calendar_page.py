@@ -34,6 +34,7 @@ from sqlalchemy import Connection, func, select
 
 from trouw.campaigns import Campaign, load_campaigns
 from trouw.planning.policy import DEFERRED, DROPPED, PLANNED, QuietDays
+from trouw.planning.runs import year_planned
 from trouw.planning.views import SENDS, LogScale, YearView, contact_plan, year_days, year_view
 from trouw.project import Project
 from trouw.store import contacts, plan
@@ -447,6 +448,7 @@ def _data(page: CalendarPage, lookup: str | None) -> Markup:
         "quiet": {day.isoformat(): why for day, why in sorted(page.quiet.items())},
         "people": [{"id": p.id, "name": p.name, "rows": p.rows} for p in page.people],
         "selected": page.selected,
+        "unknown": page.unknown,
         "lookup": lookup,
     }
     text = json.dumps(data, ensure_ascii=False, separators=(",", ":"))
@@ -495,3 +497,11 @@ def project_calendar(
         quiet=QuietDays(project.settings.policy.quiet_days),
         contact_ids=contact_ids,
     )
+
+
+def calendar_years(connection: Connection, as_of: date, wanted: int | None = None) -> list[int]:
+    """The planned years a page offers, the one to show first: `wanted` if it is planned,
+    else as-of's year, else the next (in December the coming year is what is planned)."""
+    candidates = [] if wanted is None else [wanted]
+    candidates += [year for year in (as_of.year, as_of.year + 1) if year != wanted]
+    return [year for year in candidates if year_planned(connection, year)]

@@ -31,6 +31,7 @@ from sqlalchemy import Engine
 
 from trouw.campaigns import Campaign, load_campaigns
 from trouw.errors import TrouwError, UserError
+from trouw.planning.calendar_page import calendar_fragment, calendar_years, project_calendar
 from trouw.planning.next_sends import AS_OF, describe_when, mail_days, next_sends
 from trouw.preview.testmail import render_sample, send_test_mail
 from trouw.project import Project
@@ -135,8 +136,17 @@ def create_app(
     @app.get("/")
     def index() -> str:
         campaigns = load_campaigns(project.campaigns_dir)
+        # The year calendar of the plan (as-of's year, else the next; ?year= and ?contact=).
+        contact = (request.args.get("contact") or "").strip()
         with engine.connect() as connection:
             upcoming = next_sends(connection, campaigns, as_of)
+            years = calendar_years(connection, as_of, request.args.get("year", type=int))
+            calendar = None
+            if years:
+                page = project_calendar(
+                    connection, project, years[0], contact_ids=[contact] if contact else ()
+                )
+                calendar = calendar_fragment(page, lookup=url_for("index"))
         return render_template(
             "index.html",
             project=project,
@@ -144,6 +154,9 @@ def create_app(
             campaigns=campaigns,
             when={c.name: describe_when(c) for c in campaigns},
             upcoming=upcoming,
+            calendar=calendar,
+            calendar_years=sorted(years),
+            calendar_year=years[0] if years else None,
         )
 
     @app.get("/campaign/<name>")
