@@ -228,7 +228,7 @@ def line_chart(
     return Markup("\n".join(parts))
 
 
-RATE_WIDTH = 420  # narrow: the labels stay legible when a phone scales the chart down
+RATE_WIDTH = 360  # narrow: the labels stay legible when a phone scales the chart down
 
 
 def rate_chart(
@@ -250,12 +250,12 @@ def rate_chart(
     top = max([*known, 0.0])
     ticks = [0.0, 0.25, 0.5, 0.75, 1.0] if top > 0.4 else nice_ticks(0, max(top, 0.01), 4)
     high = ticks[-1]
-    left, right, bar, gap, name_line = 8, 52, 13, 12, 18
+    left, right, bar, gap, name_line = 10, 62, 16, 12, 20
     span = RATE_WIDTH - left - right
-    legend_height = 28
+    legend_height = 30
     height = legend_height + len(rows) * (name_line + len(series) * bar + gap) + 40
     parts = [
-        f'<svg xmlns="http://www.w3.org/2000/svg" class="chart rates" role="img" '
+        f'<svg xmlns="http://www.w3.org/2000/svg" class="chart rates" role="img" font-size="14" '
         f'viewBox="0 0 {RATE_WIDTH} {height}" width="{RATE_WIDTH}" height="{height}" '
         f'aria-labelledby="{ident}-title {ident}-desc">',
         f'<title id="{ident}-title">{escape(title)}</title>',
@@ -263,9 +263,9 @@ def rate_chart(
     ]
     x = float(left)
     for name, color in series:
-        parts.append(f'<rect x="{x:.1f}" y="6" width="12" height="12" fill="{color}"/>')
-        parts.append(_text(x + 16, 16, name))
-        x += 34 + 6.8 * len(name)
+        parts.append(f'<rect x="{x:.1f}" y="5" width="13" height="13" fill="{color}"/>')
+        parts.append(_text(x + 17, 16, name))
+        x += 34 + 7.6 * len(name)
     bottom = height - 34
 
     def at(value: float) -> float:
@@ -276,7 +276,7 @@ def rate_chart(
             f'<line x1="{at(tick):.1f}" x2="{at(tick):.1f}" y1="{legend_height}" '
             f'y2="{bottom}" stroke="{GRID}"/>'
         )
-        parts.append(_text(at(tick), bottom + 14, _percent(tick), text_anchor="middle"))
+        parts.append(_text(at(tick), bottom + 16, _percent(tick), text_anchor="middle"))
     parts.append(
         f'<line x1="{left}" x2="{left}" y1="{legend_height}" y2="{bottom}" stroke="{AXIS}"/>'
     )
@@ -285,7 +285,7 @@ def rate_chart(
     )
     y = float(legend_height)
     for label, values in rows:
-        parts.append(_text(left, y + 13, label, class_="row-label"))
+        parts.append(_text(left, y + 15, label, class_="row-label"))
         y += name_line
         for (name, color), value in zip(series, values, strict=True):
             shown = "no data" if value is None else percent(value)  # as in the table
@@ -297,7 +297,7 @@ def rate_chart(
                     f"{escape(name)} {shown}</title></rect>"
                 )
             end = at(value or 0) + 4
-            parts.append(_text(end, y + bar - 4, shown, class_="value"))
+            parts.append(_text(end, y + bar - 3, shown, class_="value"))
             y += bar
         y += gap
     parts.append("</svg>")

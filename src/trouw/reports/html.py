@@ -87,7 +87,7 @@ def _rate_charts(report: Report) -> list[tuple[str, Markup]]:
                 "and clicked mails as a share of the opened mails, in percent.",
                 rows("open", "click", "click_to_open"),
                 responses,
-                x_label="percent of delivered mails (click-to-open: of opened mails)",
+                x_label="percent of delivered mails (CTOR: of opened)",
             ),
         ),
         (
@@ -99,7 +99,7 @@ def _rate_charts(report: Report) -> list[tuple[str, Markup]]:
                 "mails, and mails that bounced, as a share of the mails tried, in percent.",
                 rows("unsubscribe", "bounce"),
                 losses,
-                x_label="percent (unsubscribe: of delivered, bounce: of tried mails)",
+                x_label="percent (bounce: of the mails tried)",
             ),
         ),
     ]
