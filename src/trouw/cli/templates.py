@@ -5,7 +5,6 @@ from __future__ import annotations
 from datetime import date
 
 import click
-from rich.table import Table
 
 from trouw.cli.output import console, errors
 from trouw.cli.params import Env, as_of_option, pass_env
@@ -37,9 +36,12 @@ def check_command(env: Env, samples: int, as_of: date | None) -> None:
     Every campaign variant is rendered for members of its segment in each
     locale in use (a made-up contact where a segment has none), and every
     other mail template for a made-up contact. Errors: syntax errors and
-    missing variables (file and line), links without a target, images
-    without alt text, no unsubscribe link, HTML over 100 KB. Exit code 2 on
-    any error.
+    missing variables, links without a target, images without alt text, no
+    unsubscribe link, HTML over 100 KB, and layouts wider than a phone (a
+    fixed width over 375 px with no max-width in % and no @media rule that
+    narrows it; found in the files, not by a browser). Each problem is shown
+    once with its file and line, and where and for how many samples it was
+    seen. Exit code 2 on any error.
 
     \b
     Example:
@@ -50,13 +52,10 @@ def check_command(env: Env, samples: int, as_of: date | None) -> None:
     day = as_of or env.today()
     with env.engine.connect() as connection:
         report = check_templates(env.project, connection, day, samples=samples)
-    if report.errors:
-        table = Table(title="template problems", title_justify="left", show_lines=True)
-        for column in ("where", "contact", "problem"):
-            table.add_column(column, overflow="fold")
-        for finding in report.errors:
-            table.add_row(finding.where, finding.contact, finding.message)
-        errors.print(table)
+    for finding in report.errors:
+        errors.print(finding.message, markup=False, highlight=False, soft_wrap=True)
+        seen = _seen(finding.wheres, finding.contacts)
+        errors.print(f"  seen in: {seen}", markup=False, highlight=False, soft_wrap=True)
     summary = (
         f"{report.rendered} mails rendered from {len(report.templates)} templates "
         f"({'; '.join(report.notes)}), {len(report.errors)} problems"
@@ -65,3 +64,12 @@ def check_command(env: Env, samples: int, as_of: date | None) -> None:
         errors.print(f"Error: {summary}", markup=False)
         raise click.exceptions.Exit(2)
     console.print(f"ok: {summary}", markup=False)
+
+
+def _seen(wheres: list[str], contacts: list[str]) -> str:
+    """`spring-outing → spring/generic, welcome:1 → ... · 4 samples (demo-000001, ...)`."""
+    shown = ", ".join(wheres[:3]) + (f" and {len(wheres) - 3} more" if len(wheres) > 3 else "")
+    if not contacts:
+        return shown
+    samples = f"{len(contacts)} sample{'s' if len(contacts) != 1 else ''}"
+    return f"{shown} · {samples} ({', '.join(contacts[:2])}{', ...' if len(contacts) > 2 else ''})"

@@ -14,13 +14,27 @@ template syntax errors and missing variables (file and line), links without
 a target, images without alt text, mails without the unsubscribe link, and
 HTML over 100 KB (Gmail clips longer mails); in letters, images that are no
 `data:` URL (a letter loads nothing, so it could not print them).
+
+Each problem is reported once, with the campaigns and sample contacts it was
+seen for: a problem in the layout is one problem, not one per sample. A link
+or image problem found in the rendered mail is traced back to the tag in the
+template source (the mail, its layouts, includes and imports) for its file
+and line.
+
+Layouts wider than a phone are found statically, in the template files (not
+by rendering in a browser): a fixed width over 375 px, as a `width="600"`
+attribute or a CSS `width: 600px` / `min-width`, is a problem unless the same
+element or rule also says `max-width` in % or an `@media (max-width: ...)`
+rule sets the width of the same selector (or class) again.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from datetime import date
 from html.parser import HTMLParser
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from jinja2 import nodes
@@ -46,15 +60,24 @@ if TYPE_CHECKING:  # the check without data (`trouw check`) imports no SQLAlchem
     from trouw.templates.campaign_mails import CampaignMails, RenderedMail
 
 GMAIL_CLIP_BYTES = 100 * 1024
+PHONE_WIDTH = 375  # CSS pixels of a common phone (iPhone mini/SE class)
 
 
-@dataclass(frozen=True)
+@dataclass
 class Finding:
-    """One problem: where (campaign/template), for whom, and the message with file and line."""
+    """One problem (its message names file and line), and where and for whom it was seen."""
 
-    where: str
-    contact: str
     message: str
+    wheres: list[str] = field(default_factory=list)
+    contacts: list[str] = field(default_factory=list)
+
+    @property
+    def where(self) -> str:
+        return self.wheres[0] if self.wheres else ""
+
+    @property
+    def contact(self) -> str:
+        return self.contacts[0] if self.contacts else ""
 
 
 @dataclass
@@ -63,57 +86,95 @@ class CheckReport:
     templates: set[str] = field(default_factory=set)
     errors: list[Finding] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    _by_message: dict[str, Finding] = field(default_factory=dict, repr=False)
 
     def add(self, where: str, contact: str, message: str) -> None:
-        finding = Finding(where, contact, message)
-        if finding not in self.errors:
+        """Record a problem once; seen again (another sample, campaign or template), it
+        only gains the where and the contact."""
+        finding = self._by_message.get(message)
+        if finding is None:
+            finding = self._by_message[message] = Finding(message)
             self.errors.append(finding)
+        if where and where not in finding.wheres:
+            finding.wheres.append(where)
+        if contact and contact not in finding.contacts:
+            finding.contacts.append(contact)
+
+
+@dataclass(frozen=True)
+class TagProblem:
+    """A problem with one tag of a rendered mail, and how to find the tag in the source."""
+
+    message: str
+    tag: str
+    attribute: str
+    value: str
 
 
 class _ImageLint(HTMLParser):
     def __init__(self) -> None:
         super().__init__(convert_charrefs=True)
-        self.problems: list[str] = []
+        self.problems: list[TagProblem] = []
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         src = (dict(attrs).get("src") or "").strip()
         if tag == "img" and not src.lower().startswith("data:"):
-            self.problems.append(
+            message = (
                 f"an image a letter cannot print ({src[:60]!r}): a letter loads nothing; "
                 "use a data: URL"
             )
+            self.problems.append(TagProblem(message, "img", "src", src))
 
 
-def lint_letter(mail: Mail) -> list[str]:
-    """What is wrong with a rendered letter template (empty when it is fine)."""
+def letter_problems(mail: Mail) -> list[TagProblem]:
+    """What is wrong with a rendered letter template, tag by tag."""
     parser = _ImageLint()
     parser.feed(mail.html)
     parser.close()
     return list(dict.fromkeys(parser.problems))
 
 
+def lint_letter(mail: Mail) -> list[str]:
+    """What is wrong with a rendered letter template (empty when it is fine)."""
+    return [problem.message for problem in letter_problems(mail)]
+
+
 class _LinkLint(HTMLParser):
     def __init__(self) -> None:
         super().__init__(convert_charrefs=True)
-        self.problems: list[str] = []
+        self.problems: list[TagProblem] = []
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         values = dict(attrs)
         if tag == "a":
             href = (values.get("href") or "").strip()
             if href in ("", "#") or href.lower().startswith("javascript:"):
-                self.problems.append(f"a link without a target (href={href!r})")
+                message = f"a link without a target (href={href!r})"
+                self.problems.append(TagProblem(message, "a", "href", href))
         elif tag == "img" and "alt" not in values:
             src = values.get("src") or "?"
-            self.problems.append(f'an image without alt text ({src[:60]}); add alt="..."')
+            message = f'an image without alt text ({src[:60]}); add alt="..."'
+            self.problems.append(TagProblem(message, "img", "alt", src))
+
+
+def tag_problems(mail: Mail) -> list[TagProblem]:
+    """The links without a target and images without alt text of a rendered mail."""
+    parser = _LinkLint()
+    parser.feed(mail.html)
+    parser.close()
+    return list(dict.fromkeys(parser.problems))
 
 
 def lint_mail(mail: Mail, unsubscribe_url: str | None) -> list[str]:
     """What is wrong with a rendered mail, as messages (empty when it is fine)."""
-    parser = _LinkLint()
-    parser.feed(mail.html)
-    parser.close()
-    problems = list(dict.fromkeys(parser.problems))
+    problems = [problem.message for problem in tag_problems(mail)]
+    problems.extend(mail_problems(mail, unsubscribe_url))
+    return problems
+
+
+def mail_problems(mail: Mail, unsubscribe_url: str | None) -> list[str]:
+    """What is wrong with a rendered mail as a whole: unsubscribe link, size, subject, text."""
+    problems: list[str] = []
     if unsubscribe_url and unsubscribe_url not in mail.html:
         problems.append(
             'no unsubscribe link: include {% include "trouw/footer.html" %} in the layout'
@@ -170,12 +231,32 @@ def check_templates(
                 report.add(where, str(row["id"]), str(exc))
                 continue
             report.rendered += 1
-            for issue in lint_mail(mail, None):
-                report.add(where, str(row["id"]), issue)
+            _lint(mails.templates, name, locale, mail, None, where, str(row["id"]), report)
         report.templates.add(name)
     for name in sorted(report.templates):
         _check_letters(mails, name, locales, as_of, report)
+    for wide in phone_width_problems(mails.templates):
+        report.add("phone width", "", str(wide))
     return report
+
+
+def _lint(
+    templates: MailTemplates,
+    name: str,
+    locale: str,
+    mail: Mail,
+    unsubscribe_url: str | None,
+    where: str,
+    contact: str,
+    report: CheckReport,
+) -> None:
+    """Lint one rendered mail: tag problems at their file and line, the rest at the mail's."""
+    chain = template_chain(templates, name, locale)
+    for problem in tag_problems(mail):
+        report.add(where, contact, located(chain, problem))
+    path = chain[0][1] if chain else None
+    for issue in mail_problems(mail, unsubscribe_url):
+        report.add(where, contact, str(TemplateError(issue, path=path)) if path else issue)
 
 
 def _check_letters(
@@ -196,8 +277,9 @@ def _check_letters(
             report.add(where, str(row["id"]), str(exc))
             continue
         report.rendered += 1
-        for issue in lint_letter(mail):
-            report.add(where, str(row["id"]), issue)
+        chain = template_chain(mails.templates, letter, locale)
+        for problem in letter_problems(mail):
+            report.add(where, str(row["id"]), located(chain, problem))
 
 
 def _check_campaign(
@@ -245,8 +327,187 @@ def _record(mails: CampaignMails, result: RenderedMail, where: str, report: Chec
     unsubscribe = mails.signer.unsubscribe_url(
         result.contact_id, result.campaign.name, result.contact.get("link_key")
     )
-    for problem in lint_mail(result.mail, unsubscribe):
-        report.add(where, result.contact_id, problem)
+    locale = str(result.contact["locale"])
+    name = result.mail.template
+    _lint(mails.templates, name, locale, result.mail, unsubscribe, where, result.contact_id, report)
+
+
+# ---------------------------------------------------------------------- back to the source
+
+# (filename, path, source) of a template file
+Source = tuple[str, "Path | None", str]
+
+
+class _SourceTags(HTMLParser):
+    """The start tags of a template's source with their lines, and its <style> blocks."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=False)
+        self.tags: list[tuple[str, dict[str, str | None], int]] = []
+        self.styles: list[tuple[str, int]] = []
+        self._style: list[str] | None = None
+        self._style_line = 0
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.tags.append((tag, dict(attrs), self.getpos()[0]))
+        if tag == "style":
+            self._style = []
+            self._style_line = 0
+
+    def handle_data(self, data: str) -> None:
+        if self._style is not None:
+            if not self._style:
+                self._style_line = self.getpos()[0]
+            self._style.append(data)
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "style" and self._style is not None:
+            self.styles.append(("".join(self._style), self._style_line))
+            self._style = None
+
+
+def _source_tags(source: str) -> _SourceTags:
+    parser = _SourceTags()
+    parser.feed(source)
+    parser.close()
+    return parser
+
+
+def template_chain(templates: MailTemplates, name: str, locale: str) -> list[Source]:
+    """The files mail `name` is made of for `locale`: itself first, then what it extends,
+    includes and imports (and what those do), each once."""
+    first = templates._find(f"{name}.{locale}.html") or templates._find(f"{name}.html")
+    queue = [first] if first else []
+    chain: list[Source] = []
+    seen: set[str] = set()
+    loader = templates.environment.loader
+    assert loader is not None
+    while queue:
+        filename = queue.pop(0)
+        if filename in seen:
+            continue
+        seen.add(filename)
+        try:
+            source, path, _ = loader.get_source(templates.environment, filename)
+            tree = templates.environment.parse(source, filename)
+        except Exception:  # missing or broken: reported on its own elsewhere
+            continue
+        chain.append((filename, Path(path) if path else None, source))
+        for node in tree.find_all(tuple(_TAGS)):
+            assert isinstance(node, nodes.Extends | nodes.Include | nodes.Import | nodes.FromImport)
+            for wanted in _named_templates(node.template):
+                if templates._find(wanted) is not None:
+                    queue.append(wanted)
+    return chain
+
+
+def located(chain: list[Source], problem: TagProblem) -> str:
+    """The problem's message with the file and line of its tag in the template source: the
+    tag written as rendered, else one whose value is computed (`{{ ... }}`)."""
+    for exact in (True, False):
+        for _filename, path, source in chain:
+            for tag, attrs, line in _source_tags(source).tags:
+                if tag != problem.tag or (problem.attribute == "alt" and "alt" in attrs):
+                    continue
+                key = "src" if problem.attribute == "alt" else problem.attribute
+                value = (attrs.get(key) or "").strip()
+                if value == problem.value if exact else ("{{" in value or "{%" in value):
+                    return str(TemplateError(problem.message, path=path, line=line))
+    if chain and chain[0][1] is not None:
+        return str(TemplateError(problem.message, path=chain[0][1]))
+    return problem.message
+
+
+# ---------------------------------------------------------------------- phone width
+
+_CSS_COMMENT = re.compile(r"/\*.*?\*/", re.S)
+_MEDIA_MAX = re.compile(r"@media[^{]*max-width[^{]*\{((?:[^{}]*\{[^{}]*\})*)[^{}]*\}", re.S | re.I)
+_CSS_RULE = re.compile(r"([^{}@;]+)\{([^{}]*)\}")
+_FIXED = re.compile(r"(?<![-\w])(min-width|width)\s*:\s*(\d+(?:\.\d+)?)px", re.I)
+_SETS_WIDTH = re.compile(r"(?<![-\w])width\s*:", re.I)
+_FLUID_MAX = re.compile(r"max-width\s*:\s*(?:\d+(?:\.\d+)?(?:%|vw)|(\d+(?:\.\d+)?)px)", re.I)
+_CLASS = re.compile(r"\.([A-Za-z_][\w-]*)")
+
+
+def _blank(match: re.Match[str]) -> str:
+    """A stretch of CSS blanked out, its line breaks kept (so lines still count)."""
+    return re.sub(r"[^\n]", " ", match.group(0))
+
+
+def _fluid(declarations: str) -> bool:
+    """Whether declarations cap the width at the screen: max-width in % or vw, or in px
+    no wider than a phone."""
+    found = _FLUID_MAX.search(declarations)
+    return found is not None and (found.group(1) is None or float(found.group(1)) <= PHONE_WIDTH)
+
+
+def _too_wide(declarations: str) -> tuple[str, int] | None:
+    for found in _FIXED.finditer(declarations):
+        if float(found.group(2)) > PHONE_WIDTH:
+            return found.group(0), int(float(found.group(2)))
+    return None
+
+
+def phone_width_problems(templates: MailTemplates) -> list[TemplateError]:
+    """Fixed widths over a phone's in the template files, each at its file and line."""
+    folder = templates.templates_dir
+    if folder is None or not folder.is_dir():
+        return []
+    files = []
+    for path in sorted(folder.rglob("*.html")):
+        try:
+            files.append((path, _source_tags(path.read_text(encoding="utf-8", errors="replace"))))
+        except (OSError, AssertionError):
+            continue
+    narrowed: set[str] = set()  # selectors and classes an @media (max-width) rule sizes again
+    for _path, parsed in files:
+        for text, _line in parsed.styles:
+            css = _CSS_COMMENT.sub(_blank, text)
+            for media in _MEDIA_MAX.finditer(css):
+                for rule in _CSS_RULE.finditer(media.group(1)):
+                    if _SETS_WIDTH.search(rule.group(2)):
+                        for selector in rule.group(1).split(","):
+                            narrowed.add(selector.strip())
+                            narrowed.update(_CLASS.findall(selector))
+    problems = []
+    for path, parsed in files:
+        for text, first_line in parsed.styles:
+            css = _MEDIA_MAX.sub(_blank, _CSS_COMMENT.sub(_blank, text))
+            for rule in _CSS_RULE.finditer(css):
+                selectors = [part.strip() for part in rule.group(1).split(",")]
+                wide = _too_wide(rule.group(2))
+                if wide is None or _fluid(rule.group(2)):
+                    continue
+                if any(sel in narrowed or set(_CLASS.findall(sel)) & narrowed for sel in selectors):
+                    continue
+                line = first_line + css[: rule.start(2)].count("\n")
+                line += rule.group(2)[: rule.group(2).find(wide[0])].count("\n")
+                what = f"`{', '.join(selectors)} {{ {wide[0]} }}`"
+                problems.append(_wide(path, line, wide[1], what))
+        for tag, attrs, line in parsed.tags:
+            style = attrs.get("style") or ""
+            classes = set((attrs.get("class") or "").split())
+            if _fluid(style) or classes & narrowed:
+                continue
+            width = (attrs.get("width") or "").strip().removesuffix("px")
+            if width.isdigit() and int(width) > PHONE_WIDTH:
+                problems.append(_wide(path, line, int(width), f'`width="{width}"` on <{tag}>'))
+                continue
+            wide = _too_wide(style)
+            if wide is not None:
+                problems.append(_wide(path, line, wide[1], f"`{wide[0]}` on <{tag}>"))
+    return problems
+
+
+def _wide(path: Path, line: int, width: int, what: str) -> TemplateError:
+    return TemplateError(
+        f"a layout {width} px wide overflows a phone ({PHONE_WIDTH} px): {what} has no "
+        "max-width in %, and no @media (max-width: ...) rule narrows it",
+        path=path,
+        line=line,
+        fix=f'add max-width: 100% beside it (e.g. style="width: 100%; max-width: {width}px"), '
+        f"or narrow it in @media (max-width: {width + 20}px) {{ ... width: 100% !important }}",
+    )
 
 
 # ---------------------------------------------------------------------- without data
