@@ -194,3 +194,21 @@ def test_the_html_page_draws_its_charts(project_dir: Path, tmp_path: Path, brows
     assert page.locator("svg[aria-labelledby^='nps'] circle.point").count() == 5
     assert page.get_by_text("25.0%", exact=True).is_visible()  # the churn rate's card
     page.close()
+
+
+def test_without_a_year_the_report_is_on_the_latest_sends(shop_cli: Cli) -> None:
+    """In January 2028 with nothing sent yet that year, the report is on 2027, and says so."""
+    result = shop_cli("report", "--as-of", "2028-01-15")
+    assert result.exit_code == 0, result.output
+    assert "reporting on 2027, the year of the latest sends" in result.output
+    assert "report on 2027" in result.output
+    data = json.loads(shop_cli("report", "--as-of", "2028-01-15", "--format", "json").stdout)
+    assert (data["report"]["year"], data["report"]["as_of"]) == (2027, "2028-01-15")
+    # A ledger ahead of today (as after `trouw demo`): as of its latest send day, not today.
+    data = json.loads(shop_cli("report", "--format", "json").stdout)
+    assert data["report"]["year"] == 2027
+    assert data["report"]["as_of"] >= "2027-04-05"  # c4's welcome, the latest sent mail
+    assert data["report"]["nothing_sent"] is None
+    # Given options win.
+    data = json.loads(shop_cli("report", "--as-of", "2026-12-31", "--format", "json").stdout)
+    assert (data["report"]["year"], data["report"]["as_of"]) == (2026, "2026-12-31")
