@@ -351,7 +351,7 @@ def _bars(counts: list[int], x0: int, base: int, color: str) -> str:
     most = max(counts, default=0)
     if not most:
         return ""
-    out = []
+    out, labelled = [], -99
     for index, count in enumerate(counts):
         if count:
             share = math.log1p(count) / math.log1p(most)
@@ -360,7 +360,9 @@ def _bars(counts: list[int], x0: int, base: int, color: str) -> str:
                 f'<rect x="{x0 + index * DAY_W}" y="{base - h}" width="{DAY_W}" '
                 f'height="{h}" fill="{color}"/>'
             )
-            if count * 2 >= most:
+            # The big days get their count, one label a week at most so none overlap.
+            if count * 2 >= most and index - labelled > 7:
+                labelled = index
                 out.append(
                     f'<text x="{x0 + index * DAY_W + DAY_W + 2}" y="{base - LANE_H / 2 + 4}" '
                     f'class="peak">{count:,}</text>'

@@ -151,6 +151,8 @@ class LogScale:
     def uppers(self) -> tuple[int, ...]:
         """The highest count of each level 1..n (fewer levels when the busiest day is small)."""
         found: list[int] = []
+        if self.busiest <= 0:
+            return ()
         for k in range(1, self.levels + 1):
             upper = min(self.busiest, max(round(self.busiest ** (k / self.levels)), 1))
             if not found or upper > found[-1]:
