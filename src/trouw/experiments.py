@@ -28,6 +28,9 @@ from collections.abc import Sequence
 HELD_OUT = "held out: "
 CONTROL_GROUP = HELD_OUT + "control group"
 CAMPAIGN_HOLDOUT = HELD_OUT + "campaign holdout"
+# The template of a send to the rest of a test with a `share:` while its winner is not known:
+# the plan shows it, and the send waits (sending/winners.py picks the winner).
+WINNER_PENDING = "(the test's winner)"
 _SHARE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*%\s*$")
 _SCALE = float(1 << 64)
 
@@ -68,6 +71,11 @@ def arm_index(contact_id: str, campaign: str, step: str, weights: Sequence[float
     return len(weights) - 1  # rounding at the very top
 
 
+def wait_days(after_hours: int) -> int:
+    """Whole days the rest of a test waits after the first wave: `after` rounded up, at least 1."""
+    return max(1, -(-after_hours // 24))
+
+
 def in_first_wave(contact_id: str, campaign: str, step: str, share: float) -> bool:
     """Whether the contact is in the share of a test that gets the arms (the rest waits for
     the winner)."""
@@ -88,6 +96,7 @@ __all__ = [
     "CAMPAIGN_HOLDOUT",
     "CONTROL_GROUP",
     "HELD_OUT",
+    "WINNER_PENDING",
     "arm_index",
     "format_share",
     "fraction",
@@ -95,4 +104,5 @@ __all__ = [
     "in_control_group",
     "in_first_wave",
     "parse_share",
+    "wait_days",
 ]

@@ -178,6 +178,8 @@ def _print_summary(summary: SendSummary) -> None:
     count = summary.would_send if summary.dry_run else summary.sent
     console.print(f"{summary.day}: {summary.due} owed, {verb} {count}")
     line = console.print
+    for winner in summary.winners:  # A/B tests this run decided, before the mails it sent
+        line(f"  {escape(winner)}")
     if summary.earlier:
         days = ", ".join(f"{n} from {day}" for day, n in summary.earlier.items())
         line(f"  owed from earlier days: {days}")

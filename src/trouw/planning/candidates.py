@@ -35,10 +35,18 @@ from sqlalchemy import (
 )
 
 from trouw.campaigns import Campaign, Step, choose_variant
+from trouw.experiments import WINNER_PENDING, in_first_wave, wait_days
 from trouw.importing import email_hash
 from trouw.planning.policy import SERVICE, Candidate
 from trouw.segments import Catalog, Clock, members_query
-from trouw.store import contacts, events, segment_members, segment_snapshots, suppressions
+from trouw.store import (
+    contacts,
+    events,
+    segment_members,
+    segment_snapshots,
+    suppressions,
+    test_winners,
+)
 
 CONTACT_COLUMNS = (
     contacts.c.id,
@@ -233,6 +241,14 @@ class CandidateFinder:
         self.year_keys = {c.name: (f"{c.name}:{year - 1}", f"{c.name}:{year}") for c in campaigns}
         self._shared: dict[tuple[str, int, str], tuple[Candidate, ...]] = {}
         self.topics = {c.name: c.topic for c in self.campaigns if c.topic}
+        # Tests with a `share:`: the rest gets the winner (sending/winners.py), read once.
+        self.share_tests = any(
+            step.test is not None and step.test.share is not None
+            for c in self.campaigns
+            if c.schedule is not None
+            for step in c.steps
+        )
+        self.winners: dict[tuple[str, str, str], str] | None = None
         # Campaigns holding out a share of their audience (`holdout:`): name -> share.
         self.holdouts = {c.name: c.holdout for c in self.campaigns if c.holdout}
 
@@ -243,6 +259,8 @@ class CandidateFinder:
         in_chunk = and_(contacts.c.id >= first, contacts.c.id <= last)
         facts = ChunkFacts()
         dialect = connection.dialect.name
+        if self.share_tests and self.winners is None:
+            self.winners = winners_of(connection)
         for name in self.segments:
             query = members_query(self.catalog.get(name), self.catalog, self.clock, dialect)
             facts.members[name] = set(
@@ -471,8 +489,17 @@ class CandidateFinder:
             if plan.scheduled:
                 for index, step, fixed in plan.steps:
                     template = fixed or self._template(campaign, step, contact_id, members)
-                    if template is not None:
-                        found.extend(self._scheduled_candidates(plan, index, step, template))
+                    if template is None:
+                        continue
+                    test = step.test
+                    if (
+                        test is not None
+                        and test.share is not None
+                        and not in_first_wave(contact_id, plan.name, step.name, test.share)
+                    ):  # the rest of a test: the winner, later
+                        found.extend(self._rest_of_test(plan, index, step))
+                        continue
+                    found.extend(self._scheduled_candidates(plan, index, step, template))
                 continue
             # Most contacts have no such event, purchase or entry: skip them before `starts`.
             lookup = plan.lookup
@@ -527,6 +554,30 @@ class CandidateFinder:
             )  # fmt: skip
         return built
 
+    def _rest_of_test(self, plan: CampaignPlan, index: int, step: Step) -> tuple[Candidate, ...]:
+        """The sends of a test's rest: `after` (whole days) past each scheduled day, with the
+        winner once a send run picked it, else WINNER_PENDING (the send waits for it)."""
+        key = (plan.name, index, WINNER_PENDING)
+        built = self._shared.get(key)
+        if built is None:
+            assert step.test is not None
+            campaign, wait = plan.campaign, timedelta(days=wait_days(step.test.after_hours))
+            offset = self.offsets[(plan.name, index)]
+            winners = self.winners or {}
+            found = []
+            for start in self.scheduled[plan.name]:
+                occurrence = f"{plan.name}:{start}"
+                due = self.due(plan.name, start + wait, step, offset, False)
+                if due is None:
+                    continue
+                template = winners.get((plan.name, step.name, occurrence), WINNER_PENDING)
+                found.append(
+                    Candidate(due, plan.name, step.name, occurrence, template, campaign.kind,
+                              campaign.priority, index)
+                )  # fmt: skip
+            built = self._shared[key] = tuple(found)
+        return built
+
     @staticmethod
     def _template(
         campaign: Campaign, step: Step, contact_id: str, members: dict[str, set[str]]
@@ -541,6 +592,15 @@ def _fixed_days(step: Step) -> int | None:
     if step.after.unit in ("d", "w"):
         return step.after.as_timedelta().days
     return None
+
+
+def winners_of(connection: Connection) -> dict[tuple[str, str, str], str]:
+    """The decided A/B tests: (campaign, step, occurrence) -> the winning arm's template."""
+    query = select(
+        test_winners.c.campaign, test_winners.c.step, test_winners.c.occurrence,
+        test_winners.c.winner,
+    )  # fmt: skip
+    return {(str(r[0]), str(r[1]), str(r[2])): str(r[3]) for r in connection.execute(query)}
 
 
 def stop_reason(contact: ContactRow, facts: ChunkFacts) -> str | None:
@@ -620,5 +680,6 @@ __all__ = [
     "held_back",
     "pause_until",
     "unreachable",
+    "winners_of",
     "zone_named",
 ]

@@ -28,6 +28,7 @@ from typing import Any
 
 from sqlalchemy import Connection, func, select
 
+from trouw.experiments import WINNER_PENDING
 from trouw.planning.candidates import (
     CandidateFinder,
     ContactRow,
@@ -41,6 +42,7 @@ from trouw.planning.policy import week_of as monday_of
 from trouw.project import Project
 from trouw.segments import Clock, keep_day_snapshots, load_catalog
 from trouw.sending.ledger import CANCELLED, COUNTED, SENT
+from trouw.sending.winners import decide_winners
 from trouw.store import ledger
 from trouw.store.bulk import BulkInsert
 
@@ -154,6 +156,9 @@ def simulate_period(
         calendar = calendars[day.year]
         finder = CandidateFinder(campaigns, catalog, clock, day.year, rules.defer_days)
         made = datetime.combine(day, datetime.min.time(), tz).astimezone(UTC).replace(tzinfo=None)
+        # The day's runs pick the winners of A/B tests whose first wave ran its `after` by
+        # the end of the day (simulated mails go out at its start).
+        decide_winners(connection, campaigns, clock.end)
         since = day - timedelta(days=HISTORY_DAYS)
         for chunk in contact_chunks(connection, chunk_size):
             facts = finder.gather(connection, chunk)
@@ -173,6 +178,8 @@ def simulate_period(
                                           (CANCELLED, ends_on(day, decided))):  # fmt: skip
                     for decision in decisions:
                         c = decision.candidate
+                        if c.template == WINNER_PENDING:
+                            continue  # the send waits for the winner, as at send time
                         rows.append(
                             (contact_id, c.campaign, c.step, c.occurrence, day, c.template,
                              channel, status, None, made, made, day, 0)

@@ -27,6 +27,7 @@ from typing import Any
 from sqlalchemy import Connection, bindparam, select
 
 from trouw.campaigns import Campaign, Step, choose_variant
+from trouw.experiments import WINNER_PENDING
 from trouw.planning.candidates import (
     CONTACT_COLUMNS,
     SERVICE,
@@ -61,6 +62,7 @@ HISTORY_DAYS = 62
 MADE_MEANWHILE = "made meanwhile by another worker or run"
 CLAIMED = "claimed by another worker"
 TAKEN = "reserved by another run"
+WAITING_FOR_WINNER = "waiting for the A/B test's winner"
 # Ledger statuses that leave a send open to today's decision: still owed.
 OPEN = (book.DEFERRED,)
 
@@ -284,6 +286,8 @@ class SendChecks:
                 )
                 status = book.CANCELLED if cancel else book.DEFERRED
                 verdicts.settled.append((due, status, decision.reason or "dropped"))
+            elif decision.day == self.as_of and decision.candidate.template == WINNER_PENDING:
+                verdicts.settled.append((due, book.DEFERRED, WAITING_FOR_WINNER))
             elif decision.day == self.as_of and refused:
                 verdicts.settled.append((due, book.DEFERRED, refused))
             elif decision.day == self.as_of:

@@ -62,6 +62,7 @@ from trouw.sending.transports import (
     TransportDown,
     deliver_batch,
 )
+from trouw.sending.winners import decide_winners
 from trouw.store import atomic
 from trouw.store.writelock import WriteLock
 from trouw.templates.campaign_mails import CampaignMails
@@ -177,12 +178,18 @@ class DaySender:
             found = self.checks.step(items[0].send)
             assert not isinstance(found, str)
             campaign, step = found
+            # The rest of an A/B test gets the winner the decision put in the send, not the
+            # arm the contact's hash alone would choose.
+            winner = step.test is not None and step.test.share is not None
             rendered = {
                 r.contact_id: r
                 for r in mails.render_for(
                     campaign,
                     step,
                     [d.send.contact_id for d in items],
+                    templates={d.send.contact_id: str(d.send.template) for d in items}
+                    if winner
+                    else None,
                     channels={d.send.contact_id: d.send.channel for d in items},
                 )
             }
@@ -427,6 +434,9 @@ def _work(
             # baseline, as simulate keeps it.
             finder = run.checks.finder
             keep_day_snapshots(connection, finder.entered, run.catalog, finder.clock)
+            # A/B tests whose first wave has run its `after`: the winner, for the rest.
+            picked = decide_winners(connection, finder.campaigns, run.checks.now)
+            summary.winners = [winner.describe() for winner in picked]
             found = book.take_over(connection, runs.alive)
             summary.taken_over, summary.stale = found.released, found.unknown
             info = runs.run_info(connection, found.held or {})

@@ -43,6 +43,7 @@ class SendSummary:
     skips: dict[book.Key, str] = field(default_factory=dict)  # why each unsent due was skipped
     failures: list[tuple[book.Key, str]] = field(default_factory=list)
     retried: list[tuple[book.Key, str]] = field(default_factory=list)  # unknown, sent again
+    winners: list[str] = field(default_factory=list)  # A/B tests decided by this run, described
 
     def skip(self, dues: Iterable[Due], reason: str) -> None:
         for due in dues:

@@ -20,6 +20,7 @@ from trouw.store.tables import (
     segment_snapshots,
     send_runs,
     suppressions,
+    test_winners,
 )
 
 __all__ = [
@@ -38,5 +39,6 @@ __all__ = [
     "segment_snapshots",
     "send_runs",
     "suppressions",
+    "test_winners",
     "upgrade_schema",
 ]

@@ -222,3 +222,16 @@ processed_messages = Table(
     Column("processed_at", DateTime, nullable=False),
     Column("outcome", String(20), nullable=False),  # hard, soft, complaint, ..., skipped
 )
+
+test_winners = Table(
+    "test_winners",
+    metadata,
+    Column("campaign", String(200), primary_key=True),
+    Column("step", String(200), primary_key=True),
+    Column("occurrence", String(50), primary_key=True),
+    Column("winner", String(300), nullable=False),  # the arm's template
+    Column("pick_by", String(20), nullable=False),  # click_rate | open_rate | conversion
+    Column("decided_at", DateTime, nullable=False),
+    Column("p_value", Float),  # chi-square over the arms; NULL when it cannot be computed
+    Column("numbers", Text, nullable=False),  # JSON: per arm sent, hits, rate, interval
+)
