@@ -72,16 +72,19 @@ def _campaign_tables(report: Report) -> list[Table]:
     year = report.year.label
     tables = []
     if report.mail_campaigns:
-        sends = _campaign_table(report.mail_campaigns, f"e-mail {year}", SEND_COLUMNS, _send_cells)
+        sends = _campaign_table(
+            report.mail_campaigns, f"e-mail campaigns {year}", SEND_COLUMNS, _send_cells
+        )
         sends.caption = "mails; bounced: bounced after sending, or refused as a hard bounce"
-        rates = _campaign_table(
-            report.mail_campaigns, f"e-mail rates {year}", RATE_COLUMNS, _rate_cells
-        )
-        rates.caption = (
-            "delivered, bounce: of the mails tried (sent + failed); open, click, unsub: "
-            "of the delivered mails; CTOR: clicked / opened mails"
-        )
-        tables += [sends, rates]
+        tables.append(sends)
+        tried = [campaign for campaign in report.mail_campaigns if campaign.total.tried]
+        if tried:  # a campaign with nothing sent yet has no rates
+            rates = _campaign_table(tried, f"e-mail rates {year}", RATE_COLUMNS, _rate_cells)
+            rates.caption = (
+                "delivered, bounce: of the mails tried (sent + failed); open, click, unsub: "
+                "of the delivered mails; CTOR: clicked / opened mails"
+            )
+            tables.append(rates)
     if report.letter_campaigns:
         letters = _campaign_table(
             report.letter_campaigns, f"letters {year}", LETTER_COLUMNS, _letter_cells
