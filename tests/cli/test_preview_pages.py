@@ -53,8 +53,9 @@ LAYOUT = """\
 <title>{% block subject %}{% endblock %}</title>
 <style>
   .mail { width: 600px; max-width: 600px; margin: 0 auto; }
-  @media (max-width: 620px) { .mail { width: 100% !important; } }
-</style></head>
+</style>
+<style data-css-inline="keep">@media (max-width: 620px) { .mail { width: 100% !important; } }</style>
+</head>
 <body><table role="presentation" class="mail"><tr><td>{% block body %}{% endblock %}
 {% include "trouw/footer.html" %}</td></tr></table></body></html>
 """

@@ -25,7 +25,9 @@ Layouts wider than a phone are found statically, in the template files (not
 by rendering in a browser): a fixed width over 375 px, as a `width="600"`
 attribute or a CSS `width: 600px` / `min-width`, is a problem unless the same
 element or rule also says `max-width` in % or an `@media (max-width: ...)`
-rule sets the width of the same selector (or class) again.
+rule sets the width of the same selector (or class) again, in a `<style
+data-css-inline="keep">` block (the others are inlined into the tags and
+dropped, media queries with them).
 """
 
 from __future__ import annotations
@@ -344,15 +346,17 @@ class _SourceTags(HTMLParser):
     def __init__(self) -> None:
         super().__init__(convert_charrefs=False)
         self.tags: list[tuple[str, dict[str, str | None], int]] = []
-        self.styles: list[tuple[str, int]] = []
+        self.styles: list[tuple[str, int, bool]] = []  # text, first line, kept by css-inline
         self._style: list[str] | None = None
         self._style_line = 0
+        self._keep = False
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         self.tags.append((tag, dict(attrs), self.getpos()[0]))
         if tag == "style":
             self._style = []
             self._style_line = 0
+            self._keep = dict(attrs).get("data-css-inline") == "keep"
 
     def handle_data(self, data: str) -> None:
         if self._style is not None:
@@ -362,7 +366,7 @@ class _SourceTags(HTMLParser):
 
     def handle_endtag(self, tag: str) -> None:
         if tag == "style" and self._style is not None:
-            self.styles.append(("".join(self._style), self._style_line))
+            self.styles.append(("".join(self._style), self._style_line, self._keep))
             self._style = None
 
 
@@ -426,6 +430,7 @@ _CSS_RULE = re.compile(r"([^{}@;]+)\{([^{}]*)\}")
 _FIXED = re.compile(r"(?<![-\w])(min-width|width)\s*:\s*(\d+(?:\.\d+)?)px", re.I)
 _SETS_WIDTH = re.compile(r"(?<![-\w])width\s*:", re.I)
 _FLUID_MAX = re.compile(r"max-width\s*:\s*(?:\d+(?:\.\d+)?(?:%|vw)|(\d+(?:\.\d+)?)px)", re.I)
+_FLUID_WIDTH = re.compile(r"(?<![-\w])width\s*:\s*\d+(?:\.\d+)?(?:%|vw)", re.I)
 _CLASS = re.compile(r"\.([A-Za-z_][\w-]*)")
 
 
@@ -459,9 +464,13 @@ def phone_width_problems(templates: MailTemplates) -> list[TemplateError]:
             files.append((path, _source_tags(path.read_text(encoding="utf-8", errors="replace"))))
         except (OSError, AssertionError):
             continue
-    narrowed: set[str] = set()  # selectors and classes an @media (max-width) rule sizes again
+    # Selectors and classes an @media (max-width) rule sizes again; only a <style> block
+    # css-inline keeps (data-css-inline="keep") reaches the mail, the others are inlined.
+    narrowed: set[str] = set()
     for _path, parsed in files:
-        for text, _line in parsed.styles:
+        for text, _line, keep in parsed.styles:
+            if not keep:
+                continue
             css = _CSS_COMMENT.sub(_blank, text)
             for media in _MEDIA_MAX.finditer(css):
                 for rule in _CSS_RULE.finditer(media.group(1)):
@@ -471,7 +480,7 @@ def phone_width_problems(templates: MailTemplates) -> list[TemplateError]:
                             narrowed.update(_CLASS.findall(selector))
     problems = []
     for path, parsed in files:
-        for text, first_line in parsed.styles:
+        for text, first_line, _keep in parsed.styles:
             css = _MEDIA_MAX.sub(_blank, _CSS_COMMENT.sub(_blank, text))
             for rule in _CSS_RULE.finditer(css):
                 selectors = [part.strip() for part in rule.group(1).split(",")]
@@ -487,8 +496,8 @@ def phone_width_problems(templates: MailTemplates) -> list[TemplateError]:
         for tag, attrs, line in parsed.tags:
             style = attrs.get("style") or ""
             classes = set((attrs.get("class") or "").split())
-            if _fluid(style) or classes & narrowed:
-                continue
+            if _fluid(style) or _FLUID_WIDTH.search(style) or classes & narrowed:
+                continue  # a width in % in the style wins over the width attribute
             width = (attrs.get("width") or "").strip().removesuffix("px")
             if width.isdigit() and int(width) > PHONE_WIDTH:
                 problems.append(_wide(path, line, int(width), f'`width="{width}"` on <{tag}>'))
@@ -506,7 +515,8 @@ def _wide(path: Path, line: int, width: int, what: str) -> TemplateError:
         path=path,
         line=line,
         fix=f'add max-width: 100% beside it (e.g. style="width: 100%; max-width: {width}px"), '
-        f"or narrow it in @media (max-width: {width + 20}px) {{ ... width: 100% !important }}",
+        f'or narrow it in <style data-css-inline="keep"> @media (max-width: {width + 20}px) '
+        "{ ... width: 100% !important } </style> (other <style> blocks are inlined and dropped)",
     )
 
 
