@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import Cli
-from tests.reports.shop import build_shop
+from tests.reports.shop import add_letters, build_shop
 from trouw.store import open_store
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -212,3 +212,30 @@ def test_without_a_year_the_report_is_on_the_latest_sends(shop_cli: Cli) -> None
     # Given options win.
     data = json.loads(shop_cli("report", "--as-of", "2026-12-31", "--format", "json").stdout)
     assert (data["report"]["year"], data["report"]["as_of"]) == (2026, "2026-12-31")
+
+
+def test_terminal_variants_follow_their_campaign_and_letters_stand_apart(shop_cli: Cli) -> None:
+    engine = open_store(shop_cli.db_url)
+    add_letters(engine)
+    engine.dispose()
+    result = shop_cli(*REPORT)
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    sends = lines.index(next(line for line in lines if line.startswith("e-mail campaigns 2027")))
+    names = [line.split("│")[1].strip() for line in lines[sends:] if line.startswith("│")]
+    assert names[:7] == [
+        "news",
+        "news/april",
+        "news/easter",
+        "spring",
+        "spring/family",
+        "spring/single",
+        "welcome",
+    ]
+    letters = lines.index("letters 2027")
+    rows = [line.split("│") for line in lines[letters:] if line.startswith("│")]
+    assert [(r[1].strip(), r[3].strip()) for r in rows[:2]] == [("spring", "1"), ("welcome", "1")]
+    assert lines[letters + 7].startswith("└")  # the table ends after the two letters
+    rates = next(line for line in lines if line.startswith("│ spring ") and "%" in line)
+    cells = [cell.strip() for cell in rates.split("│")[2:8]]
+    assert cells == ["40.0%", "100.0%", "100.0%", "100.0%", "50.0%", "40.0%"]
