@@ -17,6 +17,7 @@ from markupsafe import Markup, escape
 from trouw.reports.formatting import percent
 
 WIDTH = 720
+NARROW = 360  # the same chart for a phone: its text stays legible when scaled to the screen
 HEIGHT = 300
 LEFT, RIGHT, TOP, BOTTOM = 64, 24, 28, 56
 AXIS = "#555"
@@ -55,10 +56,11 @@ def nice_ticks(low: float, high: float, count: int = 5, *, whole: bool = False) 
     return [round(index * step, 10) for index in range(first, last + 1)]
 
 
-def _open(ident: str, title: str, description: str, height: int) -> list[str]:
+def _open(ident: str, title: str, description: str, height: int, width: int = WIDTH) -> list[str]:
+    kind = "chart narrow" if width < WIDTH else "chart"
     return [
-        f'<svg xmlns="http://www.w3.org/2000/svg" class="chart" role="img" '
-        f'viewBox="0 0 {WIDTH} {height}" width="{WIDTH}" height="{height}" '
+        f'<svg xmlns="http://www.w3.org/2000/svg" class="{kind}" role="img" '
+        f'viewBox="0 0 {width} {height}" width="{width}" height="{height}" '
         f'aria-labelledby="{ident}-title {ident}-desc">',
         f'<title id="{ident}-title">{escape(title)}</title>',
         f'<desc id="{ident}-desc">{escape(description)}</desc>',
@@ -76,17 +78,21 @@ def _text(x: float, y: float, content: str, **attributes: str) -> str:
 class _Frame:
     """The plot area of a chart with a value axis on the left and categories along the bottom."""
 
-    def __init__(self, ticks: list[float], height: int, count: int) -> None:
+    def __init__(
+        self, ticks: list[float], height: int, count: int, width: int = WIDTH, top: int = TOP
+    ) -> None:
         self.low, self.high = ticks[0], ticks[-1]
         self.ticks = ticks
         self.height = height
+        self.width = width
+        self.top = top
         self.bottom = height - BOTTOM
         self.count = max(count, 1)
-        self.slot = (WIDTH - LEFT - RIGHT) / self.count
+        self.slot = (width - LEFT - RIGHT) / self.count
 
     def y(self, value: float) -> float:
         share = (value - self.low) / (self.high - self.low)
-        return self.bottom - share * (self.bottom - TOP)
+        return self.bottom - share * (self.bottom - self.top)
 
     def x(self, index: int) -> float:
         """The middle of category `index`."""
@@ -96,29 +102,30 @@ class _Frame:
         self, labels: Sequence[str], x_label: str, y_label: str, tick_format: Format
     ) -> list[str]:
         parts = []
+        right = self.width - RIGHT
         for tick in self.ticks:
             y = self.y(tick)
             parts.append(
-                f'<line x1="{LEFT}" x2="{WIDTH - RIGHT}" y1="{y:.1f}" y2="{y:.1f}" '
-                f'stroke="{GRID}"/>'
+                f'<line x1="{LEFT}" x2="{right}" y1="{y:.1f}" y2="{y:.1f}" stroke="{GRID}"/>'
             )
             parts.append(_text(LEFT - 6, y + 4, tick_format(tick), text_anchor="end"))
         parts.append(
-            f'<line x1="{LEFT}" x2="{WIDTH - RIGHT}" y1="{self.bottom}" y2="{self.bottom}" '
+            f'<line x1="{LEFT}" x2="{right}" y1="{self.bottom}" y2="{self.bottom}" '
             f'stroke="{AXIS}"/>'
         )
         parts.append(
-            f'<line x1="{LEFT}" x2="{LEFT}" y1="{TOP}" y2="{self.bottom}" stroke="{AXIS}"/>'
+            f'<line x1="{LEFT}" x2="{LEFT}" y1="{self.top}" y2="{self.bottom}" stroke="{AXIS}"/>'
         )
-        every = max(1, math.ceil(len(labels) / 12))  # at most a dozen labels fit
+        fit = 12 if self.width >= WIDTH else 6  # at most a dozen labels fit, half on a phone
+        every = max(1, math.ceil(len(labels) / fit))
         for index, label in enumerate(labels):
             if index % every == 0:
                 parts.append(_text(self.x(index), self.bottom + 16, label, text_anchor="middle"))
         parts.append(
-            _text((LEFT + WIDTH - RIGHT) / 2, self.height - 12, x_label, text_anchor="middle",
+            _text((LEFT + right) / 2, self.height - 12, x_label, text_anchor="middle",
                   class_="axis-label")
         )  # fmt: skip
-        middle = (TOP + self.bottom) / 2
+        middle = (self.top + self.bottom) / 2
         parts.append(
             f'<text x="16" y="{middle:.1f}" text-anchor="middle" class="axis-label" '
             f'transform="rotate(-90 16 {middle:.1f})">{escape(y_label)}</text>'
@@ -126,14 +133,21 @@ class _Frame:
         return parts
 
 
-def _legend(series: Sequence[Series]) -> list[str]:
+LEGEND_LINE = 18
+
+
+def _legend(series: Sequence[Series], width: int = WIDTH) -> tuple[list[str], int]:
+    """The legend's parts, wrapped into lines that fit `width`, and the number of lines."""
     parts = []
-    x = float(LEFT)
+    x, y = float(LEFT), 8
     for one in series:
-        parts.append(f'<rect x="{x:.1f}" y="8" width="12" height="12" fill="{one.color}"/>')
-        parts.append(_text(x + 16, 18, one.name))
-        x += 28 + 7.5 * len(one.name)
-    return parts
+        item = 28 + 7.5 * len(one.name)
+        if x > LEFT and x + item - 12 > width - RIGHT:
+            x, y = float(LEFT), y + LEGEND_LINE
+        parts.append(f'<rect x="{x:.1f}" y="{y}" width="12" height="12" fill="{one.color}"/>')
+        parts.append(_text(x + 16, y + 10, one.name))
+        x += item
+    return parts, 1 + (y - 8) // LEGEND_LINE
 
 
 def bar_chart(
@@ -148,25 +162,29 @@ def bar_chart(
     cap_label: str = "cap",
     x_label: str,
     y_label: str,
+    width: int = WIDTH,
 ) -> Markup:
     """Bars per category, optionally a narrower bar inside each, and a horizontal cap line."""
     values = [v for v in bars.values if v is not None]
     top = max([*values, cap or 0, 1])
-    frame = _Frame(nice_ticks(0, top * 1.1, whole=True), HEIGHT, len(labels))
-    parts = _open(ident, title, description, HEIGHT)
-    parts += frame.axes(labels, x_label, y_label, _number)
     legend = [bars, *([inner] if inner else [])]
     if cap is not None:
         legend.append(Series(f"{cap_label} ({_number(cap)})", [], CAP))
-    parts += _legend(legend)
-    width = min(frame.slot * 0.7, 48)  # a handful of weeks should not look like a wall
+    key, lines = _legend(legend, width)
+    extra = (lines - 1) * LEGEND_LINE
+    ticks = nice_ticks(0, top * 1.1, whole=True)
+    frame = _Frame(ticks, HEIGHT + extra, len(labels), width, TOP + extra)
+    parts = _open(ident, title, description, HEIGHT + extra, width)
+    parts += frame.axes(labels, x_label, y_label, _number)
+    parts += key
+    bar_width = min(frame.slot * 0.7, 48)  # a handful of weeks should not look like a wall
     for index, label in enumerate(labels):
         for one, share in ((bars, 1.0), (inner, 0.45)):
             if one is None or one.values[index] is None:
                 continue
             value = float(one.values[index] or 0)
             y = frame.y(value)
-            w = width * share
+            w = bar_width * share
             parts.append(
                 f'<rect class="bar" x="{frame.x(index) - w / 2:.1f}" y="{y:.1f}" '
                 f'width="{w:.1f}" height="{frame.bottom - y:.1f}" fill="{one.color}">'
@@ -175,7 +193,7 @@ def bar_chart(
     if cap is not None:
         y = frame.y(cap)
         parts.append(
-            f'<line class="cap" x1="{LEFT}" x2="{WIDTH - RIGHT}" y1="{y:.1f}" y2="{y:.1f}" '
+            f'<line class="cap" x1="{LEFT}" x2="{width - RIGHT}" y1="{y:.1f}" y2="{y:.1f}" '
             f'stroke="{CAP}" stroke-width="2" stroke-dasharray="6 4">'
             f"<title>{escape(cap_label)}: {_number(cap)}</title></line>"
         )
@@ -195,15 +213,18 @@ def line_chart(
     value_format: Format = _number,
     x_label: str,
     y_label: str,
+    width: int = WIDTH,
 ) -> Markup:
     """A line per series over the categories; an unknown value breaks the line."""
     known = [v for one in series for v in one.values if v is not None]
     bottom = low if low is not None else min([*known, 0])
     top = high if high is not None else max([*known, 1])
-    frame = _Frame(nice_ticks(bottom, top), HEIGHT, len(labels))
-    parts = _open(ident, title, description, HEIGHT)
+    key, lines = _legend(series, width)
+    extra = (lines - 1) * LEGEND_LINE
+    frame = _Frame(nice_ticks(bottom, top), HEIGHT + extra, len(labels), width, TOP + extra)
+    parts = _open(ident, title, description, HEIGHT + extra, width)
     parts += frame.axes(labels, x_label, y_label, value_format)
-    parts += _legend(series)
+    parts += key
     for one in series:
         runs: list[list[tuple[float, float]]] = [[]]
         for index, value in enumerate(one.values):
