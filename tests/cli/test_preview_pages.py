@@ -54,7 +54,9 @@ LAYOUT = """\
 <style>
   .mail { width: 600px; max-width: 600px; margin: 0 auto; }
 </style>
-<style data-css-inline="keep">@media (max-width: 620px) { .mail { width: 100% !important; } }</style>
+<style data-css-inline="keep">
+  @media (max-width: 620px) { .mail { width: 100% !important; } }
+</style>
 </head>
 <body><table role="presentation" class="mail"><tr><td>{% block body %}{% endblock %}
 {% include "trouw/footer.html" %}</td></tr></table></body></html>
@@ -169,6 +171,34 @@ def test_a_mail_is_dated_by_the_definition_when_the_year_is_not_planned(cli: Cli
     assert days["c1"].day == date(2027, 3, 12) and days["c1"].why == "birthday"
 
 
+def test_a_welcome_step_is_dated_from_the_signup_day(cli: Cli) -> None:
+    write_files(
+        cli.project,
+        {
+            **FILES,
+            "contacts.csv": "id,email,first_name,customer_since\n"
+            "c1,anna@customer.example,Anna,2026-11-25\nc2,bram@customer.example,Bram,2025-01-01\n",
+            "campaigns/welcome.yaml": "trigger: signup\nsteps:\n"
+            "  - {after: 0d, template: news}\n  - {after: 14d, template: news}\n",
+        },
+    )
+    assert cli("import", "contacts", str(cli.project / "contacts.csv")).exit_code == 0
+    project = load_project(cli.project)
+    engine = open_store(cli.db_url)
+    try:
+        from trouw.campaigns import find_campaign
+
+        welcome = find_campaign(project.campaigns_dir, "welcome")
+        with engine.connect() as connection:
+            second = mail_days(
+                connection, welcome, welcome.step("2"), ["c1", "c2"], date(2026, 12, 2)
+            )
+    finally:
+        engine.dispose()
+    assert second["c1"].day == date(2026, 12, 9) and second["c1"].why == "signup"
+    assert second["c2"].day == date(2026, 12, 2) and second["c2"].why == "as of"  # long past
+
+
 def test_preview_as_of_dates_every_mail_that_day(cli: Cli) -> None:
     _shop(cli)
     result = cli("preview", "birthday", "--contact", "c1", "--as-of", "2027-03-01")
@@ -272,6 +302,37 @@ def test_the_test_form_takes_posts_from_the_page_only(
     finally:
         engine.dispose()
     assert _ledger_rows(cli.db_url) == 0
+
+
+def test_a_test_mail_the_server_refuses_is_reported(cli: Cli, smtp: tuple[str, Collector]) -> None:
+    _shop(cli)
+    url, received = smtp
+    received.refuse["me@office.example"] = "550 5.1.1 no such mailbox"
+    result = cli(
+        "preview", "birthday", "--contact", "c1", "--send-test", "me@office.example",
+        "--smtp", url, "--as-of", "2027-03-12",
+    )  # fmt: skip
+    assert result.exit_code == 1
+    assert "did not take the test mail" in result.output and "550" in result.output
+    engine = open_store(cli.db_url)
+    try:
+        app = create_app(load_project(cli.project), engine, as_of=date(2026, 12, 1), smtp_url=url)
+        form = {"contact": "c1", "step": "main", "address": "me@office.example"}
+        page = app.test_client().post(
+            "/campaign/birthday/test", data=form, headers={"Origin": "http://localhost"}
+        )
+        assert page.status_code == 400 and b"did not take the test mail" in page.data
+        closed = create_app(
+            load_project(cli.project), engine, as_of=date(2026, 12, 1), smtp_url=None
+        ).test_client()
+        page = closed.post(
+            "/campaign/birthday/test", data=form, headers={"Origin": "http://localhost"}
+        )
+        assert page.status_code == 400 and b"--smtp URL" in page.data
+        assert b'id="test-address"' in closed.get("/campaign/birthday").data  # shown, disabled
+    finally:
+        engine.dispose()
+    assert received.received == [] and _ledger_rows(cli.db_url) == 0
 
 
 def test_same_origin() -> None:

@@ -208,5 +208,6 @@ _WHY = {
     "scheduled": "the next scheduled day",
     "birthday": "their next birthday",
     "anniversary": "their next anniversary",
+    "signup": "their signup day plus the step's delay",
     "as of": "no planned day: today",
 }

@@ -147,8 +147,8 @@ def mail_days(
     as_of: date,
 ) -> dict[str, MailDay]:
     """The day each contact's mail from this step is dated: its first plan row on or after
-    `as_of`, else the schedule's next day, else the next birthday or anniversary (plus
-    the step's delay), else `as_of` itself."""
+    `as_of`, else the schedule's next day, else the next birthday or anniversary, or a
+    signup day still to come (plus the step's delay), else `as_of` itself."""
     ids = list(dict.fromkeys(contact_ids))
     days: dict[str, MailDay] = {}
     for start in range(0, len(ids), 900):
@@ -170,7 +170,7 @@ def mail_days(
     scheduled = scheduled_day(campaign, as_of)
     kind = campaign.trigger.kind if campaign.trigger is not None else None
     origins: dict[str, date] = {}
-    if rest and scheduled is None and kind in ("birthday", "anniversary"):
+    if rest and scheduled is None and kind in ("birthday", "anniversary", "signup"):
         column = contacts.c.birthday if kind == "birthday" else contacts.c.customer_since
         for start in range(0, len(rest), 900):
             query = select(contacts.c.id, column).where(
@@ -181,6 +181,9 @@ def mail_days(
     for contact_id in rest:
         if scheduled is not None:
             days[contact_id] = MailDay(scheduled, FROM_SCHEDULE)
+        elif contact_id in origins and kind == "signup":
+            day = origins[contact_id] + delay  # a welcome journey's step, if still to come
+            days[contact_id] = MailDay(day, kind) if day >= as_of else MailDay(as_of, AS_OF)
         elif contact_id in origins and kind is not None:
             day = next_yearly(origins[contact_id], as_of - delay) + delay
             days[contact_id] = MailDay(day, kind)
