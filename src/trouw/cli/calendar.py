@@ -46,9 +46,13 @@ def _month_grid(page: CalendarPage, scale: LogScale, month: int) -> Table:
     day = date(view.year, month, 1)
     while day.month == month:
         style = LEVELS[scale.level(view.sends_on(day))]
-        if not style and day in page.quiet:
-            style = HOLIDAY if day in page.holidays else QUIET
-        cells.append(f"[{style}]{day.day:>3}[/]" if style else f"{day.day:>3}")
+        if style:  # a block of colour, the padding included
+            cells.append(f"[{style}]{day.day:>3}[/]")
+        elif day in page.quiet:  # only the digits: an underline should not run under spaces
+            quiet = HOLIDAY if day in page.holidays else QUIET
+            cells.append(f"{'':>{3 - len(str(day.day))}}[{quiet}]{day.day}[/]")
+        else:
+            cells.append(f"{day.day:>3}")
         day += timedelta(days=1)
     while len(cells) % 7:
         cells.append("")
