@@ -39,7 +39,7 @@ from html.parser import HTMLParser
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from jinja2 import nodes
+from jinja2 import TemplateNotFound, TemplateSyntaxError, nodes
 
 from trouw.campaigns import Campaign, CampaignError, check_references, load_campaign
 from trouw.campaigns import campaign_names as list_campaigns
@@ -253,11 +253,14 @@ def _lint(
     report: CheckReport,
 ) -> None:
     """Lint one rendered mail: tag problems at their file and line, the rest at the mail's."""
-    chain = template_chain(templates, name, locale)
-    for problem in tag_problems(mail):
+    tags, issues = tag_problems(mail), mail_problems(mail, unsubscribe_url)
+    if not tags and not issues:
+        return
+    chain = template_chain(templates, name, locale)  # read only when there is a problem
+    for problem in tags:
         report.add(where, contact, located(chain, problem))
     path = chain[0][1] if chain else None
-    for issue in mail_problems(mail, unsubscribe_url):
+    for issue in issues:
         report.add(where, contact, str(TemplateError(issue, path=path)) if path else issue)
 
 
@@ -394,7 +397,7 @@ def template_chain(templates: MailTemplates, name: str, locale: str) -> list[Sou
         try:
             source, path, _ = loader.get_source(templates.environment, filename)
             tree = templates.environment.parse(source, filename)
-        except Exception:  # missing or broken: reported on its own elsewhere
+        except (TemplateNotFound, TemplateSyntaxError):  # reported on their own elsewhere
             continue
         chain.append((filename, Path(path) if path else None, source))
         for node in tree.find_all(tuple(_TAGS)):
