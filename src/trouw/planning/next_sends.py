@@ -18,10 +18,9 @@ from sqlalchemy import Connection, func, select
 
 from trouw.campaigns import Campaign, Step
 from trouw.planning.candidates import day_in_year
-from trouw.planning.policy import DEFERRED, PLANNED
+from trouw.planning.views import SENDS  # the plan rows that are sends: planned, deferred
 from trouw.store import contacts, plan
 
-SENDS = (PLANNED, DEFERRED)
 # How far ahead a schedule is searched for its next day (a campaign may skip a year).
 LOOKAHEAD_YEARS = 2
 FROM_PLAN = "planned"
