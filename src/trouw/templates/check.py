@@ -238,7 +238,7 @@ def check_templates(
     for name in sorted(report.templates):
         _check_letters(mails, name, locales, as_of, report)
     for wide in phone_width_problems(mails.templates):
-        report.add("phone width", "", str(wide))
+        report.add("the template files, read as written (no browser)", "", str(wide))
     return report
 
 
