@@ -7,6 +7,7 @@ offline, and can be mailed or archived as a single file.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from importlib.resources import files
 
 from jinja2 import Environment, StrictUndefined
@@ -14,7 +15,15 @@ from markupsafe import Markup
 
 from trouw import __version__
 from trouw.reports import formatting
-from trouw.reports.charts import PALETTE, Series, bar_chart, line_chart, rate_chart
+from trouw.reports.charts import (
+    NARROW,
+    PALETTE,
+    WIDTH,
+    Series,
+    bar_chart,
+    line_chart,
+    rate_chart,
+)
 from trouw.reports.export import NO_VARIANT
 from trouw.reports.figures import Report
 
@@ -41,12 +50,18 @@ def _environment() -> Environment:
     return environment
 
 
-def _weekly_chart(report: Report) -> Markup | None:
+def _twin(make: Callable[[int, str], Markup | None]) -> Markup | None:
+    """A chart drawn for a desktop and again for a phone; the page's CSS shows one of them."""
+    wide, narrow = make(WIDTH, ""), make(NARROW, "narrow-")
+    return None if wide is None or narrow is None else Markup(wide + "\n" + narrow)
+
+
+def _weekly_chart(report: Report, width: int = WIDTH, prefix: str = "") -> Markup | None:
     loads = report.weekly.per_period
     if not loads:
         return None
     return bar_chart(
-        "weekly",
+        f"{prefix}weekly",
         f"Mails per contact per week, {report.year.label}",
         "For every ISO week: the most mails one contact got (bars) and the 99th percentile "
         f"(inner bars), against the weekly cap of {report.caps.max_per_week}.",
@@ -58,6 +73,7 @@ def _weekly_chart(report: Report) -> Markup | None:
         cap_label="max_per_week",
         x_label=f"ISO week of {report.year.label}",
         y_label="mails per contact",
+        width=width,
     )
 
 
@@ -105,7 +121,7 @@ def _rate_charts(report: Report) -> list[tuple[str, Markup]]:
     ]
 
 
-def _segment_chart(report: Report) -> Markup | None:
+def _segment_chart(report: Report, width: int = WIDTH, prefix: str = "") -> Markup | None:
     if not report.segments:
         return None
     days = sorted({size.as_of for size in report.segments})
@@ -116,7 +132,7 @@ def _segment_chart(report: Report) -> Markup | None:
         for index, name in enumerate(names)
     ]
     return line_chart(
-        "segments",
+        f"{prefix}segments",
         f"Segment sizes, {report.year.label}",
         "Members per segment on each day a snapshot was saved (trouw segments count --save).",
         [day.strftime("%d %b") for day in days],
@@ -124,11 +140,19 @@ def _segment_chart(report: Report) -> Markup | None:
         low=0,
         x_label="snapshot day",
         y_label="members",
+        width=width,
     )
 
 
 def _loyalty_charts(report: Report) -> list[tuple[str, Markup]]:
     """(caption, chart) for the rates, the NPS and the loyalty score per month."""
+    wide, narrow = _loyalty_lines(report, WIDTH, ""), _loyalty_lines(report, NARROW, "narrow-")
+    return [
+        (caption, Markup(a + "\n" + b)) for (caption, a), (_, b) in zip(wide, narrow, strict=True)
+    ]
+
+
+def _loyalty_lines(report: Report, width: int, prefix: str) -> list[tuple[str, Markup]]:
     months = report.loyalty_months
     if not months:
         return []
@@ -138,7 +162,7 @@ def _loyalty_charts(report: Report) -> list[tuple[str, Markup]]:
         return [None if v is None else 100 * v for v in values]
 
     rates = line_chart(
-        "rates",
+        f"{prefix}rates",
         f"Churn, repurchase, upsell and CSAT per month, {report.year.label}",
         "Monthly churn rate, repurchase rate, upsell rate and CSAT, in percent.",
         labels,
@@ -153,9 +177,10 @@ def _loyalty_charts(report: Report) -> list[tuple[str, Markup]]:
         value_format=lambda v: f"{v:.0f}%",
         x_label=f"month of {report.year.label}",
         y_label="percent",
+        width=width,
     )
     nps = line_chart(
-        "nps",
+        f"{prefix}nps",
         f"NPS per month, {report.year.label}",
         "Net promoter score per month: percent promoters minus percent detractors, -100 to 100.",
         labels,
@@ -165,9 +190,10 @@ def _loyalty_charts(report: Report) -> list[tuple[str, Markup]]:
         value_format=lambda v: f"{v:+.0f}" if v else "0",
         x_label=f"month of {report.year.label}",
         y_label="NPS",
+        width=width,
     )
     score = line_chart(
-        "loyalty-score",
+        f"{prefix}loyalty-score",
         f"Loyalty score per month, {report.year.label}",
         "Loyalty score per month, 0 to 10: the mean of the average recommend score, "
         "the repurchase rate and the upsell rate, each on a 0-10 scale.",
@@ -180,6 +206,7 @@ def _loyalty_charts(report: Report) -> list[tuple[str, Markup]]:
         high=10,
         x_label=f"month of {report.year.label}",
         y_label="score (0-10)",
+        width=width,
     )
     return [
         ("Churn, repurchase, upsell and CSAT per month", rates),
@@ -197,8 +224,8 @@ def report_html(report: Report) -> str:
         version=__version__,
         rate_charts=_rate_charts(report),
         rate_names=RATE_NAMES,
-        weekly=_weekly_chart(report),
-        segments=_segment_chart(report),
+        weekly=_twin(lambda width, prefix: _weekly_chart(report, width, prefix)),
+        segments=_twin(lambda width, prefix: _segment_chart(report, width, prefix)),
         loyalty_charts=_loyalty_charts(report),
         no_variant=NO_VARIANT,
     )
