@@ -165,10 +165,21 @@ def test_nothing_overflows_on_a_phone_or_a_desktop(
     page.goto(page_path.as_uri())
     scroll = page.evaluate("document.documentElement.scrollWidth")
     assert scroll <= width, f"{device}: the page is {scroll}px wide"
-    # Every chart fits the page; a table too wide scrolls inside its own box.
-    for chart in page.locator("svg.chart").all():
+    # Every chart fits the page, its text legible (a phone gets narrower twins of the wide
+    # charts); a table too wide scrolls inside its own box.
+    charts = page.locator("svg.chart:visible")
+    assert charts.count() == 7  # 2 rates, the weekly pressure, 3 loyalty lines, segments
+    for chart in charts.all():
         box = chart.bounding_box()
         assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= width
+        smallest = chart.evaluate(
+            """svg => Math.min(...[...svg.querySelectorAll('text')].map(text =>
+                parseFloat(getComputedStyle(text).fontSize)
+                * svg.clientWidth / svg.viewBox.baseVal.width))"""
+        )
+        assert smallest >= 9, f"{device}: text of {smallest:.1f}px"
+    narrow = page.locator("svg.chart.narrow:visible").count()
+    assert narrow == (5 if device == "phone" else 0)
     for table in page.locator("table").all():
         holder = table.evaluate_handle("t => t.parentElement")
         overflow = holder.evaluate("e => getComputedStyle(e).overflowX")
