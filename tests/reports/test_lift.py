@@ -10,21 +10,26 @@ afterwards, and the report counts each group and the lift from the ledger.
 
 from __future__ import annotations
 
+import json
 import random
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
-from sqlalchemy import Engine
+from sqlalchemy import Engine, select
 
+from tests.conftest import Cli
 from tests.planning.shop import make_shop, policy
 from trouw.experiments import fraction, held_out, in_control_group
 from trouw.importing import import_events
 from trouw.project import load_project
 from trouw.reports.lift import PROGRAM, lift_figures, means, proportions
 from trouw.sending import send_day
+from trouw.sending.ledger import SENT
 from trouw.sending.transports import OutboxTransport
+from trouw.store import ledger
 
 SEEDS = range(20)
 N = 2000  # contacts per group
@@ -142,3 +147,55 @@ def test_report_compares_held_out_with_treated_contacts_after_the_send(
     assert spring.churn.treated == churned  # their purchase of June 2026 aged out by July 2027
     answered = [c for c in ("p000", "p001", "p002") if c in treated]
     assert spring.nps.treated_n == len(answered)
+
+
+def test_trouw_report_shows_arms_and_the_lift(
+    project_dir: Path, engine: Engine, tmp_path: Path, cli: Cli, browser: Any
+) -> None:
+    """The terminal, JSON and HTML report of a sent A/B test with a holdout and a control
+    group: each arm's rates with intervals, and the lift of the campaign and the program."""
+    contacts = "id,email,channel\n" + "".join(f"{c},{c}@x.example,email\n" for c in PEOPLE)
+    tested = CAMPAIGNS["spring"].replace(
+        "template: mail\n", "test:\n  arms: [{template: mail}, {template: other}]\n"
+    )
+    make_shop(project_dir, engine, campaigns={"spring": tested}, contacts=contacts,
+              settings=policy() + 'control_group = "10%"\n')  # fmt: skip
+    noon = datetime.combine(DAY, time(12), ZONE).astimezone(UTC).replace(tzinfo=None)
+    send_day(engine, load_project(project_dir), DAY, OutboxTransport(tmp_path / "out"), now=noon)
+    later = ["contact_id,type,occurred_at,amount,tag,score"]
+    with engine.connect() as connection:
+        sent = connection.execute(
+            select(ledger.c.contact_id, ledger.c.status).where(ledger.c.status == SENT)
+        ).all()
+    treated = {str(r[0]) for r in sent}
+    for c in PEOPLE:
+        if _buys(c, c in treated):
+            later.append(f"{c},purchase,{DAY + timedelta(days=10)}T10:00:00,40,,")
+    (project_dir / "later.csv").write_text("\n".join(later) + "\n", encoding="utf-8")
+    import_events(engine, project_dir / "later.csv", timezone="Europe/Amsterdam")
+
+    table = cli("report", "--as-of", "2027-06-30")
+    assert table.exit_code == 0, table.output
+    text = " ".join(table.output.split())
+    assert "A/B tests: each arm's rates (95% interval)" in text
+    assert "lift: treated - held out, 90 days after the send" in text
+    assert "Newcombe" in text and "Welch" in text
+
+    result = cli("report", "--as-of", "2027-06-30", "--format", "json")
+    data = json.loads(result.output)["experiments"]
+    (test,) = data["tests"]
+    assert [arm["template"] for arm in test["arms"]] == ["mail", "other"]
+    assert sum(arm["delivered"] for arm in test["arms"]) == len(treated)
+    program, spring = data["lift"]
+    assert (program["name"], spring["name"]) == ("program", "spring")
+    assert spring["treated"] == len(treated) and spring["repurchase"]["significant"]
+
+    page_path = tmp_path / "report.html"
+    assert cli("report", "--as-of", "2027-06-30", "--html", str(page_path)).exit_code == 0
+    page = browser.new_page(viewport={"width": 1000, "height": 900})
+    page.goto(page_path.as_uri())
+    section = page.locator("#experiments")
+    assert section.locator("svg.lift").count() >= 2  # repurchase and revenue at least
+    assert "significant" in section.inner_text()
+    section.screenshot(path=str(tmp_path / "experiments.png"))
+    page.close()

@@ -241,8 +241,11 @@ def report_command(
     and bounce rates; letters apart (planned, sent, failed). Mails per
     contact per week and month (max, p99, mean) beside the caps in
     trouw.toml. Churn, repurchase and upsell rates, NPS, CSAT and the loyalty
-    score, for the year and per month. --format csv writes one long table
-    (section,name,variant,period,metric,value); json one object per section.
+    score, for the year and per month. Experiments: each A/B arm's rates
+    with 95% intervals, the winners picked, and the lift of treated over
+    held-out contacts (campaign holdouts, the control group) with intervals.
+    --format csv writes one long table (section,name,variant,period,metric,
+    value; without the experiments); json one object per section.
 
     Without --year: the year of the latest sent mail. Without --as-of: today,
     or the latest send day when the ledger runs ahead of today (as after
@@ -264,18 +267,28 @@ def report_command(
             timezone=settings.tz,
             caps=settings.policy,
         )
+        # Imported here: scipy, for the intervals, takes a while to import.
+        from trouw.cli.report_experiments import print_experiments
+        from trouw.reports.experiments import experiments_dict, report_experiments
+
+        experiments = report_experiments(connection, report, env.project)
     if chosen:
         (console if fmt == "table" else errors).print(chosen)
     if fmt == "json":
-        json.dump(report_dict(report), sys.stdout, ensure_ascii=False, indent=2)
+        data = report_dict(report)
+        if experiments:
+            data["experiments"] = experiments_dict(experiments)
+        json.dump(data, sys.stdout, ensure_ascii=False, indent=2)
         sys.stdout.write("\n")
     elif fmt == "csv":
         write_csv(report, sys.stdout)
     else:
         _print_tables(report)
+        if experiments:
+            print_experiments(experiments)
     if html_path is not None:
         html_path.parent.mkdir(parents=True, exist_ok=True)
-        html_path.write_text(report_html(report), encoding="utf-8")
+        html_path.write_text(report_html(report, experiments), encoding="utf-8")
         # With csv or json on stdout, the note goes to stderr so the data stays clean.
         (console if fmt == "table" else errors).print(f"wrote {html_path}")
     note = report.nothing_sent()

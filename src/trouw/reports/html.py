@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from importlib.resources import files
+from typing import TYPE_CHECKING
 
 from jinja2 import Environment, StrictUndefined
 from markupsafe import Markup
@@ -26,6 +27,9 @@ from trouw.reports.charts import (
 )
 from trouw.reports.export import NO_VARIANT
 from trouw.reports.figures import Report
+
+if TYPE_CHECKING:  # the experiments need scipy: imported only when there are some
+    from trouw.reports.experiments import Experiments
 
 TEMPLATE = "report.html"
 # The funnel's rates as the page's columns say them, in funnel order (funnel.RATES).
@@ -215,8 +219,13 @@ def _loyalty_lines(report: Report, width: int, prefix: str) -> list[tuple[str, M
     ]
 
 
-def report_html(report: Report) -> str:
-    """The whole page as text."""
+def report_html(report: Report, experiments: Experiments | None = None) -> str:
+    """The whole page as text; `experiments` (A/B arms, winners, lift) add their section."""
+    section = None
+    if experiments:
+        from trouw.reports.experiments import experiments_section
+
+        section = experiments_section(experiments)
     source = files("trouw.reports").joinpath(TEMPLATE).read_text(encoding="utf-8")
     template = _environment().from_string(source)
     return template.render(
@@ -228,4 +237,5 @@ def report_html(report: Report) -> str:
         segments=_twin(lambda width, prefix: _segment_chart(report, width, prefix)),
         loyalty_charts=_loyalty_charts(report),
         no_variant=NO_VARIANT,
+        experiments=section,
     )
