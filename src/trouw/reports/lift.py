@@ -161,13 +161,13 @@ def lift_figures(
     """Every comparison the ledger holds from `first` to `as_of`: the program (when a control
     group kept sends back) first, then each campaign with a holdout, by name."""
     clock = Clock(as_of, timezone)
-    held = select(ledger.c.id).where(
+    any_held = select(ledger.c.id).where(
         ledger.c.day >= first,
         ledger.c.day <= as_of,
         ledger.c.status == CANCELLED,
         ledger.c.error.like(f"{HELD_OUT}%"),
     )
-    if connection.execute(held.limit(1)).first() is None:
+    if connection.execute(any_held.limit(1)).first() is None:
         return []  # nobody held out: nothing to compare (and the sends are not read)
     # (comparison, contact) -> [treated?, first day]
     entries = _entries(connection, first, as_of)
