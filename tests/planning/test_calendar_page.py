@@ -23,7 +23,10 @@ from werkzeug.serving import make_server
 
 from tests.conftest import Cli, write_files
 from tests.planning.calendar_shop import FILES, SENDS, WIDTHS, planned_shop
-from trouw.planning.views import LogScale
+from trouw.campaigns import load_campaigns
+from trouw.planning import QuietDays
+from trouw.planning.calendar_page import build_calendar
+from trouw.planning.views import LogScale, year_view
 from trouw.preview.app import create_app
 from trouw.project import load_project
 from trouw.store import open_store
@@ -255,3 +258,37 @@ def test_the_preview_home_page_without_a_plan_says_how_to_make_one(cli: Cli) -> 
         engine.dispose()
     assert response.status_code == 200
     assert "run <code>trouw plan 2027</code>" in response.get_data(as_text=True)
+
+
+def test_a_big_plan_embeds_the_asked_contacts_and_examples_of_the_variants(
+    shop: Cli, db_url: str
+) -> None:
+    """Past EMBED_ALL contacts a page cannot hold everyone's year: it holds the contacts asked
+    for and a different example contact for each variant where the first receivers allow."""
+    project = load_project(shop.project)
+    engine = open_store(db_url)
+    try:
+        with engine.connect() as connection:
+            page = build_calendar(
+                connection,
+                name="Shop",
+                view=year_view(connection, 2027),
+                campaigns=load_campaigns(project.campaigns_dir),
+                quiet=QuietDays(project.settings.policy.quiet_days),
+                contact_ids=["eef", "ghost"],
+                embed_all=2,
+            )
+    finally:
+        engine.dispose()
+    sends = [row for row in _export(shop) if row["status"] in SENDS]
+    examples = {p.id: p.example for p in page.people if p.example}
+    variants = {(r["campaign"], r["template"]) for r in sends}
+    assert len(examples) == len(set(examples.values())) >= 4 and len(examples) <= len(variants)
+    for contact_id, example in examples.items():
+        campaign, template = example.split(" · ")
+        assert (contact_id, campaign, template) in {
+            (r["contact_id"], r["campaign"], r["template"]) for r in sends
+        }
+    assert "eef" in [p.id for p in page.people]  # asked for: every row dropped, still shown
+    assert page.unknown == ["ghost"]
+    assert "of the 5 contacts in the plan: the ones asked for and" in page.people_note

@@ -63,7 +63,7 @@ def _month_grid(page: CalendarPage, scale: LogScale, month: int) -> Table:
 
 def _legend(scale: LogScale) -> str:
     levels = " ".join(
-        f"[{LEVELS[level]}] {low if low == high else f'{low}-{high}'} [/]"
+        f"[{LEVELS[level]}] {f'{low:,}' if low == high else f'{low:,}-{high:,}'} [/]"
         for level, low, high in scale.ranges()
     )
     return (

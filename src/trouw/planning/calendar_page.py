@@ -40,8 +40,11 @@ from trouw.project import Project
 from trouw.store import contacts, plan
 
 TEMPLATE = "templates/calendar.html"
-# Up to this many contacts with plan rows in the year, every one's year is in the page.
+# Up to this many contacts with plan rows in the year, every one's year is in the page;
+# a bigger plan gets an example contact per variant (a different one where the first few
+# receivers of each allow it).
 EMBED_ALL = 200
+EXAMPLE_CANDIDATES = 5
 # Tableau 10: distinct hues that read on white, then darker twins for an 11th campaign on.
 PALETTE = (
     "#4e79a7", "#f28e2b", "#e15759", "#59a14f", "#b07aa1",
@@ -82,6 +85,7 @@ class Person:
     id: str
     name: str
     rows: list[list[str]]
+    example: str = ""  # the campaign variant this contact is in the page for
 
 
 @dataclass
@@ -171,8 +175,9 @@ def _in_year(year: int) -> list[Any]:
 
 def _people(
     connection: Connection, year: int, asked: Sequence[str], embed_all: int
-) -> tuple[list[str], str]:
-    """Which contacts' years go into the page, and a sentence saying which."""
+) -> tuple[list[str], str, dict[str, str]]:
+    """Which contacts' years go into the page, a sentence saying which, and the variant each
+    example contact stands for."""
     planned = int(
         connection.execute(
             select(func.count(plan.c.contact_id.distinct())).where(*_in_year(year))
@@ -182,17 +187,43 @@ def _people(
         everyone = connection.execute(
             select(plan.c.contact_id).where(*_in_year(year)).distinct()
         ).scalars()
-        return sorted(set(everyone) | set(asked)), f"every contact in the plan ({planned})"
-    examples = connection.execute(
-        select(plan.c.campaign, plan.c.template, func.min(plan.c.contact_id))
+        return sorted(set(everyone) | set(asked)), f"every contact in the plan ({planned})", {}
+    # A different contact for each variant where one exists: the first few ids of each.
+    receivers = (
+        select(plan.c.campaign, plan.c.template, plan.c.contact_id)
         .where(plan.c.status.in_(SENDS), *_in_year(year))
-        .group_by(plan.c.campaign, plan.c.template)
+        .distinct()
+        .subquery()
+    )
+    ranked = select(
+        receivers,
+        func.row_number()
+        .over(
+            partition_by=(receivers.c.campaign, receivers.c.template),
+            order_by=receivers.c.contact_id,
+        )
+        .label("rank"),
+    ).subquery()
+    candidates = connection.execute(
+        select(ranked.c.campaign, ranked.c.template, ranked.c.contact_id)
+        .where(ranked.c.rank <= EXAMPLE_CANDIDATES)
+        .order_by(ranked.c.campaign, ranked.c.template, ranked.c.rank)
     ).all()
-    ids = sorted({row[2] for row in examples} | set(asked))
-    return ids, (
-        f"{len(ids)} of the {planned:,} contacts in the plan: "
-        + ("the ones asked for and " if asked else "")
-        + "one example per campaign variant"
+    examples: dict[str, str] = {}
+    chosen: set[tuple[str, str]] = set()
+    for campaign, template, contact_id in candidates:
+        if (campaign, template) not in chosen and contact_id not in examples:
+            chosen.add((campaign, template))
+            examples[contact_id] = f"{campaign} · {template}"
+    ids = sorted(set(examples) | set(asked))
+    return (
+        ids,
+        (
+            f"{len(ids)} of the {planned:,} contacts in the plan: "
+            + ("the ones asked for and " if asked else "")
+            + "example contacts of the campaign variants"
+        ),
+        examples,
     )
 
 
@@ -211,7 +242,7 @@ def build_calendar(
     year = view.year
     quiet_days = {day: why for day in year_days(year) if (why := quiet.reason(day))}
     holidays = frozenset(quiet.holidays_in(year))
-    ids, note = _people(connection, year, contact_ids, embed_all)
+    ids, note, examples = _people(connection, year, contact_ids, embed_all)
     names = _names(connection, ids)
     people, missing = [], []
     for contact_id in ids:
@@ -234,6 +265,7 @@ def build_calendar(
                     ]
                     for row in rows
                 ],
+                examples.get(contact_id, ""),
             )
         )
     return CalendarPage(
@@ -363,8 +395,13 @@ def _bars(counts: list[int], x0: int, base: int, color: str) -> str:
             # The big days get their count, one label a week at most so none overlap.
             if count * 2 >= most and index - labelled > 7:
                 labelled = index
+                # Left of the bar, where the days before a send day are empty (deferrals
+                # follow it), except at the start of the year, next to the lane's name.
+                x, anchor = x0 + index * DAY_W - 2, "end"
+                if index < 20:
+                    x, anchor = x0 + index * DAY_W + DAY_W + 2, "start"
                 out.append(
-                    f'<text x="{x0 + index * DAY_W + DAY_W + 2}" y="{base - LANE_H / 2 + 4}" '
+                    f'<text x="{x}" y="{base - LANE_H / 2 + 4}" text-anchor="{anchor}" '
                     f'class="peak">{count:,}</text>'
                 )
     return "".join(out)
@@ -448,7 +485,9 @@ def _data(page: CalendarPage, lookup: str | None) -> Markup:
             for lane in page.lanes
         },
         "quiet": {day.isoformat(): why for day, why in sorted(page.quiet.items())},
-        "people": [{"id": p.id, "name": p.name, "rows": p.rows} for p in page.people],
+        "people": [
+            {"id": p.id, "name": p.name, "rows": p.rows, "example": p.example} for p in page.people
+        ],
         "selected": page.selected,
         "unknown": page.unknown,
         "lookup": lookup,
