@@ -38,6 +38,7 @@ from trouw.campaigns import Campaign, Step, choose_variant
 from trouw.experiments import WINNER_PENDING, in_first_wave, wait_days
 from trouw.importing import email_hash
 from trouw.planning.policy import SERVICE, Candidate
+from trouw.planning.send_time import own_hours, project_hour
 from trouw.segments import Catalog, Clock, members_query
 from trouw.store import (
     contacts,
@@ -123,6 +124,7 @@ class ChunkFacts:
     last_purchase: dict[str, datetime] = field(default_factory=dict)
     trigger_events: dict[str, dict[str, datetime]] = field(default_factory=dict)  # by campaign
     entered: dict[str, set[str]] = field(default_factory=dict)  # by campaign
+    best_hours: dict[str, int] = field(default_factory=dict)  # contact id -> own best hour
 
 
 # Triggers whose contacts are looked up per chunk (ChunkFacts), not read from the contact row.
@@ -249,6 +251,12 @@ class CandidateFinder:
             for step in c.steps
         )
         self.winners: dict[tuple[str, str, str], str] | None = None
+        # `send_time: best` (send_time.py): the contacts' own hours per chunk, the shop's once.
+        self.best_hour_campaigns = frozenset(
+            c.name for c in self.campaigns if c.send_time == "best"
+        )
+        self.project_hour: int | None = None
+        self._project_hour_known = False
         # Campaigns holding out a share of their audience (`holdout:`): name -> share.
         self.holdouts = {c.name: c.holdout for c in self.campaigns if c.holdout}
 
@@ -261,6 +269,12 @@ class CandidateFinder:
         dialect = connection.dialect.name
         if self.share_tests and self.winners is None:
             self.winners = winners_of(connection)
+        if self.best_hour_campaigns:
+            if not self._project_hour_known:
+                self.project_hour = project_hour(connection, self.clock.tz, self.clock.end)
+                self._project_hour_known = True
+            zones = {str(r.id): zone_named(r.timezone, self.project_zone) for r in chunk}
+            facts.best_hours = own_hours(connection, zones, self.clock.end)
         for name in self.segments:
             query = members_query(self.catalog.get(name), self.catalog, self.clock, dialect)
             facts.members[name] = set(

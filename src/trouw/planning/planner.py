@@ -31,8 +31,9 @@ from trouw.planning.candidates import (
 )
 from trouw.planning.decision import decide
 from trouw.planning.parallel import ChunkPool, chunk_bounds, shared_url
-from trouw.planning.policy import DEFERRED, DROPPED, PLANNED, Rules, YearCalendar
+from trouw.planning.policy import DEFERRED, DROPPED, PLANNED, Rules, SendWindow, YearCalendar
 from trouw.planning.runs import record_plan_run
+from trouw.planning.send_time import describe, send_hour
 from trouw.project import Project
 from trouw.segments import Catalog, Clock, load_catalog
 from trouw.store import contacts, plan
@@ -111,6 +112,8 @@ class ChunkPlanner:
         self.calendar = YearCalendar(year, self.rules.quiet)
         clock = Clock(as_of, project.settings.tz)
         self.finder = CandidateFinder(campaigns, catalog, clock, year, self.rules.defer_days)
+        window = project.settings.policy.send_window
+        self.window = SendWindow(window) if window else None
 
     def rows(self, connection: Connection, chunk: Sequence[ContactRow]) -> list[tuple[Any, ...]]:
         """The plan rows (PLAN_COLUMNS) of `chunk`, in contact order."""
@@ -125,6 +128,12 @@ class ChunkPlanner:
             channel = send_channel(contact)
             for decision in decisions:
                 candidate = decision.candidate
+                reason = decision.reason
+                if finder.best_hour_campaigns and decision.status != DROPPED:
+                    hour = send_hour(finder, facts, contact, candidate.campaign, self.window)
+                    if hour is not None:  # `send_time: best`: the plan says the hour
+                        own = contact_id in facts.best_hours
+                        reason = "; ".join(filter(None, (reason, describe(hour, own))))
                 rows.append(
                     (
                         contact_id,
@@ -136,7 +145,7 @@ class ChunkPlanner:
                         channel,
                         candidate.priority,
                         decision.status,
-                        decision.reason,
+                        reason,
                     )
                 )
         return rows

@@ -20,8 +20,8 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
-from datetime import date, datetime, timedelta
+from dataclasses import dataclass, field, replace
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Connection, bindparam, select
@@ -49,6 +49,7 @@ from trouw.planning.policy import (
     SendWindow,
     YearCalendar,
 )
+from trouw.planning.send_time import send_hour
 from trouw.project import Project
 from trouw.segments import Catalog, Clock
 from trouw.sending import ledger as book
@@ -74,6 +75,8 @@ class Verdicts:
     chosen: list[Due]
     settled: list[tuple[Due, str, str]]
     waiting: list[Due]  # outside the contact's send window: owed to a later run
+    # before the contact's send hour (`send_time: best`): owed to a later run, with why
+    later: list[tuple[Due, str]] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -224,6 +227,11 @@ class SendChecks:
                 keep.append(due)
             if keep:
                 self._contact(person, facts, keep, history, verdicts)
+        for due, why in verdicts.later:
+            if due.state is None and due.send.due is None:
+                verdicts.settled.append((due, book.DEFERRED, why))
+            else:
+                summary.skip([due], why)
         if verdicts.waiting:
             # A send only today's decision owes (no plan row, no ledger row) waits in the
             # ledger, so that it ends `expired` with the reason if no run reaches it inside
@@ -288,6 +296,12 @@ class SendChecks:
                 verdicts.settled.append((due, status, decision.reason or "dropped"))
             elif decision.day == self.as_of and decision.candidate.template == WINNER_PENDING:
                 verdicts.settled.append((due, book.DEFERRED, WAITING_FOR_WINNER))
+            elif decision.day == self.as_of and (
+                (hour := send_hour(self.finder, facts, person, due.send.campaign, self.window))
+                is not None
+                and self._local_hour(person) < hour
+            ):  # `send_time: best`: not before the contact's hour (a later run that day sends)
+                verdicts.later.append((due, f"waiting for its send hour {hour:02d}:00"))
             elif decision.day == self.as_of and refused:
                 verdicts.settled.append((due, book.DEFERRED, refused))
             elif decision.day == self.as_of:
@@ -295,6 +309,10 @@ class SendChecks:
                 verdicts.chosen.append(replace(due, send=send))
             else:
                 verdicts.settled.append((due, book.DEFERRED, _later(decision)))
+
+    def _local_hour(self, person: ContactRow) -> int:
+        zone = zone_named(person.timezone, self.zone)
+        return self.now.replace(tzinfo=UTC).astimezone(zone).hour
 
     def _why_not(
         self,
