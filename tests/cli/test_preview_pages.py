@@ -365,6 +365,8 @@ def _overflow(page: Any) -> int:
 def test_preview_pages_in_a_real_browser(
     project_dir: Path, tmp_path: Path, browser: Any, smtp: tuple[str, Collector]
 ) -> None:
+    from playwright.sync_api import expect  # the browser fixture skips without playwright
+
     db_url = f"sqlite:///{tmp_path / 'preview.db'}"
     cli = Cli(project_dir, db_url)
     _shop(cli)
@@ -418,8 +420,9 @@ def test_preview_pages_in_a_real_browser(
             # Another day, chosen on the page.
             page.fill("#day-input", "2027-05-01")
             page.click("#day-picker button")
-            page.wait_for_selector("#frames")
-            assert page.frame_locator("#mail-frame").locator(".until").inner_text() == "2027-05-15"
+            page.wait_for_url("**day=2027-05-01**")  # the new page, not the old one's frames
+            until = page.frame_locator("#mail-frame").locator(".until")
+            expect(until).to_have_text("2027-05-15", timeout=30_000)
             page.close()
 
         page = browser.new_page(viewport={"width": 1280, "height": 900})
