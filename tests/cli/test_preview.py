@@ -207,6 +207,7 @@ def test_preview_page_in_a_real_browser(example: tuple[Path, str], browser: Any)
         # The contact picker: any id, typed in.
         page.fill("#contact-input", "demo-000002")
         page.click("#contact-picker button")
+        page.wait_for_url("**contact=demo-000002**")  # the new page, not the old one
         page.wait_for_selector("#mail-frame")
         assert "demo-000002" in page.inner_text("#mail-meta")
     finally:
