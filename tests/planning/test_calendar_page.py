@@ -90,6 +90,32 @@ def test_the_calendars_numbers_per_day_campaign_and_variant_are_plan_exports(
         assert numbers == [str(statuses[campaign, s]) for s in ("planned", "deferred", "dropped")]
 
 
+def test_a_segments_calendar_counts_only_its_members_sends(shop: Cli, tmp_path: Path) -> None:
+    page_path = tmp_path / "families.html"
+    result = shop(
+        "calendar", "2027", "--segment", "families", "--as-of", "2026-12-01",
+        "--html", str(page_path),
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "segment families as of 2026-12-01: 2 contacts" in result.output
+    text = page_path.read_text(encoding="utf-8")
+    assert "Only the members of segment <b>families</b> as of 2026-12-01: 2 contacts" in text
+    families = {"anouk", "cor"}  # household family
+    sends = [r for r in _export(shop) if r["status"] in SENDS and r["contact_id"] in families]
+    data = _page_data(text)
+    shown = Counter(
+        {
+            (day, campaign): sum(templates.values())
+            for day, campaigns in data["days"].items()
+            for campaign, templates in campaigns.items()
+        }
+    )
+    assert shown == Counter((r["date"], r["campaign"]) for r in sends)
+    assert {person["id"] for person in data["people"]} == families
+    wrong = shop("calendar", "2027", "--segment", "nobody")
+    assert wrong.exit_code == 2 and "no segment named 'nobody'" in wrong.output
+
+
 def test_quiet_days_and_holidays_come_from_the_policy(shop: Cli, tmp_path: Path) -> None:
     page_path = tmp_path / "calendar.html"
     assert shop("calendar", "2027", "--html", str(page_path)).exit_code == 0
@@ -245,6 +271,16 @@ def test_the_preview_home_page_shows_the_calendar_and_looks_contacts_up(
     assert "What Bram Jansen (bram) gets in 2027" in page.inner_text("#person-year")
     page.goto(preview_server + "?contact=ghost", timeout=30_000)
     assert "There is no contact 'ghost'" in page.inner_text("#person-year")
+    # The segment filter: one segment's plan, and a contact looked up keeps it.
+    page.select_option("#segment-choice", "families")
+    page.wait_for_selector("#segment-note")
+    assert "Only the members of segment families" in page.inner_text("#segment-note")
+    assert page.locator("td.day[data-date='2027-04-02']").get_attribute("data-sends") == "1"
+    page.fill("#person-search", "cor")
+    page.click("#person-form button")
+    assert "What Cor Smit (cor) gets in 2027" in page.inner_text("#person-year")
+    assert "segment=families" in page.url
+    page.screenshot(path=str(tmp_path / "preview-home-families.png"), full_page=True)
     page.close()
 
 

@@ -12,7 +12,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from trouw.cli.output import console
-from trouw.cli.params import Env, pass_env
+from trouw.cli.params import Env, as_of_option, pass_env
 from trouw.errors import ContactNotFound, WorkFailed
 from trouw.planning.calendar_page import CalendarPage, calendar_html, project_calendar
 from trouw.planning.runs import year_planned
@@ -129,6 +129,12 @@ def _person_tables(page: CalendarPage, contact_ids: tuple[str, ...]) -> list[Tab
     multiple=True,
     help="Show this contact's year (repeatable); the HTML page opens with the first one.",
 )
+@click.option(
+    "--segment",
+    metavar="NAME",
+    help="Only the plan of this segment's members (as of --as-of): what families get.",
+)
+@as_of_option
 @pass_env
 def calendar_command(
     env: Env,
@@ -136,28 +142,43 @@ def calendar_command(
     html_path: Path | None,
     ics_path: Path | None,
     contact_ids: tuple[str, ...],
+    segment: str | None,
+    as_of: date | None,
 ) -> None:
     """Show the planned sends of YEAR per day as a heatmap, and every campaign's figures.
 
     Reads the plan written by `trouw plan YEAR`. Days are coloured on a log
     scale (one busy day does not flatten the rest); quiet days and holidays are
     dim. The HTML page holds every contact's year for a small plan; for a big
-    one, the contacts given with --contact and one example per variant.
+    one, the contacts given with --contact and an example contact per variant.
+    With --segment, only that segment's members count.
 
     \b
     Example:
       trouw calendar 2027 --html calendar.html --ics campaigns.ics
       trouw calendar 2027 --contact demo-000042 --html anouk.html
+      trouw calendar 2027 --segment families --html families.html
     """
     with env.engine.connect() as connection:
         if not year_planned(connection, year):
             raise WorkFailed(f"there is no plan for {year}: run `trouw plan {year}` first")
-        page = project_calendar(connection, env.project, year, contact_ids=contact_ids)
+        page = project_calendar(
+            connection,
+            env.project,
+            year,
+            contact_ids=contact_ids,
+            segment=segment,
+            as_of=as_of or env.today(),
+        )
     if page.unknown:
         raise ContactNotFound(
             f"no contact '{page.unknown[0]}'", fix="check the id with `trouw contacts show ID`"
         )
     scale = LogScale(page.view.busiest_day)
+    if segment is not None:
+        console.print(
+            f"segment {escape(segment)} as of {page.as_of}: {page.view.contacts:,} contacts"
+        )
     console.print(
         Columns([_month_grid(page, scale, month) for month in range(1, 13)], padding=(1, 3))
     )

@@ -30,13 +30,15 @@ from typing import Any
 
 from jinja2 import Environment, StrictUndefined
 from markupsafe import Markup, escape
-from sqlalchemy import Connection, func, select
+from sqlalchemy import Connection, Select, func, select
 
 from trouw.campaigns import Campaign, load_campaigns
 from trouw.planning.policy import DEFERRED, DROPPED, PLANNED, QuietDays
 from trouw.planning.runs import year_planned
 from trouw.planning.views import SENDS, LogScale, YearView, contact_plan, year_days, year_view
 from trouw.project import Project
+from trouw.segments import load_catalog
+from trouw.segments.compile import Clock, members_query
 from trouw.store import contacts, plan
 
 TEMPLATE = "templates/calendar.html"
@@ -102,6 +104,9 @@ class CalendarPage:
     selected: str | None = None  # the contact to show when the page opens
     missing: list[str] = field(default_factory=list)  # asked-for contacts without plan rows
     unknown: list[str] = field(default_factory=list)  # asked-for ids no contact has
+    segment: str | None = None  # only this segment's members (as of `as_of`)
+    as_of: date | None = None
+    segments: list[str] = field(default_factory=list)  # to choose from (the preview server)
 
     @property
     def scale(self) -> LogScale:
@@ -174,24 +179,29 @@ def _in_year(year: int) -> list[Any]:
 
 
 def _people(
-    connection: Connection, year: int, asked: Sequence[str], embed_all: int
+    connection: Connection,
+    year: int,
+    asked: Sequence[str],
+    embed_all: int,
+    members: Select[tuple[str]] | None,
 ) -> tuple[list[str], str, dict[str, str]]:
     """Which contacts' years go into the page, a sentence saying which, and the variant each
     example contact stands for."""
+    among = [] if members is None else [plan.c.contact_id.in_(members)]
     planned = int(
         connection.execute(
-            select(func.count(plan.c.contact_id.distinct())).where(*_in_year(year))
+            select(func.count(plan.c.contact_id.distinct())).where(*_in_year(year), *among)
         ).scalar_one()
     )
     if planned <= embed_all:
         everyone = connection.execute(
-            select(plan.c.contact_id).where(*_in_year(year)).distinct()
+            select(plan.c.contact_id).where(*_in_year(year), *among).distinct()
         ).scalars()
         return sorted(set(everyone) | set(asked)), f"every contact in the plan ({planned})", {}
     # A different contact for each variant where one exists: the first few ids of each.
     receivers = (
         select(plan.c.campaign, plan.c.template, plan.c.contact_id)
-        .where(plan.c.status.in_(SENDS), *_in_year(year))
+        .where(plan.c.status.in_(SENDS), *_in_year(year), *among)
         .distinct()
         .subquery()
     )
@@ -236,13 +246,15 @@ def build_calendar(
     quiet: QuietDays,
     contact_ids: Sequence[str] = (),
     embed_all: int = EMBED_ALL,
+    members: Select[tuple[str]] | None = None,
 ) -> CalendarPage:
     """The calendar of `view`'s year: lanes of `campaigns`, the days `quiet` marks, and the
-    years of the contacts in `contact_ids` (the first one opened), plus examples."""
+    years of the contacts in `contact_ids` (the first one opened), plus examples; `members`
+    (the view's, if it is a segment's) limits the examples to them."""
     year = view.year
     quiet_days = {day: why for day in year_days(year) if (why := quiet.reason(day))}
     holidays = frozenset(quiet.holidays_in(year))
-    ids, note, examples = _people(connection, year, contact_ids, embed_all)
+    ids, note, examples = _people(connection, year, contact_ids, embed_all, members)
     names = _names(connection, ids)
     people, missing = [], []
     for contact_id in ids:
@@ -488,6 +500,7 @@ def _data(page: CalendarPage, lookup: str | None) -> Markup:
         "people": [
             {"id": p.id, "name": p.name, "rows": p.rows, "example": p.example} for p in page.people
         ],
+        "segment": page.segment,
         "selected": page.selected,
         "unknown": page.unknown,
         "lookup": lookup,
@@ -527,17 +540,35 @@ def calendar_fragment(page: CalendarPage, *, lookup: str | None = None) -> Marku
 
 
 def project_calendar(
-    connection: Connection, project: Project, year: int, *, contact_ids: Sequence[str] = ()
+    connection: Connection,
+    project: Project,
+    year: int,
+    *,
+    contact_ids: Sequence[str] = (),
+    segment: str | None = None,
+    as_of: date | None = None,
 ) -> CalendarPage:
-    """The calendar of `project`'s plan of `year`: its campaigns, its policy's quiet days."""
-    return build_calendar(
+    """The calendar of `project`'s plan of `year`: its campaigns, its policy's quiet days;
+    with `segment`, only the plan of that segment's members as of `as_of` (a SegmentError if
+    there is no such valid segment)."""
+    catalog = load_catalog(project.segments_dir)
+    members = None
+    if segment is not None:
+        day = as_of or date(year, 1, 1)
+        clock = Clock(day, project.settings.tz)
+        members = members_query(catalog.get(segment), catalog, clock, connection.dialect.name)
+    page = build_calendar(
         connection,
         name=project.settings.name,
-        view=year_view(connection, year),
+        view=year_view(connection, year, members=members),
         campaigns=load_campaigns(project.campaigns_dir),
         quiet=QuietDays(project.settings.policy.quiet_days),
         contact_ids=contact_ids,
+        members=members,
     )
+    page.segment, page.as_of = segment, as_of
+    page.segments = [name for name in catalog.names if name not in catalog.errors]
+    return page
 
 
 def calendar_years(connection: Connection, as_of: date, wanted: int | None = None) -> list[int]:

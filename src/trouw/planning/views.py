@@ -15,7 +15,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import icalendar
-from sqlalchemy import Connection, func, select
+from sqlalchemy import Connection, Select, func, select
 
 from trouw.planning.policy import DEFERRED, PLANNED
 from trouw.store import contacts, plan
@@ -38,6 +38,10 @@ def _in_year(year: int | None) -> list[Any]:
     if year is None:
         return []
     return [plan.c.day >= date(year, 1, 1), plan.c.day <= date(year, 12, 31)]
+
+
+def _among(members: Select[tuple[str]] | None) -> list[Any]:
+    return [] if members is None else [plan.c.contact_id.in_(members)]
 
 
 def export_rows(connection: Connection, *, year: int | None = None) -> Iterator[dict[str, Any]]:
@@ -112,14 +116,25 @@ class YearView:
         return day, -count
 
 
-def year_view(connection: Connection, year: int) -> YearView:
+def year_view(
+    connection: Connection, year: int, *, members: Select[tuple[str]] | None = None
+) -> YearView:
     """The year's sends (planned and deferred) per day, campaign and template, and its rows
-    per campaign and status: two GROUP BY statements, whatever the number of contacts."""
-    total = int(connection.execute(select(func.count()).select_from(contacts)).scalar_one())
-    view = YearView(year, total)
+    per campaign and status: two GROUP BY statements, whatever the number of contacts.
+
+    `members` (a select of contact ids, e.g. a segment's) limits it to those contacts.
+    """
+    among = _among(members)
+    if members is None:
+        total = connection.execute(select(func.count()).select_from(contacts)).scalar_one()
+    else:
+        total = connection.execute(
+            select(func.count()).select_from(members.subquery())
+        ).scalar_one()
+    view = YearView(year, int(total))
     per_variant = connection.execute(
         select(plan.c.day, plan.c.campaign, plan.c.template, func.count())
-        .where(plan.c.status.in_(SENDS), *_in_year(year))
+        .where(plan.c.status.in_(SENDS), *_in_year(year), *among)
         .group_by(plan.c.day, plan.c.campaign, plan.c.template)
     )
     for day, campaign, template, count in per_variant:
@@ -128,7 +143,7 @@ def year_view(connection: Connection, year: int) -> YearView:
         variants[template or ""] += int(count)
     per_status = connection.execute(
         select(plan.c.campaign, plan.c.status, func.count())
-        .where(*_in_year(year))
+        .where(*_in_year(year), *among)
         .group_by(plan.c.campaign, plan.c.status)
     )
     for campaign, status, count in per_status:

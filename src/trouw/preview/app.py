@@ -136,7 +136,8 @@ def create_app(
     @app.get("/")
     def index() -> str:
         campaigns = load_campaigns(project.campaigns_dir)
-        # The year calendar of the plan (as-of's year, else the next; ?year= and ?contact=).
+        # The year calendar of the plan (as-of's year, else the next; ?year=, ?contact=
+        # and ?segment=).
         contact = (request.args.get("contact") or "").strip()
         with engine.connect() as connection:
             upcoming = next_sends(connection, campaigns, as_of)
@@ -144,7 +145,12 @@ def create_app(
             calendar = None
             if years:
                 page = project_calendar(
-                    connection, project, years[0], contact_ids=[contact] if contact else ()
+                    connection,
+                    project,
+                    years[0],
+                    contact_ids=[contact] if contact else (),
+                    segment=request.args.get("segment") or None,
+                    as_of=as_of,
                 )
                 calendar = calendar_fragment(page, lookup=url_for("index"))
         return render_template(
