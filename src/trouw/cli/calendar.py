@@ -156,7 +156,7 @@ def calendar_command(
     \b
     Example:
       trouw calendar 2027 --html calendar.html --ics campaigns.ics
-      trouw calendar 2027 --contact demo-000042 --html anouk.html
+      trouw calendar 2027 --contact demo-000042 --html demo-000042.html
       trouw calendar 2027 --segment families --html families.html
     """
     with env.engine.connect() as connection:
