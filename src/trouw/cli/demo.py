@@ -128,9 +128,15 @@ def _print_result(result: DemoResult, database: DemoDatabase) -> None:
             f"  sent        {result.sent.day}: {mails:,} mails and {letters:,} letters by post "
             f"to {result.outbox} (letters in letters/), logged in the ledger"
         )
+    if result.responses:
+        console.print(
+            f"  responses   {result.responses:,} opens, clicks and purchases generated for the "
+            f"weeks after, to {result.report_day}: mailed contacts buy again 5 points more "
+            "often than held-out ones, the second subject line is clicked more"
+        )
     console.print(
         f"  report      {result.report_html}  (campaign results, mails per inbox against "
-        "the caps, loyalty figures, with charts)"
+        "the caps, loyalty figures, A/B tests and the lift, with charts)"
     )
 
 
@@ -159,13 +165,13 @@ def _print_hints(result: DemoResult, database: DemoDatabase, *, project_url: str
                 (f"trouw segments explain {segment} --contact {contact}", "why (not) a member")
             )
         hints.append((f"trouw plan explain --contact {contact}", "their year: sent, deferred, why"))
-    report = result.sent.day if result.sent is not None else None
+    report = result.report_day if result.sent is not None else None
     hints += [
         (f"trouw calendar {plan.year}", "the year as a heatmap, busiest campaigns"),
         ("trouw log --format csv", "every send in the ledger"),
         (
             f"trouw report --year {report.year} --as-of {report}" if report else "trouw report",
-            "campaign results, churn, repurchase, upsell, NPS, CSAT, loyalty",
+            "campaign results, churn, repurchase, upsell, NPS, CSAT, loyalty, the lift",
         ),
         ("trouw serve", "the tracking server the mails' links point at"),
         ("trouw preview --serve", "every campaign's mails per contact, in your browser"),

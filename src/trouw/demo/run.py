@@ -11,19 +11,21 @@ import shutil
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, time
+from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 
 from sqlalchemy import Connection, Engine, func, select
 
-from trouw.campaigns import campaign_names
+from trouw.campaigns import campaign_names, load_campaigns
 from trouw.demo.database import DemoDatabase, claim, demo_folder
 from trouw.demo.generator import DemoFiles, write_demo_files
+from trouw.demo.responses import RESPONSE_DAYS, write_responses
 from trouw.importing import ImportReport, Kind, import_file
 from trouw.planning import DROPPED, PlanSummary, plan_year
 from trouw.planning.calendar_page import calendar_html, project_calendar
 from trouw.planning.views import calendar_ics, year_view
 from trouw.project import Project
+from trouw.reports.experiments import report_experiments
 from trouw.reports.figures import build_report
 from trouw.reports.html import report_html
 from trouw.scaffold import plan_year_for
@@ -54,7 +56,9 @@ class DemoResult:
     sent: SendSummary | None  # the plan's first send day, delivered to the outbox
     delivered: dict[str, int]  # that day's sent rows in the ledger, by channel (email, post)
     outbox: Path
-    report_html: Path  # the report of the send day's year, as of that day
+    report_html: Path  # the report of the send day's year, as of `report_day`
+    responses: int = 0  # events generated for the weeks after the send (demo/responses.py)
+    report_day: date | None = None  # the send day, or the end of the generated weeks after
 
 
 def _no_progress(_label: str, _total: int) -> AbstractContextManager[Callable[[int], None]]:
@@ -128,6 +132,17 @@ def run_demo(
         with engine.connect() as connection:
             delivered = sent_by_channel(connection, first_day)
     report_day = first_day or as_of
+    responses = 0
+    if first_day is not None:  # an A/B test or a holdout on the day: the weeks after, too
+        responses_path = folder / "responses.csv"
+        with engine.connect() as connection:
+            responses = write_responses(
+                connection, load_campaigns(project.campaigns_dir), first_day, responses_path,
+                seed=seed,
+            )  # fmt: skip
+        if responses:
+            _import(engine, responses_path, "events", timezone, stage)
+            report_day = first_day + timedelta(days=RESPONSE_DAYS)
     report_path = folder / f"report-{report_day.year}.html"
     with engine.connect() as connection:
         report = build_report(
@@ -138,7 +153,8 @@ def run_demo(
             timezone=project.settings.tz,
             caps=project.settings.policy,
         )
-    report_path.write_text(report_html(report), encoding="utf-8")
+        experiments = report_experiments(connection, report, project)
+    report_path.write_text(report_html(report, experiments), encoding="utf-8")
     return DemoResult(
         files=files,
         contacts=contacts_report,
@@ -156,6 +172,8 @@ def run_demo(
         delivered=delivered,
         outbox=outbox,
         report_html=report_path,
+        responses=responses,
+        report_day=report_day,
     )
 
 

@@ -40,7 +40,6 @@ from datetime import date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from scipy import stats  # type: ignore[import-untyped]
 from sqlalchemy import Connection, func, or_, select
 
 from trouw.experiments import CAMPAIGN_HOLDOUT, CONTROL_GROUP, HELD_OUT
@@ -108,6 +107,13 @@ class _Outcomes:
     nps: list[float] = field(default_factory=list)  # answerers only: +100, 0 or -100
 
 
+def _stats() -> Any:
+    """scipy.stats, imported on first use: it takes a while, and most commands never ask."""
+    from scipy import stats  # type: ignore[import-untyped]
+
+    return stats
+
+
 def proportions(treated: Sequence[int], held: Sequence[int]) -> Difference:
     """Two shares of 0/1 values compared: Newcombe's hybrid score interval, Fisher's p."""
     n1, n2 = len(treated), len(held)
@@ -121,12 +127,12 @@ def proportions(treated: Sequence[int], held: Sequence[int]) -> Difference:
     lift = p1 - p2
     low = lift - math.sqrt((p1 - l1) ** 2 + (u2 - p2) ** 2)
     high = lift + math.sqrt((u1 - p1) ** 2 + (p2 - l2) ** 2)
-    p_value = float(stats.fisher_exact([[a, n1 - a], [b, n2 - b]]).pvalue)
+    p_value = float(_stats().fisher_exact([[a, n1 - a], [b, n2 - b]]).pvalue)
     return Difference(p1, p2, n1, n2, lift, low, high, p_value)
 
 
 def _wilson(successes: int, trials: int) -> tuple[float, float]:
-    interval = stats.binomtest(successes, trials).proportion_ci(CONFIDENCE, method="wilson")
+    interval = _stats().binomtest(successes, trials).proportion_ci(CONFIDENCE, method="wilson")
     return float(interval.low), float(interval.high)
 
 
@@ -139,7 +145,7 @@ def means(treated: Sequence[float], held: Sequence[float]) -> Difference:
         return Difference(m1, m2, n1, n2)
     if n1 < 2 or n2 < 2 or (_constant(treated) and _constant(held)):
         return Difference(m1, m2, n1, n2, m1 - m2)  # no spread to judge the difference by
-    result = stats.ttest_ind(treated, held, equal_var=False)
+    result = _stats().ttest_ind(treated, held, equal_var=False)
     interval = result.confidence_interval(CONFIDENCE)
     return Difference(
         m1, m2, n1, n2, m1 - m2, float(interval.low), float(interval.high), float(result.pvalue)
