@@ -20,7 +20,7 @@ from sqlalchemy import Engine, select
 
 from tests.conftest import write_files
 from tests.planning.shop import make_shop, policy, run_plan
-from trouw.campaigns import CampaignError, load_campaign
+from trouw.campaigns import CampaignError, find_campaign, load_campaign
 from trouw.experiments import (
     CAMPAIGN_HOLDOUT,
     CONTROL_GROUP,
@@ -36,6 +36,7 @@ from trouw.sending import send_day
 from trouw.sending.ledger import CANCELLED, SENT
 from trouw.sending.transports import OutboxTransport
 from trouw.store import atomic, ledger, plan
+from trouw.templates.campaign_mails import CampaignMails
 
 IDS = [f"c{index:05d}" for index in range(10_000)]
 ZONE = ZoneInfo("Europe/Amsterdam")
@@ -213,6 +214,22 @@ def test_plan_simulate_and_send_agree_on_arms_and_holdouts(
     run_plan(project_dir, engine, 2027, "2027-04-03")  # a re-plan draws no one anew
     with engine.connect() as connection:
         assert sorted(tuple(r) for r in connection.execute(query)) == first
+
+    # The preview picks each contact's mail, and its samples per arm, by the same rule.
+    project = load_project(project_dir)
+    spring = find_campaign(project.campaigns_dir, "spring")
+    (step,) = spring.steps
+    with engine.connect() as connection:
+        mails = CampaignMails(project, connection, DAY)
+        rendered = mails.render_for(spring, step, PEOPLE[:12])
+        samples = {arm.template: mails.samples_of(spring, step, arm, 3) for arm in step.variants}
+    arm_of = {cid: template for (cid, name), (_, template) in planned.items() if name == "spring"}
+    for mail in rendered:
+        if planned[(mail.contact_id, "spring")][0] == "sent":
+            assert mail.mail is not None and mail.mail.template == arm_of[mail.contact_id]
+    for template, ids in samples.items():
+        assert ids and all(arm_index(c, "spring", "main", (1.0, 1.0)) ==
+                           ("mail", "other").index(template) for c in ids)  # fmt: skip
 
     with scratch_copy(engine) as scratch:
         with atomic(scratch) as connection:
