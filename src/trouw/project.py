@@ -60,6 +60,9 @@ class Policy:
     # The share of contacts (by a stable hash per year) that gets no promotional or lifecycle
     # mail that year, only service mail: what the program's lift is measured against.
     control_group: float | None = None
+    # "best": every promotional and lifecycle campaign sends at each contact's best hour
+    # (planning/send_time.py), as a campaign's own `send_time: best` does.
+    send_time: str | None = None
 
 
 @dataclass(frozen=True)
@@ -108,7 +111,7 @@ SETTINGS_KEYS: dict[str, tuple[str, ...]] = {
     "tracking": ("base_url",),
     "policy": (
         "max_per_week", "max_per_month", "min_gap", "quiet_days", "defer_for", "send_window",
-        "control_group",
+        "control_group", "send_time",
     ),
     "letters": ("dir",),
     "webhooks": tuple(Webhooks.__dataclass_fields__),
@@ -570,6 +573,15 @@ class _SettingsReader:
                 share = parse_share(control)
             except ValueError as exc:
                 self._report("policy", "control_group", str(exc), 'write e.g. "5%"')
+        send_time = self._get(table, "policy", "send_time", str, None)
+        if send_time is not None and send_time != "best":
+            self._report(
+                "policy",
+                "send_time",
+                f"unknown send_time '{send_time}'",
+                'write send_time = "best", or leave it out to send at the run\'s hour',
+            )
+            send_time = None
         quiet = [
             day
             for day in self._get(table, "policy", "quiet_days", list, list(base.quiet_days))
@@ -603,6 +615,7 @@ class _SettingsReader:
             defer_for=durations["defer_for"],
             send_window=window,
             control_group=share,
+            send_time=send_time,
         )
 
     def _quiet_day(self, day: Any) -> bool:

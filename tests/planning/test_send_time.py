@@ -97,3 +97,29 @@ def test_without_a_plan_the_waiting_send_is_in_the_ledger(
     assert rows["b"][0] == SENT  # no window, and 12:00 is past b's 10:00
     assert rows["a"] == rows["c"] == (DEFERRED, "waiting for its send hour 19:00")
     assert rows["d"] == (DEFERRED, "waiting for its send hour 10:00")  # 06:00 in New York
+
+
+def test_the_policy_gives_every_marketing_campaign_its_best_hour(
+    project_dir: Path, engine: Engine
+) -> None:
+    """`[policy] send_time = "best"`: campaigns without their own `send_time` send at the
+    contact's hour; a service mail still goes at once."""
+    campaigns = {
+        "news": NEWS.replace("send_time: best\n", ""),
+        "orders": "kind: service\nschedule:\n  dates: [2027-04-07]\ntemplate: mail\n",
+    }
+    make_shop(
+        project_dir, engine, campaigns=campaigns, contacts=CONTACTS, events=EVENTS,
+        settings=policy(gap="0d") + 'send_time = "best"\n',
+    )  # fmt: skip
+    run_plan(project_dir, engine, 2027, "2027-04-01")
+    with engine.connect() as connection:
+        rows = connection.execute(
+            select(plan.c.contact_id, plan.c.campaign, plan.c.reason).where(
+                plan.c.contact_id == "b"
+            )
+        ).all()
+    assert sorted(tuple(r) for r in rows) == [
+        ("b", "news", "at 10:00 (their most frequent open/click hour)"),
+        ("b", "orders", None),
+    ]

@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime
 from typing import Any
 
@@ -74,7 +74,11 @@ class PlanSummary:
 
 
 def calendar_campaigns(project: Project, catalog: Catalog) -> list[Campaign]:
-    """The campaigns with a schedule or trigger, checked: every segment and template exists."""
+    """The campaigns with a schedule or trigger, checked: every segment and template exists.
+
+    `[policy] send_time = "best"` is given here to every campaign but service ones (an
+    order follow-up goes at once) that does not say its own `send_time`."""
+    best = project.settings.policy.send_time
     found = []
     for campaign in load_campaigns(project.campaigns_dir):
         if not campaign.on_calendar:
@@ -94,6 +98,8 @@ def calendar_campaigns(project: Project, catalog: Catalog) -> list[Campaign]:
             raise problems[0]
         for name in sorted(campaign.segments()):
             catalog.get(name)  # raises the segment's own error if it is invalid
+        if best and campaign.send_time is None and campaign.kind != "service":
+            campaign = replace(campaign, send_time=best)
         found.append(campaign)
     return found
 
