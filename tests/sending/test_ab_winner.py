@@ -14,6 +14,7 @@ from pathlib import Path
 
 from sqlalchemy import Engine, insert, select
 
+from tests.conftest import Cli
 from tests.planning.shop import make_shop, plan_rows, policy, run_plan
 from trouw.experiments import WINNER_PENDING, arm_index, in_first_wave
 from trouw.project import load_project
@@ -41,7 +42,7 @@ def _ledger(engine: Engine) -> dict[str, tuple[str, str | None, str | None]]:
 
 
 def test_the_winner_goes_to_the_rest_after_the_first_wave(
-    project_dir: Path, engine: Engine, tmp_path: Path
+    project_dir: Path, engine: Engine, tmp_path: Path, cli: Cli
 ) -> None:
     make_shop(project_dir, engine, campaigns={"launch": LAUNCH}, contacts=CONTACTS,
               settings=policy(gap="0d"))  # fmt: skip
@@ -112,3 +113,5 @@ def test_the_winner_goes_to_the_rest_after_the_first_wave(
     assert {cid: template for cid, template in templates if cid in rest} == dict.fromkeys(
         rest, "other"
     )
+    log = " ".join(cli("log", "--campaign", "launch").output.split())
+    assert "test launch:main (launch:2027-04-06): other wins by click rate" in log

@@ -13,6 +13,7 @@ from rich.markup import escape
 from trouw.cli.output import console
 from trouw.cli.params import Env, format_option, parse_day, pass_env
 from trouw.sending.ledger import LOG_COLUMNS, STATUSES, log_rows
+from trouw.sending.winners import read_winners
 
 # The table's columns and their widths (a longer value pushes the line on; nothing is cut);
 # the reason (error) comes last.
@@ -63,7 +64,8 @@ def log_command(
     Columns: contact_id, campaign, step, occurrence, day (the as-of day of
     the run that last handled it), template, channel, status, message_id,
     sent_at (UTC) and error (the last SMTP reply, or why it did not go).
-    Rows are written as they are read, so a large ledger starts at once.
+    Rows are written as they are read, so a large ledger starts at once. The
+    table ends with the A/B tests decided (the winner, each arm's numbers).
 
     \b
     Example:
@@ -114,5 +116,9 @@ def log_command(
                 cells.append(text)
             cells.append(escape(str(row["error"] or "")))
             console.print(" ".join(cells), highlight=False, soft_wrap=True)
+        # The A/B tests whose winner decided what the rest got, with their numbers.
+        decided = [w for w in read_winners(connection) if campaign in (None, w.campaign)]
     if not count:
         console.print("the ledger has no such rows")
+    for winner in decided if count else []:
+        console.print(escape(winner.describe()), highlight=False, soft_wrap=True)
