@@ -162,6 +162,18 @@ def test_the_calendar_page_in_chromium(shop: Cli, tmp_path: Path, browser: Any) 
         assert legend.count() == 4 and "spring" in legend.all_inner_texts()[0] + page.inner_text(
             "#legend"
         )
+        # Each lane's name sits beside its lane, whether or not the drawing scrolls.
+        offsets = page.evaluate(
+            """() => [...document.querySelectorAll('.tc-lane-names .lane-name')].map(name => {
+                const lane = document.querySelector(
+                    `svg.lanes g.lane[data-campaign='${name.dataset.campaign}'] line`);
+                return lane.getBoundingClientRect().top - name.getBoundingClientRect().top;
+            })"""
+        )
+        assert len(offsets) == 4 and all(29 <= offset <= 31.5 for offset in offsets), offsets
+        box = page.locator(".tc-lanes .tc-scroll")
+        scrolls = box.evaluate("b => b.scrollWidth > b.clientWidth")
+        assert scrolls == (device == "phone")  # a phone scrolls the lanes in their own box
         assert page.locator("td.day.quiet").count() >= 52  # every Sunday
         assert page.locator("td.day.holiday[data-date='2027-04-27']").count() == 1
         _no_overflow(page)

@@ -57,8 +57,9 @@ PALETTE = (
 HEAT = ("#ffffff", "#e3eefa", "#bcd6f0", "#8cb9e3", "#5b9ad4")
 QUIET_FILL, HOLIDAY_FILL = "#eef0f4", "#fbe3d3"
 
-# Lane geometry, in SVG units (the drawing scales to its box; narrower screens scroll it).
-DAY_W, GUTTER, AXIS, LANE_H, LANE_GAP, TOTAL_H = 3, 200, 22, 30, 8, 16
+# Lane geometry in pixels: the drawing is 1:1 beside the lanes' names (HTML, so they stay
+# put when a phone scrolls the drawing); 2.5 px a day fits a 1280 px screen with the names.
+DAY_W, X0, AXIS, LANE_H, LANE_GAP, TOTAL_H = 2.5, 2, 22, 30, 8, 16
 
 
 @dataclass(frozen=True)
@@ -306,62 +307,56 @@ def _smoothed(values: list[int], radius: int = 3) -> list[float]:
     return out
 
 
+def _x(index: int) -> str:
+    return f"{X0 + index * DAY_W:g}"
+
+
 def lanes_svg(page: CalendarPage) -> Markup:
-    """The year as an SVG: an 'all sends' heat strip, then one lane per campaign."""
+    """The year as an SVG: an 'all sends' heat strip, then one lane per campaign, in rows
+    as high as the names beside it (`lane_rows`)."""
     view, scale = page.view, page.scale
     days = list(year_days(view.year))
-    width = GUTTER + DAY_W * len(days) + 8
+    width = math.ceil(X0 + DAY_W * len(days) + 6)
     top = AXIS + TOTAL_H + LANE_GAP
     height = top + len(page.lanes) * (LANE_H + LANE_GAP)
     out = [
-        f'<svg class="lanes" viewBox="0 0 {width} {height}" role="img" '
-        f'aria-label="Sends per campaign and day in {view.year}" '
-        f'style="aspect-ratio:{width}/{height}">'
+        f'<svg class="lanes" width="{width}" height="{height}" viewBox="0 0 {width} {height}" '
+        f'role="img" aria-label="Sends per campaign and day in {view.year}">'
     ]
-    x0 = GUTTER
     # Quiet days and holidays: shaded columns behind everything.
     for index, day in enumerate(days):
         if day in page.quiet:
             fill = HOLIDAY_FILL if day in page.holidays else QUIET_FILL
             out.append(
-                f'<rect x="{x0 + index * DAY_W}" y="{AXIS}" width="{DAY_W}" '
+                f'<rect x="{_x(index)}" y="{AXIS}" width="{DAY_W}" '
                 f'height="{height - AXIS}" fill="{fill}"/>'
             )
     # Months: a line and a name at each first day.
     for index, day in enumerate(days):
         if day.day == 1:
-            x = x0 + index * DAY_W
             out.append(
-                f'<line x1="{x}" y1="{AXIS - 6}" x2="{x}" y2="{height}" stroke="#c9ced6" '
-                'stroke-width="0.6"/>'
+                f'<line x1="{_x(index)}" y1="{AXIS - 6}" x2="{_x(index)}" y2="{height}" '
+                'stroke="#c9ced6" stroke-width="0.6"/>'
+                f'<text x="{X0 + index * DAY_W + 3:g}" y="{AXIS - 8}" class="axis">{day:%b}</text>'
             )
-            out.append(f'<text x="{x + 3}" y="{AXIS - 8}" class="axis">{day:%b}</text>')
     # All sends: one cell per day, coloured by the log scale.
-    out.append(f'<text x="4" y="{AXIS + TOTAL_H - 4}" class="lane-name">All sends</text>')
     for index, day in enumerate(days):
         level = scale.level(view.sends_on(day))
         if level:
             out.append(
-                f'<rect x="{x0 + index * DAY_W}" y="{AXIS}" width="{DAY_W}" '
+                f'<rect x="{_x(index)}" y="{AXIS}" width="{DAY_W}" '
                 f'height="{TOTAL_H}" fill="{HEAT[level]}"/>'
             )
     for number, lane in enumerate(page.lanes):
-        y = top + number * (LANE_H + LANE_GAP)
-        base = y + LANE_H
+        base = top + number * (LANE_H + LANE_GAP) + LANE_H
         out.append(
             f'<g class="lane" data-campaign="{escape(lane.name)}">'
-            f'<rect x="4" y="{y + 8}" width="10" height="10" rx="2" fill="{lane.color}"/>'
-            f'<text x="19" y="{y + 17}" class="lane-name">{escape(lane.name)}</text>'
-            f'<text x="19" y="{y + 28}" class="lane-when">{escape(_lane_note(lane, view))}'
-            "</text>"
-            f'<line x1="{x0}" y1="{base + 0.5}" x2="{width - 8}" y2="{base + 0.5}" '
+            f'<line x1="0" y1="{base + 0.5}" x2="{width}" y2="{base + 0.5}" '
             'stroke="#dde1e7" stroke-width="1"/>'
         )
         counts = [view.per_day.get(day, Counter())[lane.name] for day in days]
-        if lane.journey:
-            out.append(_band(counts, x0, base, lane.color))
-        else:
-            out.append(_bars(counts, x0, base, lane.color))
+        draw = _band if lane.journey else _bars
+        out.append(draw(counts, base, lane.color))
         out.append("</g>")
     # Click targets, one per day across every lane; the selected day's marker.
     out.append(
@@ -371,12 +366,17 @@ def lanes_svg(page: CalendarPage) -> Markup:
     out.append('<g class="hits">')
     for index, day in enumerate(days):
         out.append(
-            f'<rect data-date="{day.isoformat()}" x="{x0 + index * DAY_W}" y="{AXIS}" '
+            f'<rect data-date="{day.isoformat()}" x="{_x(index)}" y="{AXIS}" '
             f'width="{DAY_W}" height="{height - AXIS}"><title>{day:%a %d %b}: '
             f"{view.sends_on(day):,} sends</title></rect>"
         )
     out.append("</g></svg>")
     return Markup("".join(out))
+
+
+def lane_rows(page: CalendarPage) -> list[tuple[Lane, str]]:
+    """Each lane with the note under its name."""
+    return [(lane, _lane_note(lane, page.view)) for lane in page.lanes]
 
 
 def _lane_note(lane: Lane, view: YearView) -> str:
@@ -390,7 +390,7 @@ def _lane_note(lane: Lane, view: YearView) -> str:
     return note if len(note) <= 40 else note[:39] + "…"
 
 
-def _bars(counts: list[int], x0: int, base: int, color: str) -> str:
+def _bars(counts: list[int], base: int, color: str) -> str:
     """A scheduled campaign: a bar on each day it sends, its height on a log scale."""
     most = max(counts, default=0)
     if not most:
@@ -401,7 +401,7 @@ def _bars(counts: list[int], x0: int, base: int, color: str) -> str:
             share = math.log1p(count) / math.log1p(most)
             h = round(4 + (LANE_H - 6) * share, 1)
             out.append(
-                f'<rect x="{x0 + index * DAY_W}" y="{base - h}" width="{DAY_W}" '
+                f'<rect x="{_x(index)}" y="{base - h}" width="{DAY_W}" '
                 f'height="{h}" fill="{color}"/>'
             )
             # The big days get their count, one label a week at most so none overlap.
@@ -409,24 +409,24 @@ def _bars(counts: list[int], x0: int, base: int, color: str) -> str:
                 labelled = index
                 # Left of the bar, where the days before a send day are empty (deferrals
                 # follow it), except at the start of the year, next to the lane's name.
-                x, anchor = x0 + index * DAY_W - 2, "end"
+                x, anchor = X0 + index * DAY_W - 2, "end"
                 if index < 20:
-                    x, anchor = x0 + index * DAY_W + DAY_W + 2, "start"
+                    x, anchor = X0 + index * DAY_W + DAY_W + 2, "start"
                 out.append(
-                    f'<text x="{x}" y="{base - LANE_H / 2 + 4}" text-anchor="{anchor}" '
+                    f'<text x="{x:g}" y="{base - LANE_H / 2 + 4}" text-anchor="{anchor}" '
                     f'class="peak">{count:,}</text>'
                 )
     return "".join(out)
 
 
-def _band(counts: list[int], x0: int, base: int, color: str) -> str:
+def _band(counts: list[int], base: int, color: str) -> str:
     """A triggered journey: its daily volume smoothed over a week, as a filled band."""
     smooth = _smoothed(counts)
     most = max(smooth, default=0.0)
     if not most:
         return ""
     points = [
-        (x0 + index * DAY_W + DAY_W / 2, base - (LANE_H - 4) * value / most)
+        (X0 + index * DAY_W + DAY_W / 2, base - (LANE_H - 4) * value / most)
         for index, value in enumerate(smooth)
     ]
     line = " ".join(f"{x:.1f},{y:.1f}" for x, y in points)
@@ -521,6 +521,8 @@ def _render(page: CalendarPage, *, standalone: bool, lookup: str | None) -> str:
         quiet_fill=QUIET_FILL,
         holiday_fill=HOLIDAY_FILL,
         lanes_svg=lanes_svg(page),
+        lane_rows=lane_rows(page),
+        geometry={"axis": AXIS, "total": TOTAL_H + LANE_GAP, "lane": LANE_H + LANE_GAP},
         months=_months(page),
         data=_data(page, lookup),
         standalone=standalone,
