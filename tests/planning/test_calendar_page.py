@@ -147,7 +147,9 @@ def test_the_calendar_page_in_chromium(shop: Cli, tmp_path: Path, browser: Any) 
     rows = _export(shop)
     sends = [row for row in rows if row["status"] in SENDS]
     text = page_path.read_text(encoding="utf-8")
-    assert "http://" not in text and "https://" not in text  # nothing fetched: self-contained
+    # Self-contained: nothing is fetched (no linked style, script, font or image).
+    assert not re.search(r"""(src|href)=["']?(https?:)?//|url\(["']?(https?:)?//|@import""", text)
+    assert "<link" not in text
     errors: list[str] = []  # script errors on any of the pages
     for device, (width, height) in WIDTHS.items():
         page = browser.new_page(viewport={"width": width, "height": height})
@@ -220,10 +222,17 @@ def test_the_calendar_page_in_chromium(shop: Cli, tmp_path: Path, browser: Any) 
             assert expected_row["status"] in row.inner_text()
         mine = page.locator("td.day.mine").evaluate_all("cs => cs.map(c => c.dataset.date)")
         assert sorted(mine) == sorted({r["date"] for r in anouk if r["status"] in SENDS})
+        dots = page.locator("svg.lanes circle.mine").evaluate_all(
+            "ds => ds.map(d => [d.dataset.date, d.parentNode.dataset.campaign])"
+        )
+        assert sorted(map(tuple, dots)) == sorted(
+            (r["date"], r["campaign"]) for r in anouk if r["status"] in SENDS
+        )
         _no_overflow(page)
         page.screenshot(path=str(tmp_path / f"calendar-{device}-anouk.png"), full_page=True)
         page.click("#person-year button.tc-clear")
         assert page.locator("td.day.mine").count() == 0
+        assert page.locator("svg.lanes circle.mine").count() == 0
         # A contact the page does not hold is said so, with how to get their page.
         page.fill("#person-search", "nobody")
         page.click("#person-form button")
