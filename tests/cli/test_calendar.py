@@ -13,7 +13,7 @@ from rich.console import Console
 from tests.conftest import Cli
 from tests.planning.calendar_shop import planned_shop
 from trouw.cli.calendar import HOLIDAY, LEVELS, QUIET, _month_grid
-from trouw.planning.calendar_page import CalendarPage
+from trouw.planning.calendar_data import CalendarPage
 from trouw.planning.views import LogScale, YearView
 
 

@@ -25,7 +25,7 @@ from tests.conftest import Cli, write_files
 from tests.planning.calendar_shop import FILES, SENDS, WIDTHS, planned_shop
 from trouw.campaigns import load_campaigns
 from trouw.planning import QuietDays
-from trouw.planning.calendar_page import build_calendar
+from trouw.planning.calendar_data import build_calendar
 from trouw.planning.views import LogScale, year_view
 from trouw.preview.app import create_app
 from trouw.project import load_project

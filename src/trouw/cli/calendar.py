@@ -14,7 +14,8 @@ from rich.table import Table
 from trouw.cli.output import console
 from trouw.cli.params import Env, as_of_option, pass_env
 from trouw.errors import ContactNotFound, WorkFailed
-from trouw.planning.calendar_page import CalendarPage, calendar_html, project_calendar
+from trouw.planning.calendar_data import CalendarPage, project_calendar
+from trouw.planning.calendar_page import calendar_html
 from trouw.planning.runs import year_planned
 from trouw.planning.views import LogScale, calendar_ics
 

@@ -22,7 +22,8 @@ from trouw.demo.generator import DemoFiles, write_demo_files
 from trouw.demo.responses import RESPONSE_DAYS, write_responses
 from trouw.importing import ImportReport, Kind, import_file
 from trouw.planning import DROPPED, PlanSummary, plan_year
-from trouw.planning.calendar_page import calendar_html, project_calendar
+from trouw.planning.calendar_data import project_calendar
+from trouw.planning.calendar_page import calendar_html
 from trouw.planning.views import calendar_ics, year_view
 from trouw.project import Project
 from trouw.reports.experiments import report_experiments

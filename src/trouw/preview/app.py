@@ -31,7 +31,8 @@ from sqlalchemy import Engine
 
 from trouw.campaigns import Campaign, load_campaigns
 from trouw.errors import TrouwError, UserError
-from trouw.planning.calendar_page import calendar_fragment, calendar_years, project_calendar
+from trouw.planning.calendar_data import calendar_years, project_calendar
+from trouw.planning.calendar_page import calendar_fragment
 from trouw.planning.next_sends import AS_OF, describe_when, mail_days, next_sends
 from trouw.preview.testmail import render_sample, send_test_mail
 from trouw.project import Project
