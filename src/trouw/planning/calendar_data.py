@@ -22,6 +22,7 @@ from typing import Any
 from sqlalchemy import Connection, Select, func, select
 
 from trouw.campaigns import Campaign, load_campaigns
+from trouw.planning.next_sends import describe_when
 from trouw.planning.policy import DEFERRED, DROPPED, PLANNED, QuietDays
 from trouw.planning.runs import year_planned
 from trouw.planning.views import SENDS, LogScale, YearView, contact_plan, year_days, year_view
@@ -100,15 +101,14 @@ class CalendarPage:
 
 
 def _when(campaign: Campaign, year: int) -> str:
-    if campaign.trigger is not None:
-        steps = len(campaign.steps)
-        return f"trigger: {campaign.trigger}" + (f", {steps} steps" if steps > 1 else "")
-    if campaign.schedule is not None:
-        days = campaign.schedule.days_in(year)
-        if len(days) <= 3:
-            return ", ".join(f"{d.day} {d:%b}" for d in days) or f"no day in {year}"
-        return f"{len(days)} days"
-    return ""
+    """The schedule or trigger in words (the preview's own wording), a journey's steps, and
+    a schedule without a day in the year said so."""
+    when = describe_when(campaign)
+    if campaign.trigger is not None and len(campaign.steps) > 1:
+        return f"{when}, {len(campaign.steps)} steps"
+    if campaign.schedule is not None and not campaign.schedule.days_in(year):
+        return f"{when} (no day in {year})"
+    return when
 
 
 def _lanes(view: YearView, campaigns: Sequence[Campaign]) -> list[Lane]:

@@ -108,14 +108,13 @@ def lane_rows(page: CalendarPage) -> list[tuple[Lane, str]]:
 
 
 def _lane_note(lane: Lane, view: YearView) -> str:
-    """Under a lane's name: its days, or a journey's trigger and mails a day (cut to fit)."""
+    """Under a lane's name: when it goes out, for a journey with its mails a day (the page
+    cuts it to fit and shows it whole on hover)."""
     if not lane.journey:
-        note = lane.when
-    else:
-        a_day = lane.sends / len(list(year_days(view.year)))
-        volume = f"≈ {a_day:.1f} a day" if a_day >= 0.1 else f"{lane.sends:,} in the year"
-        note = f"{volume} · {lane.when.removeprefix('trigger: ')}"
-    return note if len(note) <= 40 else note[:39] + "…"
+        return lane.when
+    a_day = lane.sends / len(list(year_days(view.year)))
+    volume = f"≈ {a_day:.1f} a day" if a_day >= 0.1 else f"{lane.sends:,} in the year"
+    return f"{volume} · {lane.when}"
 
 
 def _bars(counts: list[int], base: int, color: str) -> str:
