@@ -184,6 +184,8 @@ def create_app(
                 if not ids:
                     ids = [f"{SYNTHETIC_PREFIX}{locale}" for locale in mails.locales_in_use()]
                 label = f"segment {variant.segment}" if variant.segment else "fallback"
+                if step.test is not None:  # an A/B test: its arms, each contact's by a hash
+                    label = f"A/B test arm {step.variants.index(variant) + 1}"
                 groups.append(VariantSamples(label, variant.template, ids, _names(connection, ids)))
             contact_id = request.values.get("contact") or (
                 groups[0].contact_ids[0] if groups else ""
