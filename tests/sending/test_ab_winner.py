@@ -17,13 +17,15 @@ from sqlalchemy import Engine, insert, select
 from tests.conftest import Cli
 from tests.planning.shop import make_shop, plan_rows, policy, run_plan
 from trouw.experiments import WINNER_PENDING, arm_index, in_first_wave
+from trouw.planning.scratch import scratch_copy
+from trouw.planning.simulate import simulate_period
 from trouw.project import load_project
 from trouw.sending import send_day
 from trouw.sending.checks import WAITING_FOR_WINNER
 from trouw.sending.ledger import DEFERRED, SENT
 from trouw.sending.transports import OutboxTransport
 from trouw.sending.winners import read_winners
-from trouw.store import events, ledger, plan
+from trouw.store import atomic, events, ledger, plan
 
 DAY = date(2027, 4, 6)  # a Tuesday
 LAUNCH = (
@@ -115,3 +117,27 @@ def test_the_winner_goes_to_the_rest_after_the_first_wave(
     )
     log = " ".join(cli("log", "--campaign", "launch").output.split())
     assert "test launch:main (launch:2027-04-06): other wins by click rate" in log
+
+
+def test_simulate_forecasts_the_first_wave_then_the_winner(
+    project_dir: Path, engine: Engine, tmp_path: Path
+) -> None:
+    """Without clicks the arms tie and the first listed wins: the rest gets `mail` a day later."""
+    make_shop(project_dir, engine, campaigns={"launch": LAUNCH}, contacts=CONTACTS,
+              settings=policy(gap="0d"))  # fmt: skip
+    first = {c for c in PEOPLE if in_first_wave(c, "launch", "main", 0.4)}
+    with scratch_copy(engine) as scratch:
+        with atomic(scratch) as connection:
+            simulate_period(
+                connection, load_project(project_dir), start=DAY,
+                end=DAY + timedelta(days=2), out_dir=tmp_path / "simulated",
+            )  # fmt: skip
+            (winner,) = read_winners(connection)
+        with scratch.connect() as connection:
+            rows = connection.execute(
+                select(ledger.c.contact_id, ledger.c.day, ledger.c.template)
+            ).all()
+    assert winner.winner == "mail" and winner.p_value is None  # no clicks: no test to make
+    assert {r.contact_id for r in rows if r.day == DAY} == first
+    rest = {r.contact_id: r.template for r in rows if r.day == DAY + timedelta(days=1)}
+    assert rest == dict.fromkeys(set(PEOPLE) - first, "mail")

@@ -158,7 +158,7 @@ def simulate_period(
         made = datetime.combine(day, datetime.min.time(), tz).astimezone(UTC).replace(tzinfo=None)
         # The day's runs pick the winners of A/B tests whose first wave ran its `after` by
         # the end of the day (simulated mails go out at its start).
-        decide_winners(connection, campaigns, clock.end)
+        decide_winners(connection, campaigns, clock.end, day)
         since = day - timedelta(days=HISTORY_DAYS)
         for chunk in contact_chunks(connection, chunk_size):
             facts = finder.gather(connection, chunk)

@@ -435,7 +435,7 @@ def _work(
             finder = run.checks.finder
             keep_day_snapshots(connection, finder.entered, run.catalog, finder.clock)
             # A/B tests whose first wave has run its `after`: the winner, for the rest.
-            picked = decide_winners(connection, finder.campaigns, run.checks.now)
+            picked = decide_winners(connection, finder.campaigns, run.checks.now, as_of)
             summary.winners = [winner.describe() for winner in picked]
             found = book.take_over(connection, runs.alive)
             summary.taken_over, summary.stale = found.released, found.unknown

@@ -17,12 +17,13 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Connection, func, insert, select
 
 from trouw.campaigns import Campaign, Step
+from trouw.experiments import wait_days
 from trouw.planning.candidates import winners_of
 from trouw.sending.ledger import SENT
 from trouw.store import events, ledger, test_winners
@@ -99,10 +100,12 @@ def read_winners(connection: Connection) -> list[Winner]:
 
 
 def decide_winners(
-    connection: Connection, campaigns: Iterable[Campaign], now: datetime
+    connection: Connection, campaigns: Iterable[Campaign], now: datetime, as_of: date
 ) -> list[Winner]:
     """Pick and record the winner of every test whose first wave has run its `after` by
-    `now` (naive UTC) and has none yet; the winners picked now are returned."""
+    `now` (naive UTC) and has none yet; the winners picked now are returned. Never before
+    the rest's day (`as_of`, the run's day): a run's `now` may be given (`--now`) apart
+    from the real time its mails' `sent_at` holds."""
     tests = share_tests(campaigns)
     if not tests:
         return []
@@ -113,7 +116,7 @@ def decide_winners(
         assert test is not None and test.pick_by is not None
         arms = [arm.template for arm in test.arms]
         waves = connection.execute(
-            select(ledger.c.occurrence, func.min(ledger.c.sent_at))
+            select(ledger.c.occurrence, func.min(ledger.c.sent_at), func.min(ledger.c.day))
             .where(
                 ledger.c.campaign == campaign.name,
                 ledger.c.step == step.name,
@@ -123,12 +126,16 @@ def decide_winners(
             )
             .group_by(ledger.c.occurrence)
         ).all()
-        for occurrence, first_sent in waves:
+        for occurrence, first_sent, first_day in waves:
             key = (campaign.name, step.name, str(occurrence))
             if key in known or first_sent is None:
                 continue
             if isinstance(first_sent, str):  # SQLite hands an aggregate back as text
                 first_sent = datetime.fromisoformat(first_sent)
+            if isinstance(first_day, str):
+                first_day = date.fromisoformat(first_day)
+            if as_of < first_day + timedelta(days=wait_days(test.after_hours)):
+                continue  # the rest is not due yet
             if now < first_sent + timedelta(hours=test.after_hours):
                 continue
             winner = _pick(connection, key, arms, test.pick_by, now)
