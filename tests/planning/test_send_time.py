@@ -123,3 +123,19 @@ def test_the_policy_gives_every_marketing_campaign_its_best_hour(
         ("b", "news", "at 10:00 (their most frequent open/click hour)"),
         ("b", "orders", None),
     ]
+
+
+def test_a_mail_whose_hour_passed_without_a_run_goes_the_next_day_at_once(
+    project_dir: Path, engine: Engine, tmp_path: Path
+) -> None:
+    """A shop whose runs stopped at noon: the mails waiting for 19:00 go with the next
+    day's first run instead of waiting for their hour again."""
+    make_shop(project_dir, engine, campaigns={"news": NEWS}, contacts=CONTACTS, events=EVENTS)
+    project = load_project(project_dir)
+    outbox = OutboxTransport(tmp_path / "out")
+    send_day(engine, project, DAY, outbox, now=_at(12))
+    morning = datetime.combine(date(2027, 4, 7), time(9), ZONE).astimezone(UTC)
+    send_day(engine, project, date(2027, 4, 7), outbox, now=morning.replace(tzinfo=None))
+    with engine.connect() as connection:
+        statuses = dict(connection.execute(select(ledger.c.contact_id, ledger.c.status)).all())
+    assert statuses == dict.fromkeys("abcd", SENT)

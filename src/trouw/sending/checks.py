@@ -296,11 +296,14 @@ class SendChecks:
                 verdicts.settled.append((due, status, decision.reason or "dropped"))
             elif decision.day == self.as_of and decision.candidate.template == WINNER_PENDING:
                 verdicts.settled.append((due, book.DEFERRED, WAITING_FOR_WINNER))
-            elif decision.day == self.as_of and (
-                (hour := send_hour(self.finder, facts, person, due.send.campaign, self.window))
+            elif (
+                decision.day == self.as_of
+                and (due.send.due is None or due.send.due >= self.as_of)  # owed since today
+                and (hour := send_hour(self.finder, facts, person, due.send.campaign, self.window))
                 is not None
                 and self._local_hour(person) < hour
-            ):  # `send_time: best`: not before the contact's hour (a later run that day sends)
+            ):  # `send_time: best`: not before the contact's hour today (a later run that day
+                # sends it; one owed from an earlier day goes at once, late rather than never)
                 verdicts.later.append((due, f"waiting for its send hour {hour:02d}:00"))
             elif decision.day == self.as_of and refused:
                 verdicts.settled.append((due, book.DEFERRED, refused))
