@@ -34,6 +34,12 @@ from trouw.importing import CONTACT_FIELDS, EVENT_FIELDS
 from trouw.store.engine import CACHE_KIB
 
 BATCH = 5000
+# The columns the baselines fill, in the order their rows come (_baseline_contacts/_events);
+# bench_pg.py COPYs the same rows into the same columns.
+BASELINE_COLUMNS = {
+    "contacts": (*CONTACT_FIELDS, "attributes", "created_at", "updated_at"),
+    "events": ("external_id", *EVENT_FIELDS[1:], "properties"),
+}
 
 
 def run_measured(command: list[str]) -> tuple[float, float]:
@@ -65,19 +71,9 @@ def baseline(kind: str, path: Path, database: Path, bare: bool = False) -> None:
         "busy_timeout = 30000",
     ):
         connection.execute(f"PRAGMA {pragma}")
-    if kind == "contacts":
-        sql = (
-            "INSERT INTO contacts (id, email, first_name, last_name, locale, timezone, "
-            "birthday, customer_since, channel, street, postcode, city, country, attributes, "
-            "created_at, updated_at) VALUES (" + ", ".join("?" * 16) + ")"
-        )
-        rows = _baseline_contacts(path)
-    else:
-        sql = (
-            "INSERT INTO events (external_id, contact_id, type, occurred_at, tag, url, product, "
-            "category, amount, score, properties) VALUES (" + ", ".join("?" * 11) + ")"
-        )
-        rows = _baseline_events(path)
+    columns = BASELINE_COLUMNS[kind]
+    sql = f"INSERT INTO {kind} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})"
+    rows = _baseline_contacts(path) if kind == "contacts" else _baseline_events(path)
     table = kind
     indexes = [
         (name, sql)

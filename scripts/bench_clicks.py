@@ -2,7 +2,7 @@
 
     python scripts/bench_clicks.py [--requests 20000] [--contacts 3000] [--database-url URL]
         [--workers 2] [--threads 8] [--worker-class gthread|sync] [--clients 2]
-        [--connections 4] [--client raw|http.client]
+        [--connections 4] [--client raw|http.client] [--json FILE]
 
 Prepares a project in a temporary folder: --contacts contacts, each with a
 `sent` ledger row of the campaign `bench` (so every click finds its mail, as
@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import argparse
 import http.client
+import json
 import os
 import selectors
 import socket
@@ -47,7 +48,7 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import UTC, date, datetime
 from functools import partial
 from pathlib import Path
@@ -97,6 +98,7 @@ def main() -> None:
     )
     parser.add_argument("--max-seconds", type=float, default=120.0, help="time limit per phase")
     parser.add_argument("--database-url", help="default: SQLite in the temporary folder")
+    parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="trouw-bench-clicks-") as folder:
@@ -130,6 +132,17 @@ def main() -> None:
     print(clicks.line("clicks /c/TOKEN"))
     print(f"recorded clicks: {recorded} of {clicks.ok} answered with 302")
     print(f"clicks/s vs baseline: {clicks.per_second / baseline.per_second:.2f}")
+    if args.json:
+        figures = {
+            "requests": args.requests,
+            "workers": args.workers,
+            "threads": args.threads,
+            "baseline": {**asdict(baseline), "per_second": round(baseline.per_second)},
+            "clicks": {**asdict(clicks), "per_second": round(clicks.per_second)},
+            "recorded": recorded,
+            "ratio": round(clicks.per_second / baseline.per_second, 3),
+        }
+        args.json.write_text(json.dumps(figures, indent=2) + "\n", encoding="utf-8")
     problems = []
     if recorded != clicks.ok:
         problems.append(f"{clicks.ok} clicks were answered but {recorded} recorded")

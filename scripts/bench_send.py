@@ -35,6 +35,7 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing
+import os
 import shutil
 import smtplib
 import socket
@@ -114,16 +115,8 @@ def wait_for(sink: Sink, target: int, timeout: float = 30.0) -> None:
 
 def prepare_shop(workdir: Path, contacts: int, as_of: date, year: int) -> tuple[Path, Path]:
     """planned.db (generated and planned once, then reused) and the project copy."""
-    sys.path.insert(0, str(SCRIPTS))
-    from bench_plan import project_copy
-
     workdir.mkdir(parents=True, exist_ok=True)
-    project = project_copy(workdir)
-    # Mail only, as the baselines: without a letters folder the post contacts' letters
-    # stay owed (their PDFs, ~0.1 s each, would be timed as mail).
-    settings = project / "trouw.toml"
-    text = settings.read_text(encoding="utf-8")
-    settings.write_text(text.split("\n[letters]")[0] + "\n", encoding="utf-8")
+    project = mail_project(workdir)
     planned = workdir / "planned.db"
     if planned.exists():
         return planned, project
@@ -147,14 +140,37 @@ def prepare_shop(workdir: Path, contacts: int, as_of: date, year: int) -> tuple[
     return planned, project
 
 
+def mail_project(workdir: Path) -> Path:
+    """The example project copied into workdir, mail only, as the baselines: without a
+    letters folder the post contacts' letters stay owed (their PDFs, ~0.1 s each, would
+    be timed as mail)."""
+    sys.path.insert(0, str(SCRIPTS))
+    from bench_plan import project_copy
+
+    project = project_copy(workdir)
+    settings = project / "trouw.toml"
+    text = settings.read_text(encoding="utf-8")
+    settings.write_text(text.split("\n[letters]")[0] + "\n", encoding="utf-8")
+    return project
+
+
+# The due email sends per plan day, largest first (plain SQL: SQLite and PostgreSQL).
+DAYS_SQL = (
+    "SELECT day, count(*) FROM plan WHERE channel = 'email' AND status = 'planned' "
+    "GROUP BY day ORDER BY count(*) DESC, day"
+)
+
+
 def busiest_days(planned: Path, mails: int) -> list[tuple[str, int]]:
     """The days with the most due email sends, largest first, until `mails` are due."""
     connection = sqlite3.connect(planned)
-    rows = connection.execute(
-        "SELECT day, count(*) FROM plan WHERE channel = 'email' AND status = 'planned' "
-        "GROUP BY day ORDER BY count(*) DESC, day"
-    ).fetchall()
+    rows = connection.execute(DAYS_SQL).fetchall()
     connection.close()
+    return choose_days(rows, mails)
+
+
+def choose_days(rows: list[tuple[object, int]], mails: int) -> list[tuple[str, int]]:
+    """From (day, due) largest first: the days until `mails` are due."""
     chosen, total = [], 0
     for day, count in rows:
         if total >= mails:
@@ -221,13 +237,16 @@ def small_sample() -> Sample:
     return Sample(message.as_bytes(policy=SMTP), TEXT, HTML, "Nieuw in de tuin")
 
 
-def real_sample(planned: Path, project: Path, day: str) -> Sample:
+def real_sample(planned: Path | None, project: Path, day: str, url: str | None = None) -> Sample:
     """One mail exactly as trouw sends it on `day` (through --outbox), so the baselines
-    push as many bytes and lines per mail as trouw does."""
-    database = fresh_copy(planned, "sample.db")
-    outbox = database.parent / "sample-outbox"
+    push as many bytes and lines per mail as trouw does. `url`: a database to use up
+    instead of a fresh copy of `planned`."""
+    if url is None:
+        assert planned is not None
+        url = f"sqlite:///{fresh_copy(planned, 'sample.db')}"
+    outbox = project.parent / "sample-outbox"
     shutil.rmtree(outbox, ignore_errors=True)
-    command = ["trouw", "--project", str(project), "--db", f"sqlite:///{database}", "send",
+    command = ["trouw", "--project", str(project), "--db", url, "send",
                "--as-of", day, "--now", midday(day), "--outbox", str(outbox),
                "--limit", "20"]  # fmt: skip
     subprocess.run(command, check=True, capture_output=True)
@@ -288,23 +307,41 @@ def naive_loop(sink: Sink, mails: int, sample: Sample) -> float:
 
 
 def trouw_send(
-    sink: Sink, planned: Path, project: Path, days: list[tuple[str, int]], options: list[str]
-) -> tuple[float, int, list[str]]:
-    """`trouw send` for each day on a fresh copy of the plan: seconds, mails received, summaries."""
-    database = fresh_copy(planned, "send.db")
+    sink: Sink,
+    planned: Path | None,
+    project: Path,
+    days: list[tuple[str, int]],
+    options: list[str],
+    url: str | None = None,
+) -> tuple[float, int, list[str], float]:
+    """`trouw send` for each day on a fresh copy of the plan (or on the database `url`):
+    seconds, mails received, summaries, and the peak RSS in MB of the largest process
+    (the run or one of its workers)."""
+    if url is None:
+        assert planned is not None
+        url = f"sqlite:///{fresh_copy(planned, 'send.db')}"
     start_count = sink.count
     summaries = []
+    peak_mb = 0.0
     started = time.perf_counter()
     for day, _ in days:
-        command = ["trouw", "--project", str(project), "--db", f"sqlite:///{database}", "send",
+        command = ["trouw", "--project", str(project), "--db", url, "send",
                    "--as-of", day, "--now", midday(day), "--smtp", f"smtp://127.0.0.1:{sink.port}",
                    *options]  # fmt: skip
-        done = subprocess.run(command, capture_output=True, text=True)
-        if done.returncode != 0:
-            raise RuntimeError(f"trouw send failed for {day}:\n{done.stdout}\n{done.stderr}")
-        summaries.append(done.stdout.strip())
+        process = subprocess.Popen(
+            command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        )
+        assert process.stdout is not None
+        output = process.stdout.read()  # to the end first, or a full pipe blocks the run
+        process.stdout.close()
+        _pid, status, usage = os.wait4(process.pid, 0)  # (not wait(): rusage is wanted)
+        process.returncode = os.waitstatus_to_exitcode(status)
+        if process.returncode != 0:
+            raise RuntimeError(f"trouw send failed for {day}:\n{output}")
+        peak_mb = max(peak_mb, usage.ru_maxrss / 1024)
+        summaries.append(output.strip())
     elapsed = time.perf_counter() - started
-    return elapsed, sink.count - start_count, summaries
+    return elapsed, sink.count - start_count, summaries, peak_mb
 
 
 LEDGER_FUNCTIONS = ("reserve", "reclaim", "start_sending", "confirm", "release", "settle",
@@ -404,7 +441,7 @@ def main() -> None:
     try:
         print("trouw send …", file=sys.stderr)
         options = ["--workers", str(args.workers), "--connections", str(args.connections)]
-        trouw_s, sent, summaries = trouw_send(sink, planned, project, days, options)
+        trouw_s, sent, summaries, _peak_mb = trouw_send(sink, planned, project, days, options)
         sample = real_sample(planned, project, days[0][0])
         small = small_sample()
         print(f"sink limit ({sent} mails of {len(sample.data)} bytes) …", file=sys.stderr)
