@@ -326,3 +326,13 @@ def test_a_topic_is_read_and_listed_and_service_mail_has_none(tmp_path: Path) ->
     with pytest.raises(CampaignError, match="a service campaign has no topic"):
         load_campaign(tmp_path / "orders.yaml")
     assert project_topics(tmp_path) == ["garden-tips"]  # the one in error is left out
+
+
+def test_a_rule_dateutil_fails_on_is_refused_in_every_file_that_has_it(tmp_path: Path) -> None:
+    # dateutil fails half-way through BYMONTH=13;BYDAY=1FR; the broken rule must not be
+    # reused from the cache: the second file looped forever in `trouw check`.
+    text = 'template: a\nschedule:\n  rrule: "FREQ=YEARLY;BYMONTH=13;BYDAY=1FR"\n'
+    write_files(tmp_path, {"campaigns/one.yaml": text, "campaigns/two.yaml": text})
+    for name in ("one", "two"):
+        with pytest.raises(CampaignError, match="not an RFC 5545 rule"):
+            load_campaign(tmp_path / "campaigns" / f"{name}.yaml")

@@ -285,6 +285,20 @@ def _rrule_days(text: str, year: int) -> tuple[date, ...]:
     return tuple(sorted({moment.date() for moment in found}))
 
 
+def _probe_rrule(text: str) -> bool:
+    """Whether the rule `text` matches some day; its error is raised as dateutil's.
+
+    A rule whose walk failed half-way stays broken in dateutil's cache of moments (the
+    next walk of BYMONTH=13;BYDAY=1FR loops forever), so it is not kept: another
+    campaign with the same text parses it anew and gets the same error.
+    """
+    try:
+        return _matches_some_day(_parse_rrule(text))
+    except Exception:
+        _parse_rrule.cache_clear()
+        raise
+
+
 def _matches_some_day(rule: rrule | rruleset) -> bool:
     """Whether the rule yields a day within RRULE_PROBE_YEARS of its start."""
     start = getattr(rule, "_dtstart", None) or RRULE_ANCHOR
@@ -736,7 +750,7 @@ class _Reader:
                     "write e.g. INTERVAL=2 for every other period, or leave it out",
                 )
         try:
-            matches = _matches_some_day(_parse_rrule(text))
+            matches = _probe_rrule(text)
         except TypeError as exc:  # an aware DTSTART (TZID=...) beside naive bounds
             raise self.error(
                 value,
