@@ -500,7 +500,7 @@ def import_examples(pages: dict[str, Page], root: Path, db: str) -> None:
         path.write_text(block.text, encoding="utf-8")
         result = run(root, db, "import", kind, str(path), *options)
         assert result.exit_code == 0, f"{block.where}:\n{result.output}"
-        assert "refused" not in result.output.lower(), f"{block.where}:\n{result.output}"
+        assert " rejected" not in result.output, f"{block.where}:\n{result.output}"
 
 
 def post_api_examples(pages: dict[str, Page], root: Path, db: str) -> None:
