@@ -84,7 +84,7 @@ class Block:
 
     @property
     def where(self) -> str:
-        return f"docs/{self.page}, line {self.line}"
+        return f"{self.page}, line {self.line}"
 
 
 @dataclass
@@ -106,8 +106,8 @@ class Page:
     headings: list[str] = field(default_factory=list)
 
 
-def read_page(name: str) -> Page:
-    text = (DOCS / name).read_text(encoding="utf-8")
+def read_page(name: str, folder: Path = DOCS) -> Page:
+    text = (folder / name).read_text(encoding="utf-8")
     page = Page(name, text)
     group: dict[str, Entry] | None = None
     entry: Entry | None = None
@@ -124,7 +124,8 @@ def read_page(name: str) -> Page:
             continue
         opened = _FENCE.match(line)
         if opened:
-            fence = Block(name, number + 1, opened.group(1).strip(), "")
+            shown = name if folder != DOCS else f"docs/{name}"
+            fence = Block(shown, number + 1, opened.group(1).strip(), "")
             continue
         heading = _HEADING.match(line)
         if heading:
@@ -425,7 +426,7 @@ def test_toml_examples_load_as_settings(pages: dict[str, Page], tmp_path: Path) 
 
 
 def _example_name(block: Block) -> str:
-    return f"{block.page.removesuffix('.md')}-line-{block.line}"
+    return f"{Path(block.page).stem}-line-{block.line}"
 
 
 def write_examples(pages: dict[str, Page], root: Path) -> None:
@@ -537,14 +538,16 @@ def _options(command: click.Command) -> set[str]:
 
 
 def test_command_lines_name_commands_and_options_that_exist(pages: dict[str, Page]) -> None:
+    """In the reference and in the README's tour."""
     lines = 0
-    for block in blocks(pages, "sh"):
+    tour = read_page("README.md", ROOT)
+    for block in [*blocks(pages, "sh"), *(b for b in tour.blocks if b.language == "sh")]:
         for offset, line in enumerate(block.text.splitlines()):
-            words = shlex.split(line, comments=True)
-            if not words or words[0] != "trouw":
+            if not line.startswith("trouw "):
                 continue
+            words = shlex.split(line, comments=True)
             lines += 1
-            where = f"docs/{block.page}, line {block.line + offset}"
+            where = f"{block.page}, line {block.line + offset}"
             command: click.Command = main
             words = words[1:]
             while words and words[0].startswith("--") and words[0] in _options(main):
@@ -560,4 +563,4 @@ def test_command_lines_name_commands_and_options_that_exist(pages: dict[str, Pag
                 if word.startswith("--"):
                     option = word.split("=", 1)[0]
                     assert option in _options(command) | {"--help"}, f"{where}: no {option}"
-    assert lines > 10
+    assert lines > 30
