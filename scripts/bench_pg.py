@@ -427,7 +427,10 @@ def hand_written(clock: Any) -> dict[str, list[tuple[str, str, dict[str, Any]]]]
     }
 
 
-def bench_segments(url: str, project: Path, as_of: date, runs: int) -> list[dict[str, Any]]:
+def bench_segments(
+    url: str, project: Path, as_of: date, runs: int, once: float
+) -> list[dict[str, Any]]:
+    """Each segment's count, best of `runs` (of one, when a side took `once` seconds or more)."""
     from bench_segments import race
     from trouw.segments import Clock, count_members, load_catalog
     from trouw.store.engine import create_store_engine
@@ -454,7 +457,10 @@ def bench_segments(url: str, project: Path, as_of: date, runs: int) -> list[dict
                     return int(row[0]) if row else 0
 
                 contenders[label] = work
-            timings = race(runs, contenders)
+            timings = race(1, contenders)
+            if runs > 1 and max(seconds for seconds, _ in timings.values()) < once:
+                again = race(runs - 1, contenders)
+                timings = {label: min(timings[label], again[label]) for label in timings}
             ours, members = timings.pop("trouw")
             # As a user meets it: a whole `trouw segments count NAME` process, start-up and all.
             process_s, process_mb = run_measured(
@@ -638,6 +644,9 @@ def main() -> None:
     parser.add_argument("--year", type=int, default=2027)
     parser.add_argument("--stages", default=",".join(STAGES), help="comma-separated, in order")
     parser.add_argument("--runs", type=int, default=3, help="segment counts: best of")
+    parser.add_argument(
+        "--once", type=float, default=60.0, help="a segment count this slow (s) is run once"
+    )
     parser.add_argument("--mails", type=int, default=20_000, help="send: at least this many due")
     parser.add_argument("--clicks", type=int, default=20_000, help="click requests")
     parser.add_argument("--click-contacts", type=int, default=3000)
@@ -683,7 +692,9 @@ def main() -> None:
                 report["stages"] += bench_import(dbs.url, project, files)
             if "segments" in stages:
                 report["events_analyzed"] = analyzed(dbs.url)
-                report["stages"] += bench_segments(dbs.url, project, args.as_of, args.runs)
+                report["stages"] += bench_segments(
+                    dbs.url, project, args.as_of, args.runs, args.once
+                )
             if "plan" in stages:
                 report["stages"].append(
                     bench_plan(dbs.url, project, args.year, args.as_of, workdir)
