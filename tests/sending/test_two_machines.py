@@ -237,15 +237,6 @@ def test_two_machines_plan_one_year_together_as_one_process_would(
     assert _export(machine_b, shared) == _export(single, reference)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "nothing serialises plan runs on PostgreSQL: each deletes the year's rows it sees at "
-        "its start (not the other's uncommitted ones) and inserts all of its own, so two at "
-        "once leave the year planned twice (SQLite's BEGIN IMMEDIATE serialises them); "
-        "e.g. a transaction advisory lock at the start of planner.plan_year would"
-    ),
-)
 def test_two_machines_planning_at_once_leave_one_plan(
     tmp_path: Path, databases: tuple[str, str]
 ) -> None:
@@ -256,7 +247,8 @@ def test_two_machines_planning_at_once_leave_one_plan(
     _prepare(single, reference, plan=True)
 
     # Both runs overlap for sure: the plan run's record (the last write of a plan) waits
-    # on this lock until both processes are waiting on something.
+    # on this lock until both processes are waiting on something (the other run on its
+    # turn, planning.runs.take_turn; without it, on this lock too, having written its rows).
     plan = ("plan", "2027", "--as-of", "2027-01-01", "--workers", "1")
     engine = create_engine(shared)
     try:

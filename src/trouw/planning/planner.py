@@ -32,7 +32,7 @@ from trouw.planning.candidates import (
 from trouw.planning.decision import decide
 from trouw.planning.parallel import ChunkPool, chunk_bounds, shared_url
 from trouw.planning.policy import DEFERRED, DROPPED, PLANNED, Rules, SendWindow, YearCalendar
-from trouw.planning.runs import record_plan_run
+from trouw.planning.runs import record_plan_run, take_turn
 from trouw.planning.send_time import describe, send_hour
 from trouw.project import Project
 from trouw.segments import Catalog, Clock, load_catalog
@@ -185,6 +185,7 @@ def plan_year(
     that has not changed contacts or events itself; otherwise (an in-memory
     SQLite, or contacts that fit in one chunk) the plan is computed here.
     """
+    take_turn(connection, year)  # a plan of the same year from elsewhere ends first
     started_at = datetime.now(UTC).replace(tzinfo=None)
     planner = ChunkPlanner(project, year=year, as_of=as_of)
     summary = PlanSummary(year, as_of)

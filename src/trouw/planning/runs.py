@@ -4,6 +4,11 @@
 exists exactly when that plan was committed; a plan run that failed rolled
 both back and leaves none. `trouw status` reads them to tell whether the plan
 covers today and next year.
+
+Plan runs of one year take turns (`take_turn`): on PostgreSQL two at once,
+say from two machines' cron, would each delete only the rows committed before
+it started and insert all of its own, leaving the year planned twice. SQLite's
+one writer (BEGIN IMMEDIATE) makes them take turns by itself.
 """
 
 from __future__ import annotations
@@ -13,9 +18,22 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any
 
-from sqlalchemy import Connection, Row, insert, select
+from sqlalchemy import Connection, Row, insert, select, text
 
 from trouw.store import plan, plan_runs
+
+# The first key of the PostgreSQL advisory locks of plan runs ("pl" in ASCII); the second is
+# the year.
+PLAN_LOCKS = 0x706C
+
+
+def take_turn(connection: Connection, year: int) -> None:
+    """Wait until no other transaction plans `year`; held until this transaction ends."""
+    if connection.dialect.name == "postgresql":
+        connection.execute(
+            text("SELECT pg_advisory_xact_lock(CAST(:space AS integer), CAST(:year AS integer))"),
+            {"space": PLAN_LOCKS, "year": year},
+        )
 
 
 @dataclass(frozen=True)
