@@ -65,6 +65,9 @@ STOPPING_EVENTS = ("unsubscribe", "complaint", "bounce")
 TOPIC_TAG = "topic:"
 # A `pause` event holds marketing back until the day in its `until` property (YYYY-MM-DD).
 PAUSE = "pause"
+# How held_back says why (decision.kept_out ends such sends on their day).
+PAUSED_UNTIL = "paused until "
+LEFT_TOPIC = "unsubscribed from topic "
 
 
 def contact_chunks(connection: Connection, size: int) -> Iterator[Sequence[ContactRow]]:
@@ -661,10 +664,10 @@ def held_back(
 
     def reason(campaign: str, day: date) -> str | None:
         if until is not None and day < until:
-            return f"paused until {until}"
+            return f"{PAUSED_UNTIL}{until}"
         topic = topics.get(campaign)
         if left and topic in left:
-            return f"unsubscribed from topic {topic}"
+            return f"{LEFT_TOPIC}{topic}"
         return None
 
     return reason

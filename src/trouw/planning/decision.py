@@ -15,6 +15,8 @@ from datetime import date
 
 from trouw.experiments import CAMPAIGN_HOLDOUT, CONTROL_GROUP, HELD_OUT, held_out, in_control_group
 from trouw.planning.candidates import (
+    LEFT_TOPIC,
+    PAUSED_UNTIL,
     CandidateFinder,
     ChunkFacts,
     ContactRow,
@@ -119,14 +121,18 @@ def superseded(decision: Decision) -> bool:
 
 
 def kept_out(decision: Decision) -> bool:
-    """Whether a holdout or the control group keeps this send from the contact: it ends
-    (`cancelled`, with the reason), recorded so the report compares them (reports/lift.py)."""
-    return decision.status == DROPPED and (decision.reason or "").startswith(HELD_OUT)
+    """Whether this send is held back from the contact on its day: a holdout or the control
+    group (recorded, so the report compares them: reports/lift.py), a pause or a topic they
+    left. It ends that day (`cancelled`, with the reason) in send and simulate alike, whether
+    or not a plan made it owed before: it does not come back when a pause is over."""
+    return decision.status == DROPPED and (decision.reason or "").startswith(
+        (HELD_OUT, PAUSED_UNTIL, LEFT_TOPIC)
+    )
 
 
 def ends_on(day: date, decisions: Sequence[Decision]) -> list[Decision]:
-    """The sends due on `day` that end that day: a fresher occurrence superseded them, or a
-    holdout keeps them from the contact."""
+    """The sends due on `day` that end that day: a fresher occurrence superseded them, or they
+    are held back (kept_out)."""
     return [d for d in decisions if d.day == day and (superseded(d) or kept_out(d))]
 
 
