@@ -6,7 +6,8 @@ import json
 from datetime import date, datetime
 from pathlib import Path
 
-from sqlalchemy import Engine, func, select
+import pytest
+from sqlalchemy import Engine, func, select, text
 
 from tests.conftest import Cli
 from trouw.contacts import is_suppressed
@@ -190,6 +191,33 @@ def test_event_ids_make_reimport_idempotent(engine: Engine, tmp_path: Path) -> N
     assert (first.written, first.unchanged) == (5, 0)
     assert (second.written, second.unchanged) == (0, 5)
     assert _count(engine, events) == 5
+
+
+def test_postgresql_plans_a_segment_on_the_imported_rows_at_once(
+    engine: Engine, tmp_path: Path
+) -> None:
+    """Statistics right after the import (ANALYZE): a plan estimated on an empty table made
+    a segment count 100 times slower until autovacuum came by."""
+    if engine.dialect.name != "postgresql":
+        pytest.skip("SQLite's planner keeps no statistics trouw's queries need")
+    import_contacts(engine, _write(tmp_path, "c.csv", CONTACTS_CSV), timezone="UTC")
+    lines = [
+        {"id": f"e{n}", "contact_id": f"c{1 + n % 3}", "type": "purchase",
+         "occurred_at": "2027-01-01T10:00:00Z"}
+        for n in range(300)
+    ]  # fmt: skip
+    path = _write(tmp_path, "e.jsonl", "\n".join(json.dumps(line) for line in lines))
+    import_events(engine, path, timezone="UTC")
+    with engine.connect() as connection:
+        estimated = dict(
+            connection.execute(
+                text(
+                    "SELECT relname, reltuples FROM pg_class "
+                    "WHERE relname IN ('contacts', 'events')"
+                )
+            ).all()
+        )
+    assert estimated == {"contacts": 3, "events": 300}
 
 
 def test_cli_reports_rejects_and_exits_2(cli: Cli, tmp_path: Path) -> None:

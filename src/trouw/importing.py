@@ -46,7 +46,7 @@ from trouw.notation import (
     read_moment,
     read_number,
 )
-from trouw.store import atomic, contacts, events, suppressions
+from trouw.store import atomic, contacts, events, refresh_statistics, suppressions
 from trouw.store.bulk import BulkInsert
 
 Format = Literal["csv", "jsonl"]
@@ -949,6 +949,8 @@ def import_file(
         if outer is not None and report.rejected_count:
             outer.rollback()
             report.written = report.unchanged = report.suppressed = 0
+    if report.written:
+        refresh_statistics(engine, parser.insert.table)  # the segments count next
     report.delimiter = layout.delimiter if form == "csv" else None
     report.doubts = notation.doubts
     return report

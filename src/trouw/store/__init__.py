@@ -5,7 +5,7 @@ Functions that touch data take a Connection; they do not open their own.
 schema up to date.
 """
 
-from trouw.store.engine import atomic, create_store_engine
+from trouw.store.engine import atomic, create_store_engine, refresh_statistics
 from trouw.store.schema import open_store, upgrade_schema
 from trouw.store.tables import (
     contacts,
@@ -35,6 +35,7 @@ __all__ = [
     "plan",
     "plan_runs",
     "processed_messages",
+    "refresh_statistics",
     "segment_members",
     "segment_snapshots",
     "send_runs",

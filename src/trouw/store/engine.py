@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy import Connection, Engine, Table, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 
@@ -95,3 +95,18 @@ def atomic(engine: Engine, *, write: bool = True) -> Iterator[Connection]:
             connection = connection.execution_options(sqlite_begin="IMMEDIATE")
         with connection.begin():
             yield connection
+
+
+def refresh_statistics(engine: Engine, table: Table) -> None:
+    """Have PostgreSQL's planner see a table's new rows at once (ANALYZE), after a big write.
+
+    Without statistics (a fresh import) or with old ones, PostgreSQL may take an
+    anti-join on a few estimated rows for one on a table of thousands: a segment
+    count of 4 s instead of 40 ms. Autovacuum analyzes too, but a minute or more
+    later, after the cron job that imported has counted its segments. ANALYZE
+    reads a sample, so it takes about as long on ten million rows as on one
+    hundred thousand. SQLite's planner does not need it for trouw's queries.
+    """
+    if engine.dialect.name == "postgresql":
+        with engine.begin() as connection:
+            connection.execute(text(f"ANALYZE {table.name}"))
