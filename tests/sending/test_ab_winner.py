@@ -9,6 +9,7 @@ plan, use it.
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
@@ -117,6 +118,12 @@ def test_the_winner_goes_to_the_rest_after_the_first_wave(
     )
     log = " ".join(cli("log", "--campaign", "launch").output.split())
     assert "test launch:main (launch:2027-04-06): other wins by click rate" in log
+    report = cli("report", "--year", "2027", "--as-of", "2027-04-08", "--format", "json")
+    experiments = json.loads(report.output)["experiments"]
+    (decided,) = experiments["winners"]
+    assert (decided["winner"], decided["pick_by"]) == ("other", "click_rate")
+    (test,) = experiments["tests"]
+    assert [arm["template"] for arm in test["arms"]] == ["mail", "other"]
 
 
 def test_simulate_forecasts_the_first_wave_then_the_winner(

@@ -110,7 +110,7 @@ def experiment_figures(
             )  # fmt: skip
     return Experiments(
         tests=tests,
-        winners=[w for w in read_winners(connection) if first <= w.decided_at.date()],
+        winners=[w for w in read_winners(connection) if _in_year(w.occurrence, first)],
         lifts=lift_figures(connection, first=first, as_of=as_of, timezone=timezone),
     )
 
@@ -131,6 +131,14 @@ def report_experiments(connection: Connection, report: Report, project: Project)
         as_of=report.as_of,
         timezone=project.settings.tz,
     )
+
+
+def _in_year(occurrence: str, first: date) -> bool:
+    """Whether a test's occurrence ("launch:2027-04-06") falls in the report's year."""
+    try:
+        return date.fromisoformat(occurrence.rsplit(":", 1)[-1]).year == first.year
+    except ValueError:
+        return True
 
 
 def _rate(hits: int, of: int) -> Rate:
