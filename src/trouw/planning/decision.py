@@ -29,6 +29,7 @@ from trouw.planning.policy import (
     DROPPED,
     PLANNED,
     SUPERSEDED,
+    Candidate,
     Decision,
     Rules,
     YearCalendar,
@@ -57,12 +58,42 @@ def decide(
     day only asks for nothing when no send is due by then (a send is never
     decided for a day before its due day).
     """
+    candidates = open_candidates(finder, contact, facts, made)
+    return decide_among(
+        candidates, finder, rules, calendar, contact, facts, sent=sent, due_by=due_by
+    )
+
+
+def open_candidates(
+    finder: CandidateFinder,
+    contact: ContactRow,
+    facts: ChunkFacts,
+    made: Collection[tuple[str, str, str]] = (),
+) -> list[Candidate]:
+    """The candidates `decide` resolves: the finder's, less those due before the contact
+    became a customer and those the ledger already holds (`made`)."""
     candidates = finder.candidates(contact, facts)
     joined = contact.customer_since
     if isinstance(joined, date) and joined > finder.as_of:
         candidates = [c for c in candidates if c.due >= joined]  # not a customer before
     if made:
         candidates = [c for c in candidates if c.key not in made]
+    return candidates
+
+
+def decide_among(
+    candidates: Sequence[Candidate],
+    finder: CandidateFinder,
+    rules: Rules,
+    calendar: YearCalendar,
+    contact: ContactRow,
+    facts: ChunkFacts,
+    *,
+    sent: Sequence[tuple[date, str]] = (),
+    due_by: date | None = None,
+) -> list[Decision]:
+    """`decide` on candidates already found by `open_candidates` (a caller that also
+    looks at them, as simulate does to know when the contact is next due)."""
     if not candidates:
         return []
     if due_by is not None and all(c.due > due_by for c in candidates):
@@ -136,4 +167,13 @@ def ends_on(day: date, decisions: Sequence[Decision]) -> list[Decision]:
     return [d for d in decisions if d.day == day and (superseded(d) or kept_out(d))]
 
 
-__all__ = ["decide", "ends_on", "holding", "kept_out", "sends_on", "superseded"]
+__all__ = [
+    "decide",
+    "decide_among",
+    "ends_on",
+    "holding",
+    "kept_out",
+    "open_candidates",
+    "sends_on",
+    "superseded",
+]

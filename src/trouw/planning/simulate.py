@@ -35,10 +35,11 @@ from trouw.planning.candidates import (
     contact_chunks,
     send_channel,
 )
-from trouw.planning.decision import decide, ends_on, sends_on
+from trouw.planning.decision import decide_among, ends_on, open_candidates, sends_on
 from trouw.planning.planner import CHUNK_SIZE, calendar_campaigns, count_contacts
 from trouw.planning.policy import Rules, YearCalendar
 from trouw.planning.policy import week_of as monday_of
+from trouw.planning.watch import Watch, next_due
 from trouw.project import Project
 from trouw.segments import Clock, keep_day_snapshots, load_catalog
 from trouw.sending.ledger import CANCELLED, COUNTED, SENT
@@ -132,12 +133,15 @@ def simulate_period(
     out_dir: Path,
     chunk_size: int = CHUNK_SIZE,
     progress: Callable[[date], Any] | None = None,
+    incremental: bool = True,
 ) -> SimulationSummary:
     """Replay `start` … `end` day by day on `connection`, which must be a scratch copy.
 
     Writes its sends into that connection's ledger, then the timeline
     (timeline.csv), sends per week and campaign (weeks.csv) and the pressure
     figures (pressure.csv) into `out_dir`. `progress` is called after each day.
+    `incremental=False` decides every contact every day (the plain replay, which
+    the incremental one must equal row for row: tests/planning/test_simulate_incremental.py).
     """
     catalog = load_catalog(project.segments_dir)
     campaigns = calendar_campaigns(project, catalog)
@@ -148,6 +152,9 @@ def simulate_period(
     writer = BulkInsert(ledger, LEDGER_COLUMNS)
     calendars: dict[int, YearCalendar] = {}
     summary = SimulationSummary(start, end, contacts=count_contacts(connection))
+    # Incremental: a contact is decided on a day only when something may be due for them
+    # or their facts changed since the day before (watch.py); else the whole shop every day.
+    watching = Watch(start.year) if incremental else None
     day = start
     while day <= end:
         clock = Clock(day, tz)
@@ -155,35 +162,51 @@ def simulate_period(
             calendars[day.year] = YearCalendar(day.year, rules.quiet)
         calendar = calendars[day.year]
         finder = CandidateFinder(campaigns, catalog, clock, day.year, rules.defer_days)
-        made = datetime.combine(day, datetime.min.time(), tz).astimezone(UTC).replace(tzinfo=None)
+        made_at = (
+            datetime.combine(day, datetime.min.time(), tz).astimezone(UTC).replace(tzinfo=None)
+        )
         # The day's runs pick the winners of A/B tests whose first wave ran its `after` by
         # the end of the day (simulated mails go out at its start).
         decide_winners(connection, campaigns, clock.end, day)
         since = day - timedelta(days=HISTORY_DAYS)
+        if watching is not None and watching.year != day.year:
+            watching = Watch(day.year)  # a new year: other campaigns' days, all decided anew
         for chunk in contact_chunks(connection, chunk_size):
             facts = finder.gather(connection, chunk)
-            histories = ledger_history(connection, chunk, since)
             rows: list[tuple[Any, ...]] = []
-            for contact in chunk:
+            if watching is None:
+                due = list(chunk)
+            else:
+                due, wake = watching.due(chunk, facts, day)
+            histories = ledger_history(connection, chunk, since) if due else {}
+            for contact in due:
                 contact_id = str(contact.id)
                 history = histories.get(contact_id) or SentHistory()
-                decided = decide(
-                    finder, rules, calendar, contact, facts,
-                    made=history.keys, sent=history.recent, due_by=day,
+                candidates = open_candidates(finder, contact, facts, history.keys)
+                decided = decide_among(
+                    candidates, finder, rules, calendar, contact, facts,
+                    sent=history.recent, due_by=day,
                 )  # fmt: skip
-                if not decided:
-                    continue
-                channel = send_channel(contact)
-                for status, decisions in ((SENT, sends_on(day, decided)),
-                                          (CANCELLED, ends_on(day, decided))):  # fmt: skip
-                    for decision in decisions:
-                        c = decision.candidate
-                        if c.template == WINNER_PENDING:
-                            continue  # the send waits for the winner, as at send time
-                        rows.append(
-                            (contact_id, c.campaign, c.step, c.occurrence, day, c.template,
-                             channel, status, None, made, made, day, 0)
-                        )  # fmt: skip
+                made: set[tuple[str, str, str]] = set()
+                if decided:
+                    channel = send_channel(contact)
+                    for status, decisions in ((SENT, sends_on(day, decided)),
+                                              (CANCELLED, ends_on(day, decided))):  # fmt: skip
+                        for decision in decisions:
+                            c = decision.candidate
+                            if c.template == WINNER_PENDING:
+                                continue  # the send waits for the winner, as at send time
+                            made.add(c.key)
+                            rows.append(
+                                (contact_id, c.campaign, c.step, c.occurrence, day, c.template,
+                                 channel, status, None, made_at, made_at, day, 0)
+                            )  # fmt: skip
+                if watching is not None:
+                    next_day = next_due(candidates, made, contact, day)
+                    if next_day is None:
+                        wake.pop(contact_id, None)
+                    else:
+                        wake[contact_id] = next_day
             writer.run(connection, rows)
         # Today's members become the baseline for tomorrow's `entered` triggers.
         keep_day_snapshots(connection, finder.entered, catalog, clock)

@@ -1,0 +1,122 @@
+"""Which contacts a day of `simulate` must decide: those with something due, or new facts.
+
+Deciding every contact every day costs a plan a day. But when nothing the
+database says about a contact changed since the day before (their ChunkFacts:
+segments, stops, pauses, purchases, triggering events, entries, best hours),
+their candidates stay the same sends on the same due days, except those whose
+due day passed: these come back as due today (caught up) or not at all. So a
+contact with nothing due today and no new facts gets nothing today, and
+`decide(due_by=day)` would say so. The watch keeps, per chunk, yesterday's
+facts and each contact's next due day (`next_due`), and hands out the
+contacts due or changed. A new year starts over (other scheduled days).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from typing import Any
+
+from trouw.planning.candidates import ChunkFacts, ContactRow
+from trouw.planning.policy import Candidate
+
+# ChunkFacts fields by shape; `changed` covers them all (a new field must be added here:
+# tests/planning/test_simulate_incremental.py checks).
+ID_SETS_BY_NAME = ("members", "entered")  # name -> set of contact ids
+VALUES_BY_ID = ("stopped", "paused", "last_purchase", "best_hours")  # contact id -> value
+SETS_BY_ID = ("topics_left",)  # contact id -> set
+ID_SETS = ("suppressed",)
+VALUES_BY_NAME_AND_ID = ("trigger_events",)  # name -> contact id -> value
+FACT_FIELDS = frozenset(
+    (*ID_SETS_BY_NAME, *VALUES_BY_ID, *SETS_BY_ID, *ID_SETS, *VALUES_BY_NAME_AND_ID)
+)
+
+
+def _changed_values(before: Mapping[str, Any], after: Mapping[str, Any]) -> set[str]:
+    """Keys whose value differs, or that only one side has."""
+    if before == after:
+        return set()
+    missing = object()
+    return {
+        key
+        for key in before.keys() | after.keys()
+        if before.get(key, missing) != after.get(key, missing)
+    }
+
+
+def changed(before: ChunkFacts, after: ChunkFacts) -> set[str]:
+    """The contact ids whose facts differ between two gatherings of the same chunk."""
+    found: set[str] = set()
+    for name in ID_SETS_BY_NAME:
+        old: dict[str, set[str]] = getattr(before, name)
+        new: dict[str, set[str]] = getattr(after, name)
+        for key in old.keys() | new.keys():
+            found |= old.get(key, set()) ^ new.get(key, set())
+    for name in (*VALUES_BY_ID, *SETS_BY_ID):
+        found |= _changed_values(getattr(before, name), getattr(after, name))
+    for name in ID_SETS:
+        found |= getattr(before, name) ^ getattr(after, name)
+    for name in VALUES_BY_NAME_AND_ID:
+        old_values: dict[str, dict[str, Any]] = getattr(before, name)
+        new_values: dict[str, dict[str, Any]] = getattr(after, name)
+        for key in old_values.keys() | new_values.keys():
+            found |= _changed_values(old_values.get(key, {}), new_values.get(key, {}))
+    return found
+
+
+def next_due(
+    candidates: Sequence[Candidate],
+    made: Collection[tuple[str, str, str]],
+    contact: ContactRow,
+    day: date,
+) -> date | None:
+    """The first day after `day` on which the contact may have a send due, facts unchanged.
+
+    `candidates`: the contact's open candidates as of `day` (decision.open_candidates);
+    `made`: the keys `day` wrote. A candidate still open and due by `day` may be caught up
+    tomorrow; one due later is due on its day. A contact not yet a customer may have
+    sends caught up on the day they become one. None: nothing, unless their facts change.
+    """
+    first: date | None = None
+    for candidate in candidates:
+        if candidate.key not in made and (first is None or candidate.due < first):
+            first = candidate.due
+    joined = contact.customer_since
+    if isinstance(joined, date) and joined > day and (first is None or joined < first):
+        first = joined
+    if first is not None and first <= day:
+        first = day + timedelta(days=1)
+    return first
+
+
+@dataclass
+class Watch:
+    """Per chunk (by its first contact id): the facts of the day before and the next due
+    days of its contacts, for one year."""
+
+    year: int
+    facts: dict[str, ChunkFacts] = field(default_factory=dict)
+    wake: dict[str, dict[str, date]] = field(default_factory=dict)
+
+    def due(
+        self, chunk: Sequence[ContactRow], facts: ChunkFacts, day: date
+    ) -> tuple[list[ContactRow], dict[str, date]]:
+        """The chunk's contacts to decide on `day`, and the chunk's next-due map to update
+        (with the decided contacts' `next_due`). Remembers `facts` for tomorrow."""
+        key = str(chunk[0].id)
+        before = self.facts.get(key)
+        self.facts[key] = facts
+        wake = self.wake.setdefault(key, {})
+        if before is None:
+            return list(chunk), wake
+        new = changed(before, facts)
+        return [
+            contact
+            for contact in chunk
+            if (contact_id := str(contact.id)) in new
+            or ((when := wake.get(contact_id)) is not None and when <= day)
+        ], wake
+
+
+__all__ = ["FACT_FIELDS", "Watch", "changed", "next_due"]

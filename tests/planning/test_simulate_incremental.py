@@ -1,0 +1,125 @@
+"""`simulate` decides only the contacts with something due or new facts on a day
+(planning/watch.py); the plain replay decides every contact every day. Both must write the
+same ledger, row for row (sent and cancelled), and the same timeline, over random shops with
+purchases, clicks, unsubscribes, topic changes, pauses, segment entries, signups by event,
+customers who join during the period, A/B arms, a holdout and the control group."""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import fields
+from datetime import date, timedelta
+from pathlib import Path
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from sqlalchemy import Engine, select
+
+from tests.planning.shop import make_shop, policy
+from tests.sending.test_send_is_simulate import CAMPAIGNS, SEGMENTS, START, _shop_files, person
+from trouw.planning.candidates import ChunkFacts
+from trouw.planning.scratch import scratch_copy
+from trouw.planning.simulate import simulate_period
+from trouw.planning.watch import FACT_FIELDS, changed
+from trouw.project import load_project
+from trouw.store import atomic, ledger, open_store
+
+Row = tuple[str, str, str, str, str, str | None, str, str]
+
+
+def _replayed(
+    root: Path, engine: Engine, out: Path, *, start: date, days: int, incremental: bool
+) -> tuple[list[Row], str]:
+    """Every ledger row the simulation wrote, and its timeline.csv."""
+    with scratch_copy(engine) as scratch:
+        with atomic(scratch) as connection:
+            simulate_period(
+                connection, load_project(root), start=start,
+                end=start + timedelta(days=days - 1), out_dir=out, chunk_size=5,
+                incremental=incremental,
+            )  # fmt: skip
+        query = select(
+            ledger.c.contact_id, ledger.c.campaign, ledger.c.step, ledger.c.occurrence,
+            ledger.c.day, ledger.c.template, ledger.c.channel, ledger.c.status,
+        )  # fmt: skip
+        with scratch.connect() as connection:
+            rows = sorted(
+                (str(r[0]), str(r[1]), str(r[2]), str(r[3]), r[4].isoformat(), r[5], str(r[6]),
+                 str(r[7]))
+                for r in connection.execute(query)
+            )  # fmt: skip
+    return rows, (out / "timeline.csv").read_text(encoding="utf-8")
+
+
+def _compare(
+    people: list[dict[str, object]], settings_text: str, start: date, days: int
+) -> list[Row]:
+    contacts, events = _shop_files(people)
+    with tempfile.TemporaryDirectory() as folder:
+        root = Path(folder)
+        engine = open_store(f"sqlite:///{root / 'trouw.db'}")
+        try:
+            make_shop(
+                root, engine, campaigns=CAMPAIGNS, segments=SEGMENTS, contacts=contacts,
+                events=events, settings=settings_text,
+            )  # fmt: skip
+            plain = _replayed(root, engine, root / "plain", start=start, days=days,
+                              incremental=False)  # fmt: skip
+            watched = _replayed(root, engine, root / "watched", start=start, days=days,
+                                incremental=True)  # fmt: skip
+        finally:
+            engine.dispose()
+    assert watched[0] == plain[0]
+    assert watched[1] == plain[1]
+    return plain[0]
+
+
+@settings(
+    max_examples=25,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+@given(
+    people=st.lists(person, min_size=1, max_size=14),
+    week=st.integers(1, 3),
+    month=st.integers(2, 6),
+    gap=st.integers(0, 3),
+    defer=st.integers(0, 8),
+    quiet=st.sampled_from(['["sunday"]', '["sunday", "holidays:NL"]', "[]"]),
+)
+def test_deciding_only_the_due_and_changed_contacts_writes_what_the_plain_replay_writes(
+    people: list[dict[str, object]], week: int, month: int, gap: int, defer: int, quiet: str
+) -> None:
+    settings_text = (
+        policy(week=week, month=month, gap=f"{gap}d", quiet=quiet, defer=f"{defer}d")
+        + 'control_group = "10%"\n'
+    )
+    _compare(people, settings_text, START, 28)
+
+
+def test_the_same_across_a_new_year() -> None:
+    """A replay from December into January: the new year's scheduled days and birthdays."""
+    people: list[dict[str, object]] = [
+        {"channel": "email", "birthday": d, "since": since, "purchases": [(d, 10)],
+         "clicks": [(d + 1, 9)], "stop": None}
+        for d, since in ((-60, -400), (-50, None), (-45, -70), (-40, -300), (5, -500))
+    ]  # fmt: skip
+    start = date(2027, 12, 20)  # START + the offsets above land in late December / January
+    rows = _compare(people, policy(quiet="[]"), start, 20)
+    assert {row[4][:4] for row in rows} == {"2027", "2028"}
+
+
+def test_the_watch_sees_a_change_in_every_fact_a_chunk_has() -> None:
+    """A new ChunkFacts field the watch does not compare would let a contact whose facts
+    changed go undecided."""
+    assert {f.name for f in fields(ChunkFacts)} == FACT_FIELDS
+    before = ChunkFacts(
+        members={"a": {"1", "2"}}, entered={"t": {"3"}}, stopped={"4": "unsubscribed"},
+        topics_left={"5": {"news"}}, trigger_events={"c": {"6": None}},  # type: ignore[dict-item]
+    )  # fmt: skip
+    after = ChunkFacts(
+        members={"a": {"2", "7"}}, entered={}, stopped={"4": "complained"},
+        topics_left={"5": {"news", "tips"}}, suppressed={"8"}, paused={"9": START},
+    )  # fmt: skip
+    assert changed(before, after) == {"1", "7", "3", "4", "5", "6", "8", "9"}
+    assert changed(after, after) == set()
