@@ -1,15 +1,18 @@
 """A dry run of a period, day by day: who would get what, and how much mail per inbox.
 
 Run on a scratch copy of the data (scratch.py), never on the real database.
-For each day, contacts are streamed in chunks as the planner streams them;
-the planner's candidate finder (candidates.py) answers, as of that day, what
-every campaign wants to send, and the planner's policy (policy.py `resolve`)
-decides, with the mails already "made" in the scratch ledger counting toward
-the caps and the gap, as they would at send time (the ledger, not the plan,
-is the truth). What falls on the day is written to the scratch ledger with
-status `sent` (and a send a fresher occurrence superseded, `cancelled`, as
-the send run ends it), so the next day sees it: caps, journeys, clicks, win-backs and
-segment entries (a snapshot per day) interact as they would in reality.
+For each day, contacts go in chunks as the planner's (read once: they do not
+change during the replay); the planner's candidate finder (candidates.py)
+answers, as of that day, what every campaign wants to send, and the planner's
+policy (policy.py `resolve`, through decision.py) decides, for the contacts
+with a send due that day or facts that changed since the day before (watch.py:
+the others would get nothing that day), with the mails already "made" in the
+scratch ledger counting toward the caps and the gap, as they would at send
+time (the ledger, not the plan, is the truth). What falls on the day is
+written to the scratch ledger with status `sent` (and a send a fresher
+occurrence superseded, `cancelled`, as the send run ends it), so the next day
+sees it: caps, journeys, clicks, win-backs and segment entries (a snapshot per
+day) interact as they would in reality.
 
 Events after the day are ignored (the Clock); a contact gets nothing before
 their `customer_since` (decision.py).
@@ -155,6 +158,8 @@ def simulate_period(
     # Incremental: a contact is decided on a day only when something may be due for them
     # or their facts changed since the day before (watch.py); else the whole shop every day.
     watching = Watch(start.year) if incremental else None
+    # The contacts do not change during the replay: read once, in the planner's chunks.
+    chunks = list(contact_chunks(connection, chunk_size))
     day = start
     while day <= end:
         clock = Clock(day, tz)
@@ -171,7 +176,7 @@ def simulate_period(
         since = day - timedelta(days=HISTORY_DAYS)
         if watching is not None and watching.year != day.year:
             watching = Watch(day.year)  # a new year: other campaigns' days, all decided anew
-        for chunk in contact_chunks(connection, chunk_size):
+        for chunk in chunks:
             facts = finder.gather(connection, chunk)
             rows: list[tuple[Any, ...]] = []
             if watching is None:
