@@ -210,14 +210,6 @@ def _planned_contacts(output: str) -> int:
     return int(found.group(1))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "plan workers are local: `trouw plan --workers N` spawns N processes on this machine "
-        "and one transaction writes the whole year (planning/parallel.py); a second `trouw "
-        "plan` on another machine plans every contact again instead of claiming chunks"
-    ),
-)
 def test_two_machines_plan_one_year_together_as_one_process_would(
     tmp_path: Path, databases: tuple[str, str]
 ) -> None:
@@ -227,14 +219,75 @@ def test_two_machines_plan_one_year_together_as_one_process_would(
     _prepare(machine_a, shared, plan=False)
     _prepare(single, reference, plan=True)
 
+    # Two chunks. Each run's chunk waits to write its rows until both runs hold one, so the
+    # first run to start cannot plan both before the other has joined.
     plan = ("plan", "2027", "--as-of", "2027-01-01", "--workers", "1", "--chunk-size", "100")
-    runs = [_start(machine_a, shared, *plan), _start(machine_b, shared, *plan)]
-    outputs = [run.communicate(timeout=50)[0] for run in runs]
+    engine = create_engine(shared)
+    try:
+        with engine.connect() as holder:
+            holder.execute(text("LOCK TABLE plan_staging IN EXCLUSIVE MODE"))
+            runs = [_start(machine_a, shared, *plan), _start(machine_b, shared, *plan)]
+            _wait_for_waiters(engine, runs, 2)
+            holder.rollback()
+        outputs = [run.communicate(timeout=50)[0] for run in runs]
+    finally:
+        engine.dispose()
     assert [run.returncode for run in runs] == [0, 0], outputs
     shares = [_planned_contacts(output) for output in outputs]
     assert all(0 < share < CONTACTS for share in shares), shares  # neither did it all
     assert sum(shares) == CONTACTS
+    # One of them wrote the year's plan, and says so; the other says the first did.
+    assert sorted("wrote the plan of 2027: 120 contacts" in out for out in outputs) == [
+        False,
+        True,
+    ], outputs
     assert _export(machine_b, shared) == _export(single, reference)
+    assert _export(machine_a, shared) == _export(single, reference)
+
+
+def test_a_killed_plan_run_leaves_its_chunk_to_the_other_machine(
+    tmp_path: Path, databases: tuple[str, str]
+) -> None:
+    shared, reference = databases
+    machine_a, machine_b = _machine(tmp_path, "machine-a"), _machine(tmp_path, "machine-b")
+    single = _machine(tmp_path, "single")
+    _prepare(machine_a, shared, plan=True)  # an old plan of the year, to be replaced
+    _prepare(single, reference, plan=True)
+
+    # Each machine claims one of the two chunks and waits to write it; then one of them dies.
+    plan = ("plan", "2027", "--as-of", "2027-01-01", "--workers", "1", "--chunk-size", "100")
+    engine = create_engine(shared)
+    try:
+        with engine.connect() as holder:
+            holder.execute(text("LOCK TABLE plan_staging IN EXCLUSIVE MODE"))
+            runs = [_start(machine_a, shared, *plan), _start(machine_b, shared, *plan)]
+            _wait_for_waiters(engine, runs, 2)
+            dying, survivor = runs
+            dying.kill()
+            dying.communicate(timeout=50)
+            holder.rollback()
+        output = _finish(survivor)
+    finally:
+        engine.dispose()
+    assert dying.returncode == -9
+    # The survivor planned its chunk and, once the dead run's claim went with its
+    # connection, that chunk too; then it wrote the year's plan alone.
+    assert _planned_contacts(output) == CONTACTS, output
+    assert "wrote the plan of 2027" not in output  # no other process had a part in it
+    assert _export(machine_b, shared) == _export(single, reference)
+    with engine.connect() as connection:
+        runs = connection.execute(text("SELECT count(*) FROM plan_runs")).scalar_one()
+        staged = connection.execute(text("SELECT count(*) FROM plan_staging")).scalar_one()
+    assert (runs, staged) == (2, 0)  # the old plan's run and this one; nothing left over
+
+
+def _wait_for_waiters(engine: Engine, runs: list[subprocess.Popen[str]], count: int) -> None:
+    """Wait until `count` sessions of the database wait for a lock, while `runs` run."""
+    deadline = time.monotonic() + 40
+    while _waiting(engine) < count:
+        assert all(run.poll() is None for run in runs), [_finish(r) for r in runs]
+        assert time.monotonic() < deadline, "the plan runs never waited"
+        time.sleep(0.05)
 
 
 def test_two_machines_planning_at_once_leave_one_plan(
@@ -269,10 +322,10 @@ def test_two_machines_planning_at_once_leave_one_plan(
 
 
 def _waiting(engine: Engine) -> int:
-    """How many sessions of the database wait for a lock."""
+    """How many sessions of the database wait for a lock (a table's, a row's, an advisory)."""
     with engine.connect() as connection:
         query = (
-            "SELECT count(DISTINCT pid) FROM pg_locks WHERE NOT granted "
-            "AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+            "SELECT count(*) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND wait_event_type = 'Lock'"
         )
         return int(connection.execute(text(query)).scalar_one())

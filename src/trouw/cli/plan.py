@@ -18,7 +18,7 @@ from trouw.cli.params import Env, as_of_option, format_option, pass_env
 from trouw.errors import ContactNotFound, UserError
 from trouw.planning import DEFERRED, DROPPED, PLANNED, plan_year
 from trouw.planning.parallel import default_workers
-from trouw.planning.planner import CHUNK_SIZE, count_contacts
+from trouw.planning.planner import CHUNK_SIZE, count_contacts, plan_year_together
 from trouw.planning.views import EXPORT_COLUMNS, contact_plan, export_rows
 from trouw.store import atomic, contacts
 
@@ -98,11 +98,12 @@ def plan_group(ctx: click.Context, as_of: date | None, chunk_size: int, workers:
         raise UserError(f"{year} is not a year to plan", fix="write e.g. `trouw plan 2027`")
     env: Env = ctx.ensure_object(Env)
     day = as_of or env.today()
-    with atomic(env.engine) as connection:
-        total = count_contacts(connection)
+    if env.engine.dialect.name == "postgresql":  # every run of the year plans it together
+        with env.engine.connect() as connection:
+            total = count_contacts(connection)
         with count_progress(f"planning {year}", total) as done:
-            summary = plan_year(
-                connection,
+            summary = plan_year_together(
+                env.engine,
                 env.project,
                 year=year,
                 as_of=day,
@@ -110,6 +111,20 @@ def plan_group(ctx: click.Context, as_of: date | None, chunk_size: int, workers:
                 workers=workers,
                 progress=done,
             )
+        day = summary.as_of
+    else:
+        with atomic(env.engine) as connection:
+            total = count_contacts(connection)
+            with count_progress(f"planning {year}", total) as done:
+                summary = plan_year(
+                    connection,
+                    env.project,
+                    year=year,
+                    as_of=day,
+                    chunk_size=chunk_size,
+                    workers=workers,
+                    progress=done,
+                )
     table = Table(title=f"plan {year} as of {day}", title_justify="left")
     table.add_column("campaign")
     for status in (PLANNED, DEFERRED, DROPPED):
@@ -127,10 +142,20 @@ def plan_group(ctx: click.Context, as_of: date | None, chunk_size: int, workers:
             f"schedule: nobody gets it this year (see campaigns/{escape(name)}.yaml)"
         )
     per_contact = summary.sends / summary.contacts if summary.contacts else 0.0
+    share = " planned here" if summary.runs > 1 or summary.joined or not summary.finished else ""
     console.print(
-        f"{summary.contacts} contacts, {summary.sends} sends ({per_contact:.1f} per contact); "
-        f"see `trouw calendar {year}` and `trouw plan explain --contact ID`"
+        f"{summary.contacts} contacts, {summary.sends} sends ({per_contact:.1f} per contact)"
+        f"{share}; see `trouw calendar {year}` and `trouw plan explain --contact ID`"
     )
+    if summary.joined:
+        console.print(f"joined the plan of {year} as of {day} another `trouw plan` had started")
+    if not summary.finished:
+        console.print(f"another `trouw plan {year}` wrote the year's plan, with these rows in it")
+    elif summary.runs > 1:
+        console.print(
+            f"wrote the plan of {year}: {summary.year_contacts} contacts, planned by "
+            f"{summary.runs} processes together"
+        )
 
 
 def _year_option(function: Any) -> Any:

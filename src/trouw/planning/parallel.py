@@ -22,22 +22,39 @@ a serial run's.
 
 from __future__ import annotations
 
+import hashlib
 import multiprocessing
 import os
+import queue
 import signal
+import socket
 from collections import Counter, deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
-from datetime import date
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Connection, Engine, event, select
+from sqlalchemy import (
+    Connection,
+    Engine,
+    delete,
+    distinct,
+    event,
+    func,
+    insert,
+    select,
+    text,
+    update,
+)
 
+from trouw.errors import UserError
 from trouw.planning.candidates import CONTACT_COLUMNS
 from trouw.project import Project
-from trouw.store import contacts
+from trouw.store import contacts, plan
 from trouw.store.engine import create_store_engine
+from trouw.store.tables import plan_chunks, plan_jobs, plan_staging
 
 if TYPE_CHECKING:
     from trouw.planning.planner import ChunkPlanner
@@ -196,4 +213,315 @@ def _plan_chunk(bounds: Bounds) -> ChunkResult:
     return _worker.plan(bounds)
 
 
-__all__ = ["ChunkPool", "chunk_bounds", "default_workers", "shared_url"]
+# -- one plan made by `trouw plan` runs on several machines (PostgreSQL)
+#
+# Every `trouw plan YEAR` on PostgreSQL takes part in the year's running job, or starts one
+# when there is none (see plan_year_together in planner.py):
+#
+# - Starting a job writes its chunks (id bounds, as above) in plan_chunks and commits, under
+#   a per-year advisory lock, so two runs starting at once make one job.
+# - Each run (and each of its local worker processes) claims one chunk at a time with
+#   SELECT … FOR UPDATE SKIP LOCKED, plans it, COPYs its rows into plan_staging and marks it
+#   done in that one transaction. A run killed mid-chunk loses its connection, PostgreSQL
+#   rolls the transaction back, and the chunk is free again.
+# - A run with no free chunk left waits on the first chunk still claimed by another (FOR
+#   UPDATE without SKIP LOCKED): it goes on when that one is done, or takes the chunk over
+#   when its run died. So every run that ends normally has seen every chunk done.
+# - The first run to lock the job row then moves the rows into `plan` in one transaction:
+#   the year's old plan is deleted and the new one inserted in chunk and row order (the same
+#   rows, in the same order, as one process writes), the plan run recorded, the job marked
+#   done. Readers see the old plan or the new one. The others find the job done and end.
+# - Each run holds a shared advisory lock on the job while it takes part. A job nobody holds
+#   is abandoned (every run of it died): the next run discards it and starts afresh.
+# - Chunks read what is committed when each is claimed, not one snapshot of the whole run.
+
+JOIN_LOCKS = 0x706A  # (JOIN_LOCKS, year): finding or starting the year's job
+JOB_LOCKS = 0x704A  # (JOB_LOCKS, job id): held shared by every run taking part
+STAGING_COLUMNS = ("job", "seq", "ord")
+
+
+@dataclass(frozen=True)
+class Job:
+    """A plan of one year made by any number of runs."""
+
+    id: int
+    year: int
+    as_of: date
+    chunk_size: int
+    joined: bool  # this run joined a job another run started
+
+
+@dataclass
+class Share:
+    """What one run (or worker process) planned of a job: contacts, chunks, rows."""
+
+    contacts: int = 0
+    chunks: int = 0
+    counts: Counter[tuple[str, str]] = field(default_factory=Counter)
+
+    def add(self, other: Share) -> None:
+        self.contacts += other.contacts
+        self.chunks += other.chunks
+        self.counts.update(other.counts)
+
+
+def project_fingerprint(project: Project) -> str:
+    """A digest of what a plan reads from the project: runs of one job must agree on it."""
+    digest = hashlib.sha256()
+    digest.update(repr((project.settings.policy, project.settings.tz)).encode())
+    for folder in (project.campaigns_dir, project.segments_dir):
+        for path in sorted(folder.rglob("*")) if folder.is_dir() else []:
+            if path.is_file():
+                digest.update(str(path.relative_to(project.root)).encode() + b"\0")
+                digest.update(path.read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
+def open_job(
+    engine: Engine, lease: Connection, project: Project, *, year: int, as_of: date, chunk_size: int
+) -> Job:
+    """Join the running job of `year`, or start one; `lease` then holds its shared lock.
+
+    `lease` is a connection kept open for the whole run (its session holds the lock)."""
+    fingerprint = project_fingerprint(project)
+    year_lock = {"space": JOIN_LOCKS, "key": year}
+    with lease.begin():
+        lease.execute(text("SELECT pg_advisory_xact_lock(:space, :key)"), year_lock)
+        running = lease.execute(
+            select(plan_jobs)
+            .where(plan_jobs.c.year == year, plan_jobs.c.state == "running")
+            .order_by(plan_jobs.c.id)
+        ).all()
+        for row in running:
+            if _try_lock(lease, row.id, exclusive=True):  # nobody takes part: abandoned
+                _discard(lease, row.id, "abandoned")
+                _unlock(lease, row.id, exclusive=True)
+                continue
+            if row.project != fingerprint:
+                raise UserError(
+                    f"another `trouw plan {year}` runs with other campaigns, segments or "
+                    f"policy (job {row.id}, started {row.started_at:%Y-%m-%d %H:%M} UTC)",
+                    fix="give every machine the same project files, or wait until that run ends",
+                )
+            _lock_shared(lease, row.id)
+            return Job(row.id, year, row.as_of, row.chunk_size, joined=True)
+        job_id = lease.execute(
+            insert(plan_jobs)
+            .values(
+                year=year,
+                as_of=as_of,
+                chunk_size=chunk_size,
+                project=fingerprint,
+                started_at=datetime.now(UTC).replace(tzinfo=None),
+                state="running",
+            )
+            .returning(plan_jobs.c.id)
+        ).scalar_one()
+        chunks = [
+            {"job": job_id, "seq": seq, "after_id": after, "upto_id": upto}
+            for seq, (after, upto) in enumerate(chunk_bounds(lease, chunk_size))
+        ]
+        lease.execute(insert(plan_chunks), chunks)
+        _lock_shared(lease, job_id)
+    return Job(int(job_id), year, as_of, chunk_size, joined=False)
+
+
+def _try_lock(connection: Connection, job: int, *, exclusive: bool) -> bool:
+    function = "pg_try_advisory_lock" if exclusive else "pg_try_advisory_lock_shared"
+    query = text(f"SELECT {function}(:space, CAST(:key AS integer))")
+    return bool(connection.execute(query, _job_key(job)).scalar_one())
+
+
+def _lock_shared(connection: Connection, job: int) -> None:
+    query = text("SELECT pg_advisory_lock_shared(:space, CAST(:key AS integer))")
+    connection.execute(query, _job_key(job))
+
+
+def _unlock(connection: Connection, job: int, *, exclusive: bool) -> None:
+    function = "pg_advisory_unlock" if exclusive else "pg_advisory_unlock_shared"
+    connection.execute(text(f"SELECT {function}(:space, CAST(:key AS integer))"), _job_key(job))
+
+
+def _job_key(job: int) -> dict[str, int]:
+    return {"space": JOB_LOCKS, "key": job % 2**31}
+
+
+def _discard(connection: Connection, job: int, state: str) -> None:
+    connection.execute(delete(plan_staging).where(plan_staging.c.job == job))
+    connection.execute(delete(plan_chunks).where(plan_chunks.c.job == job))
+    connection.execute(update(plan_jobs).where(plan_jobs.c.id == job).values(state=state))
+
+
+def take_part(
+    engine: Engine,
+    planner: ChunkPlanner,
+    job: int,
+    *,
+    progress: Callable[[int], Any] | None = None,
+    stop: Callable[[], bool] = lambda: False,
+) -> Share:
+    """Plan chunks of `job` until none is left undone (or `stop()`); what this process did."""
+    share = Share()
+    host = f"{socket.gethostname()}:{os.getpid()}"[:255]
+    pending = (
+        select(plan_chunks.c.seq, plan_chunks.c.after_id, plan_chunks.c.upto_id)
+        .where(plan_chunks.c.job == job, plan_chunks.c.done.is_(False))
+        .order_by(plan_chunks.c.seq)
+        .limit(1)
+    )
+    while not stop():
+        with engine.connect() as connection, connection.begin():
+            claimed = connection.execute(pending.with_for_update(skip_locked=True)).first()
+            if claimed is None:  # all claimed: wait for the first other one (or take it over)
+                claimed = connection.execute(pending.with_for_update()).first()
+            if claimed is None:
+                return share
+            seq, after, upto = claimed
+            query = select(*CONTACT_COLUMNS).order_by(contacts.c.id)
+            if after is not None:
+                query = query.where(contacts.c.id > after)
+            if upto is not None:
+                query = query.where(contacts.c.id <= upto)
+            chunk: Sequence[Any] = connection.execute(query).all()
+            rows = planner.rows(connection, chunk) if chunk else []
+            _copy_rows(connection, job, seq, rows)
+            connection.execute(
+                update(plan_chunks)
+                .where(plan_chunks.c.job == job, plan_chunks.c.seq == seq)
+                .values(done=True, contacts=len(chunk), host=host)
+            )
+        share.contacts += len(chunk)
+        share.chunks += 1
+        from trouw.planning.planner import row_counts
+
+        share.counts.update(row_counts(rows))
+        if progress is not None:
+            progress(share.contacts)
+    return share
+
+
+def _copy_rows(connection: Connection, job: int, seq: int, rows: Sequence[tuple[Any, ...]]) -> None:
+    if not rows:
+        return
+    from trouw.planning.planner import PLAN_COLUMNS
+
+    names = ", ".join((*STAGING_COLUMNS, *PLAN_COLUMNS))
+    cursor = connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
+    with cursor.copy(f"COPY plan_staging ({names}) FROM STDIN") as copy:
+        for ord_, row in enumerate(rows):
+            copy.write_row((job, seq, ord_, *row))
+    cursor.close()
+
+
+def lock_job(connection: Connection, job: Job) -> bool:
+    """Lock the job's row until this transaction ends: True if it is still to be finished
+    (by this transaction), False if another run finished it."""
+    state = connection.execute(
+        select(plan_jobs.c.state).where(plan_jobs.c.id == job.id).with_for_update()
+    ).scalar_one()
+    return bool(state == "running")
+
+
+def move_staged(connection: Connection, job: Job) -> tuple[int, Counter[str], int]:
+    """Insert the job's staged rows into `plan` in chunk and row order, and discard the job.
+
+    Returns (contacts, rows per status, runs that took part). Call it after `lock_job`, in
+    the transaction that deletes the year's old plan."""
+    from trouw.planning.planner import PLAN_COLUMNS
+
+    done = connection.execute(
+        select(
+            func.coalesce(func.sum(plan_chunks.c.contacts), 0),
+            func.count(distinct(plan_chunks.c.host)),
+            func.count().filter(plan_chunks.c.done.is_(False)),
+        ).where(plan_chunks.c.job == job.id)
+    ).one()
+    if done[2]:
+        raise RuntimeError(f"plan job {job.id} has {done[2]} chunks not done")
+    staged = select(*(plan_staging.c[name] for name in PLAN_COLUMNS)).where(
+        plan_staging.c.job == job.id
+    )
+    connection.execute(
+        insert(plan).from_select(
+            PLAN_COLUMNS, staged.order_by(plan_staging.c.seq, plan_staging.c.ord)
+        )
+    )
+    statuses: Counter[str] = Counter()
+    for status, count in connection.execute(
+        select(plan_staging.c.status, func.count())
+        .where(plan_staging.c.job == job.id)
+        .group_by(plan_staging.c.status)
+    ):
+        statuses[str(status)] = int(count)
+    _discard(connection, job.id, "done")
+    return int(done[0]), statuses, int(done[1])
+
+
+class Helpers:
+    """`count` local worker processes taking part in a job beside this one."""
+
+    def __init__(self, url: str, project: Project, job: Job, count: int) -> None:
+        context = multiprocessing.get_context("spawn")
+        self.stop = context.Event()
+        self.results: Any = context.Queue()
+        self.processes = [
+            context.Process(
+                target=_help,
+                args=(url, project, job, self.stop, self.results),
+                daemon=True,
+            )
+            for _ in range(count)
+        ]
+        for process in self.processes:
+            process.start()
+
+    def __enter__(self) -> Helpers:
+        return self
+
+    def __exit__(self, kind: Any, error: Any, traceback: Any) -> None:
+        if kind is not None:
+            self.stop.set()  # they end after the chunk they are on (rolled back if we fail)
+        for process in self.processes:
+            process.join()
+
+    def shares(self) -> Share:
+        """What the helpers planned, once they ended (a helper that failed planned nothing:
+        its chunk went back, and this process took it over)."""
+        for process in self.processes:
+            process.join()
+        total = Share()
+        while True:
+            try:
+                found = self.results.get(timeout=0.1)
+            except queue.Empty:
+                return total
+            if isinstance(found, Share):
+                total.add(found)
+
+
+def _help(url: str, project: Project, job: Job, stop: Any, results: Any) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the main process handles Ctrl-C
+    from trouw.planning.planner import ChunkPlanner
+
+    engine = create_store_engine(url)
+    try:
+        planner = ChunkPlanner(project, year=job.year, as_of=job.as_of)
+        results.put(take_part(engine, planner, job.id, stop=stop.is_set))
+    finally:
+        engine.dispose()
+
+
+__all__ = [
+    "ChunkPool",
+    "Helpers",
+    "Job",
+    "Share",
+    "chunk_bounds",
+    "default_workers",
+    "lock_job",
+    "move_staged",
+    "open_job",
+    "project_fingerprint",
+    "shared_url",
+    "take_part",
+]

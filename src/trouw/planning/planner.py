@@ -20,7 +20,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime
 from typing import Any
 
-from sqlalchemy import Connection, delete, exists, func, or_, select
+from sqlalchemy import Connection, Engine, delete, exists, func, or_, select
 
 from trouw.campaigns import Campaign, CampaignError, check_references, load_campaigns
 from trouw.planning.candidates import (
@@ -30,7 +30,16 @@ from trouw.planning.candidates import (
     send_channel,
 )
 from trouw.planning.decision import decide
-from trouw.planning.parallel import ChunkPool, chunk_bounds, shared_url
+from trouw.planning.parallel import (
+    ChunkPool,
+    Helpers,
+    chunk_bounds,
+    lock_job,
+    move_staged,
+    open_job,
+    shared_url,
+    take_part,
+)
 from trouw.planning.policy import DEFERRED, DROPPED, PLANNED, Rules, SendWindow, YearCalendar
 from trouw.planning.runs import record_plan_run, take_turn
 from trouw.planning.send_time import describe, send_hour
@@ -38,6 +47,7 @@ from trouw.project import Project
 from trouw.segments import Catalog, Clock, load_catalog
 from trouw.store import contacts, plan
 from trouw.store.bulk import BulkInsert
+from trouw.store.tables import plan_jobs
 
 CHUNK_SIZE = 10_000
 PLAN_COLUMNS = (
@@ -67,6 +77,11 @@ class PlanSummary:
     campaigns: dict[str, Counter[str]] = field(default_factory=dict)
     # Scheduled campaigns whose schedule has no day in the year: on no one's calendar.
     unscheduled: list[str] = field(default_factory=list)
+    # Planned together (plan_year_together): the counts above are this run's share.
+    joined: bool = False  # this run joined a plan another run had started
+    finished: bool = True  # this run wrote the year's plan (else another run did)
+    year_contacts: int = 0  # contacts in the whole plan, when this run wrote it
+    runs: int = 1  # runs (processes) that planned chunks of it
 
     @property
     def sends(self) -> int:
@@ -233,6 +248,59 @@ def plan_year(
     return summary
 
 
+def plan_year_together(
+    engine: Engine,
+    project: Project,
+    *,
+    year: int,
+    as_of: date,
+    chunk_size: int = CHUNK_SIZE,
+    progress: Callable[[int], Any] | None = None,
+    workers: int = 1,
+) -> PlanSummary:
+    """Plan `year` on PostgreSQL together with every other run of it (parallel.py).
+
+    Joins the year's running plan, or starts one as of `as_of` (a run that joins plans as
+    of the first run's day). This run and `workers - 1` local processes claim chunks until
+    none is left; the first run to see them all done writes the year's plan in one
+    transaction. The summary counts this run's share."""
+    with engine.connect() as lease:  # its session holds our part in the job
+        job = open_job(engine, lease, project, year=year, as_of=as_of, chunk_size=chunk_size)
+        planner = ChunkPlanner(project, year=year, as_of=job.as_of)
+        summary = PlanSummary(year, job.as_of, joined=job.joined)
+        summary.unscheduled = [
+            c.name
+            for c in planner.finder.campaigns
+            if c.schedule is not None and not c.schedule.days_in(year)
+        ]
+        url = lease.engine.url.render_as_string(hide_password=False)
+        with Helpers(url, project, job, workers - 1) as helpers:
+            share = take_part(engine, planner, job.id, progress=progress)
+            share.add(helpers.shares())
+        summary.contacts = share.contacts
+        for (campaign, status), count in share.counts.items():
+            summary.statuses[status] += count
+            summary.campaigns.setdefault(campaign, Counter())[status] += count
+        with engine.begin() as connection:
+            summary.finished = lock_job(connection, job)
+            if summary.finished:
+                take_turn(connection, year)
+                started_at = connection.execute(
+                    select(plan_jobs.c.started_at).where(plan_jobs.c.id == job.id)
+                ).scalar_one()
+                _delete_year(connection, year)
+                summary.year_contacts, statuses, summary.runs = move_staged(connection, job)
+                record_plan_run(
+                    connection,
+                    year=year,
+                    as_of=job.as_of,
+                    started_at=started_at,
+                    contacts=summary.year_contacts,
+                    statuses=statuses,
+                )
+    return summary
+
+
 def _delete_year(connection: Connection, year: int) -> None:
     """Delete the year's old plan rows.
 
@@ -260,5 +328,6 @@ __all__ = [
     "calendar_campaigns",
     "count_contacts",
     "plan_year",
+    "plan_year_together",
     "row_counts",
 ]

@@ -10,6 +10,7 @@ from __future__ import annotations
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     Column,
     Date,
     DateTime,
@@ -22,6 +23,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 
@@ -193,6 +195,52 @@ plan_runs = Table(
     Column("contacts", Integer, nullable=False),
     Column("summary", Json),  # plan rows per status: planned, deferred, dropped
     Index("ix_plan_runs_year_finished_at", "year", "finished_at"),
+)
+
+# A year plan made by `trouw plan` runs on several machines at once (planning/parallel.py):
+# the job, its chunks of contacts (claimed FOR UPDATE SKIP LOCKED), and the chunks' rows
+# until the job's last run moves them into `plan` (UNLOGGED on PostgreSQL, see 0009).
+plan_jobs = Table(
+    "plan_jobs",
+    metadata,
+    Column("id", RowId, primary_key=True, autoincrement=True),
+    Column("year", Integer, nullable=False),
+    Column("as_of", Date, nullable=False),
+    Column("chunk_size", Integer, nullable=False),
+    Column("project", String(64), nullable=False),  # fingerprint of what the plan reads
+    Column("started_at", DateTime, nullable=False),
+    Column("state", String(10), nullable=False),  # running | done | abandoned
+    Index("ix_plan_jobs_year_state", "year", "state"),
+)
+
+plan_chunks = Table(
+    "plan_chunks",
+    metadata,
+    Column("job", BigInteger, primary_key=True, autoincrement=False),
+    Column("seq", Integer, primary_key=True, autoincrement=False),
+    Column("after_id", String(200)),  # the chunk's contacts: after_id < id <= upto_id
+    Column("upto_id", String(200)),
+    Column("done", Boolean, nullable=False, server_default=false()),
+    Column("contacts", Integer),
+    Column("host", String(255)),  # the machine that planned it
+)
+
+plan_staging = Table(
+    "plan_staging",
+    metadata,
+    Column("job", BigInteger, nullable=False),
+    Column("seq", Integer, nullable=False),
+    Column("ord", Integer, nullable=False),
+    Column("contact_id", String(200), nullable=False),
+    Column("day", Date, nullable=False),
+    Column("campaign", String(200), nullable=False),
+    Column("step", String(200), nullable=False),
+    Column("occurrence", String(50), nullable=False),
+    Column("template", String(300)),
+    Column("channel", String(10), nullable=False),
+    Column("priority", Integer, nullable=False),
+    Column("status", String(10), nullable=False),
+    Column("reason", Text),
 )
 
 keys = Table(
