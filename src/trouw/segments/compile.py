@@ -24,6 +24,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import (
     Boolean,
     ColumnElement,
+    CompoundSelect,
     Float,
     Integer,
     Select,
@@ -31,16 +32,17 @@ from sqlalchemy import (
     and_,
     case,
     cast,
-    exists,
+    except_,
     false,
     func,
+    intersect,
     literal,
     not_,
     or_,
     select,
     true,
 )
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.dialects.postgresql import JSONB, distinct_on
 from sqlalchemy.engine import Dialect
 from sqlalchemy.sql.expression import FromClause
 
@@ -64,6 +66,7 @@ from trouw.segments.definition import (
 from trouw.store import contacts, events
 
 Predicate = ColumnElement[bool]
+IdSet = Select[tuple[str]] | CompoundSelect[tuple[str]]
 
 
 @dataclass(frozen=True)
@@ -155,8 +158,19 @@ class Compiler:
     def members(self, segment: Segment) -> Select[tuple[str]]:
         return select(contacts.c.id).where(self.predicate(segment.where))
 
+    def member_ids(self, segment: Segment) -> IdSet:
+        """The members' ids, to count: on PostgreSQL straight from the events when the
+        segment is made of event and NPS sets alone, as a hand-written count would be."""
+        if self.dialect == "postgresql":
+            found = self.member_set(segment.where)
+            if found is not None:
+                return found
+        return self.members(segment)
+
     def predicate(self, condition: Condition) -> Predicate:
         if isinstance(condition, AllOf):
+            if self.dialect == "postgresql":
+                return self.all_of_sets(condition.items)
             return and_(*(self.predicate(item) for item in condition.items))
         if isinstance(condition, AnyOf):
             return or_(*(self.predicate(item) for item in condition.items))
@@ -172,6 +186,90 @@ class Compiler:
         if isinstance(condition, DateWithin):
             return self.date_within(condition)
         return self.nps(condition)
+
+    # ------------------------------------------------------------------ sets (PostgreSQL)
+
+    def all_of_sets(self, items: tuple[Condition, ...]) -> Predicate:
+        """PostgreSQL: `all:` with its event and NPS conditions as one set expression.
+
+        Each such condition is a set of contact ids read from the events alone
+        (members are inside it, or outside it for "none" and negations), so
+        their conjunction is `id IN (P1 INTERSECT P2 … EXCEPT N1 EXCEPT N2 …)`:
+        each set is one index range scan hashed once, where an EXISTS and a NOT
+        EXISTS per contact probe the events index once per contact and side
+        (cart-abandoners 3.4x the hand-written EXCEPT, lapsed-buyers 1.6x).
+        Exact because every event's contact_id is a contact (a foreign key,
+        NOT NULL). Without a set members are inside, the items stay predicates.
+        """
+        inside, outside, rest = self.split_sets(items)
+        if not inside or len(inside) + len(outside) < 2:
+            return and_(*(self.predicate(item) for item in items))
+        return and_(contacts.c.id.in_(_combine(inside, outside)), *rest)
+
+    def split_sets(
+        self, items: tuple[Condition, ...]
+    ) -> tuple[list[Select[tuple[str]]], list[Select[tuple[str]]], list[Predicate]]:
+        """The items as sets members are inside, sets they are outside, and the rest."""
+        inside: list[Select[tuple[str]]] = []
+        outside: list[Select[tuple[str]]] = []
+        rest: list[Predicate] = []
+        for item in items:
+            found = self.contact_set(item)
+            if found is None:
+                rest.append(self.predicate(item))
+            else:
+                (inside if found[1] else outside).append(found[0])
+        return inside, outside, rest
+
+    def member_set(self, condition: Condition) -> IdSet | None:
+        """PostgreSQL: the members as a set of distinct contact ids read from the events
+        alone, when the whole condition is one (no contacts row needed to count them);
+        else None."""
+        if isinstance(condition, SegmentRef):
+            return self.member_set(self.catalog.get(condition.name).where)
+        if isinstance(condition, AllOf):
+            inside, outside, rest = self.split_sets(condition.items)
+            if not inside or rest:
+                return None
+            if len(inside) + len(outside) == 1:
+                return inside[0].distinct()
+            return _combine(inside, outside)
+        found = self.contact_set(condition)
+        if found is None or not found[1]:
+            return None
+        return found[0].distinct()
+
+    def contact_set(self, condition: Condition) -> tuple[Select[tuple[str]], bool] | None:
+        """PostgreSQL: an event or NPS condition as (the contact ids of a set, inside?).
+
+        None for other conditions and for counts every contact meets or none does.
+        """
+        if isinstance(condition, SegmentRef):
+            return self.contact_set(self.catalog.get(condition.name).where)
+        if isinstance(condition, Not):
+            found = self.contact_set(condition.item)
+            return None if found is None else (found[0], not found[1])
+        if isinstance(condition, Nps):
+            return self.latest_nps(condition), True
+        if not isinstance(condition, Event):
+            return None
+        filters = self.event_filters(condition)
+        for_any = _truth_for_any(condition.ops) if condition.aggregate == "count" else None
+        if for_any is not None:
+            if for_any == all(holds(op, 0) for op in condition.ops):
+                return None
+            return select(events.c.contact_id).where(*filters), for_any
+        grouped = select(events.c.contact_id).where(*filters).group_by(events.c.contact_id)
+        aggregate = self.aggregate(condition)
+        if condition.aggregate in ("count", "sum"):
+            met = and_(*(_number_op(aggregate, op) for op in condition.ops))
+            # Contacts without matching events have count and sum 0: when 0 meets the
+            # condition they are members, so the set is of the contacts that do not meet it.
+            if all(holds(op, 0) for op in condition.ops):
+                return grouped.having(not_(met)), False
+            return grouped.having(met), True
+        met = and_(*(self.days_since_op(aggregate, op) for op in condition.ops))
+        return grouped.having(met), True
 
     # ------------------------------------------------------------------ attributes
 
@@ -337,7 +435,11 @@ class Compiler:
             own = select(literal(1)).where(events.c.contact_id == contacts.c.id, *filters)
             return own.exists() if for_any else not_(own.exists())
         if self.dialect == "postgresql":
-            return self.grouped_event(condition, filters)
+            # Hash-aggregated: `id IN (matching events grouped by contact HAVING …)`.
+            found = self.contact_set(condition)
+            assert found is not None
+            grouped, inside = found
+            return contacts.c.id.in_(grouped) if inside else contacts.c.id.not_in(grouped)
         own = select(self.aggregate(condition)).where(
             events.c.contact_id == contacts.c.id, *filters
         )
@@ -357,20 +459,6 @@ class Compiler:
         if condition.aggregate == "days_since_last":
             return func.max(events.c.occurred_at)
         return func.min(events.c.occurred_at)
-
-    def grouped_event(self, condition: Event, filters: list[Predicate]) -> Predicate:
-        """The aggregate as `id IN (matching events grouped by contact HAVING …)`."""
-        grouped = select(events.c.contact_id).where(*filters).group_by(events.c.contact_id)
-        aggregate = self.aggregate(condition)
-        if condition.aggregate in ("count", "sum"):
-            met = and_(*(_number_op(aggregate, op) for op in condition.ops))
-            # Contacts without matching events have count and sum 0: when 0 meets the
-            # condition they are members, so select the contacts that do not meet it.
-            if all(holds(op, 0) for op in condition.ops):
-                return contacts.c.id.not_in(grouped.having(not_(met)))
-            return contacts.c.id.in_(grouped.having(met))
-        met = and_(*(self.days_since_op(aggregate, op) for op in condition.ops))
-        return contacts.c.id.in_(grouped.having(met))
 
     def days_since_op(self, moment: ColumnElement[Any], op: Op) -> Predicate:
         """`days_since_last OP n` as comparisons of the moment with day boundaries.
@@ -445,22 +533,25 @@ class Compiler:
                 .scalar_subquery()
             )
             return _is_true(score.between(condition.low, condition.high))
-        latest = events.alias("latest")
-        newer = events.alias("newer")
-        superseded = exists().where(
-            newer.c.contact_id == latest.c.contact_id,
-            *self.nps_answers(newer),
-            or_(
-                newer.c.occurred_at > latest.c.occurred_at,
-                and_(newer.c.occurred_at == latest.c.occurred_at, newer.c.id > latest.c.id),
-            ),
+        return contacts.c.id.in_(self.latest_nps(condition))
+
+    def latest_nps(self, condition: Nps) -> Select[tuple[str]]:
+        """PostgreSQL: the contacts whose latest answer is in the class, by DISTINCT ON.
+
+        One pass over the scored answers, sorted (or hashed) per contact; an
+        anti-join against any newer answer (the shape before) was misestimated
+        on the score/tag filter and probed the events index once per answer.
+        """
+        latest = (
+            select(events.c.contact_id, events.c.score)
+            .where(*self.nps_answers(events))
+            .ext(distinct_on(events.c.contact_id))
+            .order_by(events.c.contact_id, events.c.occurred_at.desc(), events.c.id.desc())
+            .subquery("latest")
         )
-        classed = select(latest.c.contact_id).where(
-            *self.nps_answers(latest),
-            latest.c.score.between(condition.low, condition.high),
-            ~superseded,
+        return select(latest.c.contact_id).where(
+            latest.c.score.between(condition.low, condition.high)
         )
-        return contacts.c.id.in_(classed)
 
     def nps_answers(self, table: FromClause) -> list[Predicate]:
         """The rows that count as NPS answers as of D: scored surveys tagged nps."""
@@ -470,6 +561,12 @@ class Compiler:
             table.c.score.is_not(None),
             table.c.occurred_at < self.clock.end,
         ]
+
+
+def _combine(inside: list[Select[tuple[str]]], outside: list[Select[tuple[str]]]) -> IdSet:
+    """`P1 INTERSECT P2 … EXCEPT N1 EXCEPT N2 …`: distinct ids, each set hashed once."""
+    members: IdSet = intersect(*inside) if len(inside) > 1 else inside[0]
+    return except_(members, *outside) if outside else members
 
 
 def _path(name: str) -> str:
@@ -515,6 +612,11 @@ def members_query(
 ) -> Select[tuple[str]]:
     """The one select of the segment's contact ids, as of `clock.as_of`."""
     return Compiler(catalog, clock, dialect).members(segment)
+
+
+def member_ids_query(segment: Segment, catalog: Catalog, clock: Clock, dialect: str) -> IdSet:
+    """The segment's member ids in the cheapest shape to count (see Compiler.member_ids)."""
+    return Compiler(catalog, clock, dialect).member_ids(segment)
 
 
 def segment_sql(segment: Segment, catalog: Catalog, clock: Clock, dialect: Dialect) -> str:

@@ -11,7 +11,7 @@ from typing import Any
 
 from sqlalchemy import Connection, func, select
 
-from trouw.segments.compile import Clock, members_query
+from trouw.segments.compile import Clock, member_ids_query, members_query
 from trouw.segments.definition import Catalog, Segment
 from trouw.store import contacts
 
@@ -20,7 +20,7 @@ MEMBER_COLUMNS = ("contact_id", "email", "first_name", "last_name", "channel")
 
 def count_members(connection: Connection, segment: Segment, catalog: Catalog, clock: Clock) -> int:
     """How many contacts are in the segment as of `clock.as_of`."""
-    members = members_query(segment, catalog, clock, connection.dialect.name).subquery()
+    members = member_ids_query(segment, catalog, clock, connection.dialect.name).subquery()
     return int(connection.execute(select(func.count()).select_from(members)).scalar_one())
 
 
