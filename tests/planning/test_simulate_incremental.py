@@ -51,27 +51,32 @@ def _replayed(
     return rows, (out / "timeline.csv").read_text(encoding="utf-8")
 
 
+def _compare_on(
+    root: Path, engine: Engine, people: list[dict[str, object]], settings_text: str,
+    start: date, days: int,
+) -> list[Row]:  # fmt: skip
+    contacts, events = _shop_files(people)
+    make_shop(
+        root, engine, campaigns=CAMPAIGNS, segments=SEGMENTS, contacts=contacts, events=events,
+        settings=settings_text,
+    )  # fmt: skip
+    plain = _replayed(root, engine, root / "plain", start=start, days=days, incremental=False)
+    watched = _replayed(root, engine, root / "watched", start=start, days=days, incremental=True)
+    assert watched[0] == plain[0]
+    assert watched[1] == plain[1]
+    return plain[0]
+
+
 def _compare(
     people: list[dict[str, object]], settings_text: str, start: date, days: int
 ) -> list[Row]:
-    contacts, events = _shop_files(people)
     with tempfile.TemporaryDirectory() as folder:
         root = Path(folder)
         engine = open_store(f"sqlite:///{root / 'trouw.db'}")
         try:
-            make_shop(
-                root, engine, campaigns=CAMPAIGNS, segments=SEGMENTS, contacts=contacts,
-                events=events, settings=settings_text,
-            )  # fmt: skip
-            plain = _replayed(root, engine, root / "plain", start=start, days=days,
-                              incremental=False)  # fmt: skip
-            watched = _replayed(root, engine, root / "watched", start=start, days=days,
-                                incremental=True)  # fmt: skip
+            return _compare_on(root, engine, people, settings_text, start, days)
         finally:
             engine.dispose()
-    assert watched[0] == plain[0]
-    assert watched[1] == plain[1]
-    return plain[0]
 
 
 @settings(
@@ -97,15 +102,16 @@ def test_deciding_only_the_due_and_changed_contacts_writes_what_the_plain_replay
     _compare(people, settings_text, START, 28)
 
 
-def test_the_same_across_a_new_year() -> None:
-    """A replay from December into January: the new year's scheduled days and birthdays."""
+def test_the_same_across_a_new_year(tmp_path: Path, engine: Engine) -> None:
+    """A replay from December into January: the new year's scheduled days and birthdays
+    (on SQLite and PostgreSQL)."""
     people: list[dict[str, object]] = [
         {"channel": "email", "birthday": d, "since": since, "purchases": [(d, 10)],
          "clicks": [(d + 1, 9)], "stop": None}
         for d, since in ((-60, -400), (-50, None), (-45, -70), (-40, -300), (5, -500))
     ]  # fmt: skip
     start = date(2027, 12, 20)  # START + the offsets above land in late December / January
-    rows = _compare(people, policy(quiet="[]"), start, 20)
+    rows = _compare_on(tmp_path, engine, people, policy(quiet="[]"), start, 20)
     assert {row[4][:4] for row in rows} == {"2027", "2028"}
 
 
