@@ -15,7 +15,7 @@ contact, campaign and step they identify a send in the plan and the ledger.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from functools import lru_cache
@@ -266,9 +266,17 @@ class CandidateFinder:
     # -- the set-based part: one statement per segment / trigger per chunk
 
     def gather(self, connection: Connection, chunk: Sequence[ContactRow]) -> ChunkFacts:
+        facts = ChunkFacts()
+        self.gather_dated(connection, chunk, facts)
+        self.gather_from_events(connection, chunk, facts)
+        return facts
+
+    def gather_dated(
+        self, connection: Connection, chunk: Sequence[ContactRow], facts: ChunkFacts
+    ) -> None:
+        """The facts that change as days pass: segment members and entries, best hours."""
         first, last = str(chunk[0].id), str(chunk[-1].id)
         in_chunk = and_(contacts.c.id >= first, contacts.c.id <= last)
-        facts = ChunkFacts()
         dialect = connection.dialect.name
         if self.share_tests and self.winners is None:
             self.winners = winners_of(connection)
@@ -283,10 +291,33 @@ class CandidateFinder:
             facts.members[name] = set(
                 map(str, connection.execute(query.where(in_chunk)).scalars().all())
             )
+        for campaign in self.campaigns:
+            trigger = campaign.trigger
+            if trigger is not None and trigger.kind == "entered":
+                assert trigger.segment is not None
+                facts.entered[campaign.name] = self._entered(
+                    connection, trigger.segment, facts, first, last
+                )
+
+    def gather_from_events(
+        self,
+        connection: Connection,
+        chunk: Sequence[ContactRow],
+        facts: ChunkFacts,
+        only: Collection[str] | None = None,
+    ) -> None:
+        """The facts read from the contacts' events up to the day (of the `event_types`) and
+        the suppression list: they change only when such an event comes in. `only`: just
+        these contacts of the chunk (the others are left out of `facts`)."""
+        first, last = str(chunk[0].id), str(chunk[-1].id)
+        dialect = connection.dialect.name
         end = self.clock.end
         event_range = and_(
             events.c.contact_id >= first, events.c.contact_id <= last, events.c.occurred_at < end
         )
+        if only is not None:
+            event_range = and_(event_range, events.c.contact_id.in_(sorted(only)))
+            chunk = [row for row in chunk if str(row.id) in only]
         self.event_type = _event_type(dialect)
         stopping = select(events.c.contact_id, events.c.type, events.c.tag).where(
             event_range, self.event_type.in_(STOPPING_EVENTS)
@@ -302,7 +333,8 @@ class CandidateFinder:
             )
             facts.stopped.setdefault(str(contact_id), reason)
         self._pauses(connection, event_range, facts)
-        self._suppressed(connection, chunk, facts)
+        if chunk:
+            self._suppressed(connection, chunk, facts)
         if self.needs_purchases:
             facts.last_purchase = self._latest(connection, event_range, "purchase", None)
         for campaign in self.campaigns:
@@ -318,12 +350,19 @@ class CandidateFinder:
                 facts.trigger_events[campaign.name] = self._latest(
                     connection, event_range, "signup", None
                 )
-            elif trigger.kind == "entered":
-                assert trigger.segment is not None
-                facts.entered[campaign.name] = self._entered(
-                    connection, trigger.segment, facts, first, last
-                )
-        return facts
+
+    def event_types(self) -> frozenset[str]:
+        """The event types `gather_from_events` reads."""
+        found = {*STOPPING_EVENTS, PAUSE}
+        if self.needs_purchases:
+            found.add("purchase")
+        for campaign in self.campaigns:
+            trigger = campaign.trigger
+            if trigger is not None and trigger.kind == "event" and trigger.event is not None:
+                found.add(trigger.event)
+            elif trigger is not None and trigger.kind == "signup":
+                found.add("signup")
+        return frozenset(found)
 
     def _latest(
         self, connection: Connection, event_range: ColumnElement[bool], kind: str, tag: str | None

@@ -176,8 +176,13 @@ def simulate_period(
         since = day - timedelta(days=HISTORY_DAYS)
         if watching is not None and watching.year != day.year:
             watching = Watch(day.year)  # a new year: other campaigns' days, all decided anew
+        if watching is not None:
+            watching.start_day(connection, finder)
         for chunk in chunks:
-            facts = finder.gather(connection, chunk)
+            if watching is None:
+                facts = finder.gather(connection, chunk)
+            else:
+                facts = watching.gather(connection, finder, chunk)
             rows: list[tuple[Any, ...]] = []
             if watching is None:
                 due = list(chunk)

@@ -15,11 +15,14 @@ from __future__ import annotations
 
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 
-from trouw.planning.candidates import ChunkFacts, ContactRow
+from sqlalchemy import Connection, select
+
+from trouw.planning.candidates import CandidateFinder, ChunkFacts, ContactRow
 from trouw.planning.policy import Candidate
+from trouw.store import events
 
 # ChunkFacts fields by shape; `changed` covers them all (a new field must be added here:
 # tests/planning/test_simulate_incremental.py checks).
@@ -90,14 +93,84 @@ def next_due(
     return first
 
 
+# The facts `CandidateFinder.gather_from_events` fills: they change only with new events.
+FROM_EVENTS = ("stopped", "topics_left", "paused", "suppressed", "last_purchase", "trigger_events")
+
+
+def merged(before: ChunkFacts, fresh: ChunkFacts, contact_ids: Collection[str]) -> ChunkFacts:
+    """`before`'s facts from events with those of `contact_ids` replaced by `fresh`'s
+    (gathered for these contacts only); the dated facts are left empty."""
+    facts = ChunkFacts()
+    for name in FROM_EVENTS:
+        old = getattr(before, name)
+        new = getattr(fresh, name)
+        if name == "suppressed":
+            facts.suppressed = (old - set(contact_ids)) | new
+        elif name == "trigger_events":
+            facts.trigger_events = {
+                campaign: _replaced(values, new.get(campaign, {}), contact_ids)
+                for campaign, values in old.items()
+            }
+        else:
+            setattr(facts, name, _replaced(old, new, contact_ids))
+    return facts
+
+
+def _replaced(
+    old: Mapping[str, Any], new: Mapping[str, Any], contact_ids: Collection[str]
+) -> dict[str, Any]:
+    values = dict(old)
+    for contact_id in contact_ids:
+        values.pop(contact_id, None)
+    values.update(new)
+    return values
+
+
 @dataclass
 class Watch:
     """Per chunk (by its first contact id): the facts of the day before and the next due
-    days of its contacts, for one year."""
+    days of its contacts, for one year; and the day before's end (events before it are
+    in those facts)."""
 
     year: int
     facts: dict[str, ChunkFacts] = field(default_factory=dict)
     wake: dict[str, dict[str, date]] = field(default_factory=dict)
+    seen_until: datetime | None = None
+    new_events: set[str] = field(default_factory=set)
+
+    def start_day(self, connection: Connection, finder: CandidateFinder) -> None:
+        """Find the contacts with an event the finder reads since the day before's end."""
+        end = finder.clock.end
+        if self.seen_until is not None:
+            query = (
+                select(events.c.contact_id)
+                .where(
+                    events.c.type.in_(sorted(finder.event_types())),
+                    events.c.occurred_at >= self.seen_until,
+                    events.c.occurred_at < end,
+                )
+                .distinct()
+            )
+            self.new_events = {str(found) for found in connection.execute(query).scalars()}
+        self.seen_until = end
+
+    def gather(
+        self, connection: Connection, finder: CandidateFinder, chunk: Sequence[ContactRow]
+    ) -> ChunkFacts:
+        """The chunk's facts as of the finder's day: `finder.gather`'s, with those from events
+        gathered again only for the contacts with new events (the rest are yesterday's)."""
+        before = self.facts.get(str(chunk[0].id))
+        if before is None:
+            return finder.gather(connection, chunk)
+        ids = {str(row.id) for row in chunk} & self.new_events
+        if len(ids) > len(chunk) // 2:
+            return finder.gather(connection, chunk)
+        fresh = ChunkFacts()
+        if ids:
+            finder.gather_from_events(connection, chunk, fresh, only=ids)
+        facts = merged(before, fresh, ids)
+        finder.gather_dated(connection, chunk, facts)
+        return facts
 
     def due(
         self, chunk: Sequence[ContactRow], facts: ChunkFacts, day: date
@@ -119,4 +192,4 @@ class Watch:
         ], wake
 
 
-__all__ = ["FACT_FIELDS", "Watch", "changed", "next_due"]
+__all__ = ["FACT_FIELDS", "FROM_EVENTS", "Watch", "changed", "merged", "next_due"]
