@@ -267,6 +267,9 @@ def test_a_killed_plan_run_leaves_its_chunk_to_the_other_machine(
             dying.communicate(timeout=50)
             holder.rollback()
         output = _finish(survivor)
+        with engine.connect() as connection:
+            runs_made = connection.execute(text("SELECT count(*) FROM plan_runs")).scalar_one()
+            staged = connection.execute(text("SELECT count(*) FROM plan_staging")).scalar_one()
     finally:
         engine.dispose()
     assert dying.returncode == -9
@@ -275,10 +278,7 @@ def test_a_killed_plan_run_leaves_its_chunk_to_the_other_machine(
     assert _planned_contacts(output) == CONTACTS, output
     assert "wrote the plan of 2027" not in output  # no other process had a part in it
     assert _export(machine_b, shared) == _export(single, reference)
-    with engine.connect() as connection:
-        runs = connection.execute(text("SELECT count(*) FROM plan_runs")).scalar_one()
-        staged = connection.execute(text("SELECT count(*) FROM plan_staging")).scalar_one()
-    assert (runs, staged) == (2, 0)  # the old plan's run and this one; nothing left over
+    assert (runs_made, staged) == (2, 0)  # the old plan's run and this one; nothing left over
 
 
 def _wait_for_waiters(engine: Engine, runs: list[subprocess.Popen[str]], count: int) -> None:

@@ -228,16 +228,16 @@ def _plan_chunk(bounds: Bounds) -> ChunkResult:
 #   UPDATE without SKIP LOCKED): it goes on when that one is done, or takes the chunk over
 #   when its run died. So every run that ends normally has seen every chunk done.
 # - The first run to lock the job row then moves the rows into `plan` in one transaction:
-#   the year's old plan is deleted and the new one inserted in chunk and row order (the same
-#   rows, in the same order, as one process writes), the plan run recorded, the job marked
-#   done. Readers see the old plan or the new one. The others find the job done and end.
+#   the year's old plan is deleted and the new one inserted (the same rows as one process
+#   writes, their ids in another order), the plan run recorded, the job marked done.
+#   Readers see the old plan or the new one. The others find the job done and end.
 # - Each run holds a shared advisory lock on the job while it takes part. A job nobody holds
 #   is abandoned (every run of it died): the next run discards it and starts afresh.
 # - Chunks read what is committed when each is claimed, not one snapshot of the whole run.
 
 JOIN_LOCKS = 0x706A  # (JOIN_LOCKS, year): finding or starting the year's job
 JOB_LOCKS = 0x704A  # (JOB_LOCKS, job id): held shared by every run taking part
-STAGING_COLUMNS = ("job", "seq", "ord")
+STAGING_COLUMNS = ("job", "seq")
 
 
 @dataclass(frozen=True)
@@ -408,8 +408,8 @@ def _copy_rows(connection: Connection, job: int, seq: int, rows: Sequence[tuple[
     names = ", ".join((*STAGING_COLUMNS, *PLAN_COLUMNS))
     cursor = connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
     with cursor.copy(f"COPY plan_staging ({names}) FROM STDIN") as copy:
-        for ord_, row in enumerate(rows):
-            copy.write_row((job, seq, ord_, *row))
+        for row in rows:
+            copy.write_row((job, seq, *row))
     cursor.close()
 
 
@@ -423,7 +423,7 @@ def lock_job(connection: Connection, job: Job) -> bool:
 
 
 def move_staged(connection: Connection, job: Job) -> tuple[int, Counter[str], int]:
-    """Insert the job's staged rows into `plan` in chunk and row order, and discard the job.
+    """Insert the job's staged rows into `plan`, and discard the job.
 
     Returns (contacts, rows per status, runs that took part). Call it after `lock_job`, in
     the transaction that deletes the year's old plan."""
@@ -441,11 +441,8 @@ def move_staged(connection: Connection, job: Job) -> tuple[int, Counter[str], in
     staged = select(*(plan_staging.c[name] for name in PLAN_COLUMNS)).where(
         plan_staging.c.job == job.id
     )
-    connection.execute(
-        insert(plan).from_select(
-            PLAN_COLUMNS, staged.order_by(plan_staging.c.seq, plan_staging.c.ord)
-        )
-    )
+    # No ORDER BY: sorting costs a third of the insert, and no reader goes by the plan's ids.
+    connection.execute(insert(plan).from_select(PLAN_COLUMNS, staged))
     statuses: Counter[str] = Counter()
     for status, count in connection.execute(
         select(plan_staging.c.status, func.count())

@@ -230,7 +230,6 @@ plan_staging = Table(
     metadata,
     Column("job", BigInteger, nullable=False),
     Column("seq", Integer, nullable=False),
-    Column("ord", Integer, nullable=False),
     Column("contact_id", String(200), nullable=False),
     Column("day", Date, nullable=False),
     Column("campaign", String(200), nullable=False),

@@ -46,7 +46,6 @@ def upgrade() -> None:
         "plan_staging",
         sa.Column("job", sa.BigInteger, nullable=False),
         sa.Column("seq", sa.Integer, nullable=False),
-        sa.Column("ord", sa.Integer, nullable=False),
         sa.Column("contact_id", sa.String(200), nullable=False),
         sa.Column("day", sa.Date, nullable=False),
         sa.Column("campaign", sa.String(200), nullable=False),
