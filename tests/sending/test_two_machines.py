@@ -329,3 +329,32 @@ def _waiting(engine: Engine) -> int:
             "WHERE datname = current_database() AND wait_event_type = 'Lock'"
         )
         return int(connection.execute(text(query)).scalar_one())
+
+
+def test_a_plan_run_with_other_campaigns_is_refused_rather_than_mixed_in(
+    tmp_path: Path, databases: tuple[str, str]
+) -> None:
+    shared, _ = databases
+    machine_a, machine_b = _machine(tmp_path, "machine-a"), _machine(tmp_path, "machine-b")
+    (machine_b / "campaigns/spring.yaml").write_text(
+        "priority: 50\nschedule:\n  dates: [2027-04-13]\ntemplate: mail\n"
+    )
+    _prepare(machine_a, shared, plan=False)
+
+    plan = ("plan", "2027", "--as-of", "2027-01-01", "--workers", "1", "--chunk-size", "100")
+    engine = create_engine(shared)
+    try:
+        with engine.connect() as holder:
+            holder.execute(text("LOCK TABLE plan_staging IN EXCLUSIVE MODE"))
+            first = _start(machine_a, shared, *plan)
+            _wait_for_waiters(engine, [first], 1)  # machine A's run holds a chunk
+            refused = _start(machine_b, shared, *plan)
+            output, _ = refused.communicate(timeout=50)
+            holder.rollback()
+        assert _planned_contacts(_finish(first)) == CONTACTS
+    finally:
+        engine.dispose()
+    assert refused.returncode == 2, output
+    assert "another `trouw plan 2027` runs with other campaigns, segments or policy" in output
+    assert "give every machine the same project files" in output
+    assert "Traceback" not in output

@@ -249,6 +249,7 @@ class Job:
     as_of: date
     chunk_size: int
     joined: bool  # this run joined a job another run started
+    chunks: int  # chunks in the job
 
 
 @dataclass
@@ -304,7 +305,10 @@ def open_job(
                     fix="give every machine the same project files, or wait until that run ends",
                 )
             _lock_shared(lease, row.id)
-            return Job(row.id, year, row.as_of, row.chunk_size, joined=True)
+            count = lease.execute(
+                select(func.count()).where(plan_chunks.c.job == row.id)
+            ).scalar_one()
+            return Job(row.id, year, row.as_of, row.chunk_size, joined=True, chunks=count)
         job_id = lease.execute(
             insert(plan_jobs)
             .values(
@@ -323,7 +327,7 @@ def open_job(
         ]
         lease.execute(insert(plan_chunks), chunks)
         _lock_shared(lease, job_id)
-    return Job(int(job_id), year, as_of, chunk_size, joined=False)
+    return Job(int(job_id), year, as_of, chunk_size, joined=False, chunks=len(chunks))
 
 
 def _try_lock(connection: Connection, job: int, *, exclusive: bool) -> bool:

@@ -274,7 +274,8 @@ def plan_year_together(
             if c.schedule is not None and not c.schedule.days_in(year)
         ]
         url = lease.engine.url.render_as_string(hide_password=False)
-        with Helpers(url, project, job, workers - 1) as helpers:
+        helpers_wanted = min(workers, job.chunks) - 1  # one chunk: nothing to share out
+        with Helpers(url, project, job, helpers_wanted) as helpers:
             share = take_part(engine, planner, job.id, progress=progress)
             share.add(helpers.shares())
         summary.contacts = share.contacts
