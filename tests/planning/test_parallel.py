@@ -14,9 +14,11 @@ from tests.planning.shop import make_shop, policy
 from tests.planning.test_planner import CAMPAIGNS
 from trouw.planning import PlanSummary, plan_year
 from trouw.planning.parallel import chunk_bounds
-from trouw.planning.planner import PLAN_COLUMNS
+from trouw.planning.planner import PLAN_COLUMNS, plan_year_together
+from trouw.planning.runs import latest_plan_runs
 from trouw.project import load_project
 from trouw.store import atomic, contacts, open_store, plan
+from trouw.store.tables import plan_chunks, plan_jobs, plan_staging
 
 PEOPLE = 250  # chunks of 100: three chunks, the last one short
 SEGMENTS = {"posted": "where:\n  attribute: channel\n  equals: post\n"}
@@ -129,3 +131,65 @@ def test_chunk_bounds_cover_every_contact_once(engine: Engine, tmp_path: Path) -
         ids = list(connection.execute(select(contacts.c.id).order_by(contacts.c.id)).scalars())
         assert connection.execute(select(func.count()).select_from(contacts)).scalar() == PEOPLE
     assert bounds == [(None, ids[99]), (ids[99], ids[199]), (ids[199], None)]
+
+
+def _plan_together(root: Path, engine: Engine, workers: int, **options: Any) -> PlanSummary:
+    return plan_year_together(
+        engine,
+        load_project(root),
+        year=2027,
+        as_of=date(2026, 12, 1),
+        chunk_size=100,
+        workers=workers,
+        **options,
+    )
+
+
+def _left_over(engine: Engine) -> tuple[int, int, list[str]]:
+    """Staged rows, chunks, and the states of the plan jobs."""
+    with engine.connect() as connection:
+        staged = connection.execute(select(func.count()).select_from(plan_staging)).scalar_one()
+        chunks = connection.execute(select(func.count()).select_from(plan_chunks)).scalar_one()
+        states = list(connection.execute(select(plan_jobs.c.state).order_by(plan_jobs.c.id)))
+    return staged, chunks, [state for (state,) in states]
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
+def test_a_plan_made_together_is_the_serial_plan(tmp_path: Path, engine: Engine) -> None:
+    _shop(tmp_path, engine)
+    serial = _plan(tmp_path, engine, workers=1)
+    serial_rows = _stored(engine)
+    together = _plan_together(tmp_path, engine, workers=2)
+    assert _stored(engine) == serial_rows  # the old plan replaced, by the same rows
+    assert together.finished and together.year_contacts == PEOPLE and not together.joined
+    # This run and its helper process (if it started before the small plan was done).
+    assert together.contacts == PEOPLE and together.runs in (1, 2)
+    assert _left_over(engine) == (0, 0, ["done"])
+    with engine.connect() as connection:
+        run = latest_plan_runs(connection, [2027])[2027]
+    assert (run.contacts, run.statuses) == (PEOPLE, dict(serial.statuses))
+    assert not multiprocessing.active_children()
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
+def test_an_interrupted_plan_made_together_keeps_the_old_one(
+    tmp_path: Path, engine: Engine
+) -> None:
+    _shop(tmp_path, engine)
+    _plan(tmp_path, engine, workers=1)
+    before = _stored(engine)
+
+    def interrupt(done: int) -> None:
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        _plan_together(tmp_path, engine, workers=1, progress=interrupt)
+    assert _stored(engine) == before
+    assert _left_over(engine)[2] == ["running"]  # nobody takes part in it any more
+    # The next run discards the abandoned job and plans the year afresh.
+    summary = _plan_together(tmp_path, engine, workers=1)
+    assert (summary.contacts, summary.joined, summary.finished) == (PEOPLE, False, True)
+    assert _stored(engine) == before
+    assert _left_over(engine) == (0, 0, ["abandoned", "done"])

@@ -31,6 +31,7 @@ import socket
 from collections import Counter, deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from types import TracebackType
@@ -278,12 +279,27 @@ def project_fingerprint(project: Project) -> str:
     return digest.hexdigest()
 
 
-def open_job(
-    engine: Engine, lease: Connection, project: Project, *, year: int, as_of: date, chunk_size: int
-) -> Job:
-    """Join the running job of `year`, or start one; `lease` then holds its shared lock.
+@contextmanager
+def job_of_year(
+    engine: Engine, project: Project, *, year: int, as_of: date, chunk_size: int
+) -> Iterator[Job]:
+    """The running job of `year`, joined, or a new one; this run takes part until the end.
 
-    `lease` is a connection kept open for the whole run (its session holds the lock)."""
+    A connection kept open meanwhile holds the job's shared lock in its session; it is
+    closed (not pooled) at the end, so the lock goes with it however the run ends."""
+    lease = engine.connect()
+    try:
+        yield open_job(lease, project, year=year, as_of=as_of, chunk_size=chunk_size)
+    finally:
+        lease.invalidate()
+        lease.close()
+
+
+def open_job(
+    lease: Connection, project: Project, *, year: int, as_of: date, chunk_size: int
+) -> Job:
+    """Join the running job of `year`, or start one; `lease`'s session then holds its
+    shared lock (see job_of_year)."""
     fingerprint = project_fingerprint(project)
     year_lock = {"space": JOIN_LOCKS, "key": year}
     with lease.begin():
@@ -508,6 +524,8 @@ def _help(url: str, project: Project, job: Job, stop: Any, results: Any) -> None
     try:
         planner = ChunkPlanner(project, year=job.year, as_of=job.as_of)
         results.put(take_part(engine, planner, job.id, stop=stop.is_set))
+    except Exception as exc:  # its chunk went back with its transaction: the main process
+        results.put(str(exc))  # plans it (and raises the error itself if it is not ours)
     finally:
         engine.dispose()
 
@@ -519,6 +537,7 @@ __all__ = [
     "Share",
     "chunk_bounds",
     "default_workers",
+    "job_of_year",
     "lock_job",
     "move_staged",
     "open_job",

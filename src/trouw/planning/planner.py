@@ -34,9 +34,9 @@ from trouw.planning.parallel import (
     ChunkPool,
     Helpers,
     chunk_bounds,
+    job_of_year,
     lock_job,
     move_staged,
-    open_job,
     shared_url,
     take_part,
 )
@@ -264,16 +264,17 @@ def plan_year_together(
     of the first run's day). This run and `workers - 1` local processes claim chunks until
     none is left; the first run to see them all done writes the year's plan in one
     transaction. The summary counts this run's share."""
-    with engine.connect() as lease:  # its session holds our part in the job
-        job = open_job(engine, lease, project, year=year, as_of=as_of, chunk_size=chunk_size)
-        planner = ChunkPlanner(project, year=year, as_of=job.as_of)
+    planner = ChunkPlanner(project, year=year, as_of=as_of)  # the project's errors first
+    with job_of_year(engine, project, year=year, as_of=as_of, chunk_size=chunk_size) as job:
+        if job.as_of != as_of:
+            planner = ChunkPlanner(project, year=year, as_of=job.as_of)
         summary = PlanSummary(year, job.as_of, joined=job.joined)
         summary.unscheduled = [
             c.name
             for c in planner.finder.campaigns
             if c.schedule is not None and not c.schedule.days_in(year)
         ]
-        url = lease.engine.url.render_as_string(hide_password=False)
+        url = engine.url.render_as_string(hide_password=False)
         helpers_wanted = min(workers, job.chunks) - 1  # one chunk: nothing to share out
         with Helpers(url, project, job, helpers_wanted) as helpers:
             share = take_part(engine, planner, job.id, progress=progress)
