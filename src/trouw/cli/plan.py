@@ -142,7 +142,9 @@ def plan_group(ctx: click.Context, as_of: date | None, chunk_size: int, workers:
             f"schedule: nobody gets it this year (see campaigns/{escape(name)}.yaml)"
         )
     per_contact = summary.sends / summary.contacts if summary.contacts else 0.0
-    share = " planned here" if summary.runs > 1 or summary.joined or not summary.finished else ""
+    share = (
+        " planned by this run" if summary.runs > 1 or summary.joined or not summary.finished else ""
+    )
     console.print(
         f"{summary.contacts} contacts, {summary.sends} sends ({per_contact:.1f} per contact)"
         f"{share}; see `trouw calendar {year}` and `trouw plan explain --contact ID`"

@@ -380,7 +380,9 @@ def take_part(
     progress: Callable[[int], Any] | None = None,
     stop: Callable[[], bool] = lambda: False,
 ) -> Share:
-    """Plan chunks of `job` until none is left undone (or `stop()`); what this process did."""
+    """Plan chunks of `job` until none is left undone (or `stop()`); what this process did.
+
+    `progress` is called after each chunk with the contacts of the job's chunks done."""
     share = Share()
     host = f"{socket.gethostname()}:{os.getpid()}"[:255]
     pending = (
@@ -388,6 +390,9 @@ def take_part(
         .where(plan_chunks.c.job == job, plan_chunks.c.done.is_(False))
         .order_by(plan_chunks.c.seq)
         .limit(1)
+    )
+    done_contacts = select(func.coalesce(func.sum(plan_chunks.c.contacts), 0)).where(
+        plan_chunks.c.job == job, plan_chunks.c.done
     )
     while not stop():
         with engine.connect() as connection, connection.begin():
@@ -415,8 +420,9 @@ def take_part(
         from trouw.planning.planner import row_counts
 
         share.counts.update(row_counts(rows))
-        if progress is not None:
-            progress(share.contacts)
+        if progress is not None:  # the whole job's, whoever planned it
+            with engine.connect() as connection:
+                progress(connection.execute(done_contacts).scalar_one())
     return share
 
 
