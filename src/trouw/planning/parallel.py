@@ -1,4 +1,5 @@
-"""The year plan's chunks computed in worker processes, written in order by the caller.
+"""The year plan's chunks computed in worker processes, written in order by the caller;
+and (further down) one plan made by `trouw plan` runs on several machines (PostgreSQL).
 
 Per chunk most of the time goes to reading (one statement per segment and
 trigger) and to Python per contact; writing the rows is a fraction. So worker

@@ -7,6 +7,8 @@ one bulk insert. Memory depends on the chunk size, not on the number of contacts
 
 Re-planning replaces the year's rows in the same transaction that writes the
 new ones: readers see the old plan or the new one, never half of each.
+`trouw plan` on PostgreSQL uses `plan_year_together`: runs on several machines
+plan the chunks of one job and the last step swaps the year in (parallel.py).
 Sends due before the planning day are left out (the ledger has them), except
 recent ones within `defer_for`, which are caught up on the planning day.
 """
