@@ -20,11 +20,29 @@ from tests.sending.test_send_is_simulate import CAMPAIGNS, SEGMENTS, START, _sho
 from trouw.planning.candidates import ChunkFacts
 from trouw.planning.scratch import scratch_copy
 from trouw.planning.simulate import simulate_period
-from trouw.planning.watch import FACT_FIELDS, changed
+from trouw.planning.watch import FACT_FIELDS, changed, undated_types
 from trouw.project import load_project
+from trouw.segments import load_catalog
 from trouw.store import atomic, ledger, open_store
 
 Row = tuple[str, str, str, str, str, str | None, str, str]
+ROOT = Path(__file__).resolve().parents[2]
+# Segments only events change (no window): the watch reuses their members from the day
+# before and asks again only for contacts with a new purchase or click.
+UNDATED = {
+    "repeat-buyers": "where:\n  event: purchase\n  count: {at_least: 2}\n",
+    "clickers": (
+        "where:\n  all:\n    - event: click\n      tag: x\n    - not: {segment: repeat-buyers}\n"
+    ),
+}
+SHOP_SEGMENTS = {**SEGMENTS, **UNDATED}
+SHOP_CAMPAIGNS = {
+    **CAMPAIGNS,
+    "loyal": (
+        'priority: 30\nsegment: repeat-buyers\nschedule:\n  rrule: "FREQ=WEEKLY;BYDAY=MO"\n'
+        "steps:\n  - {after: 0d, template: mail, unless: {segment: clickers}}\n"
+    ),
+}
 
 
 def _replayed(
@@ -57,7 +75,8 @@ def _compare_on(
 ) -> list[Row]:  # fmt: skip
     contacts, events = _shop_files(people)
     make_shop(
-        root, engine, campaigns=CAMPAIGNS, segments=SEGMENTS, contacts=contacts, events=events,
+        root, engine, campaigns=SHOP_CAMPAIGNS, segments=SHOP_SEGMENTS, contacts=contacts,
+        events=events,
         settings=settings_text,
     )  # fmt: skip
     plain = _replayed(root, engine, root / "plain", start=start, days=days, incremental=False)
@@ -129,3 +148,14 @@ def test_the_watch_sees_a_change_in_every_fact_a_chunk_has() -> None:
     )  # fmt: skip
     assert changed(before, after) == {"1", "7", "3", "4", "5", "6", "8", "9"}
     assert changed(after, after) == set()
+
+
+def test_only_segments_without_a_time_window_are_reused_from_the_day_before() -> None:
+    catalog = load_catalog(ROOT / "segments")
+    kinds = {name: undated_types(catalog.get(name), catalog) for name in catalog.segments}
+    assert kinds["families"] == frozenset()  # contact attributes: never change in a replay
+    assert kinds["repeat-buyers"] == {"purchase"}
+    assert kinds["promoters"] == {"survey"}
+    for dated in ("active-customers", "lapsed-buyers", "birthday-this-week", "new-customers",
+                  "cart-abandoners", "fire-safety-prospects", "big-spenders"):  # fmt: skip
+        assert kinds[dated] is None, dated

@@ -272,9 +272,14 @@ class CandidateFinder:
         return facts
 
     def gather_dated(
-        self, connection: Connection, chunk: Sequence[ContactRow], facts: ChunkFacts
+        self,
+        connection: Connection,
+        chunk: Sequence[ContactRow],
+        facts: ChunkFacts,
+        known: Collection[str] = (),
     ) -> None:
-        """The facts that change as days pass: segment members and entries, best hours."""
+        """The facts that change as days pass: segment members and entries, best hours.
+        `known`: segments whose members the caller already put in `facts`."""
         first, last = str(chunk[0].id), str(chunk[-1].id)
         in_chunk = and_(contacts.c.id >= first, contacts.c.id <= last)
         dialect = connection.dialect.name
@@ -287,6 +292,8 @@ class CandidateFinder:
             zones = {str(r.id): zone_named(r.timezone, self.project_zone) for r in chunk}
             facts.best_hours = own_hours(connection, zones, self.clock.end)
         for name in self.segments:
+            if name in known:
+                continue
             query = members_query(self.catalog.get(name), self.catalog, self.clock, dialect)
             facts.members[name] = set(
                 map(str, connection.execute(query.where(in_chunk)).scalars().all())

@@ -20,9 +20,22 @@ from typing import Any
 
 from sqlalchemy import Connection, select
 
+from trouw.durations import Duration
 from trouw.planning.candidates import CandidateFinder, ChunkFacts, ContactRow
 from trouw.planning.policy import Candidate
-from trouw.store import events
+from trouw.segments import Catalog, Segment, members_query
+from trouw.segments.definition import (
+    AllOf,
+    AnyOf,
+    Attribute,
+    Condition,
+    Event,
+    Not,
+    Nps,
+    Op,
+    SegmentRef,
+)
+from trouw.store import contacts, events
 
 # ChunkFacts fields by shape; `changed` covers them all (a new field must be added here:
 # tests/planning/test_simulate_incremental.py checks).
@@ -93,8 +106,47 @@ def next_due(
     return first
 
 
+# The events an `nps:` condition reads (segments/compile.py `nps_answers`).
+NPS_EVENT = "survey"
 # The facts `CandidateFinder.gather_from_events` fills: they change only with new events.
 FROM_EVENTS = ("stopped", "topics_left", "paused", "suppressed", "last_purchase", "trigger_events")
+
+
+def undated_types(segment: Segment, catalog: Catalog) -> frozenset[str] | None:
+    """The event types whose events decide a segment whose members change only when such an
+    event comes in (no `within`, no `days_since_*`, no `birthday_within`, no relative date
+    like `before: 90d`); None when the passing of days can change them (segments/compile.py
+    reads the day there)."""
+    found: set[str] = set()
+
+    def ops_dated(ops: Sequence[Op]) -> bool:
+        return any(isinstance(op.value, Duration) for op in ops)
+
+    def walk(condition: Condition, seen: frozenset[str]) -> bool:
+        if isinstance(condition, AllOf | AnyOf):
+            return all(walk(item, seen) for item in condition.items)
+        if isinstance(condition, Not):
+            return walk(condition.item, seen)
+        if isinstance(condition, Attribute):
+            return not ops_dated(condition.ops)
+        if isinstance(condition, Event):
+            found.add(condition.type)
+            return (
+                condition.within is None
+                and not condition.aggregate.startswith("days_since")
+                and not ops_dated(condition.ops)
+                and not any(ops_dated(item.ops) for item in condition.where)
+            )
+        if isinstance(condition, SegmentRef):
+            if condition.name in seen:
+                return False
+            return walk(catalog.get(condition.name).where, seen | {condition.name})
+        if isinstance(condition, Nps):
+            found.add(NPS_EVENT)
+            return True
+        return False  # DateWithin, and anything new: dated
+
+    return frozenset(found) if walk(segment.where, frozenset({segment.name})) else None
 
 
 def merged(before: ChunkFacts, fresh: ChunkFacts, contact_ids: Collection[str]) -> ChunkFacts:
@@ -136,22 +188,37 @@ class Watch:
     facts: dict[str, ChunkFacts] = field(default_factory=dict)
     wake: dict[str, dict[str, date]] = field(default_factory=dict)
     seen_until: datetime | None = None
-    new_events: set[str] = field(default_factory=set)
+    new_events: set[str] = field(default_factory=set)  # contact ids
+    new_by_type: dict[str, set[str]] = field(default_factory=dict)  # type -> contact ids
+    # Segments whose members only events change: name -> the event types they read.
+    undated: dict[str, frozenset[str]] | None = None
 
     def start_day(self, connection: Connection, finder: CandidateFinder) -> None:
         """Find the contacts with an event the finder reads since the day before's end."""
         end = finder.clock.end
+        if self.undated is None:
+            self.undated = {}
+            for name in finder.segments:
+                types = undated_types(finder.catalog.get(name), finder.catalog)
+                if types is not None:
+                    self.undated[name] = types
         if self.seen_until is not None:
+            read = finder.event_types().union(*self.undated.values())
             query = (
-                select(events.c.contact_id)
+                select(events.c.contact_id, events.c.type)
                 .where(
-                    events.c.type.in_(sorted(finder.event_types())),
+                    events.c.type.in_(sorted(read)),
                     events.c.occurred_at >= self.seen_until,
                     events.c.occurred_at < end,
                 )
                 .distinct()
             )
-            self.new_events = {str(found) for found in connection.execute(query).scalars()}
+            self.new_by_type = {}
+            for contact_id, kind in connection.execute(query):
+                self.new_by_type.setdefault(str(kind), set()).add(str(contact_id))
+            self.new_events = set().union(
+                *(self.new_by_type.get(kind, set()) for kind in finder.event_types())
+            )
         self.seen_until = end
 
     def gather(
@@ -169,7 +236,18 @@ class Watch:
         if ids:
             finder.gather_from_events(connection, chunk, fresh, only=ids)
         facts = merged(before, fresh, ids)
-        finder.gather_dated(connection, chunk, facts)
+        in_chunk = {str(row.id) for row in chunk}
+        assert self.undated is not None
+        for name, types in self.undated.items():
+            again = {i for kind in types for i in self.new_by_type.get(kind, ()) if i in in_chunk}
+            members = before.members[name] - again
+            if again:
+                query = members_query(
+                    finder.catalog.get(name), finder.catalog, finder.clock, connection.dialect.name
+                ).where(contacts.c.id.in_(sorted(again)))
+                members |= set(map(str, connection.execute(query).scalars()))
+            facts.members[name] = members
+        finder.gather_dated(connection, chunk, facts, known=self.undated)
         return facts
 
     def due(
