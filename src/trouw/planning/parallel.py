@@ -272,11 +272,11 @@ def project_fingerprint(project: Project) -> str:
     """A digest of what a plan reads from the project: runs of one job must agree on it."""
     digest = hashlib.sha256()
     digest.update(repr((project.settings.policy, project.settings.tz)).encode())
+    # The files campaigns.py and segments/ read (not an editor's backup beside them).
     for folder in (project.campaigns_dir, project.segments_dir):
-        for path in sorted(folder.rglob("*")) if folder.is_dir() else []:
-            if path.is_file():
-                digest.update(str(path.relative_to(project.root)).encode() + b"\0")
-                digest.update(path.read_bytes() + b"\0")
+        for path in sorted([*folder.glob("*.yaml"), *folder.glob("*.yml")]):
+            digest.update(str(path.relative_to(project.root)).encode() + b"\0")
+            digest.update(path.read_bytes() + b"\0")
     return digest.hexdigest()
 
 
