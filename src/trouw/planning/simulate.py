@@ -104,9 +104,13 @@ class SentHistory:
 
 
 def ledger_history(
-    connection: Connection, chunk: Sequence[ContactRow], since: date
+    connection: Connection,
+    chunk: Sequence[ContactRow],
+    since: date,
+    only: Sequence[ContactRow] | None = None,
 ) -> dict[str, SentHistory]:
-    """The ledger of a chunk of contacts: every key, and the sends counted since `since`."""
+    """The ledger of a chunk of contacts: every key, and the sends counted since `since`.
+    `only`: of these contacts of the chunk (when few)."""
     first, last = str(chunk[0].id), str(chunk[-1].id)
     query = select(
         ledger.c.contact_id,
@@ -116,6 +120,8 @@ def ledger_history(
         ledger.c.day,
         ledger.c.status,
     ).where(ledger.c.contact_id >= first, ledger.c.contact_id <= last)
+    if only is not None and len(only) < len(chunk) // 4:
+        query = query.where(ledger.c.contact_id.in_([str(row.id) for row in only]))
     found: dict[str, SentHistory] = {}
     for contact_id, campaign, step, occurrence, day, status in connection.execute(query):
         history = found.get(contact_id)
@@ -184,11 +190,8 @@ def simulate_period(
             else:
                 facts = watching.gather(connection, finder, chunk)
             rows: list[tuple[Any, ...]] = []
-            if watching is None:
-                due = list(chunk)
-            else:
-                due, wake = watching.due(chunk, facts, day)
-            histories = ledger_history(connection, chunk, since) if due else {}
+            due = list(chunk) if watching is None else watching.due(chunk, facts, day)
+            histories = ledger_history(connection, chunk, since, due) if due else {}
             for contact in due:
                 contact_id = str(contact.id)
                 history = histories.get(contact_id) or SentHistory()
@@ -212,11 +215,7 @@ def simulate_period(
                                  channel, status, None, made_at, made_at, day, 0)
                             )  # fmt: skip
                 if watching is not None:
-                    next_day = next_due(candidates, made, contact, day)
-                    if next_day is None:
-                        wake.pop(contact_id, None)
-                    else:
-                        wake[contact_id] = next_day
+                    watching.next_day(chunk, contact_id, next_due(candidates, made, contact, day))
             writer.run(connection, rows)
         # Today's members become the baseline for tomorrow's `entered` triggers.
         keep_day_snapshots(connection, finder.entered, catalog, clock)

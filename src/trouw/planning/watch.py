@@ -192,6 +192,9 @@ class Watch:
     new_by_type: dict[str, set[str]] = field(default_factory=dict)  # type -> contact ids
     # Segments whose members only events change: name -> the event types they read.
     undated: dict[str, frozenset[str]] | None = None
+    # (chunk, day) -> contacts whose next due day it was when set (wake says if it still is)
+    waking: dict[tuple[str, date], set[str]] = field(default_factory=dict)
+    places: dict[str, dict[str, int]] = field(default_factory=dict)  # chunk -> id -> place
 
     def start_day(self, connection: Connection, finder: CandidateFinder) -> None:
         """Find the contacts with an event the finder reads since the day before's end."""
@@ -229,14 +232,14 @@ class Watch:
         before = self.facts.get(str(chunk[0].id))
         if before is None:
             return finder.gather(connection, chunk)
-        ids = {str(row.id) for row in chunk} & self.new_events
+        in_chunk = self.ids(chunk)
+        ids = self.new_events.intersection(in_chunk)
         if len(ids) > len(chunk) // 2:
             return finder.gather(connection, chunk)
         fresh = ChunkFacts()
         if ids:
             finder.gather_from_events(connection, chunk, fresh, only=ids)
         facts = merged(before, fresh, ids)
-        in_chunk = {str(row.id) for row in chunk}
         assert self.undated is not None
         for name, types in self.undated.items():
             again = {i for kind in types for i in self.new_by_type.get(kind, ()) if i in in_chunk}
@@ -250,24 +253,41 @@ class Watch:
         finder.gather_dated(connection, chunk, facts, known=self.undated)
         return facts
 
-    def due(
-        self, chunk: Sequence[ContactRow], facts: ChunkFacts, day: date
-    ) -> tuple[list[ContactRow], dict[str, date]]:
-        """The chunk's contacts to decide on `day`, and the chunk's next-due map to update
-        (with the decided contacts' `next_due`). Remembers `facts` for tomorrow."""
+    def ids(self, chunk: Sequence[ContactRow]) -> dict[str, int]:
+        """The chunk's contact ids and their places in it."""
+        key = str(chunk[0].id)
+        found = self.places.get(key)
+        if found is None:
+            found = self.places[key] = {str(row.id): i for i, row in enumerate(chunk)}
+        return found
+
+    def due(self, chunk: Sequence[ContactRow], facts: ChunkFacts, day: date) -> list[ContactRow]:
+        """The chunk's contacts to decide on `day`, in chunk order: all on the first day, then
+        those whose facts changed and those due (`next_day`). Remembers `facts`."""
         key = str(chunk[0].id)
         before = self.facts.get(key)
         self.facts[key] = facts
-        wake = self.wake.setdefault(key, {})
         if before is None:
-            return list(chunk), wake
-        new = changed(before, facts)
-        return [
-            contact
-            for contact in chunk
-            if (contact_id := str(contact.id)) in new
-            or ((when := wake.get(contact_id)) is not None and when <= day)
-        ], wake
+            return list(chunk)
+        wake = self.wake.setdefault(key, {})
+        woken = {
+            contact_id
+            for contact_id in self.waking.pop((key, day), ())
+            if wake.get(contact_id) == day
+        }
+        places = self.ids(chunk)
+        order = sorted(places[i] for i in woken | changed(before, facts) if i in places)
+        return [chunk[place] for place in order]
+
+    def next_day(self, chunk: Sequence[ContactRow], contact_id: str, when: date | None) -> None:
+        """Decide the contact again on `when` (None: only if their facts change)."""
+        key = str(chunk[0].id)
+        wake = self.wake.setdefault(key, {})
+        if when is None:
+            wake.pop(contact_id, None)
+            return
+        wake[contact_id] = when
+        self.waking.setdefault((key, when), set()).add(contact_id)
 
 
 __all__ = ["FACT_FIELDS", "FROM_EVENTS", "Watch", "changed", "merged", "next_due"]
