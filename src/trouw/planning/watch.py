@@ -61,9 +61,16 @@ def _changed_values(before: Mapping[str, Any], after: Mapping[str, Any]) -> set[
     }
 
 
-def changed(before: ChunkFacts, after: ChunkFacts) -> set[str]:
-    """The contact ids whose facts differ between two gatherings of the same chunk."""
+def changed(
+    before: ChunkFacts, after: ChunkFacts, from_events: Collection[str] | None = None
+) -> set[str]:
+    """The contact ids whose facts differ between two gatherings of the same chunk.
+    `from_events`: the only contacts whose facts from events (FROM_EVENTS) can differ, when
+    `after` was `merged` from `before` (all of them are counted as changed)."""
     found: set[str] = set()
+    if from_events is not None:
+        found.update(from_events)
+        before, after = _dated(before), _dated(after)
     for name in ID_SETS_BY_NAME:
         old: dict[str, set[str]] = getattr(before, name)
         new: dict[str, set[str]] = getattr(after, name)
@@ -149,6 +156,11 @@ def undated_types(segment: Segment, catalog: Catalog) -> frozenset[str] | None:
     return frozenset(found) if walk(segment.where, frozenset({segment.name})) else None
 
 
+def _dated(facts: ChunkFacts) -> ChunkFacts:
+    """The facts without those from events."""
+    return ChunkFacts(members=facts.members, entered=facts.entered, best_hours=facts.best_hours)
+
+
 def merged(before: ChunkFacts, fresh: ChunkFacts, contact_ids: Collection[str]) -> ChunkFacts:
     """`before`'s facts from events with those of `contact_ids` replaced by `fresh`'s
     (gathered for these contacts only); the dated facts are left empty."""
@@ -195,6 +207,8 @@ class Watch:
     # (chunk, day) -> contacts whose next due day it was when set (wake says if it still is)
     waking: dict[tuple[str, date], set[str]] = field(default_factory=dict)
     places: dict[str, dict[str, int]] = field(default_factory=dict)  # chunk -> id -> place
+    # chunk -> the contacts whose facts from events were gathered again today (merged)
+    from_events: dict[str, set[str]] = field(default_factory=dict)
 
     def start_day(self, connection: Connection, finder: CandidateFinder) -> None:
         """Find the contacts with an event the finder reads since the day before's end."""
@@ -229,7 +243,9 @@ class Watch:
     ) -> ChunkFacts:
         """The chunk's facts as of the finder's day: `finder.gather`'s, with those from events
         gathered again only for the contacts with new events (the rest are yesterday's)."""
-        before = self.facts.get(str(chunk[0].id))
+        key = str(chunk[0].id)
+        before = self.facts.get(key)
+        self.from_events.pop(key, None)
         if before is None:
             return finder.gather(connection, chunk)
         in_chunk = self.ids(chunk)
@@ -238,7 +254,9 @@ class Watch:
             return finder.gather(connection, chunk)
         fresh = ChunkFacts()
         if ids:
-            finder.gather_from_events(connection, chunk, fresh, only=ids)
+            rows = [chunk[place] for place in sorted(in_chunk[i] for i in ids)]
+            finder.gather_from_events(connection, rows, fresh, only=ids)
+        self.from_events[key] = ids
         facts = merged(before, fresh, ids)
         assert self.undated is not None
         for name, types in self.undated.items():
@@ -276,7 +294,8 @@ class Watch:
             if wake.get(contact_id) == day
         }
         places = self.ids(chunk)
-        order = sorted(places[i] for i in woken | changed(before, facts) if i in places)
+        new = changed(before, facts, self.from_events.get(key))
+        order = sorted(places[i] for i in woken | new if i in places)
         return [chunk[place] for place in order]
 
     def next_day(self, chunk: Sequence[ContactRow], contact_id: str, when: date | None) -> None:
