@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -67,6 +67,51 @@ def test_zero_counts_and_negations_include_contacts_without_events(
     assert _members(engine, tmp_path, at_most, D, people, behaviour) == {"never"}
     small_sum = "  event: purchase\n  sum: {at_most: 10}\n"
     assert _members(engine, tmp_path, small_sum, D, people, behaviour) == {"buyer", "old", "never"}
+
+
+def test_bought_before_but_not_lately_with_the_window_boundaries(
+    engine: Engine, tmp_path: Path
+) -> None:
+    """A grouped condition and "none within" of the same events (counted on PostgreSQL as
+    one grouped set with a HAVING on the last moment): members and count as by hand."""
+    start = date(2027, 2, 9)  # within: 30d starts at D-29
+    people = [contact(c) for c in ("lapsed", "edge", "recent", "once", "ancient", "fresh")]
+    behaviour = [
+        event("lapsed", "purchase", local(date(2026, 12, 1))),
+        event("lapsed", "purchase", local(start, 0, 0) - timedelta(seconds=1)),  # just before
+        event("lapsed", "click", local(date(2027, 3, 1))),  # another type does not count
+        event("edge", "purchase", local(date(2026, 12, 1))),
+        event("edge", "purchase", local(start)),  # the window's first moment: inside
+        event("recent", "purchase", local(date(2026, 11, 1))),
+        event("recent", "purchase", local(date(2026, 12, 1))),
+        event("recent", "purchase", local(D, 12)),
+        event("once", "purchase", local(date(2026, 12, 1))),
+        event("ancient", "purchase", local(date(2025, 1, 1))),  # outside within: 1y
+        event("ancient", "purchase", local(date(2026, 12, 1))),
+        event("fresh", "purchase", local(date(2026, 12, 1))),
+        event("fresh", "purchase", local(date(2026, 12, 2))),
+        event("fresh", "purchase", local(date(2027, 3, 11))),  # after as-of: ignored
+    ]
+    lapsed = (
+        "  all:\n"
+        "    - {event: purchase, within: 1y, count: {at_least: 2}}\n"
+        "    - {event: purchase, within: 30d, count: {exactly: 0}}\n"
+    )
+    assert _members(engine, tmp_path, lapsed, D, people, behaviour) == {"lapsed", "fresh"}
+    # A window wider than the grouped condition's: not folded, the same answer by hand.
+    wider = (
+        "  all:\n"
+        "    - {event: purchase, within: 30d, count: {at_least: 1}}\n"
+        "    - {event: purchase, within: 1y, count: {exactly: 0}}\n"
+    )
+    assert _members(engine, tmp_path, wider, D, people, behaviour) == set()
+    twice = (
+        "  all:\n"
+        "    - {event: purchase, days_since_last: {at_most: 400}}\n"
+        "    - {event: purchase, within: 30d, count: {exactly: 0}}\n"
+        "    - {event: purchase, within: 60d, count: {exactly: 0}}\n"
+    )
+    assert _members(engine, tmp_path, twice, D, people, behaviour) == {"once", "ancient", "fresh"}
 
 
 def test_counts_that_every_contact_or_none_meets(engine: Engine, tmp_path: Path) -> None:

@@ -197,7 +197,7 @@ class Compiler:
     # of contact ids, which PostgreSQL cannot push into a set operation.
 
     def split_sets(
-        self, items: tuple[Condition, ...]
+        self, items: Sequence[Condition | Quiet]
     ) -> tuple[list[Select[tuple[str]]], list[Select[tuple[str]]], list[Predicate]]:
         """The items as sets members are inside, sets they are outside, and the rest."""
         inside: list[Select[tuple[str]]] = []
@@ -206,6 +206,7 @@ class Compiler:
         for item in items:
             found = self.contact_set(item)
             if found is None:
+                assert not isinstance(item, Quiet)  # always a set
                 rest.append(self.predicate(item))
             else:
                 (inside if found[1] else outside).append(found[0])
@@ -218,7 +219,7 @@ class Compiler:
         if isinstance(condition, SegmentRef):
             return self.member_set(self.catalog.get(condition.name).where)
         if isinstance(condition, AllOf):
-            inside, outside, rest = self.split_sets(condition.items)
+            inside, outside, rest = self.split_sets(self.fold_quiet_windows(condition.items))
             if not inside or rest:
                 return None
             if len(inside) + len(outside) == 1:
@@ -229,7 +230,31 @@ class Compiler:
             return None
         return found[0].distinct()
 
-    def contact_set(self, condition: Condition) -> tuple[Select[tuple[str]], bool] | None:
+    def fold_quiet_windows(self, items: tuple[Condition, ...]) -> list[Condition | Quiet]:
+        """ "Bought twice, but not in the last 180 days": a grouped event condition and a
+        "none within W" of the same events become one grouped set with `HAVING
+        max(occurred_at) < start of W` (a `Quiet`), not the set minus a second scan of
+        the same events (lapsed-buyers was 1.5x the hand-written GROUP BY)."""
+        folded: list[Condition | Quiet | None] = list(items)
+        for index, item in enumerate(items):
+            if not (isinstance(item, Event) and item.within is not None and _none_of(item)):
+                continue
+            since = self.clock.window_start(item.within)
+            for other, candidate in enumerate(folded):
+                grouped = candidate.event if isinstance(candidate, Quiet) else candidate
+                if (
+                    isinstance(grouped, Event)
+                    and _grouped_inside(grouped)
+                    and _same_events(grouped, item)
+                    and (grouped.within is None or self.clock.window_start(grouped.within) <= since)
+                ):
+                    before = min(since, candidate.before) if isinstance(candidate, Quiet) else since
+                    folded[other] = Quiet(grouped, before)
+                    folded[index] = None  # folded into the grouped set
+                    break
+        return [f for f in folded if f is not None]
+
+    def contact_set(self, condition: Condition | Quiet) -> tuple[Select[tuple[str]], bool] | None:
         """PostgreSQL: an event or NPS condition as (the contact ids of a set, inside?).
 
         None for other conditions and for counts every contact meets or none does.
@@ -241,6 +266,10 @@ class Compiler:
             return None if found is None else (found[0], not found[1])
         if isinstance(condition, Nps):
             return self.latest_nps(condition), True
+        if isinstance(condition, Quiet):
+            found = self.contact_set(condition.event)
+            assert found is not None and found[1]
+            return found[0].having(func.max(events.c.occurred_at) < condition.before), True
         if not isinstance(condition, Event):
             return None
         filters = self.event_filters(condition)
@@ -546,6 +575,43 @@ class Compiler:
             table.c.score.is_not(None),
             table.c.occurred_at < self.clock.end,
         ]
+
+
+@dataclass(frozen=True)
+class Quiet:
+    """A grouped event condition whose matching events all lie before `before`."""
+
+    event: Event
+    before: datetime
+
+
+def _none_of(condition: Condition | Quiet) -> bool:
+    """Whether the condition is "no such event" (count 0 meets it, any count ≥ 1 fails)."""
+    return (
+        isinstance(condition, Event)
+        and condition.aggregate == "count"
+        and _truth_for_any(condition.ops) is False
+        and all(holds(op, 0) for op in condition.ops)
+    )
+
+
+def _grouped_inside(event: Event) -> bool:
+    """Whether the condition is a grouped set its members are inside (see contact_set)."""
+    if event.aggregate == "count" and _truth_for_any(event.ops) is not None:
+        return False
+    if event.aggregate in ("count", "sum"):
+        return not all(holds(op, 0) for op in event.ops)
+    return True
+
+
+def _same_events(first: Event, second: Event) -> bool:
+    """The same events but for the time window (no `where:` properties, to keep it plain)."""
+    return (
+        (first.type, first.tag, first.product, first.category)
+        == (second.type, second.tag, second.product, second.category)
+        and not first.where
+        and not second.where
+    )
 
 
 def _combine(inside: list[Select[tuple[str]]], outside: list[Select[tuple[str]]]) -> IdSet:
