@@ -67,7 +67,7 @@ class PlanGroup(click.Group):
     type=click.IntRange(1, 64),
     default=default_workers(),
     show_default=True,
-    help="Processes computing batches while this one writes (1: all in this process).",
+    help="Processes planning batches on this machine (1: all in this process).",
 )
 @click.pass_context
 def plan_group(ctx: click.Context, as_of: date | None, chunk_size: int, workers: int) -> None:
