@@ -279,3 +279,28 @@ def test_ctrl_c_or_sigterm_mid_run_finishes_the_wire_and_leaves_nothing_held(
     assert "unknown" not in second
     _recipients_once(smtp_server, len(keys))
     assert {status for status, _ in _ledger(engine).values()} == {"sent"}
+
+
+def test_workers_settle_what_only_the_days_decision_owes_to_contacts_the_plan_also_owes(
+    project_dir: Path, db_url: str, smtp_server: SmtpServer
+) -> None:
+    """A campaign added after the plan is owed by the day's decision alone: sent, or for
+    its holdout recorded as held out (the lift compares those contacts). Each worker
+    decides its own contacts and must settle all of their day: a held-out row once went
+    missing when another worker had taken the contact for its planned mail."""
+    engine = open_store(db_url)
+    try:
+        _big_shop(project_dir, engine, 120)
+        (project_dir / "campaigns" / "tips.yaml").write_text(
+            "priority: 30\nholdout: 50%\nschedule:\n  dates: [2027-04-06]\ntemplate: mail\n",
+            encoding="utf-8",
+        )
+        run = _send(project_dir, db_url, smtp_server.url, "--workers", "4", "--chunk-contacts", "2")
+        _finish(run)
+        tips = {key[0]: status for key, (status, _) in _ledger(engine).items() if key[1] == "tips"}
+        assert set(tips) == {f"p{i:04d}" for i in range(120)}  # every contact's tips settled
+        assert set(tips.values()) == {"sent", "cancelled"}
+        received = Counter(to for r in smtp_server.handler.received for to in r.rcpt_tos)
+        assert sum(received.values()) == 120 + sum(1 for s in tips.values() if s == "sent")
+    finally:
+        engine.dispose()

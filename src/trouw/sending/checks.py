@@ -133,23 +133,28 @@ class SendChecks:
 
     def decided_today(
         self, connection: Connection, *, chunk_contacts: int, worker: tuple[int, int] = (0, 1)
-    ) -> list[tuple[book.Send, int]]:
-        """The sends today's decision makes that the ledger does not hold yet, with priority.
+    ) -> tuple[list[tuple[book.Send, int]], set[str]]:
+        """The sends today's decision makes that the ledger does not hold yet, with priority,
+        and the contacts decided.
 
         The plan was a forecast: since it was made, a click started a follow-up, a
         purchase moved a win-back, a contact entered an audience or a cap freed
         room. So every contact is decided as of the day, as `simulate` does, and
         what falls on the day is owed whether or not the plan holds it: to be
         sent, or ended because a fresher occurrence superseded it. Worker
-        `i` of `n` decides every n-th chunk of contacts, starting at the i-th.
+        `i` of `n` decides every n-th chunk of contacts, starting at the i-th,
+        and must then take on only those contacts (run.py): a worker that claimed
+        a contact another one decided would not know what the decision owes them.
         """
         found: list[tuple[book.Send, int]] = []
+        decided: set[str] = set()
         index, workers = worker
         for number, chunk in enumerate(contact_chunks(connection, chunk_contacts)):
             if number % workers != index:
                 continue
             facts = self.finder.gather(connection, chunk)
             ids = [str(row.id) for row in chunk]
+            decided.update(ids)
             histories = book.histories(
                 connection,
                 ids,
@@ -176,7 +181,7 @@ class SendChecks:
                         channel,
                     )  # fmt: skip
                     found.append((send, c.priority))
-        return found
+        return found, decided
 
     def gather(self, connection: Connection, dues: Sequence[Due]) -> Gathered:
         """What the day's data says of these dues' contacts (read before the write lock is

@@ -447,11 +447,16 @@ def _work(
             ]
     with engine.connect() as connection:
         summary.unplanned = not year_planned(connection, as_of.year)
-        decided = run.checks.decided_today(connection, chunk_contacts=chunk_contacts, worker=worker)
+        decided, mine = run.checks.decided_today(
+            connection, chunk_contacts=chunk_contacts, worker=worker
+        )
         owed = owed_sends(
             connection, as_of, campaigns=run.campaigns, policy=run.project.settings.policy,
             now=now, retry_unknown=retry_unknown, decided=decided,
         )  # fmt: skip
+    if worker[1] > 1:  # a worker takes on the contacts it decided, and only those
+        owed.dues = [due for due in owed.dues if due.send.contact_id in mine]
+        owed.expired = [(due, why) for due, why in owed.expired if due.send.contact_id in mine]
     summary.due = len(owed.dues)
     summary.triggered = owed.unplanned
     summary.earlier = owed.earlier(as_of)
@@ -473,6 +478,8 @@ def _work(
                     policy=run.project.settings.policy, now=_now(), retries_only=True,
                 )  # fmt: skip
             dues = again.dues
+            if worker[1] > 1:
+                dues = [due for due in dues if due.send.contact_id in mine]
             if not dues:
                 break
         _pass(run, summary, dues, remaining, done, dry_run=dry_run,

@@ -161,16 +161,17 @@ def _work(job: Job, index: int) -> SendSummary | Failed:
 
 
 def merge(summaries: Sequence[SendSummary]) -> SendSummary:
-    """One summary for the workers of one run (the day's counts once, the work added up)."""
+    """One summary for the workers of one run: each worker owes and works its own contacts
+    (run.py), so their counts add up."""
     merged = SendSummary(summaries[0].day, dry_run=summaries[0].dry_run)
     for one in summaries:
-        merged.due = max(merged.due, one.due)
-        merged.triggered = max(merged.triggered, one.triggered)
-        merged.earlier = merged.earlier or one.earlier
-        for name in ("sent", "would_send", "failed", "unknown", "deferred", "released",
-                     "taken_over", "stale", "suppressed"):  # fmt: skip
+        for name in ("due", "triggered", "sent", "would_send", "failed", "unknown", "deferred",
+                     "released", "taken_over", "stale", "suppressed"):  # fmt: skip
             setattr(merged, name, getattr(merged, name) + getattr(one, name))
-        merged.expired |= one.expired  # each worker finds the same expired sends
+        for day, count in one.earlier.items():
+            merged.earlier[day] = merged.earlier.get(day, 0) + count
+        merged.earlier = dict(sorted(merged.earlier.items()))
+        merged.expired += one.expired
         merged.settled.update(one.settled)
         merged.held = merged.held or one.held
         merged.unknown_waiting = max(merged.unknown_waiting, one.unknown_waiting)
