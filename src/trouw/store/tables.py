@@ -7,6 +7,8 @@ checks that the two never drift apart.
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import (
     JSON,
     BigInteger,
@@ -124,20 +126,29 @@ segment_members = Table(
     Column("contact_id", String(200), primary_key=True),
 )
 
+
+def _plan_rows() -> list[Column[Any]]:
+    """The columns of a plan row: the plan's, and the staging table's that a plan made on
+    several machines fills before it is swapped in (planning/parallel.py)."""
+    return [
+        Column("contact_id", String(200), nullable=False),
+        Column("day", Date, nullable=False),
+        Column("campaign", String(200), nullable=False),
+        Column("step", String(200), nullable=False),
+        Column("occurrence", String(50), nullable=False),
+        Column("template", String(300)),
+        Column("channel", String(10), nullable=False),
+        Column("priority", Integer, nullable=False),
+        Column("status", String(10), nullable=False),
+        Column("reason", Text),
+    ]
+
+
 plan = Table(
     "plan",
     metadata,
     Column("id", RowId, primary_key=True, autoincrement=True),
-    Column("contact_id", String(200), nullable=False),
-    Column("day", Date, nullable=False),
-    Column("campaign", String(200), nullable=False),
-    Column("step", String(200), nullable=False),
-    Column("occurrence", String(50), nullable=False),
-    Column("template", String(300)),
-    Column("channel", String(10), nullable=False),
-    Column("priority", Integer, nullable=False),
-    Column("status", String(10), nullable=False),
-    Column("reason", Text),
+    *_plan_rows(),
     Index("ix_plan_day", "day"),
     Index("ix_plan_contact_id", "contact_id"),
 )
@@ -230,16 +241,7 @@ plan_staging = Table(
     metadata,
     Column("job", BigInteger, nullable=False),
     Column("seq", Integer, nullable=False),
-    Column("contact_id", String(200), nullable=False),
-    Column("day", Date, nullable=False),
-    Column("campaign", String(200), nullable=False),
-    Column("step", String(200), nullable=False),
-    Column("occurrence", String(50), nullable=False),
-    Column("template", String(300)),
-    Column("channel", String(10), nullable=False),
-    Column("priority", Integer, nullable=False),
-    Column("status", String(10), nullable=False),
-    Column("reason", Text),
+    *_plan_rows(),
 )
 
 keys = Table(
