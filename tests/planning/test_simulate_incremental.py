@@ -20,13 +20,11 @@ from tests.sending.test_send_is_simulate import CAMPAIGNS, SEGMENTS, START, _sho
 from trouw.planning.candidates import ChunkFacts
 from trouw.planning.scratch import scratch_copy
 from trouw.planning.simulate import simulate_period
-from trouw.planning.watch import FACT_FIELDS, changed, undated_types
+from trouw.planning.watch import FACT_FIELDS, changed
 from trouw.project import load_project
-from trouw.segments import load_catalog
 from trouw.store import atomic, ledger, open_store
 
 Row = tuple[str, str, str, str, str, str | None, str, str]
-ROOT = Path(__file__).resolve().parents[2]
 # Segments only events change (no window): the watch reuses their members from the day
 # before and asks again only for contacts with a new purchase or click.
 UNDATED = {
@@ -164,14 +162,3 @@ def test_the_watch_sees_a_change_in_every_fact_a_chunk_has() -> None:
     )  # fmt: skip
     assert changed(before, after) == {"1", "7", "3", "4", "5", "6", "8", "9"}
     assert changed(after, after) == set()
-
-
-def test_only_segments_without_a_time_window_are_reused_from_the_day_before() -> None:
-    catalog = load_catalog(ROOT / "segments")
-    kinds = {name: undated_types(catalog.get(name), catalog) for name in catalog.segments}
-    assert kinds["families"] == frozenset()  # contact attributes: never change in a replay
-    assert kinds["repeat-buyers"] == {"purchase"}
-    assert kinds["promoters"] == {"survey"}
-    for dated in ("active-customers", "lapsed-buyers", "birthday-this-week", "new-customers",
-                  "cart-abandoners", "fire-safety-prospects", "big-spenders"):  # fmt: skip
-        assert kinds[dated] is None, dated

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import Engine
@@ -31,7 +29,6 @@ from trouw.segments.definition import (
     SegmentRef,
 )
 from trouw.segments.query import count_members
-from trouw.store import open_store
 
 # A leap day, a New Year window, a day before a DST change, an ordinary day.
 AS_OF = (date(2028, 2, 28), date(2027, 2, 28), date(2027, 12, 29), date(2027, 3, 27),
@@ -45,13 +42,6 @@ def _catalog() -> Catalog:
     catalog = Catalog(Path("segments"))
     catalog.segments["families"] = REF
     return catalog
-
-
-@pytest.fixture
-def shared_engine(db_url: str) -> Iterator[Engine]:
-    engine = open_store(db_url)
-    yield engine
-    engine.dispose()
 
 
 # ----------------------------------------------------------------------------- data

@@ -9,32 +9,26 @@ contact with nothing due today and no new facts gets nothing today, and
 `decide(due_by=day)` would say so. The watch keeps, per chunk, yesterday's
 facts and each contact's next due day (`next_due`), and hands out the
 contacts due or changed. A new year starts over (other scheduled days).
+
+Yesterday's facts are also where today's start: the facts from events are
+read again only for the contacts with new events, and a segment's members
+only for the contacts who may have joined or left it overnight
+(segments/moving.py), which is few of the shop on most days.
 """
 
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import date, timedelta
 from typing import Any
 
 from sqlalchemy import Connection, select
 
-from trouw.durations import Duration
 from trouw.planning.candidates import CandidateFinder, ChunkFacts, ContactRow
 from trouw.planning.policy import Candidate
-from trouw.segments import Catalog, Segment, members_query
-from trouw.segments.definition import (
-    AllOf,
-    AnyOf,
-    Attribute,
-    Condition,
-    Event,
-    Not,
-    Nps,
-    Op,
-    SegmentRef,
-)
+from trouw.segments import Clock, members_query
+from trouw.segments.moving import overnight
 from trouw.store import contacts, events
 
 # ChunkFacts fields by shape; `changed` covers them all (a new field must be added here:
@@ -113,47 +107,8 @@ def next_due(
     return first
 
 
-# The events an `nps:` condition reads (segments/compile.py `nps_answers`).
-NPS_EVENT = "survey"
 # The facts `CandidateFinder.gather_from_events` fills: they change only with new events.
 FROM_EVENTS = ("stopped", "topics_left", "paused", "suppressed", "last_purchase", "trigger_events")
-
-
-def undated_types(segment: Segment, catalog: Catalog) -> frozenset[str] | None:
-    """The event types whose events decide a segment whose members change only when such an
-    event comes in (no `within`, no `days_since_*`, no `birthday_within`, no relative date
-    like `before: 90d`); None when the passing of days can change them (segments/compile.py
-    reads the day there)."""
-    found: set[str] = set()
-
-    def ops_dated(ops: Sequence[Op]) -> bool:
-        return any(isinstance(op.value, Duration) for op in ops)
-
-    def walk(condition: Condition, seen: frozenset[str]) -> bool:
-        if isinstance(condition, AllOf | AnyOf):
-            return all(walk(item, seen) for item in condition.items)
-        if isinstance(condition, Not):
-            return walk(condition.item, seen)
-        if isinstance(condition, Attribute):
-            return not ops_dated(condition.ops)
-        if isinstance(condition, Event):
-            found.add(condition.type)
-            return (
-                condition.within is None
-                and not condition.aggregate.startswith("days_since")
-                and not ops_dated(condition.ops)
-                and not any(ops_dated(item.ops) for item in condition.where)
-            )
-        if isinstance(condition, SegmentRef):
-            if condition.name in seen:
-                return False
-            return walk(catalog.get(condition.name).where, seen | {condition.name})
-        if isinstance(condition, Nps):
-            found.add(NPS_EVENT)
-            return True
-        return False  # DateWithin, and anything new: dated
-
-    return frozenset(found) if walk(segment.where, frozenset({segment.name})) else None
 
 
 def _dated(facts: ChunkFacts) -> ChunkFacts:
@@ -193,17 +148,17 @@ def _replaced(
 @dataclass
 class Watch:
     """Per chunk (by its first contact id): the facts of the day before and the next due
-    days of its contacts, for one year; and the day before's end (events before it are
-    in those facts)."""
+    days of its contacts, for one year; the day before (`watched`), and what changed since:
+    the contacts with new events the finder reads, and per segment those who may have
+    joined or left it overnight (segments/moving.py; None: anyone may have)."""
 
     year: int
     facts: dict[str, ChunkFacts] = field(default_factory=dict)
     wake: dict[str, dict[str, date]] = field(default_factory=dict)
-    seen_until: datetime | None = None
+    watched: date | None = None
+    following: bool = False  # today is the day after `watched`: the changes are known
     new_events: set[str] = field(default_factory=set)  # contact ids
-    new_by_type: dict[str, set[str]] = field(default_factory=dict)  # type -> contact ids
-    # Segments whose members only events change: name -> the event types they read.
-    undated: dict[str, frozenset[str]] | None = None
+    moved: dict[str, set[str] | None] = field(default_factory=dict)  # segment -> contact ids
     # (chunk, day) -> contacts whose next due day it was when set (wake says if it still is)
     waking: dict[tuple[str, date], set[str]] = field(default_factory=dict)
     places: dict[str, dict[str, int]] = field(default_factory=dict)  # chunk -> id -> place
@@ -211,42 +166,43 @@ class Watch:
     from_events: dict[str, set[str]] = field(default_factory=dict)
 
     def start_day(self, connection: Connection, finder: CandidateFinder) -> None:
-        """Find the contacts with an event the finder reads since the day before's end."""
-        end = finder.clock.end
-        if self.undated is None:
-            self.undated = {}
-            for name in finder.segments:
-                types = undated_types(finder.catalog.get(name), finder.catalog)
-                if types is not None:
-                    self.undated[name] = types
-        if self.seen_until is not None:
-            read = finder.event_types().union(*self.undated.values())
+        """Find, for the whole shop, the contacts with an event the finder reads since the
+        day before's end, and those who may have joined or left each segment overnight."""
+        day = finder.clock.as_of
+        self.moved = {}
+        yesterday = day - timedelta(days=1)
+        self.following = self.watched == yesterday
+        if self.following:
             query = (
-                select(events.c.contact_id, events.c.type)
+                select(events.c.contact_id)
                 .where(
-                    events.c.type.in_(sorted(read)),
-                    events.c.occurred_at >= self.seen_until,
-                    events.c.occurred_at < end,
+                    events.c.type.in_(sorted(finder.event_types())),
+                    events.c.occurred_at >= Clock(yesterday, finder.clock.tz).end,
+                    events.c.occurred_at < finder.clock.end,
                 )
                 .distinct()
             )
-            self.new_by_type = {}
-            for contact_id, kind in connection.execute(query):
-                self.new_by_type.setdefault(str(kind), set()).add(str(contact_id))
-            self.new_events = set().union(
-                *(self.new_by_type.get(kind, set()) for kind in finder.event_types())
-            )
-        self.seen_until = end
+            self.new_events = set(map(str, connection.execute(query).scalars()))
+            dialect = connection.dialect.name
+            for name in finder.segments:
+                moving = overnight(
+                    finder.catalog.get(name), finder.catalog, day, finder.clock.tz, dialect
+                )
+                self.moved[name] = (
+                    None if moving is None else set(map(str, connection.execute(moving).scalars()))
+                )
+        self.watched = day
 
     def gather(
         self, connection: Connection, finder: CandidateFinder, chunk: Sequence[ContactRow]
     ) -> ChunkFacts:
         """The chunk's facts as of the finder's day: `finder.gather`'s, with those from events
-        gathered again only for the contacts with new events (the rest are yesterday's)."""
+        gathered again only for the contacts with new events, and segment members asked again
+        only for those who may have joined or left (the rest are the day before's)."""
         key = str(chunk[0].id)
         before = self.facts.get(key)
         self.from_events.pop(key, None)
-        if before is None:
+        if before is None or not self.following:
             return finder.gather(connection, chunk)
         in_chunk = self.ids(chunk)
         ids = self.new_events.intersection(in_chunk)
@@ -258,9 +214,12 @@ class Watch:
             finder.gather_from_events(connection, rows, fresh, only=ids)
         self.from_events[key] = ids
         facts = merged(before, fresh, ids)
-        assert self.undated is not None
-        for name, types in self.undated.items():
-            again = {i for kind in types for i in self.new_by_type.get(kind, ()) if i in in_chunk}
+        for name, moved in self.moved.items():
+            if moved is None:
+                continue  # asked for the whole chunk below
+            again = {i for i in moved if i in in_chunk}
+            if len(again) > len(chunk) // 2:
+                continue
             members = before.members[name] - again
             if again:
                 query = members_query(
@@ -268,7 +227,7 @@ class Watch:
                 ).where(contacts.c.id.in_(sorted(again)))
                 members |= set(map(str, connection.execute(query).scalars()))
             facts.members[name] = members
-        finder.gather_dated(connection, chunk, facts, known=self.undated)
+        finder.gather_dated(connection, chunk, facts, known=set(facts.members))
         return facts
 
     def ids(self, chunk: Sequence[ContactRow]) -> dict[str, int]:

@@ -413,12 +413,16 @@ class Compiler:
 
     def event_filters(self, condition: Event) -> list[Predicate]:
         """The WHERE of an event condition: type, time window, tag/product/category, where."""
-        filters: list[Predicate] = [
-            events.c.type == condition.type,
-            events.c.occurred_at < self.clock.end,
-        ]
+        kind = self.event_kind(condition)
+        filters: list[Predicate] = [kind[0], events.c.occurred_at < self.clock.end]
         if condition.within is not None:
             filters.append(events.c.occurred_at >= self.clock.window_start(condition.within))
+        return [*filters, *kind[1:]]
+
+    def event_kind(self, condition: Event) -> list[Predicate]:
+        """Which events a condition reads, whenever they occurred: the type (first), then
+        tag/product/category and its `where:` properties."""
+        filters: list[Predicate] = [events.c.type == condition.type]
         for name in ("tag", "product", "category"):
             wanted: tuple[str, ...] | None = getattr(condition, name)
             if wanted is not None:
