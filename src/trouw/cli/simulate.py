@@ -12,10 +12,10 @@ from rich.table import Table
 from trouw.cli.output import console, count_progress
 from trouw.cli.params import Env, parse_day, pass_env
 from trouw.errors import UserError
+from trouw.planning.parallel import default_workers
 from trouw.planning.planner import CHUNK_SIZE
 from trouw.planning.scratch import scratch_copy
 from trouw.planning.simulate import SimulationSummary, simulate_period
-from trouw.store import atomic
 
 # Longest period one run replays: a year and a bit (a plan year from a December start).
 MAX_DAYS = 400
@@ -39,9 +39,16 @@ MAX_DAYS = 400
     show_default=True,
     help="Contacts per batch (memory grows with it, not with the contacts).",
 )
+@click.option(
+    "--workers",
+    type=click.IntRange(1, 64),
+    default=default_workers(),
+    show_default=True,
+    help="Processes simulating batches on this machine, day by day (1: all in this process).",
+)
 @pass_env
 def simulate_command(
-    env: Env, start: date, end: date, out_dir: Path | None, chunk_size: int
+    env: Env, start: date, end: date, out_dir: Path | None, chunk_size: int, workers: int
 ) -> None:
     """Replay a period day by day, dry: who would get which mail, and how often.
 
@@ -53,7 +60,9 @@ def simulate_command(
     scratch ledger; the sends go into that ledger, so journeys, clicks,
     win-backs and caps interact as they would in reality. Prints sends per
     week and campaign and the pressure per inbox; writes timeline.csv (one
-    row per contact and send), weeks.csv and pressure.csv.
+    row per contact and send), weeks.csv and pressure.csv. With --workers N
+    the batches are split over N processes, which go through the days
+    together: the same result as one process.
 
     \b
     Example:
@@ -69,7 +78,7 @@ def simulate_command(
     folder = out_dir or env.project.state_dir / "simulate"
     days = (end - start).days + 1
     progress = count_progress(f"simulating {start} … {end}", days)
-    with scratch_copy(env.engine) as scratch, atomic(scratch) as connection, progress as done:
+    with scratch_copy(env.engine) as scratch, scratch.connect() as connection, progress as done:
         summary = simulate_period(
             connection,
             env.project,
@@ -78,6 +87,7 @@ def simulate_command(
             out_dir=folder,
             chunk_size=chunk_size,
             progress=lambda day: done((day - start).days + 1),
+            workers=workers,
         )
     _print_summary(summary)
 

@@ -9,6 +9,10 @@
   it first on its `search_path`. The schema is dropped afterwards. The real
   tables are only read; creating and dropping the schema needs the CREATE
   privilege on the database.
+
+Worker processes (simulate_workers.py) open the same copy from `scratch_url`:
+the temporary file's URL, or on PostgreSQL the database's URL with the
+schema's `search_path` in its `options`, so a plain engine on it finds the copy.
 """
 
 from __future__ import annotations
@@ -19,13 +23,14 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from sqlalchemy import Engine, create_engine, text
+from sqlalchemy import Engine, text
 
 from trouw.errors import UserError
 from trouw.store.engine import atomic, create_store_engine
 from trouw.store.tables import metadata
 
 SCHEMA_PREFIX = "trouw_simulate_"
+SCRATCH_FOLDER = "trouw-simulate-"  # SQLite: the temporary folder's name starts so
 # Tables whose `id` the database numbers (events, snapshots, plan, ledger).
 NUMBERED = frozenset(
     t.name for t in metadata.sorted_tables if "id" in t.c and t.c.id.type.python_type is int
@@ -59,7 +64,7 @@ def _sqlite_copy(engine: Engine) -> Iterator[Engine]:
             key="database",
             fix="use a file database, e.g. sqlite:///.trouw/trouw.db",
         )
-    with tempfile.TemporaryDirectory(prefix="trouw-simulate-") as folder:
+    with tempfile.TemporaryDirectory(prefix=SCRATCH_FOLDER) as folder:
         target = Path(folder) / "scratch.db"
         import sqlite3
 
@@ -103,7 +108,14 @@ def _postgresql_copy(engine: Engine) -> Iterator[Engine]:
                         f"COALESCE(MAX(id), 0) + 1, false) FROM {copy}"
                     )
                 )
-    scratch = create_engine(engine.url, connect_args={"options": f"-c search_path={schema}"})
+    # In the URL, not the engine's connect_args: a worker's engine on scratch_url finds it too.
+    given = engine.url.query.get("options") or ()
+    options = " ".join(
+        [*([given] if isinstance(given, str) else given), f"-c search_path={schema}"]
+    )
+    scratch = create_store_engine(
+        engine.url.update_query_dict({"options": options}).render_as_string(hide_password=False)
+    )
     try:
         yield scratch
     finally:
@@ -112,4 +124,18 @@ def _postgresql_copy(engine: Engine) -> Iterator[Engine]:
             connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
 
 
-__all__ = ["SCHEMA_PREFIX", "scratch_copy"]
+def scratch_url(engine: Engine) -> str:
+    """The URL (password included) another process opens `engine`'s scratch copy with
+    (store.engine.create_store_engine); ValueError if `engine` is not on a scratch copy."""
+    url = engine.url
+    options = url.query.get("options")
+    if url.get_backend_name() == "postgresql" and isinstance(options, str):
+        is_copy = f"search_path={SCHEMA_PREFIX}" in options
+    else:
+        is_copy = Path(url.database or "").parent.name.startswith(SCRATCH_FOLDER)
+    if not is_copy:
+        raise ValueError(f"{url!r} is not a scratch copy made by scratch_copy")
+    return url.render_as_string(hide_password=False)
+
+
+__all__ = ["SCHEMA_PREFIX", "scratch_copy", "scratch_url"]

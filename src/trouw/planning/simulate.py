@@ -16,6 +16,10 @@ day) interact as they would in reality.
 
 Events after the day are ignored (the Clock); a contact gets nothing before
 their `customer_since` (decision.py).
+
+A day's decisions and the shop-wide steps around it are in simulate_day.py;
+with `workers` > 1 the chunks are decided in worker processes, the days in
+lockstep (simulate_workers.py), with the same result.
 """
 
 from __future__ import annotations
@@ -23,51 +27,26 @@ from __future__ import annotations
 import csv
 import math
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Connection, func, select
 
-from trouw.experiments import WINNER_PENDING
-from trouw.planning.candidates import (
-    CandidateFinder,
-    ContactRow,
-    contact_chunks,
-    send_channel,
-)
-from trouw.planning.decision import decide_among, ends_on, open_candidates, sends_on
-from trouw.planning.planner import CHUNK_SIZE, calendar_campaigns, count_contacts
-from trouw.planning.policy import Rules, YearCalendar
+from trouw.planning.candidates import contact_chunks
+from trouw.planning.planner import CHUNK_SIZE, count_contacts
 from trouw.planning.policy import week_of as monday_of
-from trouw.planning.watch import Watch, next_due
+from trouw.planning.scratch import scratch_url
+from trouw.planning.simulate_day import DayReplay, SentHistory, ledger_history
+from trouw.planning.simulate_workers import Crew
 from trouw.project import Project
-from trouw.segments import Clock, keep_day_snapshots, load_catalog
-from trouw.sending.ledger import CANCELLED, COUNTED, SENT
-from trouw.sending.winners import decide_winners
+from trouw.sending.ledger import SENT
 from trouw.store import ledger
-from trouw.store.bulk import BulkInsert
 
-LEDGER_COLUMNS = (
-    "contact_id",
-    "campaign",
-    "step",
-    "occurrence",
-    "day",
-    "template",
-    "channel",
-    "status",
-    "message_id",
-    "reserved_at",
-    "sent_at",
-    "due",
-    "attempts",
-)
 TIMELINE_COLUMNS = ("contact_id", "day", "campaign", "step", "occurrence", "template", "channel")
-# How far back the ledger matters for caps: a month, a week and any sane min_gap.
-HISTORY_DAYS = 62
 
 
 @dataclass(frozen=True)
@@ -95,44 +74,6 @@ class SimulationSummary:
     files: list[Path] = field(default_factory=list)
 
 
-@dataclass
-class SentHistory:
-    """One contact's ledger: the keys it holds and the recent sends that count for caps."""
-
-    keys: set[tuple[str, str, str]] = field(default_factory=set)
-    recent: list[tuple[date, str]] = field(default_factory=list)  # (day, campaign)
-
-
-def ledger_history(
-    connection: Connection,
-    chunk: Sequence[ContactRow],
-    since: date,
-    only: Sequence[ContactRow] | None = None,
-) -> dict[str, SentHistory]:
-    """The ledger of a chunk of contacts: every key, and the sends counted since `since`.
-    `only`: of these contacts of the chunk (when few)."""
-    first, last = str(chunk[0].id), str(chunk[-1].id)
-    query = select(
-        ledger.c.contact_id,
-        ledger.c.campaign,
-        ledger.c.step,
-        ledger.c.occurrence,
-        ledger.c.day,
-        ledger.c.status,
-    ).where(ledger.c.contact_id >= first, ledger.c.contact_id <= last)
-    if only is not None and len(only) < len(chunk) // 4:
-        query = query.where(ledger.c.contact_id.in_([str(row.id) for row in only]))
-    found: dict[str, SentHistory] = {}
-    for contact_id, campaign, step, occurrence, day, status in connection.execute(query):
-        history = found.get(contact_id)
-        if history is None:
-            history = found[contact_id] = SentHistory()
-        history.keys.add((campaign, step, occurrence))
-        if status in COUNTED and day >= since:
-            history.recent.append((day, campaign))
-    return found
-
-
 def simulate_period(
     connection: Connection,
     project: Project,
@@ -143,6 +84,7 @@ def simulate_period(
     chunk_size: int = CHUNK_SIZE,
     progress: Callable[[date], Any] | None = None,
     incremental: bool = True,
+    workers: int = 1,
 ) -> SimulationSummary:
     """Replay `start` … `end` day by day on `connection`, which must be a scratch copy.
 
@@ -151,80 +93,92 @@ def simulate_period(
     figures (pressure.csv) into `out_dir`. `progress` is called after each day.
     `incremental=False` decides every contact every day (the plain replay, which
     the incremental one must equal row for row: tests/planning/test_simulate_incremental.py).
+
+    `workers` > 1 splits the contacts' chunks over that many processes
+    (simulate_workers.py), which open the scratch copy themselves: the days are then
+    committed one by one, so `connection` must not be in a transaction (a fresh
+    `scratch.connect()`). 1 replays in this process, in `connection`'s transaction
+    (begun here if none is). Both write the same ledger and files.
     """
-    catalog = load_catalog(project.segments_dir)
-    campaigns = calendar_campaigns(project, catalog)
-    rules = Rules.from_policy(project.settings.policy)
-    tz = project.settings.tz
-    # Rows the simulation writes have ids above the ledger's highest before it.
-    first_id = int(connection.execute(select(func.coalesce(func.max(ledger.c.id), 0))).scalar_one())
-    writer = BulkInsert(ledger, LEDGER_COLUMNS)
-    calendars: dict[int, YearCalendar] = {}
-    summary = SimulationSummary(start, end, contacts=count_contacts(connection))
-    # Incremental: a contact is decided on a day only when something may be due for them
-    # or their facts changed since the day before (watch.py); else the whole shop every day.
-    watching = Watch(start.year) if incremental else None
+    if workers < 1:
+        raise ValueError(f"workers must be at least 1, not {workers}")
+    replay = DayReplay(project, incremental=incremental)
+    if workers > 1 and connection.in_transaction():
+        raise ValueError(
+            "simulate with workers commits day by day: give a connection outside a transaction"
+        )
+    with connection.begin() if not connection.in_transaction() else nullcontext():
+        # Rows the simulation writes have ids above the ledger's highest before it.
+        first_id = int(
+            connection.execute(select(func.coalesce(func.max(ledger.c.id), 0))).scalar_one()
+        )
+        summary = SimulationSummary(start, end, contacts=count_contacts(connection))
+    # More workers than chunks would have nothing to do.
+    workers = min(workers, max(1, math.ceil(summary.contacts / chunk_size)))
+    if workers > 1:
+        _replay_in_workers(connection, project, replay, start, end, chunk_size, workers, progress)
+        with connection.begin():
+            out_dir.mkdir(parents=True, exist_ok=True)
+            _write_timeline(connection, summary, first_id, out_dir)
+        return summary
+    with connection.begin() if not connection.in_transaction() else nullcontext():
+        _replay_here(connection, replay, start, end, chunk_size, progress)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        _write_timeline(connection, summary, first_id, out_dir)
+    return summary
+
+
+def _replay_here(
+    connection: Connection,
+    replay: DayReplay,
+    start: date,
+    end: date,
+    chunk_size: int,
+    progress: Callable[[date], Any] | None,
+) -> None:
+    """Every day in this process and `connection`'s transaction."""
     # The contacts do not change during the replay: read once, in the planner's chunks.
     chunks = list(contact_chunks(connection, chunk_size))
     day = start
     while day <= end:
-        clock = Clock(day, tz)
-        if day.year not in calendars:
-            calendars[day.year] = YearCalendar(day.year, rules.quiet)
-        calendar = calendars[day.year]
-        finder = CandidateFinder(campaigns, catalog, clock, day.year, rules.defer_days)
-        made_at = (
-            datetime.combine(day, datetime.min.time(), tz).astimezone(UTC).replace(tzinfo=None)
-        )
-        # The day's runs pick the winners of A/B tests whose first wave ran its `after` by
-        # the end of the day (simulated mails go out at its start).
-        decide_winners(connection, campaigns, clock.end, day)
-        since = day - timedelta(days=HISTORY_DAYS)
-        if watching is not None and watching.year != day.year:
-            watching = Watch(day.year)  # a new year: other campaigns' days, all decided anew
-        if watching is not None:
-            watching.start_day(connection, finder)
+        today = replay.day(day)
+        replay.begin(connection, today)
+        replay.watch(connection, today)
         for chunk in chunks:
-            if watching is None:
-                facts = finder.gather(connection, chunk)
-            else:
-                facts = watching.gather(connection, finder, chunk)
-            rows: list[tuple[Any, ...]] = []
-            due = list(chunk) if watching is None else watching.due(chunk, facts, day)
-            histories = ledger_history(connection, chunk, since, due) if due else {}
-            for contact in due:
-                contact_id = str(contact.id)
-                history = histories.get(contact_id) or SentHistory()
-                candidates = open_candidates(finder, contact, facts, history.keys)
-                decided = decide_among(
-                    candidates, finder, rules, calendar, contact, facts,
-                    sent=history.recent, due_by=day,
-                )  # fmt: skip
-                made: set[tuple[str, str, str]] = set()
-                if decided:
-                    channel = send_channel(contact)
-                    for status, decisions in ((SENT, sends_on(day, decided)),
-                                              (CANCELLED, ends_on(day, decided))):  # fmt: skip
-                        for decision in decisions:
-                            c = decision.candidate
-                            if c.template == WINNER_PENDING:
-                                continue  # the send waits for the winner, as at send time
-                            made.add(c.key)
-                            rows.append(
-                                (contact_id, c.campaign, c.step, c.occurrence, day, c.template,
-                                 channel, status, None, made_at, made_at, day, 0)
-                            )  # fmt: skip
-                if watching is not None:
-                    watching.next_day(chunk, contact_id, next_due(candidates, made, contact, day))
-            writer.run(connection, rows)
-        # Today's members become the baseline for tomorrow's `entered` triggers.
-        keep_day_snapshots(connection, finder.entered, catalog, clock)
+            replay.write(connection, replay.decide(connection, today, chunk))
+        replay.end(connection, today)
         if progress is not None:
             progress(day)
         day += timedelta(days=1)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    _write_timeline(connection, summary, first_id, out_dir)
-    return summary
+
+
+def _replay_in_workers(
+    connection: Connection,
+    project: Project,
+    replay: DayReplay,
+    start: date,
+    end: date,
+    chunk_size: int,
+    workers: int,
+    progress: Callable[[date], Any] | None,
+) -> None:
+    """Every day in lockstep: the shop-wide steps here, each committed before the workers
+    (or the next day) read them; the chunks in the workers."""
+    url = scratch_url(connection.engine)
+    with Crew(
+        url, project, workers=workers, chunk_size=chunk_size, incremental=replay.incremental
+    ) as crew:
+        day = start
+        while day <= end:
+            today = replay.day(day)
+            with connection.begin():
+                replay.begin(connection, today)
+            crew.run_day(day)
+            with connection.begin():
+                replay.end(connection, today)
+            if progress is not None:
+                progress(day)
+            day += timedelta(days=1)
 
 
 def _write_timeline(
@@ -234,7 +188,10 @@ def _write_timeline(
     query = (
         select(*(ledger.c[name] for name in TIMELINE_COLUMNS))
         .where(ledger.c.id > first_id, ledger.c.status == SENT)
-        .order_by(ledger.c.contact_id, ledger.c.day, ledger.c.campaign, ledger.c.step)
+        # Down to the occurrence: the same for any order the rows were written in (workers).
+        .order_by(
+            ledger.c.contact_id, ledger.c.day, ledger.c.campaign, ledger.c.step, ledger.c.occurrence
+        )
     )
     weekly: Counter[int] = Counter()  # mails in a contact's week -> how many contact-weeks
     monthly: Counter[int] = Counter()

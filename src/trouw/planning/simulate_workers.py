@@ -1,0 +1,218 @@
+"""`simulate --workers N`: the contacts' chunks decided in N processes, the days in lockstep.
+
+Chunk i goes to worker i % N for the whole run: each worker keeps its own
+watch (watch.py) of its chunks from day to day. For each day the main process
+does the shop-wide step (simulate_day.py `begin`: the A/B winners) and
+commits, then tells every worker the day; each decides its chunks as the
+one-process loop does, writes their ledger rows, commits and says so; when all
+have, the main process takes the day's snapshots (`end`) and commits, and the
+next day starts. So every worker reads what the days before wrote, as one
+process would.
+
+Each worker opens the scratch copy through its own engine (scratch.py
+`scratch_url`). On SQLite a worker reads the day in a deferred transaction and
+writes its rows at the end in a short one (BEGIN IMMEDIATE), so the workers'
+reads run side by side and only their inserts queue for the write lock; its
+reads see only its own contacts' ledger, which nobody else writes.
+
+Workers are spawned (no inherited connections) and ignore Ctrl-C. The main
+process waits on their pipes and on their process sentinels together, waking
+every second: a worker that raises reports its error and ends, one that is
+killed ends its sentinel; either makes the run fail at once with a message
+naming the worker and the day (WorkFailed), never a hang. When the main
+process stops for any reason, the workers still running are terminated (the
+scratch copy is thrown away), and a worker whose main process is gone ends
+when its pipe closes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import multiprocessing
+import signal
+import sys
+import traceback
+from datetime import date
+from multiprocessing.connection import Connection as Pipe
+from multiprocessing.connection import wait
+from multiprocessing.process import BaseProcess
+from types import TracebackType
+
+from trouw.errors import WorkFailed
+from trouw.planning.candidates import contact_chunks
+from trouw.planning.simulate_day import DayReplay
+from trouw.project import Project
+from trouw.store.engine import atomic, create_store_engine
+
+# How often the main process checks that the workers live while it waits for a day.
+LIVENESS_S = 1.0
+# How long a worker has to end after the last day before it is terminated.
+STOP_S = 30.0
+
+READY = "ready"
+DONE = "done"
+FAILED = "failed"
+
+
+class Crew:
+    """`workers` processes deciding the chunks of a scratch copy's contacts, day by day."""
+
+    def __init__(
+        self,
+        url: str,
+        project: Project,
+        *,
+        workers: int,
+        chunk_size: int,
+        incremental: bool,
+    ) -> None:
+        context = multiprocessing.get_context("spawn")
+        self.count = workers
+        self.pipes: list[Pipe] = []
+        self.processes: list[BaseProcess] = []
+        self.what = "starting"  # what the workers are doing, for messages
+        try:
+            for index in range(workers):
+                mine, theirs = context.Pipe()
+                process = context.Process(
+                    target=_work,
+                    args=(url, project, chunk_size, incremental, index, workers, theirs),
+                    name=f"trouw-simulate-{index + 1}",
+                    daemon=True,
+                )
+                process.start()
+                theirs.close()  # a dead worker's pipe then reads as closed
+                self.pipes.append(mine)
+                self.processes.append(process)
+            self._wait_all(READY)
+        except BaseException:
+            self._stop(at_once=True)
+            raise
+
+    def __enter__(self) -> Crew:
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self._stop(at_once=kind is not None)
+
+    def run_day(self, day: date) -> None:
+        """Have every worker decide and write its chunks for `day`; return when all have."""
+        self.what = f"simulating {day}"
+        for index, pipe in enumerate(self.pipes):
+            try:
+                pipe.send(day)
+            except OSError:
+                raise self._failure(index, None) from None
+        self._wait_all(DONE)
+
+    def _wait_all(self, expected: str) -> None:
+        pending = dict(enumerate(self.pipes))
+        while pending:
+            ends = {self.processes[i].sentinel: i for i in pending}
+            ready = wait([*pending.values(), *ends], timeout=LIVENESS_S)
+            for index, pipe in list(pending.items()):
+                if pipe in ready or pipe.poll():
+                    try:
+                        kind, detail = pipe.recv()
+                    except (EOFError, OSError):
+                        raise self._failure(index, None) from None
+                    if kind == FAILED:
+                        raise self._failure(index, str(detail))
+                    if kind != expected:
+                        raise self._failure(index, f"said {kind!r}, expected {expected!r}")
+                    del pending[index]
+            for sentinel, index in ends.items():
+                ended = sentinel in ready or not self.processes[index].is_alive()
+                # A worker that ended after its last words: those are read first.
+                if index in pending and ended and not self.pipes[index].poll():
+                    raise self._failure(index, None)
+
+    def _failure(self, index: int, reason: str | None) -> WorkFailed:
+        process = self.processes[index]
+        if reason is None:
+            process.join(1.0)
+            code = process.exitcode
+            if code is None:
+                reason = "its pipe closed"
+            elif code < 0:
+                reason = f"it was killed (signal {-code})"
+            else:
+                reason = f"it ended (exit code {code})"
+        return WorkFailed(
+            f"simulate worker {index + 1} of {self.count} (pid {process.pid}) failed while "
+            f"{self.what}: {reason}"
+        )
+
+    def _stop(self, *, at_once: bool) -> None:
+        for pipe in self.pipes:
+            if not at_once:
+                with contextlib.suppress(OSError):
+                    pipe.send(None)
+        for process in self.processes:
+            if at_once:
+                process.terminate()
+            process.join(STOP_S)
+            if process.is_alive():
+                process.kill()
+                process.join()
+        for pipe in self.pipes:
+            pipe.close()
+
+
+# -- in the worker process
+
+
+def _work(
+    url: str,
+    project: Project,
+    chunk_size: int,
+    incremental: bool,
+    index: int,
+    count: int,
+    pipe: Pipe,
+) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the main process handles Ctrl-C
+    engine = None
+    try:
+        engine = create_store_engine(url)
+        replay = DayReplay(project, incremental=incremental)
+        # The contacts do not change during the replay: this worker's chunks, read once.
+        with engine.connect() as connection:
+            chunks = [
+                chunk
+                for number, chunk in enumerate(contact_chunks(connection, chunk_size))
+                if number % count == index
+            ]
+        pipe.send((READY, None))
+        while True:
+            try:
+                day = pipe.recv()
+            except EOFError:  # the main process is gone
+                return
+            if day is None:
+                return
+            today = replay.day(day)
+            rows = []
+            with engine.connect() as connection, connection.begin():
+                replay.watch(connection, today)
+                for chunk in chunks:
+                    rows.extend(replay.decide(connection, today, chunk))
+            if rows:
+                with atomic(engine) as connection:
+                    replay.write(connection, rows)
+            pipe.send((DONE, None))
+    except BaseException as exc:  # reported to the main process, which fails the run
+        traceback.print_exc(file=sys.stderr)
+        with contextlib.suppress(OSError):
+            pipe.send((FAILED, f"{type(exc).__name__}: {exc}"))
+    finally:
+        if engine is not None:
+            engine.dispose()
+
+
+__all__ = ["Crew"]
