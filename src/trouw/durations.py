@@ -8,6 +8,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import date, timedelta
+from functools import lru_cache
 
 from dateutil.relativedelta import relativedelta
 
@@ -33,12 +34,10 @@ class Duration:
 
     def before(self, day: date) -> date:
         """The day this duration before `day` (calendar-aware for months and years)."""
-        result: date = day - self.delta()
-        return result
+        return _shifted(day, -self.amount, self.unit)
 
     def after(self, day: date) -> date:
-        result: date = day + self.delta()
-        return result
+        return _shifted(day, self.amount, self.unit)
 
     def approx_days(self) -> int:
         """Length in days, for sizing windows; exact for d and w."""
@@ -51,6 +50,18 @@ class Duration:
         if self.unit not in ("d", "w"):
             raise ValueError(f"{self} has no fixed length in days")
         return timedelta(days=self.amount * (7 if self.unit == "w" else 1))
+
+
+@lru_cache(maxsize=65536)
+def _shifted(day: date, amount: int, unit: str) -> date:
+    """`day` moved by `amount` units: days and weeks exactly, months and years by the
+    calendar (31 January + 1mo is 28 or 29 February). Kept: planning asks the same few
+    days millions of times, and calendar arithmetic is slow."""
+    if unit in ("d", "w"):
+        return day + timedelta(days=amount * (7 if unit == "w" else 1))
+    shift = relativedelta(months=amount) if unit == "mo" else relativedelta(years=amount)
+    result: date = day + shift
+    return result
 
 
 def parse_duration(text: object) -> Duration:

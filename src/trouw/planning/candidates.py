@@ -19,7 +19,7 @@ from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from functools import lru_cache
-from typing import Any
+from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sqlalchemy import (
@@ -173,6 +173,28 @@ class CampaignPlan:
             tuple(steps),
             trigger.kind if trigger is not None and trigger.kind in LOOKUPS else None,
         )
+
+
+class Run(NamedTuple):
+    """One step of one run of a campaign for one contact, before the planning day:
+    scheduled (`due` None: the step's shared sends, or a test's rest when the template is
+    WINNER_PENDING) or started by a trigger (`due` before any catching up)."""
+
+    plan: CampaignPlan
+    step_index: int
+    step: Step
+    template: str
+    due: date | None = None
+    occurrence: str = ""
+    overdue_ok: bool = False
+
+
+class Runs(NamedTuple):
+    """A contact's runs, and the one planning day they hold for (an entry into a segment
+    starts on the day it is seen), or None: any day of the year while the facts hold."""
+
+    runs: tuple[Run, ...]
+    as_of: date | None
 
 
 class CandidateFinder:
@@ -533,7 +555,13 @@ class CandidateFinder:
         return due if due.year == self.year else None
 
     def candidates(self, contact: ContactRow, facts: ChunkFacts) -> list[Candidate]:
-        """Every send the calendar wants to make to this contact, due in the year.
+        """Every send the calendar wants to make to this contact, due in the year."""
+        return self.on_the_day(self.runs(contact, facts))
+
+    def runs(self, contact: ContactRow, facts: ChunkFacts) -> Runs:
+        """What the calendar wants to send this contact as their facts say, before the
+        planning day is applied (`on_the_day`): a simulation keeps them from day to day
+        while the facts stay the same (planning/watch.py).
 
         Runs once per contact, so the per-campaign work is done in `plans` up
         front: scheduled sends are built once per (step, template) and shared by
@@ -541,10 +569,8 @@ class CandidateFinder:
         """
         contact_id = str(contact.id)
         members = facts.members
-        found: list[Candidate] = []
-        as_of = self.as_of
-        catch_up_from = self.catch_up_from
-        year = self.year
+        found: list[Run] = []
+        today_only = False
         for plan in self.plans:
             campaign = plan.campaign
             if plan.segment is not None and contact_id not in members[plan.segment]:
@@ -560,9 +586,9 @@ class CandidateFinder:
                         and test.share is not None
                         and not in_first_wave(contact_id, plan.name, step.name, test.share)
                     ):  # the rest of a test: the winner, later
-                        found.extend(self._rest_of_test(plan, index, step))
+                        found.append(Run(plan, index, step, WINNER_PENDING))
                         continue
-                    found.extend(self._scheduled_candidates(plan, index, step, template))
+                    found.append(Run(plan, index, step, template))
                 continue
             # Most contacts have no such event, purchase or entry: skip them before `starts`.
             lookup = plan.lookup
@@ -575,8 +601,8 @@ class CandidateFinder:
             starts = self.starts(campaign, contact, facts)
             if not starts:
                 continue
-            name, kind, priority = plan.name, campaign.kind, campaign.priority
-            catch_up = catch_up_from[name]
+            today_only = today_only or lookup == "entered"  # an entry starts on the day
+            name = plan.name
             for index, step, fixed in plan.steps:
                 template = fixed or self._template(campaign, step, contact_id, members)
                 if template is None:
@@ -587,17 +613,36 @@ class CandidateFinder:
                         due = start + timedelta(days=offset)
                     else:
                         due = step.after.after(start) if step.after is not None else start
-                    if due < as_of:
-                        # Missed while the plan was not running: catch up on the planning
-                        # day if recent enough (or always, for a lasting state: inactivity).
-                        if not overdue_ok and due < catch_up:
-                            continue
-                        due = as_of
-                    if due.year != year:
-                        continue
-                    found.append(
-                        Candidate(due, name, step.name, occurrence, template, kind, priority, index)
-                    )
+                    found.append(Run(plan, index, step, template, due, occurrence, overdue_ok))
+        return Runs(tuple(found), self.as_of if today_only else None)
+
+    def on_the_day(self, runs: Runs) -> list[Candidate]:
+        """The candidates of `runs` as of the planning day: a send missed while the plan
+        was not running is caught up on the day if recent enough (or always, for a lasting
+        state: inactivity); what is not due in the year is left out."""
+        found: list[Candidate] = []
+        as_of = self.as_of
+        year = self.year
+        for run in runs.runs:
+            plan, index, step = run.plan, run.step_index, run.step
+            due = run.due
+            if due is None:  # scheduled: the same for everyone it reaches
+                if run.template == WINNER_PENDING:
+                    found.extend(self._rest_of_test(plan, index, step))
+                else:
+                    found.extend(self._scheduled_candidates(plan, index, step, run.template))
+                continue
+            if due < as_of:
+                if not run.overdue_ok and due < self.catch_up_from[plan.name]:
+                    continue
+                due = as_of
+            if due.year != year:
+                continue
+            campaign = plan.campaign
+            found.append(
+                Candidate(due, plan.name, step.name, run.occurrence, run.template, campaign.kind,
+                          campaign.priority, index)
+            )  # fmt: skip
         return found
 
     def _scheduled_candidates(

@@ -69,10 +69,12 @@ def open_candidates(
     contact: ContactRow,
     facts: ChunkFacts,
     made: Collection[tuple[str, str, str]] = (),
+    found: list[Candidate] | None = None,
 ) -> list[Candidate]:
-    """The candidates `decide` resolves: the finder's, less those due before the contact
-    became a customer and those the ledger already holds (`made`)."""
-    candidates = finder.candidates(contact, facts)
+    """The candidates `decide` resolves: the finder's (or `found`, the same kept by the
+    caller: watch.py), less those due before the contact became a customer and those the
+    ledger already holds (`made`)."""
+    candidates = finder.candidates(contact, facts) if found is None else found
     joined = contact.customer_since
     if isinstance(joined, date) and joined > finder.as_of:
         candidates = [c for c in candidates if c.due >= joined]  # not a customer before

@@ -25,7 +25,7 @@ from typing import Any
 
 from sqlalchemy import Connection, select
 
-from trouw.planning.candidates import CandidateFinder, ChunkFacts, ContactRow
+from trouw.planning.candidates import CandidateFinder, ChunkFacts, ContactRow, Runs
 from trouw.planning.policy import Candidate
 from trouw.segments import Clock, members_query
 from trouw.segments.moving import overnight
@@ -164,6 +164,8 @@ class Watch:
     places: dict[str, dict[str, int]] = field(default_factory=dict)  # chunk -> id -> place
     # chunk -> the contacts whose facts from events were gathered again today (merged)
     from_events: dict[str, set[str]] = field(default_factory=dict)
+    # contact id -> their runs (CandidateFinder.runs), kept while their facts hold
+    runs: dict[str, Runs] = field(default_factory=dict)
 
     def start_day(self, connection: Connection, finder: CandidateFinder) -> None:
         """Find, for the whole shop, the contacts with an event the finder reads since the
@@ -254,8 +256,23 @@ class Watch:
         }
         places = self.ids(chunk)
         new = changed(before, facts, self.from_events.get(key))
+        for contact_id in new:
+            self.runs.pop(contact_id, None)
         order = sorted(places[i] for i in woken | new if i in places)
         return [chunk[place] for place in order]
+
+    def candidates(
+        self, finder: CandidateFinder, contact: ContactRow, facts: ChunkFacts
+    ) -> list[Candidate]:
+        """`finder.candidates`, from the contact's runs of the day before when their facts
+        are the same (a contact `due` hands out as changed has none kept)."""
+        contact_id = str(contact.id)
+        runs = self.runs.get(contact_id)
+        if runs is None:
+            runs = finder.runs(contact, facts)
+            if runs.as_of is None:
+                self.runs[contact_id] = runs
+        return finder.on_the_day(runs)
 
     def next_day(self, chunk: Sequence[ContactRow], contact_id: str, when: date | None) -> None:
         """Decide the contact again on `when` (None: only if their facts change)."""
