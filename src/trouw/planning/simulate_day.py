@@ -175,7 +175,8 @@ class DayReplay:
         for contact in due:
             contact_id = str(contact.id)
             history = histories.get(contact_id) or SentHistory()
-            candidates = open_candidates(finder, contact, facts, history.keys)
+            kept = None if watching is None else watching.candidates(finder, contact, facts)
+            candidates = open_candidates(finder, contact, facts, history.keys, kept)
             decided = decide_among(
                 candidates, finder, self.rules, today.calendar, contact, facts,
                 sent=history.recent, due_by=day,
