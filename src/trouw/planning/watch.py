@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from datetime import date, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection, Select, select
 
 from trouw.planning.candidates import CandidateFinder, ChunkFacts, ContactRow, Runs
 from trouw.planning.policy import Candidate
@@ -166,12 +166,14 @@ class Watch:
     from_events: dict[str, set[str]] = field(default_factory=dict)
     # contact id -> their runs (CandidateFinder.runs), kept while their facts hold
     runs: dict[str, Runs] = field(default_factory=dict)
+    queries: dict[str, Select[tuple[str]]] = field(default_factory=dict)  # of the day
 
     def start_day(self, connection: Connection, finder: CandidateFinder) -> None:
         """Find, for the whole shop, the contacts with an event the finder reads since the
         day before's end, and those who may have joined or left each segment overnight."""
         day = finder.clock.as_of
         self.moved = {}
+        self.queries = {}
         yesterday = day - timedelta(days=1)
         self.following = self.watched == yesterday
         if self.following:
@@ -224,13 +226,22 @@ class Watch:
                 continue
             members = before.members[name] - again
             if again:
-                query = members_query(
-                    finder.catalog.get(name), finder.catalog, finder.clock, connection.dialect.name
-                ).where(contacts.c.id.in_(sorted(again)))
+                query = self.members(finder, name, connection.dialect.name).where(
+                    contacts.c.id.in_(sorted(again))
+                )
                 members |= set(map(str, connection.execute(query).scalars()))
             facts.members[name] = members
         finder.gather_dated(connection, chunk, facts, known=set(facts.members))
         return facts
+
+    def members(self, finder: CandidateFinder, name: str, dialect: str) -> Select[tuple[str]]:
+        """The segment's members query as of the day (`start_day`), built once."""
+        query = self.queries.get(name)
+        if query is None:
+            catalog = finder.catalog
+            query = members_query(catalog.get(name), catalog, finder.clock, dialect)
+            self.queries[name] = query
+        return query
 
     def ids(self, chunk: Sequence[ContactRow]) -> dict[str, int]:
         """The chunk's contact ids and their places in it."""
