@@ -409,7 +409,20 @@ class SmtpPool:
     def deliver_batch(
         self, items: Sequence[Outgoing], hooks: Hooks, stopping: Callable[[], bool]
     ) -> list[Outcome | TransportDown]:
-        futures = [self._threads.submit(_deliver_one, self, i, hooks, stopping) for i in items]
+        """The items over all the connections at once. Once one of them finds the server
+        gone (TransportDown), the mails not yet started are not tried: each gets that
+        error (certainly not handed over), as the one-connection path stops at the first."""
+        down: list[TransportDown] = []
+
+        def one(item: Outgoing) -> Outcome | TransportDown:
+            if down:
+                return down[0]
+            result = _deliver_one(self, item, hooks, stopping)
+            if isinstance(result, TransportDown):
+                down.append(result)
+            return result
+
+        futures = [self._threads.submit(one, item) for item in items]
         return [future.result() for future in futures]
 
     def close(self) -> None:
