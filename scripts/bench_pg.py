@@ -2,6 +2,7 @@
 
     python scripts/bench_pg.py --contacts 20000 [--database-url URL] [--mails 5000]
         [--stages import,segments,plan,send,clicks] [--workdir DIR] [--json bench-pg.json]
+    python scripts/bench_pg.py --stages plan --database-url URL   # again, on a kept import
 
 Generates the demo shop at that scale (about ten events per contact, as
 scripts/bench.py does) and, on one PostgreSQL server:
@@ -24,6 +25,10 @@ scripts/bench.py does) and, on one PostgreSQL server:
   database (CREATE DATABASE … TEMPLATE), for the busiest plan days until
   --mails are due, beside the sink's own limit for the same mail;
 - clicks: scripts/bench_clicks.py with --database-url on a database of its own.
+
+Without the import stage, --database-url names a database an earlier run
+imported into and kept (--keep): the other stages run on its contacts and
+events again (its plan emptied first), without generating and importing anew.
 
 Every trouw stage runs as its own process (the segment counts run in this
 one) and its peak memory is that of its largest process (the run or one of
@@ -172,6 +177,26 @@ def make_baseline_schema(url: str) -> None:
             connection.execute(f"SET LOCAL search_path TO {BASELINE}")  # REFERENCES resolve here
             for table, name, definition in keys:
                 connection.execute(f'ALTER TABLE {table} ADD CONSTRAINT "{name}" {definition}')
+
+
+def imported(url: str) -> dict[str, int]:
+    """A database an earlier run imported into and kept (--keep): its contacts and events,
+    so that the later stages can be run again on it alone. Its plan is emptied: the plan
+    stage measures a first plan, as the run that imported did."""
+    with raw(url) as connection:
+        found = connection.execute(
+            "SELECT (SELECT count(*) FROM contacts), (SELECT count(*) FROM events), "
+            "to_regclass(%s) IS NOT NULL",
+            (f"{BASELINE}.plan",),
+        ).fetchone()
+        assert found is not None
+        if not found[0] or not found[2]:
+            raise SystemExit(
+                f"{url} holds no import of an earlier run: run with --stages import,… --keep"
+            )
+        connection.execute("TRUNCATE plan, plan_runs, plan_jobs, plan_chunks, plan_staging")
+        connection.execute(f"TRUNCATE {BASELINE}.plan")
+    return {"contacts": int(found[0]), "events": int(found[1])}
 
 
 # --- the COPY baselines (child processes, so that their memory is their own) ----------------
@@ -660,8 +685,12 @@ def main() -> None:
         parser.error(f"unknown stages {unknown}; choose from {', '.join(STAGES)}")
     if "send" in stages and "plan" not in stages:
         parser.error("send needs the plan stage")
-    if ("segments" in stages or "plan" in stages) and "import" not in stages:
-        parser.error("segments and plan need the import stage")
+    reuse = "import" not in stages and ("segments" in stages or "plan" in stages)
+    if reuse and args.database_url is None:
+        parser.error(
+            "segments and plan need the import stage, or --database-url of a database an "
+            "earlier run imported into and kept (--keep)"
+        )
 
     from bench_send import mail_project
 
@@ -673,7 +702,10 @@ def main() -> None:
             workdir = args.workdir or Path(scratch)
             workdir.mkdir(parents=True, exist_ok=True)
             project = mail_project(workdir)
-            make_baseline_schema(dbs.url)
+            if reuse:
+                report.update(imported(dbs.url))
+            else:
+                make_baseline_schema(dbs.url)
             with raw(dbs.url) as connection:
                 report["server"] = connection.execute("SHOW server_version").fetchone()[0]  # type: ignore[index]
             if "import" in stages:

@@ -37,6 +37,7 @@ from trouw.planning.parallel import (
     Helpers,
     chunk_bounds,
     job_of_year,
+    kept_rows,
     lock_job,
     move_staged,
     shared_url,
@@ -292,8 +293,8 @@ def plan_year_together(
                 started_at = connection.execute(
                     select(plan_jobs.c.started_at).where(plan_jobs.c.id == job.id)
                 ).scalar_one()
-                _delete_year(connection, year)
-                summary.year_contacts, statuses, summary.runs = move_staged(connection, job)
+                kept = kept_rows(connection, _delete_year(connection, year))
+                summary.year_contacts, statuses, summary.runs = move_staged(connection, job, kept)
                 record_plan_run(
                     connection,
                     year=year,
@@ -305,8 +306,8 @@ def plan_year_together(
     return summary
 
 
-def _delete_year(connection: Connection, year: int) -> None:
-    """Delete the year's old plan rows.
+def _delete_year(connection: Connection, year: int) -> int:
+    """Delete the year's old plan rows; return how many.
 
     On SQLite a DELETE without WHERE frees the table's pages instead of
     deleting row by row (and index entry by entry): when the plan holds no
@@ -316,9 +317,9 @@ def _delete_year(connection: Connection, year: int) -> None:
     if connection.dialect.name == "sqlite":
         other_years = exists().where(or_(plan.c.day < start, plan.c.day > end))
         if not connection.execute(select(other_years)).scalar():
-            connection.execute(delete(plan))
-            return
-    connection.execute(delete(plan).where(plan.c.day >= start, plan.c.day <= end))
+            return int(connection.execute(delete(plan)).rowcount)
+    deleted = connection.execute(delete(plan).where(plan.c.day >= start, plan.c.day <= end))
+    return int(deleted.rowcount)
 
 
 def count_contacts(connection: Connection) -> int:

@@ -48,6 +48,18 @@ SMALL_BATCH = 100
 _json = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 
 
+def copy_types(connection: Connection, table: Table, columns: Sequence[str]) -> list[str]:
+    """PostgreSQL's names of the types of `columns`, for COPY … (FORMAT BINARY).
+
+    A binary COPY takes the values as the columns store them: the server parses no
+    text, and the driver dumps each value without guessing its type (about half the
+    client's time per row of a text COPY)."""
+    return [
+        str(table.c[name].type.compile(dialect=connection.dialect)).split("(")[0].lower()
+        for name in columns
+    ]
+
+
 class BulkInsert:
     """Insert rows of `columns` into `table`, with `on_conflict` applied."""
 
