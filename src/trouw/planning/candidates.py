@@ -249,18 +249,22 @@ class CandidateFinder:
             for index, step in enumerate(c.steps)
         }  # fmt: skip
         # Scheduled campaigns: the due days and occurrences are the same for everyone.
+        # `late`: the keys of those caught up on the day (due before it, still valid).
+        self.late: set[tuple[str, str, str]] = set()
         self.scheduled_dues: dict[tuple[str, int], list[tuple[date, str]]] = {}
         for campaign in self.campaigns:
             if campaign.schedule is None:
                 continue
             for index, step in enumerate(campaign.steps):
                 dues = []
+                offset = self.offsets[(campaign.name, index)]
                 for start in self.scheduled[campaign.name]:
-                    due = self.due(
-                        campaign.name, start, step, self.offsets[(campaign.name, index)], False
-                    )
+                    due = self.due(campaign.name, start, step, offset, False)
                     if due is not None:
-                        dues.append((due, f"{campaign.name}:{start}"))
+                        occurrence = f"{campaign.name}:{start}"
+                        dues.append((due, occurrence))
+                        if self.raw_due(start, step, offset) < self.as_of:
+                            self.late.add((campaign.name, step.name, occurrence))
                 self.scheduled_dues[(campaign.name, index)] = dues
         self.any_suppressed: bool | None = None
         self.plans = [CampaignPlan.of(c) for c in self.campaigns]
@@ -542,10 +546,7 @@ class CandidateFinder:
         self, campaign: str, start: date, step: Step, offset: int | None, overdue_ok: bool
     ) -> date | None:
         """The day a step is due for a run started on `start`; None if not in the year."""
-        if offset is not None:
-            due = start + timedelta(days=offset)
-        else:
-            due = step.after.after(start) if step.after is not None else start
+        due = self.raw_due(start, step, offset)
         if due < self.as_of:
             # Missed while the plan was not running: catch up on the planning day if it
             # is recent enough (or always, for a lasting state such as inactivity).
@@ -553,6 +554,13 @@ class CandidateFinder:
                 return None
             due = self.as_of
         return due if due.year == self.year else None
+
+    @staticmethod
+    def raw_due(start: date, step: Step, offset: int | None) -> date:
+        """The day a step of a run started on `start` is due, before any catching up."""
+        if offset is not None:
+            return start + timedelta(days=offset)
+        return step.after.after(start) if step.after is not None else start
 
     def candidates(self, contact: ContactRow, facts: ChunkFacts) -> list[Candidate]:
         """Every send the calendar wants to make to this contact, due in the year."""
@@ -609,17 +617,17 @@ class CandidateFinder:
                     continue
                 offset = self.offsets[(name, index)]
                 for start, occurrence, overdue_ok in starts:
-                    if offset is not None:
-                        due = start + timedelta(days=offset)
-                    else:
-                        due = step.after.after(start) if step.after is not None else start
+                    due = self.raw_due(start, step, offset)
                     found.append(Run(plan, index, step, template, due, occurrence, overdue_ok))
         return Runs(tuple(found), self.as_of if today_only else None)
 
-    def on_the_day(self, runs: Runs) -> list[Candidate]:
+    def on_the_day(
+        self, runs: Runs, late: set[tuple[str, str, str]] | None = None
+    ) -> list[Candidate]:
         """The candidates of `runs` as of the planning day: a send missed while the plan
         was not running is caught up on the day if recent enough (or always, for a lasting
-        state: inactivity); what is not due in the year is left out."""
+        state: inactivity); what is not due in the year is left out. `late` gets the keys
+        of the triggered ones caught up (the scheduled ones are in `self.late`)."""
         found: list[Candidate] = []
         as_of = self.as_of
         year = self.year
@@ -636,6 +644,8 @@ class CandidateFinder:
                 if not run.overdue_ok and due < self.catch_up_from[plan.name]:
                     continue
                 due = as_of
+                if late is not None:
+                    late.add((plan.name, step.name, run.occurrence))
             if due.year != year:
                 continue
             campaign = plan.campaign
@@ -678,6 +688,8 @@ class CandidateFinder:
                 due = self.due(plan.name, start + wait, step, offset, False)
                 if due is None:
                     continue
+                if self.raw_due(start + wait, step, offset) < self.as_of:
+                    self.late.add((plan.name, step.name, occurrence))
                 template = winners.get((plan.name, step.name, occurrence), WINNER_PENDING)
                 found.append(
                     Candidate(due, plan.name, step.name, occurrence, template, campaign.kind,

@@ -26,7 +26,7 @@ from trouw.planning.candidates import CandidateFinder, ContactRow, send_channel
 from trouw.planning.decision import decide_among, ends_on, open_candidates, sends_on
 from trouw.planning.planner import calendar_campaigns
 from trouw.planning.policy import Rules, YearCalendar
-from trouw.planning.watch import Watch, next_due
+from trouw.planning.watch import Watch
 from trouw.project import Project
 from trouw.segments import Clock, keep_day_snapshots, load_catalog
 from trouw.sending.ledger import CANCELLED, COUNTED, SENT
@@ -196,7 +196,7 @@ class DayReplay:
                              channel, status, None, made_at, made_at, day, 0)
                         )  # fmt: skip
             if watching is not None:
-                watching.next_day(chunk, contact_id, next_due(candidates, made, contact, day))
+                watching.decided(chunk, finder, contact, candidates, decided, made)
         return rows
 
     def write(self, connection: Connection, rows: Sequence[tuple[Any, ...]]) -> None:

@@ -26,7 +26,7 @@ from typing import Any
 from sqlalchemy import Connection, Select, select
 
 from trouw.planning.candidates import CandidateFinder, ChunkFacts, ContactRow, Runs
-from trouw.planning.policy import Candidate
+from trouw.planning.policy import DEFERRED, PLANNED, Candidate, Decision
 from trouw.segments import Clock, members_query
 from trouw.segments.moving import overnight
 from trouw.store import contacts, events
@@ -87,23 +87,50 @@ def next_due(
     made: Collection[tuple[str, str, str]],
     contact: ContactRow,
     day: date,
+    decided: Sequence[Decision] = (),
+    late: Collection[tuple[str, str, str]] = (),
+    validity: Mapping[str, int] | None = None,
 ) -> date | None:
     """The first day after `day` on which the contact may have a send due, facts unchanged.
 
     `candidates`: the contact's open candidates as of `day` (decision.open_candidates);
-    `made`: the keys `day` wrote. A candidate still open and due by `day` may be caught up
-    tomorrow; one due later is due on its day. A contact not yet a customer may have
-    sends caught up on the day they become one. None: nothing, unless their facts change.
+    `made`: the keys `day` wrote; `decided`: the day's decisions on them. A candidate due
+    later is due on its day. One due on `day` for the first time (not `late`: caught up
+    from an earlier day) that the decision put on a later day goes on that day, or ends
+    the day after the last it may be caught up (`validity`: campaign -> days) if sooner:
+    until then, and until the next candidate's due day, the same candidates in the same
+    order meet the same ledger, so every day decides the same (and sends nothing). Any
+    other candidate due by `day` (caught up, dropped, waiting for a winner) may go
+    tomorrow. A contact not yet a customer may have sends caught up on the day they become
+    one. None: nothing, unless their facts change.
     """
+    placed = {decision.candidate.key: decision for decision in decided}
+    tomorrow = day + timedelta(days=1)
     first: date | None = None
     for candidate in candidates:
-        if candidate.key not in made and (first is None or candidate.due < first):
-            first = candidate.due
+        key = candidate.key
+        if key in made:
+            continue
+        when = candidate.due
+        if when <= day:
+            when = tomorrow
+            decision = placed.get(key)
+            if (
+                validity is not None
+                and key not in late
+                and decision is not None
+                and decision.status in (PLANNED, DEFERRED)
+                and decision.day > day
+            ):
+                ends = day + timedelta(days=validity[candidate.campaign] + 1)
+                when = min(decision.day, ends)
+        if first is None or when < first:
+            first = when
     joined = contact.customer_since
     if isinstance(joined, date) and joined > day and (first is None or joined < first):
         first = joined
     if first is not None and first <= day:
-        first = day + timedelta(days=1)
+        first = tomorrow
     return first
 
 
@@ -167,6 +194,9 @@ class Watch:
     # contact id -> their runs (CandidateFinder.runs), kept while their facts hold
     runs: dict[str, Runs] = field(default_factory=dict)
     queries: dict[str, Select[tuple[str]]] = field(default_factory=dict)  # of the day
+    # the keys of the contact `candidates` was last asked about that are caught up today
+    late: set[tuple[str, str, str]] = field(default_factory=set)
+    validity: dict[str, int] = field(default_factory=dict)  # campaign -> days, of the day
 
     def start_day(self, connection: Connection, finder: CandidateFinder) -> None:
         """Find, for the whole shop, the contacts with an event the finder reads since the
@@ -174,6 +204,7 @@ class Watch:
         day = finder.clock.as_of
         self.moved = {}
         self.queries = {}
+        self.validity = {name: (day - since).days for name, since in finder.catch_up_from.items()}
         yesterday = day - timedelta(days=1)
         self.following = self.watched == yesterday
         if self.following:
@@ -283,7 +314,23 @@ class Watch:
             runs = finder.runs(contact, facts)
             if runs.as_of is None:
                 self.runs[contact_id] = runs
-        return finder.on_the_day(runs)
+        self.late = set()
+        return finder.on_the_day(runs, self.late)
+
+    def decided(
+        self,
+        chunk: Sequence[ContactRow],
+        finder: CandidateFinder,
+        contact: ContactRow,
+        candidates: Sequence[Candidate],
+        decided: Sequence[Decision],
+        made: Collection[tuple[str, str, str]],
+    ) -> None:
+        """Wake the contact `candidates` was last asked about on their `next_due` day."""
+        day = finder.as_of
+        late = self.late | finder.late if finder.late else self.late
+        when = next_due(candidates, made, contact, day, decided, late, self.validity)
+        self.next_day(chunk, str(contact.id), when)
 
     def next_day(self, chunk: Sequence[ContactRow], contact_id: str, when: date | None) -> None:
         """Decide the contact again on `when` (None: only if their facts change)."""
