@@ -271,6 +271,7 @@ class CandidateFinder:
         # Occurrence keys of yearly triggers (birthday:2026, birthday:2027), made once.
         self.year_keys = {c.name: (f"{c.name}:{year - 1}", f"{c.name}:{year}") for c in campaigns}
         self._shared: dict[tuple[str, int, str], tuple[Candidate, ...]] = {}
+        self._scheduled_runs: dict[tuple[str, int, str], Run] = {}
         self.topics = {c.name: c.topic for c in self.campaigns if c.topic}
         # Tests with a `share:`: the rest gets the winner (sending/winners.py), read once.
         self.share_tests = any(
@@ -594,9 +595,12 @@ class CandidateFinder:
                         and test.share is not None
                         and not in_first_wave(contact_id, plan.name, step.name, test.share)
                     ):  # the rest of a test: the winner, later
-                        found.append(Run(plan, index, step, WINNER_PENDING))
-                        continue
-                    found.append(Run(plan, index, step, template))
+                        template = WINNER_PENDING
+                    key = (plan.name, index, template)
+                    run = self._scheduled_runs.get(key)
+                    if run is None:  # one per step and template, shared by every contact
+                        run = self._scheduled_runs[key] = Run(plan, index, step, template)
+                    found.append(run)
                 continue
             # Most contacts have no such event, purchase or entry: skip them before `starts`.
             lookup = plan.lookup
