@@ -31,8 +31,8 @@ def _best_of(runs: int, *argv: str) -> float:
 
 @pytest.mark.slow
 def test_help_starts_about_as_fast_as_python_itself() -> None:
-    python = _best_of(5, "-c", "pass")
-    help_ = _best_of(5, "-m", "trouw", "--help")
+    python = _best_of(9, "-c", "pass")
+    help_ = _best_of(9, "-m", "trouw", "--help")
     # Importing the commands' libraries (SQLAlchemy, Jinja, rich tables) cost 0.6 s, six times
     # Python's own start; the lazy command table keeps `trouw --help` within a few tens of ms.
     assert help_ / python < 2.5, f"trouw --help {help_:.3f} s, python -c pass {python:.3f} s"
