@@ -112,6 +112,14 @@ def decide_among(
     )
 
 
+def stop_reasons(contact: ContactRow, facts: ChunkFacts) -> frozenset[str]:
+    """The reasons `resolve` drops a send for with nothing but the contact's facts to go on:
+    why they get nothing (unreachable) or nothing but service mails (stop_reason)."""
+    return frozenset(
+        reason for reason in (stop_reason(contact, facts), unreachable(contact, facts)) if reason
+    )
+
+
 def holding(
     finder: CandidateFinder, rules: Rules, contact: ContactRow, facts: ChunkFacts
 ) -> Callable[[str, date], str | None] | None:
@@ -177,5 +185,6 @@ __all__ = [
     "kept_out",
     "open_candidates",
     "sends_on",
+    "stop_reasons",
     "superseded",
 ]

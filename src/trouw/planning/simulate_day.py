@@ -196,7 +196,7 @@ class DayReplay:
                              channel, status, None, made_at, made_at, day, 0)
                         )  # fmt: skip
             if watching is not None:
-                watching.decided(chunk, finder, contact, candidates, decided, made)
+                watching.decided(chunk, finder, contact, facts, candidates, decided, made)
         return rows
 
     def write(self, connection: Connection, rows: Sequence[tuple[Any, ...]]) -> None:

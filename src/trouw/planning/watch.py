@@ -26,7 +26,8 @@ from typing import Any
 from sqlalchemy import Connection, Select, select
 
 from trouw.planning.candidates import CandidateFinder, ChunkFacts, ContactRow, Runs
-from trouw.planning.policy import DEFERRED, PLANNED, Candidate, Decision
+from trouw.planning.decision import stop_reasons
+from trouw.planning.policy import DEFERRED, DROPPED, PLANNED, Candidate, Decision
 from trouw.segments import Clock, members_query
 from trouw.segments.moving import overnight
 from trouw.store import contacts, events
@@ -90,6 +91,7 @@ def next_due(
     decided: Sequence[Decision] = (),
     late: Collection[tuple[str, str, str]] = (),
     validity: Mapping[str, int] | None = None,
+    stops: Collection[str] = (),
 ) -> date | None:
     """The first day after `day` on which the contact may have a send due, facts unchanged.
 
@@ -99,10 +101,12 @@ def next_due(
     from an earlier day) that the decision put on a later day goes on that day, or ends
     the day after the last it may be caught up (`validity`: campaign -> days) if sooner:
     until then, and until the next candidate's due day, the same candidates in the same
-    order meet the same ledger, so every day decides the same (and sends nothing). Any
-    other candidate due by `day` (caught up, dropped, waiting for a winner) may go
-    tomorrow. A contact not yet a customer may have sends caught up on the day they become
-    one. None: nothing, unless their facts change.
+    order meet the same ledger, so every day decides the same (and sends nothing). One
+    dropped because the contact gets nothing of its kind (its reason is one of `stops`:
+    decision.stop_reasons) is dropped again every day their facts hold. Any
+    other candidate due by `day` (caught up, dropped for want of room, waiting for a
+    winner) may go tomorrow. A contact not yet a customer may have sends caught up on the
+    day they become one. None: nothing, unless their facts change.
     """
     placed = {decision.candidate.key: decision for decision in decided}
     tomorrow = day + timedelta(days=1)
@@ -115,6 +119,8 @@ def next_due(
         if when <= day:
             when = tomorrow
             decision = placed.get(key)
+            if decision is not None and decision.status == DROPPED and decision.reason in stops:
+                continue
             if (
                 validity is not None
                 and key not in late
@@ -322,6 +328,7 @@ class Watch:
         chunk: Sequence[ContactRow],
         finder: CandidateFinder,
         contact: ContactRow,
+        facts: ChunkFacts,
         candidates: Sequence[Candidate],
         decided: Sequence[Decision],
         made: Collection[tuple[str, str, str]],
@@ -329,7 +336,8 @@ class Watch:
         """Wake the contact `candidates` was last asked about on their `next_due` day."""
         day = finder.as_of
         late = self.late | finder.late if finder.late else self.late
-        when = next_due(candidates, made, contact, day, decided, late, self.validity)
+        stops = stop_reasons(contact, facts)
+        when = next_due(candidates, made, contact, day, decided, late, self.validity, stops)
         self.next_day(chunk, str(contact.id), when)
 
     def next_day(self, chunk: Sequence[ContactRow], contact_id: str, when: date | None) -> None:
