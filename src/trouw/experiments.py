@@ -22,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Sequence
+from functools import lru_cache
 
 # Reasons a held-out send is dropped with, in the plan and the ledger (`reports/lift.py`
 # compares the contacts they name with those who got the mail).
@@ -87,6 +88,13 @@ def held_out(contact_id: str, campaign: str, share: float) -> bool:
     return fraction("holdout", contact_id, campaign) < share
 
 
+@lru_cache(maxsize=1 << 17)
+def held_out_of(contact_id: str, holdouts: tuple[tuple[str, float], ...]) -> frozenset[str]:
+    """The campaigns of `holdouts` ((name, share) pairs) that hold the contact out: the same
+    every day, so a simulation deciding a contact again and again hashes them once."""
+    return frozenset(name for name, share in holdouts if held_out(contact_id, name, share))
+
+
 def in_control_group(contact_id: str, year: int, share: float) -> bool:
     """Whether the project's control group holds the contact that year."""
     return fraction("control", contact_id, str(year)) < share
@@ -101,6 +109,7 @@ __all__ = [
     "format_share",
     "fraction",
     "held_out",
+    "held_out_of",
     "in_control_group",
     "in_first_wave",
     "parse_share",

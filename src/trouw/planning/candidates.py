@@ -287,8 +287,8 @@ class CandidateFinder:
         )
         self.project_hour: int | None = None
         self._project_hour_known = False
-        # Campaigns holding out a share of their audience (`holdout:`): name -> share.
-        self.holdouts = {c.name: c.holdout for c in self.campaigns if c.holdout}
+        # Campaigns holding out a share of their audience (`holdout:`): (name, share) pairs.
+        self.holdouts = tuple((c.name, c.holdout) for c in self.campaigns if c.holdout)
 
     # -- the set-based part: one statement per segment / trigger per chunk
 
@@ -349,10 +349,11 @@ class CandidateFinder:
         event_range = and_(
             events.c.contact_id >= first, events.c.contact_id <= last, events.c.occurred_at < end
         )
+        self.event_type = _event_type(dialect)
         if only is not None:
             event_range = and_(event_range, events.c.contact_id.in_(sorted(only)))
             chunk = [row for row in chunk if str(row.id) in only]
-        self.event_type = _event_type(dialect)
+            self.event_type = events.c.type  # the few contacts' (contact_id, type) look-ups
         stopping = select(events.c.contact_id, events.c.type, events.c.tag).where(
             event_range, self.event_type.in_(STOPPING_EVENTS)
         )

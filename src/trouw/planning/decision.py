@@ -13,7 +13,13 @@ from __future__ import annotations
 from collections.abc import Callable, Collection, Sequence
 from datetime import date
 
-from trouw.experiments import CAMPAIGN_HOLDOUT, CONTROL_GROUP, HELD_OUT, held_out, in_control_group
+from trouw.experiments import (
+    CAMPAIGN_HOLDOUT,
+    CONTROL_GROUP,
+    HELD_OUT,
+    held_out_of,
+    in_control_group,
+)
 from trouw.planning.candidates import (
     LEFT_TOPIC,
     PAUSED_UNTIL,
@@ -131,7 +137,7 @@ def holding(
     chosen = held_back(contact, facts, finder.topics)
     control = rules.control_group
     contact_id = str(contact.id)
-    out = {name for name, share in finder.holdouts.items() if held_out(contact_id, name, share)}
+    out = held_out_of(contact_id, finder.holdouts)
     if control is None and not out:
         return chosen
     years: dict[int, bool] = {}

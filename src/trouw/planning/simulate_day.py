@@ -116,6 +116,10 @@ class DayReplay:
         self.tz = project.settings.tz
         self.incremental = incremental
         self.watching: Watch | None = None
+        # Incremental: each chunk's ledger (contact id -> history), read on the chunk's first
+        # day and then kept up to date with the rows `decide` makes, which only this process
+        # writes for these contacts (simulate_workers.py: a chunk stays in one worker).
+        self.ledgers: dict[str, dict[str, SentHistory]] = {}
         self.writer = BulkInsert(ledger, LEDGER_COLUMNS)
         self._calendars: dict[int, YearCalendar] = {}
 
@@ -169,7 +173,7 @@ class DayReplay:
         else:
             facts = watching.gather(connection, finder, chunk)
             due = watching.due(chunk, facts, day)
-        histories = ledger_history(connection, chunk, today.since, due) if due else {}
+        histories = self.histories(connection, today, chunk, due)
         rows: list[tuple[Any, ...]] = []
         made_at = today.made_at
         for contact in due:
@@ -177,11 +181,13 @@ class DayReplay:
             history = histories.get(contact_id) or SentHistory()
             kept = None if watching is None else watching.candidates(finder, contact, facts)
             candidates = open_candidates(finder, contact, facts, history.keys, kept)
+            sent = [(d, name) for d, name in history.recent if d >= today.since]
             decided = decide_among(
                 candidates, finder, self.rules, today.calendar, contact, facts,
-                sent=history.recent, due_by=day,
+                sent=sent, due_by=day,
             )  # fmt: skip
             made: set[tuple[str, str, str]] = set()
+            counted: list[tuple[date, str]] = []
             if decided:
                 channel = send_channel(contact)
                 for status, decisions in ((SENT, sends_on(day, decided)),
@@ -195,9 +201,33 @@ class DayReplay:
                             (contact_id, c.campaign, c.step, c.occurrence, day, c.template,
                              channel, status, None, made_at, made_at, day, 0)
                         )  # fmt: skip
+                        if status in COUNTED:
+                            counted.append((day, c.campaign))
+            if made:  # the contact's ledger as the next day reads it
+                history = histories.setdefault(contact_id, SentHistory())
+                history.keys |= made
+                history.recent.extend(counted)
             if watching is not None:
                 watching.decided(chunk, finder, contact, facts, candidates, decided, made)
         return rows
+
+    def histories(
+        self,
+        connection: Connection,
+        today: Day,
+        chunk: Sequence[ContactRow],
+        due: Sequence[ContactRow],
+    ) -> dict[str, SentHistory]:
+        """The ledger of the chunk's `due` contacts (at least), which `decide` brings up to
+        date with the rows it makes: read from the database each day in the plain replay;
+        in the incremental one read on the chunk's first day and kept (`ledgers`)."""
+        if self.watching is None:
+            return ledger_history(connection, chunk, today.since, due) if due else {}
+        key = str(chunk[0].id)
+        kept = self.ledgers.get(key)
+        if kept is None:
+            kept = self.ledgers[key] = ledger_history(connection, chunk, today.since)
+        return kept
 
     def write(self, connection: Connection, rows: Sequence[tuple[Any, ...]]) -> None:
         self.writer.run(connection, rows)

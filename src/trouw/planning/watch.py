@@ -151,31 +151,30 @@ def _dated(facts: ChunkFacts) -> ChunkFacts:
 
 def merged(before: ChunkFacts, fresh: ChunkFacts, contact_ids: Collection[str]) -> ChunkFacts:
     """`before`'s facts from events with those of `contact_ids` replaced by `fresh`'s
-    (gathered for these contacts only); the dated facts are left empty."""
+    (gathered for these contacts only); the dated facts are left empty. `before`'s facts from
+    events are taken over, not copied (a chunk's are large, the day's changes few): `before`
+    keeps only its dated facts, which are all `changed` compares them on."""
     facts = ChunkFacts()
     for name in FROM_EVENTS:
         old = getattr(before, name)
         new = getattr(fresh, name)
         if name == "suppressed":
-            facts.suppressed = (old - set(contact_ids)) | new
+            old.difference_update(contact_ids)
+            old.update(new)
         elif name == "trigger_events":
-            facts.trigger_events = {
-                campaign: _replaced(values, new.get(campaign, {}), contact_ids)
-                for campaign, values in old.items()
-            }
+            for campaign, values in old.items():
+                _replace(values, new.get(campaign, {}), contact_ids)
         else:
-            setattr(facts, name, _replaced(old, new, contact_ids))
+            _replace(old, new, contact_ids)
+        setattr(facts, name, old)
+        setattr(before, name, type(old)())
     return facts
 
 
-def _replaced(
-    old: Mapping[str, Any], new: Mapping[str, Any], contact_ids: Collection[str]
-) -> dict[str, Any]:
-    values = dict(old)
+def _replace(values: dict[str, Any], new: Mapping[str, Any], contact_ids: Collection[str]) -> None:
     for contact_id in contact_ids:
         values.pop(contact_id, None)
     values.update(new)
-    return values
 
 
 @dataclass
