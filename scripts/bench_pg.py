@@ -51,7 +51,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import date, datetime, timedelta
 from pathlib import Path
@@ -181,8 +181,9 @@ def make_baseline_schema(url: str) -> None:
 
 def imported(url: str) -> dict[str, int]:
     """A database an earlier run imported into and kept (--keep): its contacts and events,
-    so that the later stages can be run again on it alone. Its plan is emptied: the plan
-    stage measures a first plan, as the run that imported did."""
+    so that the later stages can be run again on it alone. Its plan and ledger (the send
+    stage's earlier days) are emptied: the plan stage measures a first plan, as the run that
+    imported did."""
     with raw(url) as connection:
         found = connection.execute(
             "SELECT (SELECT count(*) FROM contacts), (SELECT count(*) FROM events), "
@@ -194,7 +195,9 @@ def imported(url: str) -> dict[str, int]:
             raise SystemExit(
                 f"{url} holds no import of an earlier run: run with --stages import,… --keep"
             )
-        connection.execute("TRUNCATE plan, plan_runs, plan_jobs, plan_chunks, plan_staging")
+        connection.execute(
+            "TRUNCATE plan, plan_runs, plan_jobs, plan_chunks, plan_staging, ledger, send_runs"
+        )
         connection.execute(f"TRUNCATE {BASELINE}.plan")
     return {"contacts": int(found[0]), "events": int(found[1])}
 
@@ -552,7 +555,9 @@ def earlier_days_sent(url: str, chosen: list[str]) -> None:
         )
 
 
-def bench_send(dbs: Databases, project: Path, mails: int) -> list[dict[str, Any]]:
+def bench_send(
+    dbs: Databases, project: Path, mails: int, crews: Sequence[int] = SEND_WORKERS
+) -> list[dict[str, Any]]:
     from bench_send import DAYS_SQL, Sink, choose_days, real_sample, sink_limit, trouw_send
 
     with raw(dbs.url) as connection:
@@ -566,7 +571,7 @@ def bench_send(dbs: Databases, project: Path, mails: int) -> list[dict[str, Any]
     sink = Sink()
     runs = []
     try:
-        for workers in SEND_WORKERS:
+        for workers in crews:
             print(f"send, --workers {workers} …", file=sys.stderr, flush=True)
             copy = dbs.copy(f"send{workers}")
             options = ["--workers", str(workers), "--connections", "4"]
@@ -673,6 +678,12 @@ def main() -> None:
         "--once", type=float, default=60.0, help="a segment count this slow (s) is run once"
     )
     parser.add_argument("--mails", type=int, default=20_000, help="send: at least this many due")
+    parser.add_argument(
+        "--send-workers",
+        type=lambda text: [int(n) for n in text.split(",")],
+        default=list(SEND_WORKERS),
+        help="send: the worker counts to run, comma-separated (default 1,2,4)",
+    )
     parser.add_argument("--clicks", type=int, default=20_000, help="click requests")
     parser.add_argument("--click-contacts", type=int, default=3000)
     parser.add_argument("--workdir", type=Path, help="keep the generated files here")
@@ -722,17 +733,21 @@ def main() -> None:
                     data / "contacts.csv", data / "events.jsonl", args.contacts, report["events"]
                 )
                 report["stages"] += bench_import(dbs.url, project, files)
+                keep_report(args.json, report)
             if "segments" in stages:
                 report["events_analyzed"] = analyzed(dbs.url)
                 report["stages"] += bench_segments(
                     dbs.url, project, args.as_of, args.runs, args.once
                 )
+                keep_report(args.json, report)
             if "plan" in stages:
                 report["stages"].append(
                     bench_plan(dbs.url, project, args.year, args.as_of, workdir)
                 )
+                keep_report(args.json, report)
             if "send" in stages:
-                report["stages"] += bench_send(dbs, project, args.mails)
+                report["stages"] += bench_send(dbs, project, args.mails, args.send_workers)
+                keep_report(args.json, report)
             if "clicks" in stages:
                 report["stages"].append(
                     bench_clicks(dbs, args.clicks, args.click_contacts, workdir)
@@ -744,6 +759,11 @@ def main() -> None:
     print_table(report)
     args.json.write_text(json.dumps(report, indent=2, default=str) + "\n", encoding="utf-8")
     print(f"wrote {args.json} ({report['seconds']} s in all)")
+
+
+def keep_report(path: Path, report: dict[str, Any]) -> None:
+    """The figures so far, written after each stage: a long run stopped later keeps them."""
+    path.write_text(json.dumps(report, indent=2, default=str) + "\n", encoding="utf-8")
 
 
 if __name__ == "__main__":

@@ -143,7 +143,7 @@ def _replay_here(
     while day <= end:
         today = replay.day(day)
         replay.begin(connection, today)
-        replay.watch(connection, today)
+        replay.watch(connection, today, chunks)
         for chunk in chunks:
             replay.write(connection, replay.decide(connection, today, chunk))
         replay.end(connection, today)
@@ -198,26 +198,35 @@ def _write_timeline(
     current: str | None = None
     weeks: Counter[date] = Counter()
     months: Counter[tuple[int, int]] = Counter()
+    sends: Counter[tuple[date, str]] = Counter()  # (Monday, campaign) -> sends
+    days: dict[date, tuple[str, date, tuple[int, int]]] = {}  # day -> its text, Monday, month
     timeline_path = out_dir / "timeline.csv"
     with timeline_path.open("w", encoding="utf-8", newline="") as handle:
         writer = csv.writer(handle, lineterminator="\n")
         writer.writerow(TIMELINE_COLUMNS)
-        for row in connection.execution_options(yield_per=5000).execute(query):
-            contact_id, day = row[0], row[1]
+        for contact_id, day, campaign, *rest in connection.execution_options(
+            yield_per=5000
+        ).execute(query):
             if contact_id != current:
                 weekly.update(weeks.values())
                 monthly.update(months.values())
                 weeks.clear()
                 months.clear()
                 current = contact_id
-            weeks[monday_of(day)] += 1
-            months[(day.year, day.month)] += 1
-            summary.sends += 1
-            summary.per_campaign[row[2]] += 1
-            summary.per_week.setdefault(monday_of(day), Counter())[row[2]] += 1
-            writer.writerow([day.isoformat() if i == 1 else v for i, v in enumerate(row)])
+            known = days.get(day)
+            if known is None:
+                known = days[day] = (day.isoformat(), monday_of(day), (day.year, day.month))
+            text, monday, month = known
+            weeks[monday] += 1
+            months[month] += 1
+            sends[(monday, campaign)] += 1
+            writer.writerow((contact_id, text, campaign, *rest))
         weekly.update(weeks.values())
         monthly.update(months.values())
+    for (monday, campaign), count in sends.items():
+        summary.sends += count
+        summary.per_campaign[campaign] += count
+        summary.per_week.setdefault(monday, Counter())[campaign] += count
     week_count = (monday_of(summary.end) - monday_of(summary.start)).days // 7 + 1
     month_count = (
         (summary.end.year - summary.start.year) * 12 + (summary.end.month - summary.start.month) + 1

@@ -152,13 +152,16 @@ class DayReplay:
         tomorrow's `entered` triggers."""
         keep_day_snapshots(connection, today.finder.entered, self.catalog, today.finder.clock)
 
-    def watch(self, connection: Connection, today: Day) -> None:
-        """Start the day in this process's watch (a new year: all decided anew)."""
+    def watch(
+        self, connection: Connection, today: Day, chunks: Sequence[Sequence[ContactRow]]
+    ) -> None:
+        """Start the day in this process's watch of its `chunks` (a new year: all decided
+        anew)."""
         if not self.incremental:
             return
         if self.watching is None or self.watching.year != today.day.year:
             self.watching = Watch(today.day.year)
-        self.watching.start_day(connection, today.finder)
+        self.watching.start_day(connection, today.finder, chunks)
 
     def decide(
         self, connection: Connection, today: Day, chunk: Sequence[ContactRow]

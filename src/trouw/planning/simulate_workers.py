@@ -199,7 +199,7 @@ def _work(
             today = replay.day(day)
             rows = []
             with engine.connect() as connection, connection.begin():
-                replay.watch(connection, today)
+                replay.watch(connection, today, chunks)
                 for chunk in chunks:
                     rows.extend(replay.decide(connection, today, chunk))
             if rows:

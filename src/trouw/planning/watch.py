@@ -18,7 +18,7 @@ only for the contacts who may have joined or left it overnight
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from typing import Any
@@ -140,6 +140,9 @@ def next_due(
     return first
 
 
+# Contacts asked about in one statement, at most (SQLite takes 32,766 parameters).
+ASK_AT_ONCE = 5000
+
 # The facts `CandidateFinder.gather_from_events` fills: they change only with new events.
 FROM_EVENTS = ("stopped", "topics_left", "paused", "suppressed", "last_purchase", "trigger_events")
 
@@ -150,8 +153,8 @@ def _dated(facts: ChunkFacts) -> ChunkFacts:
 
 
 def merged(before: ChunkFacts, fresh: ChunkFacts, contact_ids: Collection[str]) -> ChunkFacts:
-    """`before`'s facts from events with those of `contact_ids` replaced by `fresh`'s
-    (gathered for these contacts only); the dated facts are left empty. `before`'s facts from
+    """`before`'s facts from events with those of `contact_ids` replaced by `fresh`'s (which
+    may hold other contacts too); the dated facts are left empty. `before`'s facts from
     events are taken over, not copied (a chunk's are large, the day's changes few): `before`
     keeps only its dated facts, which are all `changed` compares them on."""
     facts = ChunkFacts()
@@ -160,10 +163,10 @@ def merged(before: ChunkFacts, fresh: ChunkFacts, contact_ids: Collection[str]) 
         new = getattr(fresh, name)
         if name == "suppressed":
             old.difference_update(contact_ids)
-            old.update(new)
+            old.update(new.intersection(contact_ids))
         elif name == "trigger_events":
-            for campaign, values in old.items():
-                _replace(values, new.get(campaign, {}), contact_ids)
+            for campaign in old.keys() | new.keys():
+                _replace(old.setdefault(campaign, {}), new.get(campaign, {}), contact_ids)
         else:
             _replace(old, new, contact_ids)
         setattr(facts, name, old)
@@ -172,9 +175,18 @@ def merged(before: ChunkFacts, fresh: ChunkFacts, contact_ids: Collection[str]) 
 
 
 def _replace(values: dict[str, Any], new: Mapping[str, Any], contact_ids: Collection[str]) -> None:
+    missing = object()
     for contact_id in contact_ids:
-        values.pop(contact_id, None)
-    values.update(new)
+        value = new.get(contact_id, missing)
+        if value is missing:
+            values.pop(contact_id, None)
+        else:
+            values[contact_id] = value
+
+
+def _parts(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
 
 
 @dataclass
@@ -202,13 +214,24 @@ class Watch:
     # the keys of the contact `candidates` was last asked about that are caught up today
     late: set[tuple[str, str, str]] = field(default_factory=set)
     validity: dict[str, int] = field(default_factory=dict)  # campaign -> days, of the day
+    # Asked ahead for the day (`start_day`), for the chunks whose facts are merged:
+    ahead: set[str] = field(default_factory=set)  # those chunks (by first contact id)
+    fresh: ChunkFacts = field(default_factory=ChunkFacts)  # their new-event contacts' facts
+    asked: dict[str, set[str]] = field(default_factory=dict)  # segment -> members of the moved
 
-    def start_day(self, connection: Connection, finder: CandidateFinder) -> None:
+    def start_day(
+        self,
+        connection: Connection,
+        finder: CandidateFinder,
+        chunks: Sequence[Sequence[ContactRow]],
+    ) -> None:
         """Find, for the whole shop, the contacts with an event the finder reads since the
-        day before's end, and those who may have joined or left each segment overnight."""
+        day before's end, and those who may have joined or left each segment overnight; then
+        ask what `gather` will need of them in `chunks` (this process's)."""
         day = finder.clock.as_of
         self.moved = {}
         self.queries = {}
+        self.ahead = set()
         self.validity = {name: (day - since).days for name, since in finder.catch_up_from.items()}
         yesterday = day - timedelta(days=1)
         self.following = self.watched == yesterday
@@ -231,42 +254,73 @@ class Watch:
                 self.moved[name] = (
                     None if moving is None else set(map(str, connection.execute(moving).scalars()))
                 )
+            self._ask_ahead(connection, finder, chunks)
         self.watched = day
+
+    def _ask_ahead(
+        self,
+        connection: Connection,
+        finder: CandidateFinder,
+        chunks: Sequence[Sequence[ContactRow]],
+    ) -> None:
+        """For the chunks whose facts `gather` merges today (watched the day before, at most
+        half of them changed): the facts from events of their contacts with new events, and
+        each segment's members among those who may have moved, in a few statements a day for
+        all of them rather than a few per chunk."""
+        rows: list[ContactRow] = []
+        moving = {name: moved for name, moved in self.moved.items() if moved}
+        asking: dict[str, set[str]] = {name: set() for name in moving}
+        for chunk in chunks:
+            if str(chunk[0].id) not in self.facts:
+                continue
+            in_chunk = self.ids(chunk)
+            ids = self.new_events.intersection(in_chunk)
+            if len(ids) > len(chunk) // 2:
+                continue  # gathered whole
+            self.ahead.add(str(chunk[0].id))
+            rows.extend(chunk[place] for place in sorted(in_chunk[i] for i in ids))
+            for name, moved in moving.items():
+                again = moved.intersection(in_chunk)
+                if len(again) <= len(chunk) // 2:
+                    asking[name] |= again
+        self.fresh = ChunkFacts()
+        for part in _parts(rows, ASK_AT_ONCE):
+            found = ChunkFacts()
+            ids = {str(row.id) for row in part}
+            finder.gather_from_events(connection, part, found, only=ids)
+            self.fresh = merged(self.fresh, found, ids)
+        self.asked = {}
+        for name, ids in asking.items():
+            query = self.members(finder, name, connection.dialect.name)
+            members = self.asked[name] = set()
+            for some in _parts(sorted(ids), ASK_AT_ONCE):
+                found_ids = connection.execute(query.where(contacts.c.id.in_(some))).scalars()
+                members.update(map(str, found_ids))
 
     def gather(
         self, connection: Connection, finder: CandidateFinder, chunk: Sequence[ContactRow]
     ) -> ChunkFacts:
         """The chunk's facts as of the finder's day: `finder.gather`'s, with those from events
         gathered again only for the contacts with new events, and segment members asked again
-        only for those who may have joined or left (the rest are the day before's)."""
+        only for those who may have joined or left (the rest are the day before's): both
+        asked ahead in `start_day`."""
         key = str(chunk[0].id)
         before = self.facts.get(key)
         self.from_events.pop(key, None)
-        if before is None or not self.following:
+        if before is None or key not in self.ahead:
             return finder.gather(connection, chunk)
         in_chunk = self.ids(chunk)
         ids = self.new_events.intersection(in_chunk)
-        if len(ids) > len(chunk) // 2:
-            return finder.gather(connection, chunk)
-        fresh = ChunkFacts()
-        if ids:
-            rows = [chunk[place] for place in sorted(in_chunk[i] for i in ids)]
-            finder.gather_from_events(connection, rows, fresh, only=ids)
         self.from_events[key] = ids
-        facts = merged(before, fresh, ids)
+        facts = merged(before, self.fresh, ids)
         for name, moved in self.moved.items():
             if moved is None:
                 continue  # asked for the whole chunk below
-            again = {i for i in moved if i in in_chunk}
+            again = moved.intersection(in_chunk)
             if len(again) > len(chunk) // 2:
                 continue
-            members = before.members[name] - again
-            if again:
-                query = self.members(finder, name, connection.dialect.name).where(
-                    contacts.c.id.in_(sorted(again))
-                )
-                members |= set(map(str, connection.execute(query).scalars()))
-            facts.members[name] = members
+            joined = self.asked.get(name, set()) & again
+            facts.members[name] = (before.members[name] - again) | joined
         finder.gather_dated(connection, chunk, facts, known=set(facts.members))
         return facts
 
