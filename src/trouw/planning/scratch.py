@@ -22,8 +22,9 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine, event, text
 
 from trouw.errors import UserError
 from trouw.store.engine import atomic, create_store_engine
@@ -76,7 +77,7 @@ def _sqlite_copy(engine: Engine) -> Iterator[Engine]:
                 source.backup(destination)
         finally:
             destination.close()
-        scratch = create_store_engine(f"sqlite:///{target}")
+        scratch = scratch_engine(f"sqlite:///{target}")
         try:
             yield scratch
         finally:
@@ -124,6 +125,20 @@ def _postgresql_copy(engine: Engine) -> Iterator[Engine]:
             connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
 
 
+def scratch_engine(url: str) -> Engine:
+    """An engine on the scratch copy at `url` (scratch_url), for this process. On SQLite
+    without waiting for the disk: a copy thrown away with the run needs no durability, and
+    syncing at each checkpoint was 7% of a simulated year in its worker processes."""
+    engine = create_store_engine(url)
+    if engine.dialect.name == "sqlite":
+
+        @event.listens_for(engine, "connect")
+        def _no_sync(dbapi_connection: Any, _record: Any) -> None:
+            dbapi_connection.execute("PRAGMA synchronous = OFF")
+
+    return engine
+
+
 def scratch_url(engine: Engine) -> str:
     """The URL (password included) another process opens `engine`'s scratch copy with
     (store.engine.create_store_engine); ValueError if `engine` is not on a scratch copy."""
@@ -138,4 +153,4 @@ def scratch_url(engine: Engine) -> str:
     return url.render_as_string(hide_password=False)
 
 
-__all__ = ["SCHEMA_PREFIX", "scratch_copy", "scratch_url"]
+__all__ = ["SCHEMA_PREFIX", "scratch_copy", "scratch_engine", "scratch_url"]

@@ -40,9 +40,10 @@ from types import TracebackType
 
 from trouw.errors import WorkFailed
 from trouw.planning.candidates import contact_chunks
+from trouw.planning.scratch import scratch_engine
 from trouw.planning.simulate_day import DayReplay
 from trouw.project import Project
-from trouw.store.engine import atomic, create_store_engine
+from trouw.store.engine import atomic
 
 # How often the main process checks that the workers live while it waits for a day.
 LIVENESS_S = 1.0
@@ -179,7 +180,7 @@ def _work(
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the main process handles Ctrl-C
     engine = None
     try:
-        engine = create_store_engine(url)
+        engine = scratch_engine(url)
         replay = DayReplay(project, incremental=incremental)
         # The contacts do not change during the replay: this worker's chunks, read once.
         with engine.connect() as connection:
