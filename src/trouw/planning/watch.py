@@ -13,7 +13,8 @@ contacts due or changed. A new year starts over (other scheduled days).
 Yesterday's facts are also where today's start: the facts from events are
 read again only for the contacts with new events, and a segment's members
 only for the contacts who may have joined or left it overnight
-(segments/moving.py), which is few of the shop on most days.
+(segments/moving.py), which is few of the shop on most days. Both are asked
+once a day for all of a process's chunks (`start_day`), not chunk by chunk.
 """
 
 from __future__ import annotations
@@ -215,7 +216,7 @@ class Watch:
     late: set[tuple[str, str, str]] = field(default_factory=set)
     validity: dict[str, int] = field(default_factory=dict)  # campaign -> days, of the day
     # Asked ahead for the day (`start_day`), for the chunks whose facts are merged:
-    ahead: set[str] = field(default_factory=set)  # those chunks (by first contact id)
+    ahead: dict[str, set[str]] = field(default_factory=dict)  # chunk -> its new-event contacts
     fresh: ChunkFacts = field(default_factory=ChunkFacts)  # their new-event contacts' facts
     asked: dict[str, set[str]] = field(default_factory=dict)  # segment -> members of the moved
 
@@ -231,7 +232,7 @@ class Watch:
         day = finder.clock.as_of
         self.moved = {}
         self.queries = {}
-        self.ahead = set()
+        self.ahead = {}
         self.validity = {name: (day - since).days for name, since in finder.catch_up_from.items()}
         yesterday = day - timedelta(days=1)
         self.following = self.watched == yesterday
@@ -277,7 +278,7 @@ class Watch:
             ids = self.new_events.intersection(in_chunk)
             if len(ids) > len(chunk) // 2:
                 continue  # gathered whole
-            self.ahead.add(str(chunk[0].id))
+            self.ahead[str(chunk[0].id)] = ids
             rows.extend(chunk[place] for place in sorted(in_chunk[i] for i in ids))
             for name, moved in moving.items():
                 again = moved.intersection(in_chunk)
@@ -307,10 +308,10 @@ class Watch:
         key = str(chunk[0].id)
         before = self.facts.get(key)
         self.from_events.pop(key, None)
-        if before is None or key not in self.ahead:
+        ids = self.ahead.get(key)
+        if before is None or ids is None:
             return finder.gather(connection, chunk)
         in_chunk = self.ids(chunk)
-        ids = self.new_events.intersection(in_chunk)
         self.from_events[key] = ids
         facts = merged(before, self.fresh, ids)
         for name, moved in self.moved.items():
@@ -389,7 +390,8 @@ class Watch:
         """Wake the contact `candidates` was last asked about on their `next_due` day."""
         day = finder.as_of
         late = self.late | finder.late if finder.late else self.late
-        stops = stop_reasons(contact, facts)
+        dropped = any(decision.status == DROPPED for decision in decided)
+        stops = stop_reasons(contact, facts) if dropped else frozenset()
         when = next_due(candidates, made, contact, day, decided, late, self.validity, stops)
         self.next_day(chunk, str(contact.id), when)
 
