@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
-from sqlalchemy import Engine, insert, select, update
+from sqlalchemy import Engine, delete, insert, select, update
 
 from tests.conftest import Cli
 from tests.planning.shop import policy as policy_settings
@@ -28,7 +28,7 @@ from trouw.sending import OutboxTransport, SendSummary, SmtpTransport, Transport
 from trouw.sending.ledger import LOG_COLUMNS, message_id
 from trouw.sending.runs import SendRun
 from trouw.sending.transports import Outcome, Outgoing, Pace, Transport
-from trouw.store import ledger, send_runs
+from trouw.store import contacts, ledger, send_runs
 from trouw.templates.links import LinkSigner, signing_key
 
 TRACKING = '\n[tracking]\nbase_url = "https://t.shop.example"\n'
@@ -468,6 +468,29 @@ def test_a_contact_no_longer_in_the_audience_is_cancelled_with_the_reason(
     assert _row(engine, "c2").status == "cancelled"
     assert "audience" in _row(engine, "c2").error
     assert _send(root, engine, _smtp(smtp_server)).due == 0  # nothing is owed any more
+
+
+@pytest.mark.parametrize("decide_contacts", [1, 2, 10])
+def test_a_deleted_contacts_plan_sends_are_cancelled_wherever_their_id_sorts(
+    project_dir: Path, engine: Engine, smtp_server: SmtpServer, decide_contacts: int
+) -> None:
+    # The run decides the contacts chunk by chunk of ids; the plan rows of contacts deleted
+    # since (the first id, the last: past every contact left) still fall in a chunk.
+    root = make_day_shop(project_dir, engine)
+    with engine.begin() as connection:
+        connection.execute(delete(contacts).where(contacts.c.id.in_(["c1", "c4"])))
+    summary = _send(
+        root, engine, _smtp(smtp_server), chunk_contacts=1, decide_contacts=decide_contacts
+    )
+    assert summary.sent == 2
+    assert summary.cancelled == {"contact no longer exists": 2}
+    assert _statuses(engine) == {
+        "c1": "cancelled", "c2": "sent", "c3": "sent", "c4": "cancelled"
+    }  # fmt: skip
+    assert sorted(r.rcpt_tos[0] for r in smtp_server.handler.received) == [
+        "bob@x.example",
+        "cor@x.example",
+    ]
 
 
 def test_cli_smtp_with_letters_sends_mail_and_writes_letters_in_one_run(

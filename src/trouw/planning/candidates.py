@@ -70,6 +70,41 @@ PAUSED_UNTIL = "paused until "
 LEFT_TOPIC = "unsubscribed from topic "
 
 
+# A chunk of contacts by id: (after, up to), None for no bound. The chunks of chunk_bounds
+# cover every id, also of contacts deleted since their plan rows or ledger rows were made.
+Bounds = tuple[str | None, str | None]
+
+
+def chunk_bounds(connection: Connection, size: int) -> Iterator[Bounds]:
+    """Id bounds of `size` contacts at a time, in id order (the last one open-ended)."""
+    after: str | None = None
+    while True:
+        query = select(contacts.c.id).order_by(contacts.c.id).offset(size - 1).limit(1)
+        if after is not None:
+            query = query.where(contacts.c.id > after)
+        upto = connection.execute(query).scalar_one_or_none()
+        if upto is None:
+            yield after, None
+            return
+        yield after, str(upto)
+        after = str(upto)
+
+
+def within(column: ColumnElement[str], bounds: Bounds) -> list[ColumnElement[bool]]:
+    """Where `column` (a contact id) is inside `bounds`."""
+    after, upto = bounds
+    return [
+        *([column > after] if after is not None else []),
+        *([column <= upto] if upto is not None else []),
+    ]
+
+
+def contacts_within(connection: Connection, bounds: Bounds) -> Sequence[ContactRow]:
+    """The contacts inside `bounds`, in id order."""
+    query = select(*CONTACT_COLUMNS).where(*within(contacts.c.id, bounds))
+    return connection.execute(query.order_by(contacts.c.id)).all()
+
+
 def contact_chunks(connection: Connection, size: int) -> Iterator[Sequence[ContactRow]]:
     """All contacts in id order, `size` at a time (keyset pages: no open cursor, flat memory)."""
     last: str | None = None
@@ -798,13 +833,17 @@ def send_channel(contact: ContactRow) -> str:
 
 __all__ = [
     "SERVICE",
+    "Bounds",
     "CandidateFinder",
     "ChunkFacts",
+    "chunk_bounds",
     "contact_chunks",
+    "contacts_within",
     "day_in_year",
     "held_back",
     "pause_until",
     "unreachable",
     "winners_of",
+    "within",
     "zone_named",
 ]

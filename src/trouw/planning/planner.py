@@ -22,12 +22,13 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, delete, exists, func, or_, select
+from sqlalchemy import Connection, Engine, delete, exists, func, or_, select, text
 
 from trouw.campaigns import Campaign, CampaignError, check_references, load_campaigns
 from trouw.planning.candidates import (
     CandidateFinder,
     ContactRow,
+    chunk_bounds,
     contact_chunks,
     send_channel,
 )
@@ -35,7 +36,6 @@ from trouw.planning.decision import decide
 from trouw.planning.parallel import (
     ChunkPool,
     Helpers,
-    chunk_bounds,
     job_of_year,
     kept_rows,
     lock_job,
@@ -293,7 +293,8 @@ def plan_year_together(
                 started_at = connection.execute(
                     select(plan_jobs.c.started_at).where(plan_jobs.c.id == job.id)
                 ).scalar_one()
-                kept = kept_rows(connection, _delete_year(connection, year))
+                deleted = _delete_year(connection, year)
+                kept = 0 if deleted is None else kept_rows(connection, deleted)
                 summary.year_contacts, statuses, summary.runs = move_staged(connection, job, kept)
                 record_plan_run(
                     connection,
@@ -306,18 +307,25 @@ def plan_year_together(
     return summary
 
 
-def _delete_year(connection: Connection, year: int) -> int:
-    """Delete the year's old plan rows; return how many.
+def _delete_year(connection: Connection, year: int) -> int | None:
+    """Delete the year's old plan rows; return how many, or None when the plan held no other
+    year and was emptied.
 
-    On SQLite a DELETE without WHERE frees the table's pages instead of
-    deleting row by row (and index entry by entry): when the plan holds no
-    other year, that is the same delete, many times faster.
+    When the plan holds no other year, the whole table is emptied instead of
+    deleted row by row (and index entry by entry): SQLite frees the pages of a
+    DELETE without WHERE, PostgreSQL's TRUNCATE (transactional: readers see the
+    old plan until the commit, as DROP INDEX in the move makes them wait anyway)
+    drops the files. The same delete, many times faster: at 1M contacts a year
+    is 6M rows.
     """
     start, end = date(year, 1, 1), date(year, 12, 31)
-    if connection.dialect.name == "sqlite":
-        other_years = exists().where(or_(plan.c.day < start, plan.c.day > end))
-        if not connection.execute(select(other_years)).scalar():
-            return int(connection.execute(delete(plan)).rowcount)
+    other_years = exists().where(or_(plan.c.day < start, plan.c.day > end))
+    if not connection.execute(select(other_years)).scalar():
+        if connection.dialect.name == "postgresql":
+            connection.execute(text("TRUNCATE plan"))
+        else:
+            connection.execute(delete(plan))
+        return None
     deleted = connection.execute(delete(plan).where(plan.c.day >= start, plan.c.day <= end))
     return int(deleted.rowcount)
 

@@ -31,16 +31,25 @@ from trouw.experiments import WINNER_PENDING
 from trouw.planning.candidates import (
     CONTACT_COLUMNS,
     SERVICE,
+    Bounds,
     CandidateFinder,
     ChunkFacts,
     ContactRow,
-    contact_chunks,
+    contacts_within,
     send_channel,
     stop_reason,
     unreachable,
     zone_named,
 )
-from trouw.planning.decision import decide, ends_on, holding, sends_on, superseded
+from trouw.planning.decision import (
+    decide,
+    decide_among,
+    ends_on,
+    holding,
+    open_candidates,
+    sends_on,
+    superseded,
+)
 from trouw.planning.planner import calendar_campaigns
 from trouw.planning.policy import (
     DROPPED,
@@ -81,10 +90,13 @@ class Verdicts:
 
 @dataclass(frozen=True)
 class Gathered:
-    """One chunk's contacts (by id) and facts, as of the day."""
+    """One chunk's contacts (by id) and facts, as of the day; `decided`: the decisions made
+    for them before the write lock, with the ledger they were made with (a contact whose
+    ledger is still the same under the lock is not decided again)."""
 
     people: dict[str, ContactRow]
     facts: ChunkFacts
+    decided: dict[str, tuple[book.History, list[Decision]]] = field(default_factory=dict)
 
 
 def short(reason: str) -> str:
@@ -131,61 +143,57 @@ class SendChecks:
                 return campaign, step
         return f"step '{send.step}' no longer in campaign '{send.campaign}'"
 
-    def decided_today(
-        self, connection: Connection, *, chunk_contacts: int, worker: tuple[int, int] = (0, 1)
-    ) -> tuple[list[tuple[book.Send, int]], set[str]]:
-        """The sends today's decision makes that the ledger does not hold yet, with priority,
-        and the contacts decided.
+    def decided(self, connection: Connection, gathered: Gathered) -> list[tuple[book.Send, int]]:
+        """The sends today's decision makes for these contacts (a chunk of them, with their
+        facts) that the ledger does not hold yet, with priority.
 
         The plan was a forecast: since it was made, a click started a follow-up, a
         purchase moved a win-back, a contact entered an audience or a cap freed
-        room. So every contact is decided as of the day, as `simulate` does, and
+        room. So each contact is decided as of the day, as `simulate` does, and
         what falls on the day is owed whether or not the plan holds it: to be
-        sent, or ended because a fresher occurrence superseded it. Worker
-        `i` of `n` decides every n-th chunk of contacts, starting at the i-th,
-        and must then take on only those contacts (run.py): a worker that claimed
-        a contact another one decided would not know what the decision owes them.
+        sent, or ended because a fresher occurrence superseded it.
         """
         found: list[tuple[book.Send, int]] = []
-        decided: set[str] = set()
-        index, workers = worker
-        for number, chunk in enumerate(contact_chunks(connection, chunk_contacts)):
-            if number % workers != index:
-                continue
-            facts = self.finder.gather(connection, chunk)
-            ids = [str(row.id) for row in chunk]
-            decided.update(ids)
-            histories = book.histories(
-                connection,
-                ids,
-                since=self.as_of - timedelta(days=HISTORY_DAYS),
-                until=self.as_of + timedelta(days=HISTORY_DAYS),
-            )
-            for person in chunk:
-                contact_id = str(person.id)
-                history = histories.get(contact_id)
-                status = history.status if history else {}
-                made = {k for k, s in status.items() if s not in OPEN}
-                sent = list(history.counted.values()) if history else []
-                decisions = decide(
-                    self.finder, self.rules, self.calendar, person, facts,
-                    made=made, sent=sent, due_by=self.as_of,
-                )  # fmt: skip
-                channel = send_channel(person)
-                for decision in [*sends_on(self.as_of, decisions), *ends_on(self.as_of, decisions)]:
-                    c = decision.candidate
-                    if c.key in status:
-                        continue  # in the ledger: owed from there, if still open
-                    send = book.Send(
-                        contact_id, c.campaign, c.step, c.occurrence, self.as_of, c.template,
-                        channel,
-                    )  # fmt: skip
-                    found.append((send, c.priority))
-        return found, decided
+        histories = book.histories(
+            connection,
+            list(gathered.people),
+            since=self.as_of - timedelta(days=HISTORY_DAYS),
+            until=self.as_of + timedelta(days=HISTORY_DAYS),
+        )
+        for contact_id, person in gathered.people.items():
+            history = histories.get(contact_id) or book.History({}, {}, set())
+            status = history.status
+            made = {k for k, s in status.items() if s not in OPEN}
+            candidates = open_candidates(self.finder, person, gathered.facts, made)
+            if candidates and all(c.due > self.as_of for c in candidates):
+                continue  # nothing due by today (decide's due_by): nothing to owe or keep
+            decisions = decide_among(
+                candidates, self.finder, self.rules, self.calendar, person, gathered.facts,
+                sent=list(history.counted.values()),
+            )  # fmt: skip
+            gathered.decided[contact_id] = (history, decisions)
+            channel = send_channel(person)
+            for decision in [*sends_on(self.as_of, decisions), *ends_on(self.as_of, decisions)]:
+                c = decision.candidate
+                if c.key in status:
+                    continue  # in the ledger: owed from there, if still open
+                send = book.Send(
+                    contact_id, c.campaign, c.step, c.occurrence, self.as_of, c.template, channel
+                )
+                found.append((send, c.priority))
+        return found
+
+    def gather_within(self, connection: Connection, bounds: Bounds) -> Gathered:
+        """The contacts inside `bounds` (a chunk, candidates.chunk_bounds) and their facts,
+        as of the day."""
+        rows = contacts_within(connection, bounds)
+        facts = self.finder.gather(connection, rows) if rows else ChunkFacts()
+        return Gathered({str(row.id): row for row in rows}, facts)
 
     def gather(self, connection: Connection, dues: Sequence[Due]) -> Gathered:
         """What the day's data says of these dues' contacts (read before the write lock is
-        taken: segments and events are the day's, whatever other runs do meanwhile)."""
+        taken: segments and events are the day's, whatever other runs do meanwhile): for
+        the sends a run works again, picked from the whole ledger."""
         ids = sorted({d.send.contact_id for d in dues})
         rows = connection.execute(
             select(*CONTACT_COLUMNS)
@@ -231,7 +239,8 @@ class SendChecks:
                     continue
                 keep.append(due)
             if keep:
-                self._contact(person, facts, keep, history, verdicts)
+                kept = gathered.decided.get(contact_id)
+                self._contact(person, facts, keep, history, verdicts, kept)
         for due, why in verdicts.later:
             if due.state is None and due.send.due is None:
                 verdicts.settled.append((due, book.DEFERRED, why))
@@ -258,6 +267,7 @@ class SendChecks:
         keep: list[Due],
         history: book.History,
         verdicts: Verdicts,
+        kept: tuple[book.History, list[Decision]] | None = None,
     ) -> None:
         if self.window is not None and not self.window.allows(
             self.now, zone_named(person.timezone, self.zone)
@@ -267,14 +277,20 @@ class SendChecks:
         channel = send_channel(person)
         refused = self.refuses(channel)  # decided first: an unsubscribe still cancels
         retried = {d.send.key[1:] for d in keep if d.retry}
-        made = {k for k, s in history.status.items() if s not in OPEN and k not in retried}
-        sent = [when for key, when in history.counted.items() if key not in retried]
-        decisions = {
-            d.candidate.key: d
-            for d in decide(
+        if (
+            kept is not None
+            and not retried
+            and kept[0].status == history.status
+            and kept[0].counted == history.counted
+        ):
+            made_now = kept[1]  # decided with the same ledger before the lock
+        else:
+            made = {k for k, s in history.status.items() if s not in OPEN and k not in retried}
+            sent = [when for key, when in history.counted.items() if key not in retried]
+            made_now = decide(
                 self.finder, self.rules, self.calendar, person, facts, made=made, sent=sent
             )
-        }
+        decisions = {d.candidate.key: d for d in made_now}
         excluded = stop_reason(person, facts)
         blocked = unreachable(person, facts)
         held = holding(self.finder, self.rules, person, facts)  # a topic left, a pause, a holdout

@@ -5,14 +5,16 @@ The protocol that must never send a mail twice, and never lose one:
 1. The run registers and takes its lock (runs.py); the rows that dead runs
    held are taken over at once (`reserved`: owed again; `sending`:
    `unknown`), those of live runs are left alone.
-2. What is owed (owed.py): the plan's sends up to the day without a ledger
-   row, deferred rows whose next try has come, what today's decision sends
-   that the plan lacks.
-   Sends past their validity are written `expired`.
-3. Chunk by chunk, in one short write transaction (SQLite: BEGIN IMMEDIATE;
+2. Chunk of contacts by chunk (in id order; each worker of the run takes
+   every n-th), what is owed (owed.py): the plan's sends up to the day
+   without a ledger row, deferred rows whose next try has come, what today's
+   decision sends that the plan lacks (each contact decided once, with the
+   chunk's facts: checks.py). Sends past their validity are written `expired`.
+3. Then, in one short write transaction (SQLite: BEGIN IMMEDIATE;
    PostgreSQL: the chunk's contacts claimed with SKIP LOCKED): check each
-   send again (checks.py), record the cancelled and the not-yet, and reserve
-   the rest. The reservation commits before any mail leaves.
+   send again against the ledger as it is now (checks.py), record the
+   cancelled and the not-yet, and reserve the rest. The reservation commits
+   before any mail leaves.
 4. Rendering happens after, outside the lock (a mail that cannot be
    rendered goes back to the queue with the error), and the courier
    (courier.py) delivers the chunk in the background while the next chunk
@@ -31,7 +33,8 @@ from __future__ import annotations
 
 import re
 import signal
-from collections.abc import Callable, Iterator, Sequence
+from bisect import bisect_left
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
@@ -43,12 +46,13 @@ from sqlalchemy import Connection, Engine
 from trouw.bounces.verp import return_path
 from trouw.campaigns import load_campaigns
 from trouw.importing import suppress_addresses
+from trouw.planning.candidates import Bounds, chunk_bounds
 from trouw.planning.runs import year_planned
 from trouw.project import Project
 from trouw.segments import keep_day_snapshots, load_catalog
 from trouw.sending import ledger as book
 from trouw.sending import runs
-from trouw.sending.checks import CLAIMED, TAKEN, SendChecks, short
+from trouw.sending.checks import CLAIMED, TAKEN, Gathered, SendChecks, short
 from trouw.sending.courier import Courier, Keeper, Parcel
 from trouw.sending.letters import letter_html
 from trouw.sending.owed import Due, owed_sends
@@ -70,6 +74,10 @@ from trouw.templates.environment import MailTemplates
 from trouw.templates.links import keep_signing_key, signing_key
 
 CHUNK_CONTACTS = 500
+# Contacts decided at once, per chunk of contacts written: the chunk's facts are gathered with
+# a few statements for all of them (as the plan's chunks are), whether or not they are owed
+# anything today; their dues are then checked and reserved CHUNK_CONTACTS at a time.
+DECIDED_PER_WRITTEN = 10
 # Mails handed to the connections between two records of their outcomes (the outcomes of
 # the others are recorded with each connection's next mark anyway). At the end of a batch
 # every connection waits for the slowest one and for the record's commit, so a batch is a
@@ -359,6 +367,7 @@ def send_day(
     dry_run: bool = False,
     retry_unknown: bool = False,
     chunk_contacts: int = CHUNK_CONTACTS,
+    decide_contacts: int | None = None,
     send_batch: int = SEND_BATCH,
     retry_backoff: Sequence[timedelta] = book.RETRY_BACKOFF,
     worker: tuple[int, int] = (0, 1),
@@ -369,9 +378,13 @@ def send_day(
     """Work everything owed up to `as_of` through `transport` (None for a dry run, which
     writes nothing).
 
-    `progress(done, total)` is called after each chunk. `worker=(i, n)`: the
-    i-th of n workers of one run starts at the i-th n-th of the chunks (and
-    wraps around), so workers meet each other's work as late as possible.
+    `progress(done, total)` is called after each chunk (dues worked, dues found so
+    far). The contacts are decided `decide_contacts` at a time (by default
+    DECIDED_PER_WRITTEN times `chunk_contacts`), their dues reserved
+    `chunk_contacts` at a time. `worker=(i, n)`: the i-th of n workers of one run decides every n-th
+    chunk of contacts, from the i-th on, and works only those contacts' sends: a
+    worker that claimed a contact another one decided would not know what the
+    decision owes them.
     `started`: when the run began (its workers share it), to tell ledger rows
     made meanwhile from those of earlier runs. `now` (naive UTC, default the
     real time): the moment each contact's send window is judged at. A stop (Ctrl-C, SIGTERM as
@@ -390,8 +403,8 @@ def send_day(
             run_id=0, started=started, retry_backoff=retry_backoff, now=now,
         )  # fmt: skip
         _work(run, summary, limit=limit, dry_run=True, retry_unknown=False,
-              chunk_contacts=chunk_contacts, send_batch=send_batch, worker=worker,
-              progress=progress)  # fmt: skip
+              chunk_contacts=chunk_contacts, decide_contacts=decide_contacts,
+              send_batch=send_batch, worker=worker, progress=progress)  # fmt: skip
         return summary
     with runs.SendRun(engine, as_of) as lock:
         run = DaySender(
@@ -401,8 +414,8 @@ def send_day(
         outcome = "failed"
         try:
             _work(run, summary, limit=limit, dry_run=False, retry_unknown=retry_unknown,
-                  chunk_contacts=chunk_contacts, send_batch=send_batch, worker=worker,
-                  progress=progress)  # fmt: skip
+                  chunk_contacts=chunk_contacts, decide_contacts=decide_contacts,
+                  send_batch=send_batch, worker=worker, progress=progress)  # fmt: skip
             outcome = "finished"
         except KeyboardInterrupt as stop:
             summary.interrupted = str(stop) if isinstance(stop, Stopped) else "SIGINT"
@@ -423,6 +436,7 @@ def _work(
     dry_run: bool,
     retry_unknown: bool,
     chunk_contacts: int,
+    decide_contacts: int | None,
     send_batch: int,
     worker: tuple[int, int],
     progress: Callable[[int, int], Any] | None,
@@ -451,70 +465,102 @@ def _work(
             ]
     with engine.connect() as connection:
         summary.unplanned = not year_planned(connection, as_of.year)
-        decided, mine = run.checks.decided_today(
-            connection, chunk_contacts=chunk_contacts, worker=worker
-        )
-        owed = owed_sends(
-            connection, as_of, campaigns=run.campaigns, policy=run.project.settings.policy,
-            now=now, retry_unknown=retry_unknown, decided=decided,
-        )  # fmt: skip
-    if worker[1] > 1:  # a worker takes on the contacts it decided, and only those
-        owed.dues = [due for due in owed.dues if due.send.contact_id in mine]
-        owed.expired = [(due, why) for due, why in owed.expired if due.send.contact_id in mine]
-    summary.due = len(owed.dues)
-    summary.triggered = owed.unplanned
-    summary.earlier = owed.earlier(as_of)
-    for due, _ in owed.expired:
-        summary.expired[due.send.campaign] += 1
-    if owed.expired and not dry_run:
-        with run.write() as connection:
-            run.settle(connection, [(due, book.EXPIRED, why) for due, why in owed.expired])
+        size = decide_contacts or chunk_contacts * DECIDED_PER_WRITTEN
+        bounds = list(chunk_bounds(connection, size))
+    index, workers = worker
+    uppers = [str(upto) for _, upto in bounds[:-1]]
+
+    def mine(due: Due) -> bool:  # the worker that decided a contact works their sends
+        return bisect_left(uppers, due.send.contact_id) % workers == index
+
     remaining = [limit]
     done = [0]
-    dues = owed.dues
-    for attempt in range(RETRY_PASSES + 1):
-        if attempt:  # another pass over what a 4xx deferred, if its next try has come
-            if summary.deferred == 0 or summary.limited:
-                break
-            with engine.connect() as connection:
-                again = owed_sends(
-                    connection, as_of, campaigns=run.campaigns,
-                    policy=run.project.settings.policy, now=_now(), retries_only=True,
-                )  # fmt: skip
-            dues = again.dues
-            if worker[1] > 1:
-                dues = [due for due in dues if due.send.contact_id in mine]
-            if not dues:
-                break
-        _pass(run, summary, dues, remaining, done, dry_run=dry_run,
-              chunk_contacts=chunk_contacts, send_batch=send_batch, worker=worker,
-              progress=progress)  # fmt: skip
+    owed = _owed(run, summary, bounds[index::workers], chunk_contacts, now=now,
+                 retry_unknown=retry_unknown, dry_run=dry_run)  # fmt: skip
+    _pass(run, summary, owed, remaining, done, dry_run=dry_run, send_batch=send_batch,
+          progress=progress)  # fmt: skip
+    for _attempt in range(RETRY_PASSES):  # again over what a 4xx deferred, once its time came
+        if summary.deferred == 0 or summary.limited:
+            break
+        with engine.connect() as connection:
+            again = owed_sends(
+                connection, as_of, campaigns=run.campaigns,
+                policy=run.project.settings.policy, now=_now(), retries_only=True,
+            )  # fmt: skip
+        dues = [due for due in again.dues if mine(due)]
+        if not dues:
+            break
+        chunks = _chunks(dues, chunk_contacts)
+        first = len(chunks) * index // workers  # workers meet each other's work late
+        _pass(run, summary, _gathered(run, chunks[first:] + chunks[:first]), remaining, done,
+              dry_run=dry_run, send_batch=send_batch, progress=progress)  # fmt: skip
+
+
+def _owed(
+    run: DaySender,
+    summary: SendSummary,
+    bounds: Sequence[Bounds],
+    chunk_contacts: int,
+    *,
+    now: datetime,
+    retry_unknown: bool,
+    dry_run: bool,
+) -> Iterator[tuple[Sequence[Due], Gathered]]:
+    """What is owed, chunk of contacts by chunk, with the chunk's facts: each contact is
+    decided once, as of the day (SendChecks.decided), beside what the plan and the ledger
+    owe them (owed.py). The expired are recorded here; the dues are the pass's, in chunks
+    of `chunk_contacts` contacts."""
+    as_of = run.as_of
+    for chunk in bounds:
+        with run.engine.connect() as reader:  # the day's facts, before the write lock
+            gathered = run.checks.gather_within(reader, chunk)
+            owed = owed_sends(
+                reader, as_of, campaigns=run.campaigns, policy=run.project.settings.policy,
+                now=now, retry_unknown=retry_unknown, decided=run.checks.decided(reader, gathered),
+                contacts=chunk,
+            )  # fmt: skip
+        summary.due += len(owed.dues)
+        summary.triggered += owed.unplanned
+        for day, count in owed.earlier(as_of).items():
+            summary.earlier[day] = summary.earlier.get(day, 0) + count
+        summary.earlier = dict(sorted(summary.earlier.items()))
+        for due, _ in owed.expired:
+            summary.expired[due.send.campaign] += 1
+        if owed.expired and not dry_run:
+            with run.write() as connection:
+                run.settle(connection, [(due, book.EXPIRED, why) for due, why in owed.expired])
+        for dues in _chunks(owed.dues, chunk_contacts):
+            yield dues, gathered
+
+
+def _gathered(
+    run: DaySender, chunks: Sequence[Sequence[Due]]
+) -> Iterator[tuple[Sequence[Due], Gathered]]:
+    """Each chunk of dues with its contacts' facts of the day."""
+    for chunk in chunks:
+        with run.engine.connect() as reader:  # before the write lock
+            gathered = run.checks.gather(reader, chunk)
+        yield chunk, gathered
 
 
 def _pass(
     run: DaySender,
     summary: SendSummary,
-    dues: Sequence[Due],
+    chunks: Iterable[tuple[Sequence[Due], Gathered]],
     remaining: list[int | None],
     done: list[int],
     *,
     dry_run: bool,
-    chunk_contacts: int,
     send_batch: int,
-    worker: tuple[int, int],
     progress: Callable[[int, int], Any] | None,
 ) -> None:
-    """One pass over `dues`, chunk by chunk, the courier delivering behind."""
+    """One pass over the chunks of dues (whole contacts), the courier delivering behind."""
     engine = run.engine
-    chunks = _chunks(dues, chunk_contacts)
-    first = len(chunks) * worker[0] // max(worker[1], 1)
-    chunks = chunks[first:] + chunks[:first]
-    total = summary.due
 
     def deliver(parcel: Parcel, stopping: Callable[[], bool]) -> None:
         run.deliver(parcel, keeper, summary, batch_size=send_batch, stopping=stopping)
         if progress is not None:
-            progress(parcel.contacts_done, total)
+            progress(parcel.contacts_done, summary.due)
 
     def release(parcel: Parcel) -> None:
         keys = [(d.send.key, "not sent: the run stopped first") for d, _ in parcel.prepared]
@@ -527,13 +573,11 @@ def _pass(
     courier = None if dry_run else Courier(deliver, release)
     unsent: Parcel | None = None  # reserved, not yet with the courier: released on error
     try:
-        for chunk in chunks:
+        for chunk, gathered in chunks:
             if remaining[0] is not None and remaining[0] <= 0:
                 summary.limited = True
                 summary.skip(chunk, "over --limit")
                 continue
-            with engine.connect() as reader:  # the day's facts, before the write lock
-                gathered = run.checks.gather(reader, chunk)
             with run.write(write=not dry_run) as connection:
                 if not dry_run:
                     claimed = book.claim_contacts(
