@@ -70,8 +70,9 @@ PAUSED_UNTIL = "paused until "
 LEFT_TOPIC = "unsubscribed from topic "
 
 
-# A chunk of contacts by id: (after, up to), None for no bound. The chunks of chunk_bounds
-# cover every id, also of contacts deleted since their plan rows or ledger rows were made.
+# A chunk of contacts by id: (after, up to), after < id <= up to, None for no bound. The
+# chunks of chunk_bounds cover every id, also of contacts deleted since their plan rows or
+# ledger rows were made.
 Bounds = tuple[str | None, str | None]
 
 

@@ -62,7 +62,6 @@ from trouw.store.tables import plan_chunks, plan_jobs, plan_staging
 if TYPE_CHECKING:
     from trouw.planning.planner import ChunkPlanner
 
-# (after, upto): the chunk's contacts have after < id <= upto; None is open-ended.
 # What a worker returns: (contacts in the chunk, plan rows, (campaign, status) -> rows).
 ChunkResult = tuple[int, list[tuple[Any, ...]], Counter[tuple[str, str]]]
 
