@@ -381,10 +381,10 @@ def send_day(
     `progress(done, total)` is called after each chunk (dues worked, dues found so
     far). The contacts are decided `decide_contacts` at a time (by default
     DECIDED_PER_WRITTEN times `chunk_contacts`), their dues reserved
-    `chunk_contacts` at a time. `worker=(i, n)`: the i-th of n workers of one run decides every n-th
-    chunk of contacts, from the i-th on, and works only those contacts' sends: a
-    worker that claimed a contact another one decided would not know what the
-    decision owes them.
+    `chunk_contacts` at a time. `worker=(i, n)`: the i-th of n workers of one
+    run decides every n-th chunk of contacts, from the i-th on, and works only
+    those contacts' sends: a worker that claimed a contact another one decided
+    would not know what the decision owes them.
     `started`: when the run began (its workers share it), to tell ledger rows
     made meanwhile from those of earlier runs. `now` (naive UTC, default the
     real time): the moment each contact's send window is judged at. A stop (Ctrl-C, SIGTERM as
