@@ -58,15 +58,16 @@ def _changed_values(before: Mapping[str, Any], after: Mapping[str, Any]) -> set[
 
 
 def changed(
-    before: ChunkFacts, after: ChunkFacts, from_events: Collection[str] | None = None
+    before: ChunkFacts, after: ChunkFacts, known: Collection[str] | None = None
 ) -> set[str]:
     """The contact ids whose facts differ between two gatherings of the same chunk.
-    `from_events`: the only contacts whose facts from events (FROM_EVENTS) can differ, when
-    `after` was `merged` from `before` (all of them are counted as changed)."""
+    `known`: when `after` was `merged` from `before` and took over segments' members from it
+    (Watch.gather), the contacts whose facts may differ there: they are all counted as
+    changed, and only the dated facts `before` kept are compared."""
     found: set[str] = set()
-    if from_events is not None:
-        found.update(from_events)
-        before, after = _dated(before), _dated(after)
+    if known is not None:
+        found.update(known)
+        before, after = _dated(before), _dated(after, before.members.keys())
     for name in ID_SETS_BY_NAME:
         old: dict[str, set[str]] = getattr(before, name)
         new: dict[str, set[str]] = getattr(after, name)
@@ -148,16 +149,20 @@ ASK_AT_ONCE = 5000
 FROM_EVENTS = ("stopped", "topics_left", "paused", "suppressed", "last_purchase", "trigger_events")
 
 
-def _dated(facts: ChunkFacts) -> ChunkFacts:
-    """The facts without those from events."""
-    return ChunkFacts(members=facts.members, entered=facts.entered, best_hours=facts.best_hours)
+def _dated(facts: ChunkFacts, segments: Collection[str] | None = None) -> ChunkFacts:
+    """The facts without those from events (and with only these `segments`' members)."""
+    members = facts.members
+    if segments is not None:
+        members = {name: members[name] for name in segments if name in members}
+    return ChunkFacts(members=members, entered=facts.entered, best_hours=facts.best_hours)
 
 
 def merged(before: ChunkFacts, fresh: ChunkFacts, contact_ids: Collection[str]) -> ChunkFacts:
     """`before`'s facts from events with those of `contact_ids` replaced by `fresh`'s (which
     may hold other contacts too); the dated facts are left empty. `before`'s facts from
     events are taken over, not copied (a chunk's are large, the day's changes few): `before`
-    keeps only its dated facts, which are all `changed` compares them on."""
+    keeps only its dated facts, which `changed` compares (Watch.gather takes over segments'
+    members the same way)."""
     facts = ChunkFacts()
     for name in FROM_EVENTS:
         old = getattr(before, name)
@@ -207,8 +212,8 @@ class Watch:
     # (chunk, day) -> contacts whose next due day it was when set (wake says if it still is)
     waking: dict[tuple[str, date], set[str]] = field(default_factory=dict)
     places: dict[str, dict[str, int]] = field(default_factory=dict)  # chunk -> id -> place
-    # chunk -> the contacts whose facts from events were gathered again today (merged)
-    from_events: dict[str, set[str]] = field(default_factory=dict)
+    # chunk -> the contacts whose facts may have changed where they were merged today (gather)
+    known: dict[str, set[str]] = field(default_factory=dict)
     # contact id -> their runs (CandidateFinder.runs), kept while their facts hold
     runs: dict[str, Runs] = field(default_factory=dict)
     queries: dict[str, Select[tuple[str]]] = field(default_factory=dict)  # of the day
@@ -275,13 +280,13 @@ class Watch:
             if str(chunk[0].id) not in self.facts:
                 continue
             in_chunk = self.ids(chunk)
-            ids = self.new_events.intersection(in_chunk)
+            ids = in_chunk.keys() & self.new_events
             if len(ids) > len(chunk) // 2:
                 continue  # gathered whole
             self.ahead[str(chunk[0].id)] = ids
             rows.extend(chunk[place] for place in sorted(in_chunk[i] for i in ids))
             for name, moved in moving.items():
-                again = moved.intersection(in_chunk)
+                again = in_chunk.keys() & moved
                 if len(again) <= len(chunk) // 2:
                     asking[name] |= again
         self.fresh = ChunkFacts()
@@ -307,21 +312,25 @@ class Watch:
         asked ahead in `start_day`."""
         key = str(chunk[0].id)
         before = self.facts.get(key)
-        self.from_events.pop(key, None)
+        self.known.pop(key, None)
         ids = self.ahead.get(key)
         if before is None or ids is None:
             return finder.gather(connection, chunk)
         in_chunk = self.ids(chunk)
-        self.from_events[key] = ids
+        known = self.known[key] = set(ids)
         facts = merged(before, self.fresh, ids)
         for name, moved in self.moved.items():
             if moved is None:
                 continue  # asked for the whole chunk below
-            again = moved.intersection(in_chunk)
+            again = in_chunk.keys() & moved
             if len(again) > len(chunk) // 2:
                 continue
-            joined = self.asked.get(name, set()) & again
-            facts.members[name] = (before.members[name] - again) | joined
+            # Taken over, as `merged` takes the facts from events: only `again` may flip.
+            members = before.members.pop(name)
+            flipped = (members & again) ^ (self.asked.get(name, set()) & again)
+            members ^= flipped
+            facts.members[name] = members
+            known |= flipped
         finder.gather_dated(connection, chunk, facts, known=set(facts.members))
         return facts
 
@@ -357,7 +366,7 @@ class Watch:
             if wake.get(contact_id) == day
         }
         places = self.ids(chunk)
-        new = changed(before, facts, self.from_events.get(key))
+        new = changed(before, facts, self.known.get(key))
         for contact_id in new:
             self.runs.pop(contact_id, None)
         order = sorted(places[i] for i in woken | new if i in places)
