@@ -95,8 +95,10 @@ def held_out_of(contact_id: str, holdouts: tuple[tuple[str, float], ...]) -> fro
     return frozenset(name for name, share in holdouts if held_out(contact_id, name, share))
 
 
+@lru_cache(maxsize=1 << 17)
 def in_control_group(contact_id: str, year: int, share: float) -> bool:
-    """Whether the project's control group holds the contact that year."""
+    """Whether the project's control group holds the contact that year (hashed once, as
+    `held_out_of`)."""
     return fraction("control", contact_id, str(year)) < share
 
 

@@ -163,22 +163,29 @@ def _replay_in_workers(
     progress: Callable[[date], Any] | None,
 ) -> None:
     """Every day in lockstep: the shop-wide steps here, each committed before the workers
-    (or the next day) read them; the chunks in the workers."""
+    (or the next day) read them, and what changes overnight asked a day ahead; the chunks
+    in the workers."""
     url = scratch_url(connection.engine)
+    with connection.begin():
+        chunks = list(contact_chunks(connection, chunk_size))  # to ask what changes overnight
     with Crew(
         url, project, workers=workers, chunk_size=chunk_size, incremental=replay.incremental
     ) as crew:
-        day = start
-        while day <= end:
-            today = replay.day(day)
+        today, overnight = replay.day(start), None
+        while today.day <= end:
             with connection.begin():
                 replay.begin(connection, today)
-            crew.run_day(day)
+            crew.start_day(today.day, overnight)
+            tomorrow, overnight = replay.day(today.day + timedelta(days=1)), None
+            if tomorrow.day <= end:  # asked while the workers decide the day
+                with connection.begin():
+                    overnight = replay.overnight(connection, tomorrow, chunks)
+            crew.finish_day()
             with connection.begin():
                 replay.end(connection, today)
             if progress is not None:
-                progress(day)
-            day += timedelta(days=1)
+                progress(today.day)
+            today = tomorrow
 
 
 def _write_timeline(

@@ -26,7 +26,7 @@ from trouw.planning.candidates import CandidateFinder, ContactRow, send_channel
 from trouw.planning.decision import decide_among, ends_on, open_candidates, sends_on
 from trouw.planning.planner import calendar_campaigns
 from trouw.planning.policy import Rules, YearCalendar
-from trouw.planning.watch import Watch
+from trouw.planning.watch import Overnight, Places, Watch
 from trouw.project import Project
 from trouw.segments import Clock, keep_day_snapshots, load_catalog
 from trouw.sending.ledger import CANCELLED, COUNTED, SENT
@@ -121,6 +121,7 @@ class DayReplay:
         # writes for these contacts (simulate_workers.py: a chunk stays in one worker).
         self.ledgers: dict[str, dict[str, SentHistory]] = {}
         self.writer = BulkInsert(ledger, LEDGER_COLUMNS)
+        self.places = Places()  # of the chunks `overnight` asks about
         self._calendars: dict[int, YearCalendar] = {}
 
     def day(self, day: date) -> Day:
@@ -153,15 +154,29 @@ class DayReplay:
         keep_day_snapshots(connection, today.finder.entered, self.catalog, today.finder.clock)
 
     def watch(
-        self, connection: Connection, today: Day, chunks: Sequence[Sequence[ContactRow]]
+        self,
+        connection: Connection,
+        today: Day,
+        chunks: Sequence[Sequence[ContactRow]],
+        overnight: Overnight | None = None,
     ) -> None:
         """Start the day in this process's watch of its `chunks` (a new year: all decided
-        anew)."""
+        anew), with what changed `overnight` if the caller asked it already."""
         if not self.incremental:
             return
         if self.watching is None or self.watching.year != today.day.year:
             self.watching = Watch(today.day.year)
-        self.watching.start_day(connection, today.finder, chunks)
+        self.watching.start_day(connection, today.finder, chunks, overnight)
+
+    def overnight(
+        self, connection: Connection, today: Day, chunks: Sequence[Sequence[ContactRow]]
+    ) -> Overnight | None:
+        """What changed overnight before the day, for the whole shop's `chunks`: for the
+        processes that `watch` them, asked ahead (None: the day is decided anew, the first
+        of a year, or every day in the plain replay)."""
+        if not self.incremental or (today.day.month, today.day.day) == (1, 1):
+            return None
+        return Overnight.ask(connection, today.finder, chunks, self.places)
 
     def decide(
         self, connection: Connection, today: Day, chunk: Sequence[ContactRow]

@@ -3,10 +3,13 @@
 Chunk i goes to worker i % N for the whole run: each worker keeps its own
 watch (watch.py) of its chunks from day to day. For each day the main process
 does the shop-wide step (simulate_day.py `begin`: the A/B winners) and
-commits, then tells every worker the day; each decides its chunks as the
-one-process loop does, writes their ledger rows, commits and says so; when all
-have, the main process takes the day's snapshots (`end`) and commits, and the
-next day starts. So every worker reads what the days before wrote, as one
+commits, then tells every worker the day and what changed overnight
+(watch.py `Overnight`, asked once for all of them); each decides its chunks as
+the one-process loop does, writes their ledger rows, commits and says so.
+Meanwhile the main process asks what changes overnight before the next day
+(events and contacts only, which the replay does not write); when all workers
+are done, it takes the day's snapshots (`end`) and commits, and the next day
+starts. So every worker reads what the days before wrote, as one
 process would.
 
 Each worker opens the scratch copy through its own engine (scratch.py
@@ -42,6 +45,7 @@ from trouw.errors import WorkFailed
 from trouw.planning.candidates import contact_chunks
 from trouw.planning.scratch import scratch_engine
 from trouw.planning.simulate_day import DayReplay
+from trouw.planning.watch import Overnight
 from trouw.project import Project
 from trouw.store.engine import atomic
 
@@ -101,14 +105,18 @@ class Crew:
     ) -> None:
         self._stop(at_once=kind is not None)
 
-    def run_day(self, day: date) -> None:
-        """Have every worker decide and write its chunks for `day`; return when all have."""
+    def start_day(self, day: date, overnight: Overnight | None) -> None:
+        """Have every worker decide and write its chunks for `day`, with what changed
+        `overnight` (asked by the caller, or None: asked by each worker if it needs it)."""
         self.what = f"simulating {day}"
         for index, pipe in enumerate(self.pipes):
             try:
-                pipe.send(day)
+                pipe.send((day, overnight))
             except OSError:
                 raise self._failure(index, None) from None
+
+    def finish_day(self) -> None:
+        """Return when every worker has written the day `start_day` gave."""
         self._wait_all(DONE)
 
     def _wait_all(self, expected: str) -> None:
@@ -192,15 +200,16 @@ def _work(
         pipe.send((READY, None))
         while True:
             try:
-                day = pipe.recv()
+                given = pipe.recv()
             except EOFError:  # the main process is gone
                 return
-            if day is None:
+            if given is None:
                 return
+            day, overnight = given
             today = replay.day(day)
             rows = []
             with engine.connect() as connection, connection.begin():
-                replay.watch(connection, today, chunks)
+                replay.watch(connection, today, chunks, overnight)
                 for chunk in chunks:
                     rows.extend(replay.decide(connection, today, chunk))
             if rows:

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from datetime import date, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Select, select
+from sqlalchemy import Connection, select
 
 from trouw.planning.candidates import CandidateFinder, ChunkFacts, ContactRow, Runs
 from trouw.planning.decision import stop_reasons
@@ -195,91 +195,84 @@ def _parts(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
         yield items[start : start + size]
 
 
+class Places:
+    """Chunks' contact ids and their places in them, worked out once per chunk."""
+
+    def __init__(self) -> None:
+        self.found: dict[str, dict[str, int]] = {}
+
+    def __call__(self, chunk: Sequence[ContactRow]) -> dict[str, int]:
+        key = str(chunk[0].id)
+        found = self.found.get(key)
+        if found is None:
+            found = self.found[key] = {str(row.id): i for i, row in enumerate(chunk)}
+        return found
+
+
 @dataclass
-class Watch:
-    """Per chunk (by its first contact id): the facts of the day before and the next due
-    days of its contacts, for one year; the day before (`watched`), and what changed since:
-    the contacts with new events the finder reads, and per segment those who may have
-    joined or left it overnight (segments/moving.py; None: anyone may have)."""
+class Overnight:
+    """What changed for the whole shop from the end of the day before to the end of `day`, as
+    `Watch.gather` needs it to merge a chunk's facts: the contacts with an event the finder
+    reads, and per segment those who may have joined or left it (segments/moving.py; None:
+    anyone may have); then, for the chunks merged (at most half of them changed), the facts
+    from events of their new-event contacts (`ahead`: chunk -> those contacts; `fresh`:
+    their facts) and each segment's members among those of them who may have moved (`asked`),
+    in a few statements for all chunks rather than a few per chunk.
 
-    year: int
-    facts: dict[str, ChunkFacts] = field(default_factory=dict)
-    wake: dict[str, dict[str, date]] = field(default_factory=dict)
-    watched: date | None = None
-    following: bool = False  # today is the day after `watched`: the changes are known
-    new_events: set[str] = field(default_factory=set)  # contact ids
-    moved: dict[str, set[str] | None] = field(default_factory=dict)  # segment -> contact ids
-    # (chunk, day) -> contacts whose next due day it was when set (wake says if it still is)
-    waking: dict[tuple[str, date], set[str]] = field(default_factory=dict)
-    places: dict[str, dict[str, int]] = field(default_factory=dict)  # chunk -> id -> place
-    # chunk -> the contacts whose facts may have changed where they were merged today (gather)
-    known: dict[str, set[str]] = field(default_factory=dict)
-    # contact id -> their runs (CandidateFinder.runs), kept while their facts hold
-    runs: dict[str, Runs] = field(default_factory=dict)
-    queries: dict[str, Select[tuple[str]]] = field(default_factory=dict)  # of the day
-    # the keys of the contact `candidates` was last asked about that are caught up today
-    late: set[tuple[str, str, str]] = field(default_factory=set)
-    validity: dict[str, int] = field(default_factory=dict)  # campaign -> days, of the day
-    # Asked ahead for the day (`start_day`), for the chunks whose facts are merged:
-    ahead: dict[str, set[str]] = field(default_factory=dict)  # chunk -> its new-event contacts
-    fresh: ChunkFacts = field(default_factory=ChunkFacts)  # their new-event contacts' facts
-    asked: dict[str, set[str]] = field(default_factory=dict)  # segment -> members of the moved
+    It reads only events and contacts, which a replay does not change: asked once a day for
+    all chunks (`ask`), also ahead of the day and in another process than the one that
+    decides them (simulate_workers.py)."""
 
-    def start_day(
-        self,
+    day: date
+    new_events: set[str] = field(default_factory=set)
+    moved: dict[str, set[str] | None] = field(default_factory=dict)
+    ahead: dict[str, set[str]] = field(default_factory=dict)
+    fresh: ChunkFacts = field(default_factory=ChunkFacts)
+    asked: dict[str, set[str]] = field(default_factory=dict)
+
+    @classmethod
+    def ask(
+        cls,
         connection: Connection,
         finder: CandidateFinder,
         chunks: Sequence[Sequence[ContactRow]],
-    ) -> None:
-        """Find, for the whole shop, the contacts with an event the finder reads since the
-        day before's end, and those who may have joined or left each segment overnight; then
-        ask what `gather` will need of them in `chunks` (this process's)."""
+        places: Places,
+    ) -> Overnight:
+        """What changed overnight up to the finder's day, for `chunks`."""
         day = finder.clock.as_of
-        self.moved = {}
-        self.queries = {}
-        self.ahead = {}
-        self.validity = {name: (day - since).days for name, since in finder.catch_up_from.items()}
-        yesterday = day - timedelta(days=1)
-        self.following = self.watched == yesterday
-        if self.following:
-            query = (
-                select(events.c.contact_id)
-                .where(
-                    events.c.type.in_(sorted(finder.event_types())),
-                    events.c.occurred_at >= Clock(yesterday, finder.clock.tz).end,
-                    events.c.occurred_at < finder.clock.end,
-                )
-                .distinct()
+        query = (
+            select(events.c.contact_id)
+            .where(
+                events.c.type.in_(sorted(finder.event_types())),
+                events.c.occurred_at >= Clock(day - timedelta(days=1), finder.clock.tz).end,
+                events.c.occurred_at < finder.clock.end,
             )
-            self.new_events = set(map(str, connection.execute(query).scalars()))
-            dialect = connection.dialect.name
-            for name in finder.segments:
-                moving = overnight(
-                    finder.catalog.get(name), finder.catalog, day, finder.clock.tz, dialect
-                )
-                self.moved[name] = (
-                    None if moving is None else set(map(str, connection.execute(moving).scalars()))
-                )
-            self._ask_ahead(connection, finder, chunks)
-        self.watched = day
+            .distinct()
+        )
+        found = cls(day, new_events=set(map(str, connection.execute(query).scalars())))
+        dialect = connection.dialect.name
+        for name in finder.segments:
+            moving = overnight(
+                finder.catalog.get(name), finder.catalog, day, finder.clock.tz, dialect
+            )
+            found.moved[name] = (
+                None if moving is None else set(map(str, connection.execute(moving).scalars()))
+            )
+        found._ask_ahead(connection, finder, chunks, places)
+        return found
 
     def _ask_ahead(
         self,
         connection: Connection,
         finder: CandidateFinder,
         chunks: Sequence[Sequence[ContactRow]],
+        places: Places,
     ) -> None:
-        """For the chunks whose facts `gather` merges today (watched the day before, at most
-        half of them changed): the facts from events of their contacts with new events, and
-        each segment's members among those who may have moved, in a few statements a day for
-        all of them rather than a few per chunk."""
         rows: list[ContactRow] = []
         moving = {name: moved for name, moved in self.moved.items() if moved}
         asking: dict[str, set[str]] = {name: set() for name in moving}
         for chunk in chunks:
-            if str(chunk[0].id) not in self.facts:
-                continue
-            in_chunk = self.ids(chunk)
+            in_chunk = places(chunk)
             ids = in_chunk.keys() & self.new_events
             if len(ids) > len(chunk) // 2:
                 continue  # gathered whole
@@ -289,19 +282,60 @@ class Watch:
                 again = in_chunk.keys() & moved
                 if len(again) <= len(chunk) // 2:
                     asking[name] |= again
-        self.fresh = ChunkFacts()
         for part in _parts(rows, ASK_AT_ONCE):
             found = ChunkFacts()
             ids = {str(row.id) for row in part}
             finder.gather_from_events(connection, part, found, only=ids)
             self.fresh = merged(self.fresh, found, ids)
-        self.asked = {}
+        dialect = connection.dialect.name
         for name, ids in asking.items():
-            query = self.members(finder, name, connection.dialect.name)
+            catalog = finder.catalog
+            query = members_query(catalog.get(name), catalog, finder.clock, dialect)
             members = self.asked[name] = set()
             for some in _parts(sorted(ids), ASK_AT_ONCE):
                 found_ids = connection.execute(query.where(contacts.c.id.in_(some))).scalars()
                 members.update(map(str, found_ids))
+
+
+@dataclass
+class Watch:
+    """Per chunk (by its first contact id): the facts of the day before and the next due
+    days of its contacts, for one year; the day before (`watched`), and what changed since
+    (`overnight`)."""
+
+    year: int
+    facts: dict[str, ChunkFacts] = field(default_factory=dict)
+    wake: dict[str, dict[str, date]] = field(default_factory=dict)
+    watched: date | None = None
+    overnight: Overnight | None = None  # None: today does not follow `watched`
+    # (chunk, day) -> contacts whose next due day it was when set (wake says if it still is)
+    waking: dict[tuple[str, date], set[str]] = field(default_factory=dict)
+    places: Places = field(default_factory=Places)
+    # chunk -> the contacts whose facts may have changed where they were merged today (gather)
+    known: dict[str, set[str]] = field(default_factory=dict)
+    # contact id -> their runs (CandidateFinder.runs), kept while their facts hold
+    runs: dict[str, Runs] = field(default_factory=dict)
+    # the keys of the contact `candidates` was last asked about that are caught up today
+    late: set[tuple[str, str, str]] = field(default_factory=set)
+    validity: dict[str, int] = field(default_factory=dict)  # campaign -> days, of the day
+
+    def start_day(
+        self,
+        connection: Connection,
+        finder: CandidateFinder,
+        chunks: Sequence[Sequence[ContactRow]],
+        overnight: Overnight | None = None,
+    ) -> None:
+        """Start the finder's day for `chunks` (this process's): when it follows the day
+        watched, with what changed `overnight` (asked here when not given)."""
+        day = finder.clock.as_of
+        self.validity = {name: (day - since).days for name, since in finder.catch_up_from.items()}
+        self.overnight = None
+        if self.watched == day - timedelta(days=1):
+            if overnight is None or overnight.day != day:
+                overnight = Overnight.ask(connection, finder, chunks, self.places)
+            self.overnight = overnight
+        self.watched = day
 
     def gather(
         self, connection: Connection, finder: CandidateFinder, chunk: Sequence[ContactRow]
@@ -309,17 +343,18 @@ class Watch:
         """The chunk's facts as of the finder's day: `finder.gather`'s, with those from events
         gathered again only for the contacts with new events, and segment members asked again
         only for those who may have joined or left (the rest are the day before's): both
-        asked ahead in `start_day`."""
+        asked ahead (Overnight)."""
         key = str(chunk[0].id)
         before = self.facts.get(key)
         self.known.pop(key, None)
-        ids = self.ahead.get(key)
-        if before is None or ids is None:
+        overnight = self.overnight
+        ids = None if overnight is None else overnight.ahead.get(key)
+        if before is None or overnight is None or ids is None:
             return finder.gather(connection, chunk)
-        in_chunk = self.ids(chunk)
+        in_chunk = self.places(chunk)
         known = self.known[key] = set(ids)
-        facts = merged(before, self.fresh, ids)
-        for name, moved in self.moved.items():
+        facts = merged(before, overnight.fresh, ids)
+        for name, moved in overnight.moved.items():
             if moved is None:
                 continue  # asked for the whole chunk below
             again = in_chunk.keys() & moved
@@ -327,29 +362,12 @@ class Watch:
                 continue
             # Taken over, as `merged` takes the facts from events: only `again` may flip.
             members = before.members.pop(name)
-            flipped = (members & again) ^ (self.asked.get(name, set()) & again)
+            flipped = (members & again) ^ (overnight.asked.get(name, set()) & again)
             members ^= flipped
             facts.members[name] = members
             known |= flipped
         finder.gather_dated(connection, chunk, facts, known=set(facts.members))
         return facts
-
-    def members(self, finder: CandidateFinder, name: str, dialect: str) -> Select[tuple[str]]:
-        """The segment's members query as of the day (`start_day`), built once."""
-        query = self.queries.get(name)
-        if query is None:
-            catalog = finder.catalog
-            query = members_query(catalog.get(name), catalog, finder.clock, dialect)
-            self.queries[name] = query
-        return query
-
-    def ids(self, chunk: Sequence[ContactRow]) -> dict[str, int]:
-        """The chunk's contact ids and their places in it."""
-        key = str(chunk[0].id)
-        found = self.places.get(key)
-        if found is None:
-            found = self.places[key] = {str(row.id): i for i, row in enumerate(chunk)}
-        return found
 
     def due(self, chunk: Sequence[ContactRow], facts: ChunkFacts, day: date) -> list[ContactRow]:
         """The chunk's contacts to decide on `day`, in chunk order: all on the first day, then
@@ -365,7 +383,7 @@ class Watch:
             for contact_id in self.waking.pop((key, day), ())
             if wake.get(contact_id) == day
         }
-        places = self.ids(chunk)
+        places = self.places(chunk)
         new = changed(before, facts, self.known.get(key))
         for contact_id in new:
             self.runs.pop(contact_id, None)
@@ -415,4 +433,13 @@ class Watch:
         self.waking.setdefault((key, when), set()).add(contact_id)
 
 
-__all__ = ["FACT_FIELDS", "FROM_EVENTS", "Watch", "changed", "merged", "next_due"]
+__all__ = [
+    "FACT_FIELDS",
+    "FROM_EVENTS",
+    "Overnight",
+    "Places",
+    "Watch",
+    "changed",
+    "merged",
+    "next_due",
+]
