@@ -133,24 +133,23 @@ def holding(
     a topic they left or a pause (candidates.held_back) first, as they would get nothing
     anyway; then the project's control group of the day's year (`[policy] control_group`:
     no promotional or lifecycle mail) and the campaign's own `holdout:` (experiments.py).
-    None when nothing can hold a send back, so the policy's loop pays nothing."""
+    None when nothing can hold a send back (for most contacts), so the policy's loop pays
+    nothing."""
     chosen = held_back(contact, facts, finder.topics)
     control = rules.control_group
     contact_id = str(contact.id)
     out = held_out_of(contact_id, finder.holdouts)
-    if control is None and not out:
+    # The control group of the finder's year: every day `resolve` places a send on is in it.
+    controlled = control is not None and in_control_group(contact_id, finder.year, control)
+    if not controlled and not out:
         return chosen
-    years: dict[int, bool] = {}
 
     def reason(campaign: str, day: date) -> str | None:
         why = chosen(campaign, day) if chosen is not None else None
         if why is not None:
             return why
-        if control is not None:
-            if day.year not in years:
-                years[day.year] = in_control_group(contact_id, day.year, control)
-            if years[day.year]:
-                return CONTROL_GROUP
+        if controlled:
+            return CONTROL_GROUP
         return CAMPAIGN_HOLDOUT if campaign in out else None
 
     return reason
