@@ -200,10 +200,12 @@ class DayReplay:
             kept = None if watching is None else watching.candidates(finder, contact, facts)
             candidates = open_candidates(finder, contact, facts, history.keys, kept)
             sent = [(d, name) for d, name in history.recent if d >= today.since]
-            decided = decide_among(
-                candidates, finder, self.rules, today.calendar, contact, facts,
-                sent=sent, due_by=day,
-            )  # fmt: skip
+            decided = None if watching is None else watching.reused(contact_id, candidates)
+            if decided is None:
+                decided = decide_among(
+                    candidates, finder, self.rules, today.calendar, contact, facts,
+                    sent=sent, due_by=day,
+                )  # fmt: skip
             made: set[tuple[str, str, str]] = set()
             counted: list[tuple[date, str]] = []
             if decided:

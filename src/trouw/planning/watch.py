@@ -315,6 +315,9 @@ class Watch:
     known: dict[str, set[str]] = field(default_factory=dict)
     # contact id -> their runs (CandidateFinder.runs), kept while their facts hold
     runs: dict[str, Runs] = field(default_factory=dict)
+    # contact id -> their open candidates and the decisions on them when last decided, less
+    # the sends that day made, kept while their facts hold (`reused`)
+    last: dict[str, tuple[Sequence[Candidate], Sequence[Decision]]] = field(default_factory=dict)
     # the keys of the contact `candidates` was last asked about that are caught up today
     late: set[tuple[str, str, str]] = field(default_factory=set)
     validity: dict[str, int] = field(default_factory=dict)  # campaign -> days, of the day
@@ -387,6 +390,7 @@ class Watch:
         new = changed(before, facts, self.known.get(key))
         for contact_id in new:
             self.runs.pop(contact_id, None)
+            self.last.pop(contact_id, None)
         order = sorted(places[i] for i in woken | new if i in places)
         return [chunk[place] for place in order]
 
@@ -414,13 +418,42 @@ class Watch:
         decided: Sequence[Decision],
         made: Collection[tuple[str, str, str]],
     ) -> None:
-        """Wake the contact `candidates` was last asked about on their `next_due` day."""
+        """Wake the contact `candidates` was last asked about on their `next_due` day, and
+        keep what was decided for `reused`."""
         day = finder.as_of
+        contact_id = str(contact.id)
         late = self.late | finder.late if finder.late else self.late
         dropped = any(decision.status == DROPPED for decision in decided)
         stops = stop_reasons(contact, facts) if dropped else frozenset()
         when = next_due(candidates, made, contact, day, decided, late, self.validity, stops)
-        self.next_day(chunk, str(contact.id), when)
+        self.next_day(chunk, contact_id, when)
+        if when is None or (candidates and not decided):  # none due by the day: not resolved
+            self.last.pop(contact_id, None)
+        elif made:
+            self.last[contact_id] = (
+                [c for c in candidates if c.key not in made],
+                [d for d in decided if d.candidate.key not in made],
+            )
+        else:
+            self.last[contact_id] = (candidates, decided)
+
+    def reused(self, contact_id: str, candidates: Sequence[Candidate]) -> Sequence[Decision] | None:
+        """The decisions on the contact's `candidates` of the day if they are those of the
+        day the contact was last decided, less the sends it made; else None (decide).
+
+        Their facts are the same (a contact whose facts change is decided anew), and so
+        are their candidates: none was caught up since (its due day would now be today's),
+        so each is due on the day or later. Their ledger differs only by the sends that day
+        made, now counted as sent before, and by sends that have aged out of the caps'
+        reach (HISTORY_DAYS, far before any of these due days). `resolve` placed the sends
+        made that day beside the others, each where the caps and the gap allowed it with
+        the others there, so with them made first every other send still fits where it was
+        placed and nowhere sooner: the same decisions, in the same order
+        (tests/planning/test_simulate_incremental.py compares with deciding anew)."""
+        last = self.last.get(contact_id)
+        if last is None or last[0] != candidates:
+            return None
+        return last[1]
 
     def next_day(self, chunk: Sequence[ContactRow], contact_id: str, when: date | None) -> None:
         """Decide the contact again on `when` (None: only if their facts change)."""
