@@ -14,7 +14,9 @@ Yesterday's facts are also where today's start: the facts from events are
 read again only for the contacts with new events, and a segment's members
 only for the contacts who may have joined or left it overnight
 (segments/moving.py), which is few of the shop on most days. Both are asked
-once a day for all of a process's chunks (`start_day`), not chunk by chunk.
+once a day for all chunks (`Overnight`), not chunk by chunk; with workers, by
+the main process for all of them. A contact woken only by a send due, with the
+same candidates as when last decided, gets those decisions again (`reused`).
 """
 
 from __future__ import annotations
@@ -287,9 +289,8 @@ class Overnight:
             ids = {str(row.id) for row in part}
             finder.gather_from_events(connection, part, found, only=ids)
             self.fresh = merged(self.fresh, found, ids)
-        dialect = connection.dialect.name
+        dialect, catalog = connection.dialect.name, finder.catalog
         for name, ids in asking.items():
-            catalog = finder.catalog
             query = members_query(catalog.get(name), catalog, finder.clock, dialect)
             members = self.asked[name] = set()
             for some in _parts(sorted(ids), ASK_AT_ONCE):
