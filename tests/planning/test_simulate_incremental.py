@@ -11,16 +11,18 @@ from dataclasses import fields
 from datetime import date, timedelta
 from pathlib import Path
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import Engine, select
 
 from tests.planning.shop import make_shop, policy
 from tests.sending.test_send_is_simulate import CAMPAIGNS, SEGMENTS, START, _shop_files, person
-from trouw.planning.candidates import ChunkFacts
+from trouw.importing import suppress_addresses
+from trouw.planning.candidates import ChunkFacts, contact_chunks
 from trouw.planning.scratch import scratch_copy
 from trouw.planning.simulate import simulate_period
-from trouw.planning.watch import FACT_FIELDS, changed
+from trouw.planning.simulate_day import DayReplay
+from trouw.planning.watch import FACT_FIELDS, Overnight, Places, changed, taken_over
 from trouw.project import load_project
 from trouw.store import atomic, ledger, open_store
 
@@ -162,3 +164,61 @@ def test_the_watch_sees_a_change_in_every_fact_a_chunk_has() -> None:
     )  # fmt: skip
     assert changed(before, after) == {"1", "7", "3", "4", "5", "6", "8", "9"}
     assert changed(after, after) == set()
+
+
+# Events of every kind the facts from events read, over a week: stops of each kind (soft
+# bounces stop nothing), topic unsubscribes, pauses (one without a valid `until` ends the
+# one before), purchases, signups and clicks with and without the trigger's tag.
+FOLD_DAYS = 7
+event = st.tuples(
+    st.integers(0, 5),  # contact
+    st.integers(-3, FOLD_DAYS - 1),  # day from START
+    st.integers(0, 23),  # hour
+    st.sampled_from([
+        ("bounce", "soft", ""), ("bounce", "hard", ""), ("complaint", "", ""),
+        ("unsubscribe", "", ""), ("unsubscribe", "topic:news", ""),
+        ("unsubscribe", "topic:tips", ""), ("pause", "", "2027-03-20"), ("pause", "", "never"),
+        ("purchase", "", ""), ("signup", "", ""), ("click", "x", ""), ("click", "y", ""),
+    ]),
+)  # fmt: skip
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(happened=st.lists(event, max_size=30), suppressed=st.sets(st.integers(0, 5), max_size=2))
+@example(happened=[(0, 2, 10, ("complaint", "", ""))], suppressed={0})  # then stops
+def test_the_days_events_folded_into_the_facts_equal_the_facts_gathered_again(
+    happened: list[tuple[int, int, int, tuple[str, str, str]]], suppressed: set[int]
+) -> None:
+    """The watch brings the facts from events up to date with the day's events only
+    (CandidateFinder.fold_events): each day, the same facts as reading every event again."""
+    contacts = ["id,email,channel,birthday,customer_since,street,postcode,city"]
+    contacts += [f"c{i},c{i}@x.example,email,,,Straat 1,1234 AB,Stad" for i in range(6)]
+    events = ["contact_id,type,occurred_at,tag,amount,until"]
+    for who, day, hour, (kind, tag, until) in happened:
+        moment = f"{START + timedelta(days=day)}T{hour:02d}:00:00"
+        events.append(f"c{who},{kind},{moment},{tag},{'9' if kind == 'purchase' else ''},{until}")
+    with tempfile.TemporaryDirectory() as folder:
+        root = Path(folder)
+        engine = open_store(f"sqlite:///{root / 'trouw.db'}")
+        try:
+            make_shop(
+                root, engine, campaigns=SHOP_CAMPAIGNS, segments=SHOP_SEGMENTS,
+                contacts="\n".join(contacts) + "\n", events="\n".join(events) + "\n",
+            )  # fmt: skip
+            with atomic(engine) as connection:
+                suppress_addresses(connection, [f"c{i}@x.example" for i in suppressed], "test")
+            replay = DayReplay(load_project(root))
+            with engine.connect() as connection:
+                (chunk,) = contact_chunks(connection, 10)
+                folded = ChunkFacts()
+                replay.day(START).finder.gather_from_events(connection, chunk, folded)
+                for offset in range(1, FOLD_DAYS):
+                    finder = replay.day(START + timedelta(days=offset)).finder
+                    overnight = Overnight.ask(connection, finder, [chunk], Places())
+                    folded = taken_over(folded)
+                    finder.fold_events(folded, (r for rs in overnight.events.values() for r in rs))
+                    again = ChunkFacts()
+                    finder.gather_from_events(connection, chunk, again)
+                    assert folded == again, START + timedelta(days=offset)
+        finally:
+            engine.dispose()

@@ -15,7 +15,7 @@ contact, campaign and step they identify a send in the plan and the ledger.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from functools import lru_cache
@@ -59,9 +59,14 @@ CONTACT_COLUMNS = (
 )
 # A row of CONTACT_COLUMNS, read by attribute (`row.birthday`).
 ContactRow = Any
+# An event as `CandidateFinder.fold_events` takes it: contact id, type, tag, occurred_at,
+# properties.
+EventRow = tuple[str, str, str | None, datetime, Any]
 # Events that end promotional mail for a contact. A bounce counts unless tagged soft; an
 # unsubscribe tagged `topic:NAME` ends only that topic's campaigns (the preference centre).
 STOPPING_EVENTS = ("unsubscribe", "complaint", "bounce")
+STOPPED_BY = {"unsubscribe": "unsubscribed", "complaint": "complained", "bounce": "hard-bounced"}
+SUPPRESSED = "suppressed"  # the reason of an address on the suppression list
 TOPIC_TAG = "topic:"
 # A `pause` event holds marketing back until the day in its `until` property (YYYY-MM-DD).
 PAUSE = "pause"
@@ -374,11 +379,9 @@ class CandidateFinder:
         connection: Connection,
         chunk: Sequence[ContactRow],
         facts: ChunkFacts,
-        only: Collection[str] | None = None,
     ) -> None:
         """The facts read from the contacts' events up to the day (of the `event_types`) and
-        the suppression list: they change only when such an event comes in. `only`: just
-        these contacts of the chunk (the others are left out of `facts`)."""
+        the suppression list: they change only when such an event comes in (`fold_events`)."""
         first, last = str(chunk[0].id), str(chunk[-1].id)
         dialect = connection.dialect.name
         end = self.clock.end
@@ -386,26 +389,15 @@ class CandidateFinder:
             events.c.contact_id >= first, events.c.contact_id <= last, events.c.occurred_at < end
         )
         self.event_type = _event_type(dialect)
-        if only is not None:
-            event_range = and_(event_range, events.c.contact_id.in_(sorted(only)))
-            chunk = [row for row in chunk if str(row.id) in only]
-            self.event_type = events.c.type  # the few contacts' (contact_id, type) look-ups
-        stopping = select(events.c.contact_id, events.c.type, events.c.tag).where(
-            event_range, self.event_type.in_(STOPPING_EVENTS)
+        stopping = (
+            select(events.c.contact_id, events.c.type, events.c.tag)
+            .where(event_range, self.event_type.in_(STOPPING_EVENTS))
+            .order_by(events.c.contact_id, events.c.occurred_at, events.c.id)
         )
         for contact_id, kind, tag in connection.execute(stopping):
-            if kind == "bounce" and tag == "soft":
-                continue
-            if kind == "unsubscribe" and tag and tag.startswith(TOPIC_TAG):
-                facts.topics_left.setdefault(str(contact_id), set()).add(tag[len(TOPIC_TAG) :])
-                continue
-            reason = {"unsubscribe": "unsubscribed", "complaint": "complained"}.get(
-                kind, "hard-bounced"
-            )
-            facts.stopped.setdefault(str(contact_id), reason)
+            _stopping(facts, str(contact_id), kind, tag)
         self._pauses(connection, event_range, facts)
-        if chunk:
-            self._suppressed(connection, chunk, facts)
+        self._suppressed(connection, chunk, facts)
         if self.needs_purchases:
             facts.last_purchase = self._latest(connection, event_range, "purchase", None)
         for campaign in self.campaigns:
@@ -421,6 +413,26 @@ class CandidateFinder:
                 facts.trigger_events[campaign.name] = self._latest(
                     connection, event_range, "signup", None
                 )
+
+    def fold_events(self, facts: ChunkFacts, rows: Iterable[EventRow]) -> None:
+        """Bring the facts `gather_from_events` read up to date with the events that came
+        after them: `rows` (contact id, type, tag, occurred_at, properties), of the
+        `event_types`, in the order they occurred. The same facts as gathering them again."""
+        triggers = [
+            (campaign.name, "signup" if trigger.kind == "signup" else trigger.event, trigger.tag)
+            for campaign in self.campaigns
+            if (trigger := campaign.trigger) is not None and trigger.kind in ("event", "signup")
+        ]
+        for contact_id, kind, tag, moment, properties in rows:
+            if kind in STOPPING_EVENTS:
+                _stopping(facts, contact_id, kind, tag)
+            elif kind == PAUSE:
+                _pausing(facts, contact_id, properties)
+            if kind == "purchase" and self.needs_purchases:
+                _later(facts.last_purchase, contact_id, moment)
+            for name, event, wanted in triggers:
+                if kind == event and (wanted is None or tag == wanted):
+                    _later(facts.trigger_events.setdefault(name, {}), contact_id, moment)
 
     def event_types(self) -> frozenset[str]:
         """The event types `gather_from_events` reads."""
@@ -490,11 +502,7 @@ class CandidateFinder:
             .order_by(events.c.contact_id, events.c.occurred_at, events.c.id)
         )
         for contact_id, properties in connection.execute(query):
-            until = pause_until(properties)
-            if until is not None:
-                facts.paused[str(contact_id)] = until
-            else:
-                facts.paused.pop(str(contact_id), None)
+            _pausing(facts, str(contact_id), properties)
 
     def _suppressed(
         self, connection: Connection, chunk: Sequence[ContactRow], facts: ChunkFacts
@@ -512,7 +520,7 @@ class CandidateFinder:
         )
         for start in range(0, len(hashes), 500):
             for (found,) in connection.execute(query, {"hashes": hashes[start : start + 500]}):
-                facts.stopped.setdefault(by_hash[found], "suppressed")
+                facts.stopped.setdefault(by_hash[found], SUPPRESSED)
                 facts.suppressed.add(by_hash[found])
 
     # -- the per-contact part: date arithmetic
@@ -777,6 +785,34 @@ def stop_reason(contact: ContactRow, facts: ChunkFacts) -> str | None:
     return None
 
 
+def _stopping(facts: ChunkFacts, contact_id: str, kind: str, tag: str | None) -> None:
+    """A stopping event (STOPPING_EVENTS): the first that stops the contact gives the reason,
+    before the suppression list (a soft bounce stops nothing); an unsubscribe from a topic
+    leaves only that topic."""
+    if kind == "bounce" and tag == "soft":
+        return
+    if kind == "unsubscribe" and tag and tag.startswith(TOPIC_TAG):
+        facts.topics_left.setdefault(contact_id, set()).add(tag[len(TOPIC_TAG) :])
+        return
+    if facts.stopped.get(contact_id, SUPPRESSED) == SUPPRESSED:
+        facts.stopped[contact_id] = STOPPED_BY[kind]
+
+
+def _pausing(facts: ChunkFacts, contact_id: str, properties: Any) -> None:
+    """A pause event: it replaces any earlier one (one without a valid `until` ends it)."""
+    until = pause_until(properties)
+    if until is not None:
+        facts.paused[contact_id] = until
+    else:
+        facts.paused.pop(contact_id, None)
+
+
+def _later(latest: dict[str, datetime], contact_id: str, moment: datetime) -> None:
+    known = latest.get(contact_id)
+    if known is None or moment > known:
+        latest[contact_id] = moment
+
+
 def pause_until(properties: Any) -> date | None:
     """The day a pause event ends (its `until` property), or None when it names no valid day."""
     if isinstance(properties, str):  # JSON text, as some drivers hand it over
@@ -837,6 +873,7 @@ __all__ = [
     "Bounds",
     "CandidateFinder",
     "ChunkFacts",
+    "EventRow",
     "chunk_bounds",
     "contact_chunks",
     "contacts_within",

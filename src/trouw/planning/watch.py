@@ -11,12 +11,13 @@ facts and each contact's next due day (`next_due`), and hands out the
 contacts due or changed. A new year starts over (other scheduled days).
 
 Yesterday's facts are also where today's start: the facts from events are
-read again only for the contacts with new events, and a segment's members
-only for the contacts who may have joined or left it overnight
-(segments/moving.py), which is few of the shop on most days. Both are asked
-once a day for all chunks (`Overnight`), not chunk by chunk; with workers, by
-the main process for all of them. A contact woken only by a send due, with the
-same candidates as when last decided, gets those decisions again (`reused`).
+brought up to date with the day's events (the contacts who have any), and a
+segment's members asked again only for the contacts who may have joined or
+left it overnight (segments/moving.py), which is few of the shop on most
+days. Both are asked once a day for all chunks (`Overnight`), not chunk by
+chunk; with workers, by the main process for all of them. A contact woken
+only by a send due, with the same candidates as when last decided, gets those
+decisions again (`reused`).
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from typing import Any
 
 from sqlalchemy import Connection, select
 
-from trouw.planning.candidates import CandidateFinder, ChunkFacts, ContactRow, Runs
+from trouw.planning.candidates import CandidateFinder, ChunkFacts, ContactRow, EventRow, Runs
 from trouw.planning.decision import stop_reasons
 from trouw.planning.policy import DEFERRED, DROPPED, PLANNED, Candidate, Decision
 from trouw.segments import Clock, members_query
@@ -63,9 +64,9 @@ def changed(
     before: ChunkFacts, after: ChunkFacts, known: Collection[str] | None = None
 ) -> set[str]:
     """The contact ids whose facts differ between two gatherings of the same chunk.
-    `known`: when `after` was `merged` from `before` and took over segments' members from it
-    (Watch.gather), the contacts whose facts may differ there: they are all counted as
-    changed, and only the dated facts `before` kept are compared."""
+    `known`: when `after` took over `before`'s facts from events and segments' members
+    (Watch.gather, `taken_over`), the contacts whose facts may differ there: they are all
+    counted as changed, and only the dated facts `before` kept are compared."""
     found: set[str] = set()
     if known is not None:
         found.update(known)
@@ -159,37 +160,16 @@ def _dated(facts: ChunkFacts, segments: Collection[str] | None = None) -> ChunkF
     return ChunkFacts(members=members, entered=facts.entered, best_hours=facts.best_hours)
 
 
-def merged(before: ChunkFacts, fresh: ChunkFacts, contact_ids: Collection[str]) -> ChunkFacts:
-    """`before`'s facts from events with those of `contact_ids` replaced by `fresh`'s (which
-    may hold other contacts too); the dated facts are left empty. `before`'s facts from
-    events are taken over, not copied (a chunk's are large, the day's changes few): `before`
-    keeps only its dated facts, which `changed` compares (Watch.gather takes over segments'
-    members the same way)."""
+def taken_over(before: ChunkFacts) -> ChunkFacts:
+    """New facts holding `before`'s facts from events, which are taken over, not copied (a
+    chunk's are large, the day's changes few): `before` keeps only its dated facts, which
+    `changed` compares (Watch.gather takes over segments' members the same way)."""
     facts = ChunkFacts()
     for name in FROM_EVENTS:
         old = getattr(before, name)
-        new = getattr(fresh, name)
-        if name == "suppressed":
-            old.difference_update(contact_ids)
-            old.update(new.intersection(contact_ids))
-        elif name == "trigger_events":
-            for campaign in old.keys() | new.keys():
-                _replace(old.setdefault(campaign, {}), new.get(campaign, {}), contact_ids)
-        else:
-            _replace(old, new, contact_ids)
         setattr(facts, name, old)
         setattr(before, name, type(old)())
     return facts
-
-
-def _replace(values: dict[str, Any], new: Mapping[str, Any], contact_ids: Collection[str]) -> None:
-    missing = object()
-    for contact_id in contact_ids:
-        value = new.get(contact_id, missing)
-        if value is missing:
-            values.pop(contact_id, None)
-        else:
-            values[contact_id] = value
 
 
 def _parts(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
@@ -217,19 +197,19 @@ class Overnight:
     `Watch.gather` needs it to merge a chunk's facts: the contacts with an event the finder
     reads, and per segment those who may have joined or left it (segments/moving.py; None:
     anyone may have); then, for the chunks merged (at most half of them changed), the facts
-    from events of their new-event contacts (`ahead`: chunk -> those contacts; `fresh`:
-    their facts) and each segment's members among those of them who may have moved (`asked`),
-    in a few statements for all chunks rather than a few per chunk.
+    from events of their new-event contacts are brought up to date with the day's events
+    (`events`: contact id -> theirs, in time order; `ahead`: chunk -> its contacts with
+    any) and each segment's members are asked among those of them who may have moved
+    (`asked`), in a few statements for all chunks rather than a few per chunk.
 
     It reads only events and contacts, which a replay does not change: asked once a day for
     all chunks (`ask`), also ahead of the day and in another process than the one that
     decides them (simulate_workers.py)."""
 
     day: date
-    new_events: set[str] = field(default_factory=set)
+    events: dict[str, list[EventRow]] = field(default_factory=dict)
     moved: dict[str, set[str] | None] = field(default_factory=dict)
     ahead: dict[str, set[str]] = field(default_factory=dict)
-    fresh: ChunkFacts = field(default_factory=ChunkFacts)
     asked: dict[str, set[str]] = field(default_factory=dict)
 
     @classmethod
@@ -243,15 +223,20 @@ class Overnight:
         """What changed overnight up to the finder's day, for `chunks`."""
         day = finder.clock.as_of
         query = (
-            select(events.c.contact_id)
+            select(
+                events.c.contact_id, events.c.type, events.c.tag, events.c.occurred_at,
+                events.c.properties,
+            )
             .where(
                 events.c.type.in_(sorted(finder.event_types())),
                 events.c.occurred_at >= Clock(day - timedelta(days=1), finder.clock.tz).end,
                 events.c.occurred_at < finder.clock.end,
             )
-            .distinct()
-        )
-        found = cls(day, new_events=set(map(str, connection.execute(query).scalars())))
+            .order_by(events.c.occurred_at, events.c.id)
+        )  # fmt: skip
+        found = cls(day)
+        for contact_id, *rest in connection.execute(query):
+            found.events.setdefault(str(contact_id), []).append((str(contact_id), *rest))
         dialect = connection.dialect.name
         for name in finder.segments:
             moving = overnight(
@@ -270,25 +255,18 @@ class Overnight:
         chunks: Sequence[Sequence[ContactRow]],
         places: Places,
     ) -> None:
-        rows: list[ContactRow] = []
         moving = {name: moved for name, moved in self.moved.items() if moved}
         asking: dict[str, set[str]] = {name: set() for name in moving}
         for chunk in chunks:
             in_chunk = places(chunk)
-            ids = in_chunk.keys() & self.new_events
+            ids = in_chunk.keys() & self.events.keys()
             if len(ids) > len(chunk) // 2:
                 continue  # gathered whole
             self.ahead[str(chunk[0].id)] = ids
-            rows.extend(chunk[place] for place in sorted(in_chunk[i] for i in ids))
             for name, moved in moving.items():
                 again = in_chunk.keys() & moved
                 if len(again) <= len(chunk) // 2:
                     asking[name] |= again
-        for part in _parts(rows, ASK_AT_ONCE):
-            found = ChunkFacts()
-            ids = {str(row.id) for row in part}
-            finder.gather_from_events(connection, part, found, only=ids)
-            self.fresh = merged(self.fresh, found, ids)
         dialect, catalog = connection.dialect.name, finder.catalog
         for name, ids in asking.items():
             query = members_query(catalog.get(name), catalog, finder.clock, dialect)
@@ -345,9 +323,9 @@ class Watch:
         self, connection: Connection, finder: CandidateFinder, chunk: Sequence[ContactRow]
     ) -> ChunkFacts:
         """The chunk's facts as of the finder's day: `finder.gather`'s, with those from events
-        gathered again only for the contacts with new events, and segment members asked again
-        only for those who may have joined or left (the rest are the day before's): both
-        asked ahead (Overnight)."""
+        brought up to date with the day's events, and segment members asked again only for
+        those who may have joined or left (the rest are the day before's): both asked ahead
+        (Overnight)."""
         key = str(chunk[0].id)
         before = self.facts.get(key)
         self.known.pop(key, None)
@@ -357,7 +335,8 @@ class Watch:
             return finder.gather(connection, chunk)
         in_chunk = self.places(chunk)
         known = self.known[key] = set(ids)
-        facts = merged(before, overnight.fresh, ids)
+        facts = taken_over(before)
+        finder.fold_events(facts, (row for i in ids for row in overnight.events[i]))
         for name, moved in overnight.moved.items():
             if moved is None:
                 continue  # asked for the whole chunk below
@@ -474,6 +453,6 @@ __all__ = [
     "Places",
     "Watch",
     "changed",
-    "merged",
     "next_due",
+    "taken_over",
 ]
