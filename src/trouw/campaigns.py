@@ -1014,10 +1014,11 @@ def choose_variant(
             arm_index(contact_id, campaign.name, step.name, test.weights)
         ]
     else:
-        chosen = next(
-            (v for v in step.variants if v.segment is None or contact_id in members[v.segment]),
-            None,
-        )
+        chosen = None
+        for variant in step.variants:  # a loop, not next(generator): runs for every contact
+            if variant.segment is None or contact_id in members[variant.segment]:
+                chosen = variant
+                break
     return Choice(contact_id, chosen, in_audience, skipped)
 
 

@@ -671,12 +671,18 @@ class CandidateFinder:
         return Runs(tuple(found), self.as_of if today_only else None)
 
     def on_the_day(
-        self, runs: Runs, late: set[tuple[str, str, str]] | None = None
+        self,
+        runs: Runs,
+        late: set[tuple[str, str, str]] | None = None,
+        alive: list[Run] | None = None,
     ) -> list[Candidate]:
         """The candidates of `runs` as of the planning day: a send missed while the plan
         was not running is caught up on the day if recent enough (or always, for a lasting
         state: inactivity); what is not due in the year is left out. `late` gets the keys
-        of the triggered ones caught up (the scheduled ones are in `self.late`)."""
+        of the triggered ones caught up (the scheduled ones are in `self.late`). `alive`
+        gets the runs that may give a candidate on a later day too: not those past catching
+        up, nor those due after the year (the later days of a simulation leave them out
+        again, and the watch keeps only these: planning/watch.py)."""
         found: list[Candidate] = []
         as_of = self.as_of
         year = self.year
@@ -688,6 +694,8 @@ class CandidateFinder:
                     found.extend(self._rest_of_test(plan, index, step))
                 else:
                     found.extend(self._scheduled_candidates(plan, index, step, run.template))
+                if alive is not None:
+                    alive.append(run)
                 continue
             if due < as_of:
                 if not run.overdue_ok and due < self.catch_up_from[plan.name]:
@@ -696,7 +704,11 @@ class CandidateFinder:
                 if late is not None:
                     late.add((plan.name, step.name, run.occurrence))
             if due.year != year:
+                if due.year < year and alive is not None:  # planned ahead: caught up in it
+                    alive.append(run)
                 continue
+            if alive is not None:
+                alive.append(run)
             campaign = plan.campaign
             found.append(
                 Candidate(due, plan.name, step.name, run.occurrence, run.template, campaign.kind,
@@ -874,6 +886,8 @@ __all__ = [
     "CandidateFinder",
     "ChunkFacts",
     "EventRow",
+    "Run",
+    "Runs",
     "chunk_bounds",
     "contact_chunks",
     "contacts_within",

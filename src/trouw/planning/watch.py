@@ -29,7 +29,14 @@ from typing import Any
 
 from sqlalchemy import Connection, select
 
-from trouw.planning.candidates import CandidateFinder, ChunkFacts, ContactRow, EventRow, Runs
+from trouw.planning.candidates import (
+    CandidateFinder,
+    ChunkFacts,
+    ContactRow,
+    EventRow,
+    Run,
+    Runs,
+)
 from trouw.planning.decision import stop_reasons
 from trouw.planning.policy import DEFERRED, DROPPED, PLANNED, Candidate, Decision
 from trouw.segments import Clock, members_query
@@ -113,16 +120,20 @@ def next_due(
     winner) may go tomorrow. A contact not yet a customer may have sends caught up on the
     day they become one. None: nothing, unless their facts change.
     """
-    placed = {decision.candidate.key: decision for decision in decided}
+    placed: dict[tuple[str, str, str], Decision] | None = None  # made once one is due by `day`
     tomorrow = day + timedelta(days=1)
     first: date | None = None
     for candidate in candidates:
+        when = candidate.due
+        if first is not None and when >= first:
+            continue  # changes nothing
         key = candidate.key
         if key in made:
             continue
-        when = candidate.due
         if when <= day:
             when = tomorrow
+            if placed is None:
+                placed = {decision.candidate.key: decision for decision in decided}
             decision = placed.get(key)
             if decision is not None and decision.status == DROPPED and decision.reason in stops:
                 continue
@@ -378,15 +389,20 @@ class Watch:
         self, finder: CandidateFinder, contact: ContactRow, facts: ChunkFacts
     ) -> list[Candidate]:
         """`finder.candidates`, from the contact's runs of the day before when their facts
-        are the same (a contact `due` hands out as changed has none kept)."""
+        are the same (a contact `due` hands out as changed has none kept), less those that
+        can give no candidate any more this year."""
         contact_id = str(contact.id)
         runs = self.runs.get(contact_id)
         if runs is None:
             runs = finder.runs(contact, facts)
-            if runs.as_of is None:
-                self.runs[contact_id] = runs
         self.late = set()
-        return finder.on_the_day(runs, self.late)
+        alive: list[Run] = []
+        found = finder.on_the_day(runs, self.late, alive)
+        if runs.as_of is None:  # kept without the runs the later days leave out too
+            if len(alive) < len(runs.runs):
+                runs = Runs(tuple(alive), None)
+            self.runs[contact_id] = runs
+        return found
 
     def decided(
         self,
