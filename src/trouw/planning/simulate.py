@@ -37,6 +37,7 @@ from typing import Any
 from sqlalchemy import Connection, func, select
 
 from trouw.planning.candidates import contact_chunks
+from trouw.planning.collector import rarer_collections
 from trouw.planning.planner import CHUNK_SIZE, count_contacts
 from trouw.planning.policy import week_of as monday_of
 from trouw.planning.scratch import scratch_url
@@ -140,16 +141,17 @@ def _replay_here(
     # The contacts do not change during the replay: read once, in the planner's chunks.
     chunks = list(contact_chunks(connection, chunk_size))
     day = start
-    while day <= end:
-        today = replay.day(day)
-        replay.begin(connection, today)
-        replay.watch(connection, today, chunks)
-        for chunk in chunks:
-            replay.write(connection, replay.decide(connection, today, chunk))
-        replay.end(connection, today)
-        if progress is not None:
-            progress(day)
-        day += timedelta(days=1)
+    with rarer_collections():
+        while day <= end:
+            today = replay.day(day)
+            replay.begin(connection, today)
+            replay.watch(connection, today, chunks)
+            for chunk in chunks:
+                replay.write(connection, replay.decide(connection, today, chunk))
+            replay.end(connection, today)
+            if progress is not None:
+                progress(day)
+            day += timedelta(days=1)
 
 
 def _replay_in_workers(
@@ -168,9 +170,12 @@ def _replay_in_workers(
     url = scratch_url(connection.engine)
     with connection.begin():
         chunks = list(contact_chunks(connection, chunk_size))  # to ask what changes overnight
-    with Crew(
-        url, project, workers=workers, chunk_size=chunk_size, incremental=replay.incremental
-    ) as crew:
+    with (
+        Crew(
+            url, project, workers=workers, chunk_size=chunk_size, incremental=replay.incremental
+        ) as crew,
+        rarer_collections(),
+    ):
         today, overnight = replay.day(start), None
         while today.day <= end:
             with connection.begin():

@@ -43,6 +43,7 @@ from types import TracebackType
 
 from trouw.errors import WorkFailed
 from trouw.planning.candidates import contact_chunks
+from trouw.planning.collector import rarer_collections
 from trouw.planning.scratch import scratch_engine
 from trouw.planning.simulate_day import DayReplay
 from trouw.planning.watch import Overnight
@@ -198,24 +199,25 @@ def _work(
                 if number % count == index
             ]
         pipe.send((READY, None))
-        while True:
-            try:
-                given = pipe.recv()
-            except EOFError:  # the main process is gone
-                return
-            if given is None:
-                return
-            day, overnight = given
-            today = replay.day(day)
-            rows = []
-            with engine.connect() as connection, connection.begin():
-                replay.watch(connection, today, chunks, overnight)
-                for chunk in chunks:
-                    rows.extend(replay.decide(connection, today, chunk))
-            if rows:
-                with atomic(engine) as connection:
-                    replay.write(connection, rows)
-            pipe.send((DONE, None))
+        with rarer_collections():
+            while True:
+                try:
+                    given = pipe.recv()
+                except EOFError:  # the main process is gone
+                    return
+                if given is None:
+                    return
+                day, overnight = given
+                today = replay.day(day)
+                rows = []
+                with engine.connect() as connection, connection.begin():
+                    replay.watch(connection, today, chunks, overnight)
+                    for chunk in chunks:
+                        rows.extend(replay.decide(connection, today, chunk))
+                if rows:
+                    with atomic(engine) as connection:
+                        replay.write(connection, rows)
+                pipe.send((DONE, None))
     except BaseException as exc:  # reported to the main process, which fails the run
         traceback.print_exc(file=sys.stderr)
         with contextlib.suppress(OSError):
