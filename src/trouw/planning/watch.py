@@ -205,13 +205,13 @@ class Places:
 @dataclass
 class Overnight:
     """What changed for the whole shop from the end of the day before to the end of `day`, as
-    `Watch.gather` needs it to merge a chunk's facts: the contacts with an event the finder
-    reads, and per segment those who may have joined or left it (segments/moving.py; None:
-    anyone may have); then, for the chunks merged (at most half of them changed), the facts
-    from events of their new-event contacts are brought up to date with the day's events
-    (`events`: contact id -> theirs, in time order; `ahead`: chunk -> its contacts with
-    any) and each segment's members are asked among those of them who may have moved
-    (`asked`), in a few statements for all chunks rather than a few per chunk.
+    `Watch.gather` needs it to bring a chunk's facts up to date: the day's events the finder
+    reads (`events`: contact id -> theirs, in time order), and per segment those who may
+    have joined or left it (segments/moving.py; None: anyone may have); then, for the chunks
+    brought up to date rather than gathered whole (at most half of their contacts changed),
+    their contacts with new events (`ahead`) and each segment's members among their
+    contacts who may have moved (`asked`), in a few statements for all chunks rather than a
+    few per chunk.
 
     It reads only events and contacts, which a replay does not change: asked once a day for
     all chunks (`ask`), also ahead of the day and in another process than the one that
@@ -301,7 +301,7 @@ class Watch:
     # (chunk, day) -> contacts whose next due day it was when set (wake says if it still is)
     waking: dict[tuple[str, date], set[str]] = field(default_factory=dict)
     places: Places = field(default_factory=Places)
-    # chunk -> the contacts whose facts may have changed where they were merged today (gather)
+    # chunk -> the contacts whose facts may have changed where they were taken over today
     known: dict[str, set[str]] = field(default_factory=dict)
     # contact id -> their runs (CandidateFinder.runs), kept while their facts hold
     runs: dict[str, Runs] = field(default_factory=dict)
@@ -354,7 +354,7 @@ class Watch:
             again = in_chunk.keys() & moved
             if len(again) > len(chunk) // 2:
                 continue
-            # Taken over, as `merged` takes the facts from events: only `again` may flip.
+            # Taken over, as `taken_over` takes the facts from events: only `again` may flip.
             members = before.members.pop(name)
             flipped = (members & again) ^ (overnight.asked.get(name, set()) & again)
             members ^= flipped
