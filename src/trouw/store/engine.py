@@ -63,7 +63,23 @@ def create_store_engine(url: str) -> Engine:
         ) from exc
     if engine.dialect.name == "sqlite":
         _tune_sqlite(engine)
+    elif engine.dialect.name == "postgresql":
+        _tune_postgresql(engine)
     return engine
+
+
+def _tune_postgresql(engine: Engine) -> None:
+    """Every statement planned for its own parameters. psycopg prepares a statement on the
+    server after five runs, and PostgreSQL may then keep a generic plan, blind to the values:
+    a chunk's query over a range of contact ids (plan, simulate, send) then reads what the
+    whole shop has for every chunk. Measured at 3M contacts, the fire-safety segment's
+    members of one chunk: 4.5 s generic, 0.1 s planned for the range; the whole plan grew
+    with the square of the shop."""
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.execute("SET plan_cache_mode = force_custom_plan")
+        dbapi_connection.commit()  # a session setting, kept past the pool's rollbacks
 
 
 def _tune_sqlite(engine: Engine) -> None:
