@@ -185,7 +185,7 @@ event = st.tuples(
 
 @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(happened=st.lists(event, max_size=30), suppressed=st.sets(st.integers(0, 5), max_size=2))
-@example(happened=[(0, 2, 10, ("complaint", "", ""))], suppressed={0})  # then stops
+@example(happened=[(0, 2, 10, ("complaint", "", ""))], suppressed={0})  # suppressed, then stops
 def test_the_days_events_folded_into_the_facts_equal_the_facts_gathered_again(
     happened: list[tuple[int, int, int, tuple[str, str, str]]], suppressed: set[int]
 ) -> None:
