@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
-from sqlalchemy import Engine, delete, insert, select, update
+from sqlalchemy import Engine, delete, insert, select, text, update
 
 from tests.conftest import Cli
 from tests.planning.shop import policy as policy_settings
@@ -118,6 +118,25 @@ def test_a_second_run_for_the_same_day_sends_nothing(
     assert again.sent == 0
     assert again.due == 1  # only the letter, which SMTP cannot carry, is still owed
     assert len(smtp_server.handler.received) == 3
+
+
+def test_a_run_on_postgresql_gives_the_ledger_statistics_before_it_reads_it(
+    project_dir: Path, engine: Engine, smtp_server: SmtpServer
+) -> None:
+    """Without statistics PostgreSQL reads the whole ledger for each chunk's contacts
+    (store/engine.py `refresh_stale_statistics`): the run analyzes a ledger that has none."""
+    if engine.dialect.name != "postgresql":
+        pytest.skip("PostgreSQL's planner statistics")
+    root = make_day_shop(project_dir, engine)
+    analyzed = text(
+        "SELECT coalesce(last_analyze, last_autoanalyze) IS NOT NULL FROM pg_stat_user_tables"
+        " WHERE relid = 'ledger'::regclass"
+    )
+    with engine.connect() as connection:
+        assert connection.execute(analyzed).scalar_one() is False
+    assert _send(root, engine, _smtp(smtp_server)).sent == 3
+    with engine.connect() as connection:
+        assert connection.execute(analyzed).scalar_one() is True
 
 
 def test_550_fails_and_suppresses_that_address_the_others_are_sent(

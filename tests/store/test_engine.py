@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from datetime import date, datetime
+
 import pytest
-from sqlalchemy import Engine, text
+from sqlalchemy import Connection, Engine, insert, text
+
+from trouw.store import ledger, refresh_stale_statistics
 
 
 def test_postgresql_plans_each_statement_for_its_own_parameters(engine: Engine) -> None:
@@ -18,3 +22,59 @@ def test_postgresql_plans_each_statement_for_its_own_parameters(engine: Engine) 
                 connection.execute(text("SELECT :low + 1"), {"low": low}).scalar_one()
             mode = connection.execute(text("SHOW plan_cache_mode")).scalar_one()
             assert mode == "force_custom_plan"
+
+
+def _ledger_rows(connection: Connection, first: int, count: int) -> None:
+    rows = [
+        {"contact_id": f"c{n}", "campaign": "spring", "step": "main", "occurrence": "2027",
+         "day": date(2027, 4, 6), "channel": "email", "status": "sent",
+         "reserved_at": datetime(2027, 4, 6, 9)}
+        for n in range(first, first + count)
+    ]  # fmt: skip
+    connection.execute(insert(ledger), rows)
+
+
+def _analyzed(engine: Engine) -> bool:
+    with engine.connect() as connection:
+        query = text("SELECT count(*) FROM pg_stats WHERE tablename = 'ledger'")
+        return bool(connection.execute(query).scalar_one())
+
+
+def test_postgresql_statistics_are_refreshed_when_missing_or_a_tenth_of_the_rows_changed(
+    engine: Engine,
+) -> None:
+    """Planned for its own parameters, a statement is only as good as the statistics: a
+    ledger without any is read whole for each chunk's few contacts. A send run analyzes it
+    when it has none or a tenth of its rows changed since, and not otherwise."""
+    if engine.dialect.name != "postgresql":
+        assert refresh_stale_statistics(engine, ledger) is False  # SQLite needs none
+        return
+    with engine.begin() as connection:
+        _ledger_rows(connection, 0, 2000)
+    _flush_statistics(engine)
+    assert not _analyzed(engine)
+    assert refresh_stale_statistics(engine, ledger) is True
+    assert _analyzed(engine)
+    assert refresh_stale_statistics(engine, ledger) is False  # fresh: not again
+    with engine.begin() as connection:
+        _ledger_rows(connection, 2000, 100)  # 5%: still fresh enough
+    _flush_statistics(engine)
+    assert refresh_stale_statistics(engine, ledger) is False
+    with engine.begin() as connection:
+        _ledger_rows(connection, 2100, 300)  # 20% since the last ANALYZE
+    _flush_statistics(engine)
+    assert refresh_stale_statistics(engine, ledger) is True
+    assert refresh_stale_statistics(engine, ledger) is False
+
+
+def _flush_statistics(engine: Engine) -> None:
+    """Make the pooled connections' counts of changed rows visible at once (PostgreSQL 15
+    reports them at most once a second otherwise)."""
+    pool = engine.pool
+    connections = [engine.raw_connection() for _ in range(pool.checkedin() + 1)]
+    for raw in connections:
+        with raw.cursor() as cursor:
+            cursor.execute("SELECT pg_stat_force_next_flush()")
+        raw.commit()
+    for raw in connections:
+        raw.close()

@@ -67,7 +67,7 @@ from trouw.sending.transports import (
     deliver_batch,
 )
 from trouw.sending.winners import decide_winners
-from trouw.store import atomic
+from trouw.store import atomic, ledger, refresh_stale_statistics
 from trouw.store.writelock import WriteLock
 from trouw.templates.campaign_mails import CampaignMails
 from trouw.templates.environment import MailTemplates
@@ -443,6 +443,9 @@ def _work(
 ) -> None:
     engine, as_of = run.engine, run.as_of
     now = _now()
+    # Each chunk reads its contacts' ledger rows: by their index only if the planner knows
+    # how many rows the ledger holds (PostgreSQL).
+    refresh_stale_statistics(engine, ledger)
     if not dry_run:
         with run.write() as connection:
             key = signing_key(connection)

@@ -5,7 +5,12 @@ Functions that touch data take a Connection; they do not open their own.
 schema up to date.
 """
 
-from trouw.store.engine import atomic, create_store_engine, refresh_statistics
+from trouw.store.engine import (
+    atomic,
+    create_store_engine,
+    refresh_stale_statistics,
+    refresh_statistics,
+)
 from trouw.store.schema import open_store, upgrade_schema
 from trouw.store.tables import (
     contacts,
@@ -35,6 +40,7 @@ __all__ = [
     "plan",
     "plan_runs",
     "processed_messages",
+    "refresh_stale_statistics",
     "refresh_statistics",
     "segment_members",
     "segment_snapshots",

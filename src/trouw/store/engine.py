@@ -144,3 +144,36 @@ def refresh_statistics(engine: Engine, table: Table) -> None:
     if engine.dialect.name == "postgresql":
         with engine.begin() as connection:
             connection.execute(text(f"ANALYZE {table.name}"))
+
+
+# A table whose statistics describe fewer rows than this share of it is analyzed again
+# (autovacuum's own default: autovacuum_analyze_scale_factor).
+STALE_SHARE = 0.1
+
+
+def refresh_stale_statistics(engine: Engine, table: Table) -> bool:
+    """ANALYZE `table` (PostgreSQL) when it has no statistics yet or a tenth of its rows
+    changed since; True if it did.
+
+    Every statement is planned for its own parameters (`_tune_postgresql`), so
+    a plan is only as good as the statistics it is made from. A table that has
+    none, such as a ledger that grew by a whole first month of sends before
+    autovacuum came by, or a database just copied from a template, gets the
+    planner's default guesses: looking up 500 contacts' ledger rows read all of
+    its two million rows (0.5 s) instead of 1,200 through the contact index
+    (1 ms), for every chunk of a send run. Fresh statistics cost one ANALYZE,
+    which reads a bounded sample.
+    """
+    if engine.dialect.name != "postgresql":
+        return False
+    stale = text(
+        "SELECT (s.last_analyze IS NULL AND s.last_autoanalyze IS NULL)"
+        " OR s.n_mod_since_analyze > :share * greatest(c.reltuples, 1000)"
+        " FROM pg_stat_user_tables s JOIN pg_class c ON c.oid = s.relid"
+        " WHERE s.relid = CAST(:table AS regclass)"
+    )
+    with engine.begin() as connection:
+        if not connection.execute(stale, {"share": STALE_SHARE, "table": table.name}).scalar():
+            return False
+        connection.execute(text(f"ANALYZE {table.name}"))
+    return True
