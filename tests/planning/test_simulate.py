@@ -6,12 +6,14 @@ import csv
 import json
 import tempfile
 from collections import Counter
-from datetime import date
+from datetime import date, datetime
 from pathlib import Path
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, func, insert, inspect, select
+from sqlalchemy.exc import IntegrityError
 
 from tests.planning.shop import make_shop, policy
 from tests.planning.test_planner import CAMPAIGNS, _shop_files, contact
@@ -184,3 +186,35 @@ def test_random_shops_never_exceed_the_caps_in_the_simulated_ledger(
                 if (other_day - day).days >= gap:
                     break
                 assert kind == other_kind == "service"
+
+
+def _indexes(engine: Engine) -> set[str]:
+    """The columns of each of the ledger's indexes, keys included."""
+    found = set()
+    with engine.connect() as connection:
+        for index in inspect(connection).get_indexes("ledger"):
+            found.add(",".join(str(c) for c in index["column_names"]))
+        for key in inspect(connection).get_unique_constraints("ledger"):
+            found.add(",".join(key["column_names"]))
+    return found
+
+
+def test_the_scratch_ledger_keeps_its_keys_and_drops_the_send_queues_indexes(
+    tmp_path: Path, engine: Engine
+) -> None:
+    """The replay finds a contact's rows by the unique key and never asks what the other
+    indexes serve (the queue, the log, bounces), which a simulated day would write into;
+    the real database keeps them all, and a send in the copy is still refused twice."""
+    make_shop(tmp_path / "shop", engine, campaigns=SHOP_CAMPAIGNS, contacts=SHOP_CONTACTS)
+    real = _indexes(engine)
+    assert {"contact_id,day", "day,status", "message_id"} <= real
+    with scratch_copy(engine) as scratch:
+        assert _indexes(scratch) == {"contact_id,campaign,step,occurrence"}
+        row = {"contact_id": "newbie", "campaign": "welcome", "step": "main", "occurrence": "2027",
+               "day": date(2027, 1, 4), "channel": "email", "status": "sent",
+               "reserved_at": datetime(2027, 1, 4), "attempts": 0}  # fmt: skip
+        with atomic(scratch) as connection:
+            connection.execute(insert(ledger), [row])
+        with pytest.raises(IntegrityError), atomic(scratch) as connection:
+            connection.execute(insert(ledger), [row])
+    assert _indexes(engine) == real
