@@ -146,8 +146,8 @@ def refresh_statistics(engine: Engine, table: Table) -> None:
             connection.execute(text(f"ANALYZE {table.name}"))
 
 
-# A table whose statistics describe fewer rows than this share of it is analyzed again
-# (autovacuum's own default: autovacuum_analyze_scale_factor).
+# A table is analyzed again once this share of its rows changed since it last was
+# (autovacuum's own default, autovacuum_analyze_scale_factor).
 STALE_SHARE = 0.1
 
 
