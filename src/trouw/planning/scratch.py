@@ -8,7 +8,7 @@
   INSERT … SELECT), with its own id sequences, and the scratch engine finds
   it first on its `search_path`. The schema is dropped afterwards. The real
   tables are only read; creating and dropping the schema needs the CREATE
-  privilege on the database.
+  privilege on the database. The copies are analyzed, as imports are.
 
 The copy's ledger keeps its keys (the primary key, and the unique key of a
 send, which also finds a contact's rows) but none of its other indexes: they
@@ -140,6 +140,9 @@ def _postgresql_copy(engine: Engine) -> Iterator[Engine]:
                         f"COALESCE(MAX(id), 0) + 1, false) FROM {copy}"
                     )
                 )
+        # New tables have no statistics, and each statement is planned for its own
+        # parameters (store/engine.py): without them a chunk's query may read a whole table.
+        connection.execute(text("ANALYZE " + ", ".join(f'"{schema}"."{n}"' for n in names)))
     # In the URL, not the engine's connect_args: a worker's engine on scratch_url finds it too.
     given = engine.url.query.get("options") or ()
     options = " ".join(
