@@ -53,6 +53,7 @@ from trouw.planning.decision import (
 from trouw.planning.planner import calendar_campaigns
 from trouw.planning.policy import (
     DROPPED,
+    Candidate,
     Decision,
     Rules,
     SendWindow,
@@ -154,18 +155,27 @@ class SendChecks:
         sent, or ended because a fresher occurrence superseded it.
         """
         found: list[tuple[book.Send, int]] = []
+        # The ledger's keys only take candidates away (`made`), so a contact with nothing
+        # the calendar wants by today gets nothing today whatever their ledger holds: only
+        # the others' ledgers are read (on most days, a few of the shop).
+        due_by_today: dict[str, list[Candidate]] = {}
+        for contact_id, person in gathered.people.items():
+            candidates = open_candidates(self.finder, person, gathered.facts)
+            if any(c.due <= self.as_of for c in candidates):
+                due_by_today[contact_id] = candidates
         histories = book.histories(
             connection,
-            list(gathered.people),
+            list(due_by_today),
             since=self.as_of - timedelta(days=HISTORY_DAYS),
             until=self.as_of + timedelta(days=HISTORY_DAYS),
         )
-        for contact_id, person in gathered.people.items():
+        for contact_id, candidates in due_by_today.items():
+            person = gathered.people[contact_id]
             history = histories.get(contact_id) or book.History({}, {}, set())
             status = history.status
             made = {k for k, s in status.items() if s not in OPEN}
-            candidates = open_candidates(self.finder, person, gathered.facts, made)
-            if candidates and all(c.due > self.as_of for c in candidates):
+            candidates = [c for c in candidates if c.key not in made]
+            if all(c.due > self.as_of for c in candidates):
                 continue  # nothing due by today (decide's due_by): nothing to owe or keep
             decisions = decide_among(
                 candidates, self.finder, self.rules, self.calendar, person, gathered.facts,
