@@ -291,6 +291,20 @@ def test_limit_sends_at_most_n(project_dir: Path, engine: Engine, smtp_server: S
     assert _send(root, engine, _smtp(smtp_server)).sent == 1
 
 
+def test_a_run_at_its_limit_decides_no_more_contacts(
+    project_dir: Path, engine: Engine, smtp_server: SmtpServer
+) -> None:
+    """A try of one mail on a big shop does not wait for the whole shop to be decided: the
+    contacts after the limit are not looked at, and the next run sends them."""
+    root = make_day_shop(project_dir, engine)
+    first = _send(root, engine, _smtp(smtp_server), limit=1, chunk_contacts=1, decide_contacts=1)
+    assert first.sent == 1 and first.limited
+    assert first.due < 3  # the third contact was never decided
+    rest = _send(root, engine, _smtp(smtp_server))
+    assert rest.sent == 2 and not rest.limited
+    assert list(_statuses(engine).values()).count("sent") == 3  # as one run without a limit
+
+
 def test_a_dead_runs_reservations_are_taken_over_at_once(
     project_dir: Path, engine: Engine, smtp_server: SmtpServer
 ) -> None:

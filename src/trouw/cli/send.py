@@ -41,7 +41,11 @@ from trouw.sending.workers import send_with_workers, stop_on_signal
     type=click.Path(file_okay=False, path_type=Path),
     help="Write letters for post contacts into DIR in the same run (default: [letters] dir).",
 )
-@click.option("--limit", type=click.IntRange(min=0), help="Send at most N mails in this run.")
+@click.option(
+    "--limit",
+    type=click.IntRange(min=0),
+    help="Send at most N mails in this run, then stop: the rest stays owed to the next run.",
+)
 @click.option(
     "--rate",
     type=click.FloatRange(min=0, min_open=True),
@@ -195,6 +199,8 @@ def _print_summary(summary: SendSummary) -> None:
         line(f"  {summary.deferred} refused for now (4xx): deferred, tried again later")
     if summary.released:
         line(f"  {summary.released} not sent before the run stopped: owed to the next run")
+    if summary.limited:
+        line("  stopped at --limit: the rest stays owed to the next run (not decided)")
     for reason, n in sorted(summary.waiting.items(), key=lambda item: (-item[1], item[0])):
         line(f"  waiting {n}: {escape(reason)}")
     for reason, n in sorted(summary.cancelled.items(), key=lambda item: (-item[1], item[0])):
