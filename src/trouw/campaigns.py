@@ -186,6 +186,13 @@ class Trigger:
             return f"entered {self.segment}"
         return self.kind
 
+    @property
+    def lasting(self) -> bool:
+        """Whether it starts a send from a state that lasts (inactivity), not a moment: the
+        send is owed, however late, for as long as the state holds (a purchase ends it),
+        so it is caught up at any time and never expires by its validity."""
+        return self.kind == "inactive"
+
 
 @dataclass(frozen=True)
 class Campaign:

@@ -581,7 +581,7 @@ class CandidateFinder:
             assert trigger.duration is not None
             due = trigger.duration.after(self.local_day(moment, contact.timezone))
             # Already inactive that long: due now, once for this spell of inactivity.
-            return [(due, f"{name}:{due}", True)]
+            return [(due, f"{name}:{due}", trigger.lasting)]
         if kind == "entered":
             if contact_id in facts.entered[name]:
                 return [(self.as_of, f"{name}:{self.as_of}", False)]

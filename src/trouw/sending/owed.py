@@ -14,7 +14,10 @@ ledger holds it in a final state. So a run for day D works
 
 Each send may go out until its validity ends (`valid_for` on the campaign,
 `service` mails longer, else the policy's `defer_for`); past it, it is
-`expired` with the reason, never sent late.
+`expired` with the reason, never sent late. Except a send a lasting state
+starts (a win-back): it is owed while the customer stays inactive, as the
+decision catches it up at any time, and today's decision cancels it once a
+purchase ends the state.
 """
 
 from __future__ import annotations
@@ -156,11 +159,12 @@ def owed_sends(
         priority = old.priority if old else (campaign.priority if campaign else 0)
         found[send.key] = Due(send, priority, str(kept.status), int(kept.attempts), kept.error)
     owed = Owed(unplanned=unplanned)
+    lasting = _lasting(campaigns)
     for key in sorted(found):
         due = found[key]
         days = validity.get(due.send.campaign, default_validity)
         last = due.send.owed_from + timedelta(days=days)
-        if last < day and not due.retry:
+        if last < day and not due.retry and due.send.campaign not in lasting:
             owed.expired.append((due, _expiry(due, days, last)))
         else:
             owed.dues.append(due)
@@ -172,6 +176,13 @@ def _validities(campaigns: dict[str, Campaign], policy: Policy) -> tuple[dict[st
     validity = {name: validity_days(c, policy) for name, c in campaigns.items()}
     default_validity = validity_days(None, policy)
     return validity, default_validity, max([default_validity, *validity.values()]) + GRACE_DAYS
+
+
+def _lasting(campaigns: dict[str, Campaign]) -> frozenset[str]:
+    """The campaigns whose sends a lasting state starts (Trigger.lasting: a win-back): owed
+    for as long as the state holds, which today's decision tells (it cancels them once a
+    purchase ends it), so they never expire, as the decision catches them up at any time."""
+    return frozenset(name for name, c in campaigns.items() if c.trigger and c.trigger.lasting)
 
 
 def _plan_day(connection: Connection, contacts: Bounds) -> ColumnElement[date]:
@@ -259,10 +270,11 @@ def count_owed(
         .group_by(ledger.c.campaign, ledger.c.due, ledger.c.day)
     )  # fmt: skip
     counted = OwedCount()
+    lasting = _lasting(campaigns)
     for query in (unsent, retried):
         for campaign, owed_from, handled, n in connection.execute(query):
             days = validity.get(campaign, default_validity)
-            if owed_from + timedelta(days=days) < day:
+            if owed_from + timedelta(days=days) < day and campaign not in lasting:
                 counted.expiring += n
             else:
                 counted.owed += n
