@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import sys
 import threading
 import time
 from datetime import UTC, date, datetime, timedelta
@@ -26,6 +27,7 @@ from trouw.contacts import is_suppressed
 from trouw.project import load_project
 from trouw.sending import OutboxTransport, SendSummary, SmtpTransport, TransportDown, send_day
 from trouw.sending.ledger import LOG_COLUMNS, message_id
+from trouw.sending.run import SWITCH_INTERVAL_S
 from trouw.sending.runs import SendRun
 from trouw.sending.transports import Outcome, Outgoing, Pace, Transport
 from trouw.store import contacts, ledger, send_runs
@@ -289,6 +291,26 @@ def test_limit_sends_at_most_n(project_dir: Path, engine: Engine, smtp_server: S
     summary = _send(root, engine, _smtp(smtp_server), limit=2)
     assert summary.sent == 2 and summary.limited
     assert _send(root, engine, _smtp(smtp_server)).sent == 1
+
+
+def test_the_smtp_threads_get_their_turn_often_while_delivering_and_the_setting_is_restored(
+    project_dir: Path, engine: Engine, smtp_server: SmtpServer
+) -> None:
+    """While a run delivers, its connections' threads take the GIL in turn every 0.5 ms, not
+    Python's 5 ms (each SMTP reply would wait for the deciding thread); a program that calls
+    send_day gets its own setting back."""
+    root = make_day_shop(project_dir, engine)
+    seen: list[float] = []
+
+    class Watching(SmtpTransport):
+        def deliver(self, item: Outgoing) -> Outcome:
+            seen.append(sys.getswitchinterval())
+            return super().deliver(item)
+
+    before = sys.getswitchinterval()
+    summary = _send(root, engine, Watching(smtp_server.url, backoff=(0.01,)))
+    assert summary.sent == 3 and seen == [SWITCH_INTERVAL_S] * 3
+    assert sys.getswitchinterval() == before
 
 
 def test_a_run_at_its_limit_decides_no_more_contacts(
