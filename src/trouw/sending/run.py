@@ -94,7 +94,8 @@ RETRY_PASSES = 2
 # without pause: each time a reply arrived, a connection waited up to 5 ms for its turn.
 # 0.5 ms: 164 -> 146 s for 47,481 mails over 8 days of 200,000 contacts, 2 workers
 # (scripts/bench_pg.py; 0.2 ms was no faster). At 1,000,000 contacts, where the main
-# thread waits for the connections most of the time, no change (331 and 344 s).
+# thread waits for the connections most of the time, none seen: 331 s without it, 344
+# and 432 s with it (runs there vary more than that).
 SWITCH_INTERVAL_S = 0.0005
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
