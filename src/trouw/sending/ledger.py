@@ -239,9 +239,19 @@ def _key_params(key: Key) -> dict[str, str]:
     return {"k_contact": key[0], "k_campaign": key[1], "k_step": key[2], "k_occurrence": key[3]}
 
 
+# The row is found by its key; its status only confirms that it is still reserved. Written
+# `status || ''` so that PostgreSQL cannot look the status up instead: the run's ANALYZE
+# sees hardly any `reserved` rows (they live minutes), so the planner took `status =
+# 'reserved'` for one row and scanned ix_ledger_status_next_attempt_at, through every
+# reservation in flight and their dead versions: 0.63 ms a mark against 0.10 ms for the
+# same update by key (CONFIRM), a fifth of the server's time in a run at 1M contacts.
 START_SENDING = (
     update(ledger)
-    .where(_KEY_MATCH, ledger.c.status == RESERVED, ledger.c.run_id == bindparam("k_run"))
+    .where(
+        _KEY_MATCH,
+        ledger.c.status.concat("") == RESERVED,
+        ledger.c.run_id == bindparam("k_run"),
+    )
     .values(status=SENDING)
 )
 
