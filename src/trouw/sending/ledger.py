@@ -243,8 +243,9 @@ def _key_params(key: Key) -> dict[str, str]:
 # `status || ''` so that PostgreSQL cannot look the status up instead: the run's ANALYZE
 # sees hardly any `reserved` rows (they live minutes), so the planner took `status =
 # 'reserved'` for one row and scanned ix_ledger_status_next_attempt_at, through every
-# reservation in flight and their dead versions: 0.63 ms a mark against 0.10 ms for the
-# same update by key (CONFIRM), a fifth of the server's time in a run at 1M contacts.
+# reservation in flight and their dead versions. In one day of 1M contacts (171,503 mails)
+# that was 0.63 ms a mark, 108 s, about half the server's statement time; by key, as
+# CONFIRM goes, 0.08 ms.
 START_SENDING = (
     update(ledger)
     .where(
