@@ -19,15 +19,15 @@ their `customer_since` (decision.py).
 
 A day's decisions and the shop-wide steps around it are in simulate_day.py;
 with `workers` > 1 the chunks are decided in worker processes, the days in
-lockstep (simulate_workers.py), with the same result.
+lockstep (simulate_workers.py), with the same result. The files it writes are
+timeline.py's, a chunk at a time (by the workers side by side, when there are).
 """
 
 from __future__ import annotations
 
-import csv
 import math
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from datetime import date, timedelta
@@ -36,29 +36,24 @@ from typing import Any
 
 from sqlalchemy import Connection, func, select
 
-from trouw.planning.candidates import contact_chunks
+from trouw.planning.candidates import ContactRow, contact_chunks
 from trouw.planning.collector import rarer_collections
 from trouw.planning.planner import CHUNK_SIZE, count_contacts
-from trouw.planning.policy import week_of as monday_of
 from trouw.planning.scratch import scratch_url
 from trouw.planning.simulate_day import DayReplay, SentHistory, ledger_history
 from trouw.planning.simulate_workers import Crew
+from trouw.planning.timeline import (
+    Pressure,
+    Tally,
+    pressures,
+    write_pressure,
+    write_timeline,
+    write_weeks,
+)
 from trouw.project import Project
-from trouw.sending.ledger import SENT
 from trouw.store import ledger
 
-TIMELINE_COLUMNS = ("contact_id", "day", "campaign", "step", "occurrence", "template", "channel")
-
-
-@dataclass(frozen=True)
-class Pressure:
-    """Mails per contact per period (week or month) over every contact and period."""
-
-    period: str
-    periods: int
-    max: int
-    p99: int
-    mean: float
+TIMELINE = "timeline.csv"
 
 
 @dataclass
@@ -116,16 +111,19 @@ def simulate_period(
         summary = SimulationSummary(start, end, contacts=count_contacts(connection))
     # More workers than chunks would have nothing to do.
     workers = min(workers, max(1, math.ceil(summary.contacts / chunk_size)))
+    out_dir.mkdir(parents=True, exist_ok=True)
     if workers > 1:
-        _replay_in_workers(connection, project, replay, start, end, chunk_size, workers, progress)
-        with connection.begin():
-            out_dir.mkdir(parents=True, exist_ok=True)
-            _write_timeline(connection, summary, first_id, out_dir)
-        return summary
-    with connection.begin() if not connection.in_transaction() else nullcontext():
-        _replay_here(connection, replay, start, end, chunk_size, progress)
-        out_dir.mkdir(parents=True, exist_ok=True)
-        _write_timeline(connection, summary, first_id, out_dir)
+        tally = _replay_in_workers(
+            connection, project, replay, start, end, chunk_size, workers, progress,
+            first_id=first_id, out_dir=out_dir,
+        )  # fmt: skip
+    else:
+        with connection.begin() if not connection.in_transaction() else nullcontext():
+            # The contacts do not change during the replay: read once, in the planner's chunks.
+            chunks = list(contact_chunks(connection, chunk_size))
+            _replay_here(connection, replay, start, end, chunks, progress)
+            tally = write_timeline(connection, chunks, first_id, out_dir / TIMELINE)
+    _write_files(summary, tally, out_dir)
     return summary
 
 
@@ -134,12 +132,10 @@ def _replay_here(
     replay: DayReplay,
     start: date,
     end: date,
-    chunk_size: int,
+    chunks: Sequence[Sequence[ContactRow]],
     progress: Callable[[date], Any] | None,
 ) -> None:
     """Every day in this process and `connection`'s transaction."""
-    # The contacts do not change during the replay: read once, in the planner's chunks.
-    chunks = list(contact_chunks(connection, chunk_size))
     day = start
     with rarer_collections():
         while day <= end:
@@ -163,10 +159,13 @@ def _replay_in_workers(
     chunk_size: int,
     workers: int,
     progress: Callable[[date], Any] | None,
-) -> None:
+    *,
+    first_id: int,
+    out_dir: Path,
+) -> Tally:
     """Every day in lockstep: the shop-wide steps here, each committed before the workers
     (or the next day) read them, and what changes overnight asked a day ahead; the chunks
-    in the workers."""
+    in the workers, which then write their timeline side by side."""
     url = scratch_url(connection.engine)
     with connection.begin():
         chunks = list(contact_chunks(connection, chunk_size))  # to ask what changes overnight
@@ -191,102 +190,20 @@ def _replay_in_workers(
             if progress is not None:
                 progress(today.day)
             today = tomorrow
+        return crew.write_timeline(first_id, out_dir / TIMELINE, len(chunks))
 
 
-def _write_timeline(
-    connection: Connection, summary: SimulationSummary, first_id: int, out_dir: Path
-) -> None:
-    """Stream the simulated sends, contact by contact: the timeline, the counts, the pressure."""
-    query = (
-        select(*(ledger.c[name] for name in TIMELINE_COLUMNS))
-        .where(ledger.c.id > first_id, ledger.c.status == SENT)
-        # Down to the occurrence: the same for any order the rows were written in (workers).
-        .order_by(
-            ledger.c.contact_id, ledger.c.day, ledger.c.campaign, ledger.c.step, ledger.c.occurrence
-        )
-    )
-    weekly: Counter[int] = Counter()  # mails in a contact's week -> how many contact-weeks
-    monthly: Counter[int] = Counter()
-    current: str | None = None
-    weeks: Counter[date] = Counter()
-    months: Counter[tuple[int, int]] = Counter()
-    sends: Counter[tuple[date, str]] = Counter()  # (Monday, campaign) -> sends
-    days: dict[date, tuple[str, date, tuple[int, int]]] = {}  # day -> its text, Monday, month
-    timeline_path = out_dir / "timeline.csv"
-    with timeline_path.open("w", encoding="utf-8", newline="") as handle:
-        writer = csv.writer(handle, lineterminator="\n")
-        writer.writerow(TIMELINE_COLUMNS)
-        for contact_id, day, campaign, *rest in connection.execution_options(
-            yield_per=5000
-        ).execute(query):
-            if contact_id != current:
-                weekly.update(weeks.values())
-                monthly.update(months.values())
-                weeks.clear()
-                months.clear()
-                current = contact_id
-            known = days.get(day)
-            if known is None:
-                known = days[day] = (day.isoformat(), monday_of(day), (day.year, day.month))
-            text, monday, month = known
-            weeks[monday] += 1
-            months[month] += 1
-            sends[(monday, campaign)] += 1
-            writer.writerow((contact_id, text, campaign, *rest))
-        weekly.update(weeks.values())
-        monthly.update(months.values())
-    for (monday, campaign), count in sends.items():
+def _write_files(summary: SimulationSummary, tally: Tally, out_dir: Path) -> None:
+    """The summary's figures from the timeline's `tally`, and weeks.csv and pressure.csv."""
+    for (monday, campaign), count in tally.sends.items():
         summary.sends += count
         summary.per_campaign[campaign] += count
         summary.per_week.setdefault(monday, Counter())[campaign] += count
-    week_count = (monday_of(summary.end) - monday_of(summary.start)).days // 7 + 1
-    month_count = (
-        (summary.end.year - summary.start.year) * 12 + (summary.end.month - summary.start.month) + 1
-    )
-    summary.pressure = [
-        _pressure("week", week_count, weekly, summary.contacts),
-        _pressure("month", month_count, monthly, summary.contacts),
-    ]
-    pressure_path = out_dir / "pressure.csv"
-    with pressure_path.open("w", encoding="utf-8", newline="") as handle:
-        writer = csv.writer(handle, lineterminator="\n")
-        writer.writerow(("period", "periods", "contacts", "max", "p99", "mean"))
-        for figure in summary.pressure:
-            writer.writerow(
-                (figure.period, figure.periods, summary.contacts, figure.max, figure.p99,
-                 f"{figure.mean:.4f}")
-            )  # fmt: skip
-    weeks_path = out_dir / "weeks.csv"
-    with weeks_path.open("w", encoding="utf-8", newline="") as handle:
-        writer = csv.writer(handle, lineterminator="\n")
-        writer.writerow(("week", "campaign", "sends"))
-        for monday in sorted(summary.per_week):
-            for campaign, count in sorted(summary.per_week[monday].items()):
-                writer.writerow((monday.isoformat(), campaign, count))
-    summary.files = [timeline_path, weeks_path, pressure_path]
-
-
-def _pressure(period: str, periods: int, counts: Counter[int], contacts: int) -> Pressure:
-    """Max, 99th percentile and mean of mails per (contact, period), zeros included.
-
-    `counts` maps a number of mails to how many (contact, period) pairs got it;
-    pairs that got nothing are every other contact and period.
-    """
-    population = contacts * periods
-    histogram = Counter(counts)
-    histogram[0] += max(0, population - sum(counts.values()))
-    total = sum(histogram.values())
-    if not total:
-        return Pressure(period, periods, 0, 0, 0.0)
-    rank = math.ceil(0.99 * total)  # nearest-rank percentile
-    seen, p99 = 0, 0
-    for value in sorted(histogram):
-        seen += histogram[value]
-        if seen >= rank:
-            p99 = value
-            break
-    mails = sum(value * n for value, n in histogram.items())
-    return Pressure(period, periods, max(histogram), p99, mails / total)
+    summary.pressure = pressures(tally, summary.contacts, summary.start, summary.end)
+    weeks_path, pressure_path = out_dir / "weeks.csv", out_dir / "pressure.csv"
+    write_pressure(pressure_path, summary.contacts, summary.pressure)
+    write_weeks(weeks_path, summary.per_week)
+    summary.files = [out_dir / TIMELINE, weeks_path, pressure_path]
 
 
 __all__ = [
