@@ -48,3 +48,42 @@ def test_a_batch_stores_each_new_event_once_and_counts_what_it_wrote(
         ).scalar_one()
     assert stored == size + new
     assert kept == {"n": 1, "note": "50% off"}  # the first one stays, its JSON whole
+
+
+def test_rows_sharing_a_moment_or_a_changed_dict_store_each_rows_own_values(
+    engine: Engine,
+) -> None:
+    """On SQLite a converter remembers the last date it turned into text: rows that share the
+    same moment object store it, a new moment its own, and a dict changed between batches its
+    new content."""
+    with atomic(engine) as connection:
+        connection.execute(
+            insert(contacts),
+            [{"id": "c-0", "email": "c0@x.example", "channel": "email", "attributes": {},
+              "created_at": NOW, "updated_at": NOW}],
+        )  # fmt: skip
+    parser = parser_for("events", "Europe/Amsterdam")
+    later = datetime(2026, 3, 2, 8, 30)
+    shared = {"note": "first"}
+
+    def row(key: str, moment: datetime) -> tuple[object, ...]:
+        return (key, "c-0", "purchase", moment, "shop", None, "Rake", "garden", 1.0, None, shared)
+
+    with atomic(engine) as connection:
+        parser.insert.run(connection, [row("a", NOW), row("b", NOW), row("c", later)])
+    shared["note"] = "second"  # the same dict, changed: its new content goes in
+    with atomic(engine) as connection:
+        parser.insert.run(connection, [row("d", later), row("e", NOW)])
+    with engine.connect() as connection:
+        stored = connection.execute(
+            select(events.c.external_id, events.c.occurred_at, events.c.properties).order_by(
+                events.c.external_id
+            )
+        ).all()
+    assert [tuple(r) for r in stored] == [
+        ("a", NOW, {"note": "first"}),
+        ("b", NOW, {"note": "first"}),
+        ("c", later, {"note": "first"}),
+        ("d", later, {"note": "second"}),
+        ("e", NOW, {"note": "second"}),
+    ]

@@ -6,7 +6,8 @@ fastest correct path:
 
 - SQLite: the INSERT is compiled once and rows go to the driver as tuples,
   converted to the storage formats SQLAlchemy's own types use (so reads
-  through SQLAlchemy see ordinary values).
+  through SQLAlchemy see ordinary values). Each column's converter remembers
+  its last value: rows in a batch often share one object (a day, a moment).
 - PostgreSQL: rows are COPYed into a temporary staging table and moved with
   one INSERT … SELECT, which keeps the ON CONFLICT rules of the statement.
   A small batch (an API request's, a tracking server's) goes straight to the
@@ -41,6 +42,21 @@ def _sqlite_date(value: date) -> str:
     return value.isoformat()
 
 
+class _Converter:
+    """A column's conversion to SQLite's storage format. A date's or a datetime's remembers
+    the last value, by identity (equal datetimes in two time zones have two texts); a JSON
+    value may be a dict changed since, so it is converted each time."""
+
+    __slots__ = ("convert", "done", "index", "last", "remember")
+
+    def __init__(self, index: int, convert: Callable[[Any], Any], *, remember: bool) -> None:
+        self.index = index
+        self.convert = convert
+        self.remember = remember
+        self.last: Any = None
+        self.done: Any = None
+
+
 # Up to this many rows, the PostgreSQL path skips the staging table.
 SMALL_BATCH = 100
 
@@ -70,7 +86,7 @@ class BulkInsert:
         self.columns = tuple(columns)
         self.on_conflict = on_conflict
         self._sqlite_sql: str | None = None
-        self._converters: list[tuple[int, Callable[[Any], Any]]] = []
+        self._converters: list[_Converter] = []
         self._postgresql_sql: dict[str, str] = {}  # "rows" and "staged" statements
 
     def run(self, connection: Connection, rows: Sequence[tuple[Any, ...]]) -> int:
@@ -96,10 +112,14 @@ class BulkInsert:
 
     def _convert(self, row: tuple[Any, ...]) -> tuple[Any, ...]:
         values = list(row)
-        for index, convert in self._converters:
-            value = values[index]
+        for converter in self._converters:
+            value = values[converter.index]
             if value is not None:
-                values[index] = convert(value)
+                if value is not converter.last:  # else the same date: its text is known
+                    converter.done = converter.convert(value)
+                    if converter.remember:
+                        converter.last = value
+                values[converter.index] = converter.done
         return tuple(values)
 
     def _prepare_sqlite(self, connection: Connection) -> None:
@@ -111,11 +131,11 @@ class BulkInsert:
         for index, name in enumerate(self.columns):
             column_type = self.table.c[name].type
             if isinstance(column_type, DateTime):
-                self._converters.append((index, _sqlite_datetime))
+                self._converters.append(_Converter(index, _sqlite_datetime, remember=True))
             elif isinstance(column_type, Date):
-                self._converters.append((index, _sqlite_date))
+                self._converters.append(_Converter(index, _sqlite_date, remember=True))
             elif isinstance(column_type, JSON):
-                self._converters.append((index, _json))
+                self._converters.append(_Converter(index, _json, remember=False))
 
     # -- PostgreSQL
 
