@@ -49,6 +49,7 @@ from trouw.store import (
     test_winners,
 )
 
+# What the planner reads of a contact: the fields of Contact, in order.
 CONTACT_COLUMNS = (
     contacts.c.id,
     contacts.c.email,
@@ -57,7 +58,21 @@ CONTACT_COLUMNS = (
     contacts.c.customer_since,
     contacts.c.timezone,
 )
-# A row of CONTACT_COLUMNS, read by attribute (`row.birthday`).
+
+
+class Contact(NamedTuple):
+    """A row of CONTACT_COLUMNS as the planner keeps it: a plain tuple, whose fields read
+    ten times faster than a database row's (a simulated year reads them millions of times)."""
+
+    id: str
+    email: str | None
+    channel: str
+    birthday: date | None
+    customer_since: date | None
+    timezone: str | None
+
+
+# A contact read by attribute (`row.birthday`): a Contact, or a row of CONTACT_COLUMNS.
 ContactRow = Any
 # An event as `CandidateFinder.fold_events` takes it: contact id, type, tag, occurred_at,
 # properties.
@@ -108,7 +123,7 @@ def within(column: ColumnElement[str], bounds: Bounds) -> list[ColumnElement[boo
 def contacts_within(connection: Connection, bounds: Bounds) -> Sequence[ContactRow]:
     """The contacts inside `bounds`, in id order."""
     query = select(*CONTACT_COLUMNS).where(*within(contacts.c.id, bounds))
-    return connection.execute(query.order_by(contacts.c.id)).all()
+    return [Contact._make(row) for row in connection.execute(query.order_by(contacts.c.id))]
 
 
 def contact_chunks(connection: Connection, size: int) -> Iterator[Sequence[ContactRow]]:
@@ -118,7 +133,7 @@ def contact_chunks(connection: Connection, size: int) -> Iterator[Sequence[Conta
         query = select(*CONTACT_COLUMNS).order_by(contacts.c.id).limit(size)
         if last is not None:
             query = query.where(contacts.c.id > last)
-        rows = connection.execute(query).all()
+        rows = [Contact._make(row) for row in connection.execute(query)]
         if not rows:
             return
         yield rows
@@ -885,6 +900,7 @@ __all__ = [
     "Bounds",
     "CandidateFinder",
     "ChunkFacts",
+    "Contact",
     "EventRow",
     "Run",
     "Runs",
