@@ -243,6 +243,9 @@ class Run(NamedTuple):
     due: date | None = None
     occurrence: str = ""
     overdue_ok: bool = False
+    # A triggered run's send on its `due` day, made once: what `on_the_day` gives unless the
+    # day is past (caught up) or not in the year.
+    candidate: Candidate | None = None
 
 
 class Runs(NamedTuple):
@@ -682,7 +685,11 @@ class CandidateFinder:
                 offset = self.offsets[(name, index)]
                 for start, occurrence, overdue_ok in starts:
                     due = self.raw_due(start, step, offset)
-                    found.append(Run(plan, index, step, template, due, occurrence, overdue_ok))
+                    candidate = Candidate(due, name, step.name, occurrence, template,
+                                          campaign.kind, campaign.priority, index)  # fmt: skip
+                    found.append(
+                        Run(plan, index, step, template, due, occurrence, overdue_ok, candidate)
+                    )
         return Runs(tuple(found), self.as_of if today_only else None)
 
     def on_the_day(
@@ -712,23 +719,25 @@ class CandidateFinder:
                 if alive is not None:
                     alive.append(run)
                 continue
+            candidate = run.candidate
             if due < as_of:
                 if not run.overdue_ok and due < self.catch_up_from[plan.name]:
                     continue
                 due = as_of
                 if late is not None:
                     late.add((plan.name, step.name, run.occurrence))
+                candidate = None
             if due.year != year:
                 if due.year < year and alive is not None:  # planned ahead: caught up in it
                     alive.append(run)
                 continue
             if alive is not None:
                 alive.append(run)
-            campaign = plan.campaign
-            found.append(
-                Candidate(due, plan.name, step.name, run.occurrence, run.template, campaign.kind,
-                          campaign.priority, index)
-            )  # fmt: skip
+            if candidate is None:
+                campaign = plan.campaign
+                candidate = Candidate(due, plan.name, step.name, run.occurrence, run.template,
+                                      campaign.kind, campaign.priority, index)  # fmt: skip
+            found.append(candidate)
         return found
 
     def _scheduled_candidates(
