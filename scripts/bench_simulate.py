@@ -1,7 +1,7 @@
 """Benchmark: `trouw simulate` of a year beside `trouw plan` of the same year and shop.
 
     python scripts/bench_simulate.py --contacts 10000 [--workdir DIR] [--days 365]
-        [--simulate-workers N]
+        [--simulate-workers N] [--repeat N]
 
 Generates the demo shop at that scale into a fresh SQLite database (in a child
 process, as scripts/bench_plan.py does), with its events running up to the end
@@ -9,7 +9,9 @@ of the simulated year, so purchases, clicks and unsubscribes happen during it.
 Then, in this process, with the repository's example calendar: plans the year
 as of its first day (`trouw plan`, --workers processes), and simulates the
 same year day by day on a scratch copy (`trouw simulate`, copy included,
---simulate-workers processes).
+--simulate-workers processes). --repeat N times both, one after the other, N
+times (a machine whose speed drifts within minutes then shows in the pairs),
+and gives the ratio of the medians.
 --plain also times the replay that decides every contact every day (slow: a
 plan a day; use it on small shops or with --days). Prints the seconds and the
 ratio simulate / plan. Target: <= 5x at 100,000 contacts.
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import subprocess
 import sys
 import time
@@ -73,6 +76,7 @@ def main() -> None:
         "--simulate-workers", type=int, default=default_workers(), help="simulate processes"
     )
     parser.add_argument("--plain", action="store_true", help="also time the every-contact replay")
+    parser.add_argument("--repeat", type=int, default=1, help="plan and simulate, N times each")
     parser.add_argument("--out", type=Path, default=Path("bench-simulate.json"))
     args = parser.parse_args()
     start = date(args.year, 1, 1)
@@ -86,11 +90,19 @@ def main() -> None:
                    "--as-of", date(args.year, 12, 31).isoformat()]  # fmt: skip
         subprocess.run(command, check=True)
     project = project_copy(workdir)
-    plan_s, rows = run_plan(database, project, args.year, start, args.chunk_size, args.workers)
-    simulate_s, sends = run_simulate(
-        database, project, start, args.days, args.chunk_size, incremental=True,
-        workers=args.simulate_workers,
-    )  # fmt: skip
+    plans: list[float] = []
+    simulations: list[float] = []
+    for _ in range(max(1, args.repeat)):
+        plan_s, rows = run_plan(database, project, args.year, start, args.chunk_size, args.workers)
+        simulate_s, sends = run_simulate(
+            database, project, start, args.days, args.chunk_size, incremental=True,
+            workers=args.simulate_workers,
+        )  # fmt: skip
+        plans.append(plan_s)
+        simulations.append(simulate_s)
+        if args.repeat > 1:
+            print(f"  plan {plan_s:.1f} s, simulate {simulate_s:.1f} s: x{simulate_s / plan_s:.2f}")
+    plan_s, simulate_s = statistics.median(plans), statistics.median(simulations)
     result: dict[str, object] = {
         "contacts": args.contacts,
         "days": args.days,
@@ -101,9 +113,12 @@ def main() -> None:
         "simulate_sends": sends,
         "simulate_seconds": round(simulate_s, 2),
         "ratio": round(simulate_s / plan_s, 2),
+        "plan_runs": [round(x, 2) for x in plans],
+        "simulate_runs": [round(x, 2) for x in simulations],
     }
+    median = " (medians)" if args.repeat > 1 else ""
     line = (
-        f"{args.contacts} contacts, {args.days} days: plan {plan_s:.1f} s ({rows} rows, "
+        f"{args.contacts} contacts, {args.days} days{median}: plan {plan_s:.1f} s ({rows} rows, "
         f"{args.workers} worker{'s' if args.workers > 1 else ''}), simulate {simulate_s:.1f} s "
         f"({sends} sends, {args.simulate_workers} worker"
         f"{'s' if args.simulate_workers > 1 else ''}): x{simulate_s / plan_s:.2f}"
