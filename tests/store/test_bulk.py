@@ -14,6 +14,16 @@ from trouw.store.bulk import SMALL_BATCH
 NOW = datetime(2026, 2, 1, 9, 0)
 
 
+def _add_contacts(engine: Engine, count: int) -> None:
+    """Contacts c-0 … c-(count - 1)."""
+    with atomic(engine) as connection:
+        connection.execute(
+            insert(contacts),
+            [{"id": f"c-{i}", "email": f"c{i}@x.example", "channel": "email", "attributes": {},
+              "created_at": NOW, "updated_at": NOW} for i in range(count)],
+        )  # fmt: skip
+
+
 def _event(n: int, duplicate_of: int | None = None) -> tuple[object, ...]:
     key = f"e-{duplicate_of if duplicate_of is not None else n}"
     return (key, f"c-{n % 3}", "purchase", datetime(2026, 3, 1, 12, n % 60), "shop",
@@ -24,12 +34,7 @@ def _event(n: int, duplicate_of: int | None = None) -> tuple[object, ...]:
 def test_a_batch_stores_each_new_event_once_and_counts_what_it_wrote(
     engine: Engine, size: int
 ) -> None:
-    with atomic(engine) as connection:
-        connection.execute(
-            insert(contacts),
-            [{"id": f"c-{i}", "email": f"c{i}@x.example", "channel": "email", "attributes": {},
-              "created_at": NOW, "updated_at": NOW} for i in range(3)],
-        )  # fmt: skip
+    _add_contacts(engine, 3)
     parser = parser_for("events", "Europe/Amsterdam")
     first = [_event(n) for n in range(size)]
     # the second batch repeats every other event of the first, and adds as many new ones
@@ -53,15 +58,9 @@ def test_a_batch_stores_each_new_event_once_and_counts_what_it_wrote(
 def test_rows_sharing_a_moment_or_a_changed_dict_store_each_rows_own_values(
     engine: Engine,
 ) -> None:
-    """On SQLite a converter remembers the last date it turned into text: rows that share the
-    same moment object store it, a new moment its own, and a dict changed between batches its
-    new content."""
-    with atomic(engine) as connection:
-        connection.execute(
-            insert(contacts),
-            [{"id": "c-0", "email": "c0@x.example", "channel": "email", "attributes": {},
-              "created_at": NOW, "updated_at": NOW}],
-        )  # fmt: skip
+    """On SQLite a batch converts a moment object its rows share once: rows that share it store
+    it, a new moment its own, and a dict changed between batches its new content."""
+    _add_contacts(engine, 1)
     parser = parser_for("events", "Europe/Amsterdam")
     later = datetime(2026, 3, 2, 8, 30)
     shared = {"note": "first"}

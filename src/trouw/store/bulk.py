@@ -6,8 +6,8 @@ fastest correct path:
 
 - SQLite: the INSERT is compiled once and rows go to the driver as tuples,
   converted to the storage formats SQLAlchemy's own types use (so reads
-  through SQLAlchemy see ordinary values). Each column's converter remembers
-  its last value: rows in a batch often share one object (a day, a moment).
+  through SQLAlchemy see ordinary values). Within a batch a date or moment
+  object that rows share (a simulated day's) is converted once.
 - PostgreSQL: rows are COPYed into a temporary staging table and moved with
   one INSERT … SELECT, which keeps the ON CONFLICT rules of the statement.
   A small batch (an API request's, a tracking server's) goes straight to the
@@ -42,21 +42,6 @@ def _sqlite_date(value: date) -> str:
     return value.isoformat()
 
 
-class _Converter:
-    """A column's conversion to SQLite's storage format. A date's or a datetime's remembers
-    the last value, by identity (equal datetimes in two time zones have two texts); a JSON
-    value may be a dict changed since, so it is converted each time."""
-
-    __slots__ = ("convert", "done", "index", "last", "remember")
-
-    def __init__(self, index: int, convert: Callable[[Any], Any], *, remember: bool) -> None:
-        self.index = index
-        self.convert = convert
-        self.remember = remember
-        self.last: Any = None
-        self.done: Any = None
-
-
 # Up to this many rows, the PostgreSQL path skips the staging table.
 SMALL_BATCH = 100
 
@@ -86,7 +71,8 @@ class BulkInsert:
         self.columns = tuple(columns)
         self.on_conflict = on_conflict
         self._sqlite_sql: str | None = None
-        self._converters: list[_Converter] = []
+        # (column index, conversion, whether a repeated object's text is reused)
+        self._converters: list[tuple[int, Callable[[Any], Any], bool]] = []
         self._postgresql_sql: dict[str, str] = {}  # "rows" and "staged" statements
 
     def run(self, connection: Connection, rows: Sequence[tuple[Any, ...]]) -> int:
@@ -107,20 +93,30 @@ class BulkInsert:
             self._prepare_sqlite(connection)
         assert self._sqlite_sql is not None
         if self._converters:
-            rows = [self._convert(row) for row in rows]
+            rows = self._converted(rows)
         return connection.exec_driver_sql(self._sqlite_sql, list(rows)).rowcount
 
-    def _convert(self, row: tuple[Any, ...]) -> tuple[Any, ...]:
-        values = list(row)
-        for converter in self._converters:
-            value = values[converter.index]
-            if value is not None:
-                if value is not converter.last:  # else the same date: its text is known
-                    converter.done = converter.convert(value)
-                    if converter.remember:
-                        converter.last = value
-                values[converter.index] = converter.done
-        return tuple(values)
+    def _converted(self, rows: Sequence[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+        """`rows` in SQLite's storage formats. A date or datetime column remembers its last
+        value within the batch, by identity (equal datetimes in two time zones have two
+        texts); a JSON value may be a dict changed since, so it is converted each time. The
+        memory is the batch's own: one BulkInsert may serve several threads."""
+        converters = self._converters
+        last: list[Any] = [None] * len(converters)
+        done: list[Any] = [None] * len(converters)
+        converted = []
+        for row in rows:
+            values = list(row)
+            for slot, (index, convert, remember) in enumerate(converters):
+                value = values[index]
+                if value is not None:
+                    if value is not last[slot]:  # else the same object: its text is known
+                        done[slot] = convert(value)
+                        if remember:
+                            last[slot] = value
+                    values[index] = done[slot]
+            converted.append(tuple(values))
+        return converted
 
     def _prepare_sqlite(self, connection: Connection) -> None:
         statement = self.on_conflict(sqlite.insert(self.table))
@@ -131,11 +127,11 @@ class BulkInsert:
         for index, name in enumerate(self.columns):
             column_type = self.table.c[name].type
             if isinstance(column_type, DateTime):
-                self._converters.append(_Converter(index, _sqlite_datetime, remember=True))
+                self._converters.append((index, _sqlite_datetime, True))
             elif isinstance(column_type, Date):
-                self._converters.append(_Converter(index, _sqlite_date, remember=True))
+                self._converters.append((index, _sqlite_date, True))
             elif isinstance(column_type, JSON):
-                self._converters.append(_Converter(index, _json, remember=False))
+                self._converters.append((index, _json, False))
 
     # -- PostgreSQL
 
