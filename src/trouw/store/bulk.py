@@ -61,6 +61,17 @@ def copy_types(connection: Connection, table: Table, columns: Sequence[str]) -> 
     ]
 
 
+def _with_json_text(row: tuple[Any, ...], columns: Sequence[int]) -> tuple[Any, ...]:
+    """`row` with its values at the indexes `columns` as JSON text: only those are looked
+    at (a tuple rebuilt value by value cost more than encoding its JSON)."""
+    values = list(row)
+    for index in columns:
+        value = values[index]
+        if value is not None:
+            values[index] = _json(value)
+    return tuple(values)
+
+
 class BulkInsert:
     """Insert rows of `columns` into `table`, with `on_conflict` applied."""
 
@@ -142,13 +153,7 @@ class BulkInsert:
             if isinstance(self.table.c[name].type, JSON)
         ]
         if json_columns:  # jsonb takes its text form, in COPY and as a parameter
-            rows = [
-                tuple(
-                    _json(value) if index in json_columns and value is not None else value
-                    for index, value in enumerate(row)
-                )
-                for row in rows
-            ]
+            rows = [_with_json_text(row, json_columns) for row in rows]
         if len(rows) <= SMALL_BATCH:
             return self._run_postgresql_rows(connection, rows)
         return self._run_postgresql_staged(connection, rows)
