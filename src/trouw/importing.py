@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any, Literal
 from zoneinfo import ZoneInfo, available_timezones
 
-from sqlalchemy import Connection, Engine, bindparam, exists, func, insert, select
+from sqlalchemy import Connection, Engine, Select, bindparam, exists, func, insert, select
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.sql.dml import Insert
 
@@ -47,6 +47,7 @@ from trouw.notation import (
     read_number,
 )
 from trouw.store import atomic, contacts, events, refresh_statistics, suppressions
+from trouw.store.among import among
 from trouw.store.bulk import BulkInsert
 
 Format = Literal["csv", "jsonl"]
@@ -693,9 +694,11 @@ def contacts_with(
     return [(str(i), str(e)) for i, e in rows]
 
 
-# The contacts among some ids: built once (an API request screens a handful of events,
-# and making the statement cost more than running it).
-_KNOWN_IDS = select(contacts.c.id).where(contacts.c.id.in_(bindparam("ids", expanding=True)))
+@functools.cache
+def _known_ids(dialect: str) -> Select[Any]:
+    """The contacts among some ids: built once (an API request screens a handful of events,
+    and making the statement cost more than running it)."""
+    return select(contacts.c.id).where(among(contacts.c.id, dialect))
 
 
 class _Events:
@@ -783,7 +786,11 @@ class _Events:
         rejected with their line. A hard bounce or complaint for an address no contact
         has suppresses the address, so a contact imported with it later is never mailed."""
         ids = {row[1] for row in rows if not isinstance(row[1], _ByEmail)}
-        known = set(connection.execute(_KNOWN_IDS, {"ids": list(ids)}).scalars()) if ids else set()
+        known: set[str] = set()
+        if ids:
+            known.update(
+                connection.execute(_known_ids(connection.dialect.name), {"ids": ids}).scalars()
+            )
         owners: dict[str, list[str]] = {}  # by the address as `local_part` compares it
         addresses = {str(row[1]) for row in rows if isinstance(row[1], _ByEmail)}
         for contact_id, email in contacts_with(connection, addresses, self.local_part):

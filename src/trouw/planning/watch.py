@@ -22,7 +22,7 @@ decisions again (`reused`).
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterator, Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from typing import Any
@@ -42,6 +42,7 @@ from trouw.planning.policy import DEFERRED, DROPPED, PLANNED, Candidate, Decisio
 from trouw.segments import Clock, members_query
 from trouw.segments.moving import overnight
 from trouw.store import contacts, events
+from trouw.store.among import among
 
 # ChunkFacts fields by shape; `changed` covers them all (a new field must be added here:
 # tests/planning/test_simulate_incremental.py checks).
@@ -156,9 +157,6 @@ def next_due(
     return first
 
 
-# Contacts asked about in one statement, at most (SQLite takes 32,766 parameters).
-ASK_AT_ONCE = 5000
-
 # The facts `CandidateFinder.gather_from_events` fills: they change only with new events.
 FROM_EVENTS = ("stopped", "topics_left", "paused", "suppressed", "last_purchase", "trigger_events")
 
@@ -181,11 +179,6 @@ def taken_over(before: ChunkFacts) -> ChunkFacts:
         setattr(facts, name, old)
         setattr(before, name, type(old)())
     return facts
-
-
-def _parts(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
 
 
 class Places:
@@ -281,10 +274,8 @@ class Overnight:
         dialect, catalog = connection.dialect.name, finder.catalog
         for name, ids in asking.items():
             query = members_query(catalog.get(name), catalog, finder.clock, dialect)
-            members = self.asked[name] = set()
-            for some in _parts(sorted(ids), ASK_AT_ONCE):
-                found_ids = connection.execute(query.where(contacts.c.id.in_(some))).scalars()
-                members.update(map(str, found_ids))
+            found = connection.execute(query.where(among(contacts.c.id, dialect)), {"ids": ids})
+            self.asked[name] = set(map(str, found.scalars()))
 
 
 @dataclass

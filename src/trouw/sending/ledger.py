@@ -32,9 +32,7 @@ from typing import Any
 
 from sqlalchemy import (
     Connection,
-    String,
     and_,
-    any_,
     bindparam,
     func,
     or_,
@@ -43,11 +41,11 @@ from sqlalchemy import (
     tuple_,
     update,
 )
-from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from trouw.store import contacts, ledger
+from trouw.store.among import among
 
 RESERVED = "reserved"
 SENDING = "sending"
@@ -151,15 +149,6 @@ _SETTLE_NEW: dict[str, Any] = {
     "postgresql": pg_insert(ledger).on_conflict_do_nothing(),
     "sqlite": sqlite_insert(ledger).on_conflict_do_nothing(),
 }
-
-
-def _among_ids(connection: Connection, column: Any) -> Any:
-    """`column IN :ids`. On PostgreSQL `= ANY(:ids)`, one array parameter: the same plan,
-    but a statement text that stays the same for any number of ids (an expanded IN of a
-    chunk's 500 ids is a new, long text each time, split by psycopg in Python)."""
-    if connection.dialect.name == "postgresql":
-        return column == any_(bindparam("ids", type_=ARRAY(String)))
-    return column.in_(bindparam("ids", expanding=True))
 
 
 def _row(send: Send, status: str, *, domain: str, now: datetime, **values: Any) -> dict[str, Any]:
@@ -426,16 +415,16 @@ def claim_contacts(connection: Connection, contact_ids: Sequence[str]) -> set[st
     """
     if connection.dialect.name != "postgresql" or not contact_ids:
         return set(contact_ids)
-    among = _among_ids(connection, contacts.c.id)
+    wanted = among(contacts.c.id, connection.dialect.name)
     locked = set(
         connection.execute(
-            select(contacts.c.id).where(among).with_for_update(skip_locked=True, key_share=True),
+            select(contacts.c.id).where(wanted).with_for_update(skip_locked=True, key_share=True),
             {"ids": list(contact_ids)},
         ).scalars()
     )
     rest = [c for c in contact_ids if c not in locked]
     held = set(
-        connection.execute(select(contacts.c.id).where(among), {"ids": rest}).scalars().all()
+        connection.execute(select(contacts.c.id).where(wanted), {"ids": rest}).scalars().all()
         if rest
         else ()
     )
@@ -482,7 +471,7 @@ def histories(
         ledger.c.day,
         ledger.c.status,
         ledger.c.reserved_at,
-    ).where(_among_ids(connection, ledger.c.contact_id))
+    ).where(among(ledger.c.contact_id, connection.dialect.name))
     for start in range(0, len(contact_ids), 500):
         ids = list(contact_ids[start : start + 500])
         for contact_id, campaign, step, occurrence, day, status, reserved_at in connection.execute(

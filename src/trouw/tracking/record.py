@@ -20,7 +20,6 @@ campaign) that was sent, or the latest of any status when none was.
 from __future__ import annotations
 
 import functools
-import json
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
@@ -36,7 +35,6 @@ from sqlalchemy import (
     String,
     Text,
     and_,
-    any_,
     bindparam,
     case,
     exists,
@@ -45,10 +43,10 @@ from sqlalchemy import (
     or_,
     select,
 )
-from sqlalchemy.dialects.postgresql import ARRAY
 
 from trouw.sending.ledger import SENT
 from trouw.store import contacts, events, ledger
+from trouw.store.among import among
 from trouw.store.compiled import Compiled, KeptConnection
 
 CLICK = "click"
@@ -125,7 +123,6 @@ class VisitRecorder:
     """
 
     def __init__(self, engine: Engine, lock: AbstractContextManager[Any]) -> None:
-        self._sqlite = engine.dialect.name == "sqlite"
         self._find = Compiled(_find_contacts(engine.dialect.name), engine.dialect)
         self._insert = Compiled(_insert_event(engine.dialect.name, once=False), engine.dialect)
         self._kept = KeptConnection(engine, lock)
@@ -145,8 +142,7 @@ class VisitRecorder:
         counted, which the statement's total row count cannot.
         """
         wanted = sorted({visit.contact_id for visit in visits})
-        ids: Any = json.dumps(wanted) if self._sqlite else wanted
-        cursor.execute(self._find.sql, self._find.parameters({"ids": ids}))
+        cursor.execute(self._find.sql, self._find.parameters({"ids": wanted}))
         keys = dict(cursor.fetchall())  # contact id -> its link key
         held = [v.contact_id in keys and keys[v.contact_id] == v.link_key for v in visits]
         rows = [
@@ -161,18 +157,10 @@ class VisitRecorder:
 
 
 def _find_contacts(dialect: str) -> Select[Any]:
-    """The ids among the given ones that exist, with their link keys: the ids a JSON array on
-    SQLite, an array else."""
-    if dialect == "sqlite":
-        given: Select[Any] = select(literal_column("value")).select_from(
-            func.json_each(bindparam("ids", type_=String()))
-        )
-        return select(contacts.c.id, contacts.c.link_key).where(contacts.c.id.in_(given))
-    return (
-        select(contacts.c.id, contacts.c.link_key)
-        .where(contacts.c.id == any_(bindparam("ids", type_=ARRAY(String()))))
-        .with_for_update(read=True, key_share=True)
-    )
+    """The ids among the given ones that exist, with their link keys (locked on PostgreSQL
+    until the commit, see VisitRecorder.write)."""
+    found = select(contacts.c.id, contacts.c.link_key).where(among(contacts.c.id, dialect))
+    return found if dialect == "sqlite" else found.with_for_update(read=True, key_share=True)
 
 
 def record_unsubscribe(
