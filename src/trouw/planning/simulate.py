@@ -171,7 +171,12 @@ def _replay_in_workers(
         chunks = list(contact_chunks(connection, chunk_size))  # to ask what changes overnight
     with (
         Crew(
-            url, project, workers=workers, chunk_size=chunk_size, incremental=replay.incremental
+            url,
+            project,
+            workers=workers,
+            chunk_size=chunk_size,
+            incremental=replay.incremental,
+            chunks=chunks,
         ) as crew,
         rarer_collections(),
     ):

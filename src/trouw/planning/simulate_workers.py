@@ -40,6 +40,7 @@ import signal
 import sys
 import tempfile
 import traceback
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
 from multiprocessing.connection import Connection as Pipe
@@ -52,7 +53,7 @@ from typing import Any, NoReturn
 from sqlalchemy import Engine
 
 from trouw.errors import WorkFailed
-from trouw.planning.candidates import contact_chunks
+from trouw.planning.candidates import ContactRow, contact_chunks
 from trouw.planning.collector import rarer_collections
 from trouw.planning.scratch import scratch_engine
 from trouw.planning.simulate_day import DayReplay
@@ -90,9 +91,21 @@ class Crew:
         workers: int,
         chunk_size: int,
         incremental: bool,
+        chunks: Sequence[Sequence[ContactRow]],
     ) -> None:
         context = multiprocessing.get_context("spawn")
         self.count = workers
+        # Each worker's contacts (of the same `chunks` it reads), to hand it only what
+        # changed overnight for them.
+        self.shares = [
+            frozenset(
+                str(row.id)
+                for number, chunk in enumerate(chunks)
+                if _mine(number, index, workers)
+                for row in chunk
+            )
+            for index in range(workers)
+        ]
         self.pipes: list[Pipe] = []
         self.processes: list[BaseProcess] = []
         self.what = "starting"  # what the workers are doing, for messages
@@ -130,7 +143,8 @@ class Crew:
         """Have every worker decide and write its chunks for `day`, with what changed
         `overnight` (asked by the caller, or None: asked by each worker if it needs it)."""
         self.what = f"simulating {day}"
-        self._send_all((day, overnight))
+        for index, share in enumerate(self.shares):
+            self._send(index, (day, None if overnight is None else overnight.part(share)))
 
     def finish_day(self) -> None:
         """Return when every worker has written the day `start_day` gave."""
@@ -155,11 +169,14 @@ class Crew:
         return tally
 
     def _send_all(self, message: Any) -> None:
-        for index, pipe in enumerate(self.pipes):
-            try:
-                pipe.send(message)
-            except OSError:
-                raise self._failure(index, None) from None
+        for index in range(len(self.pipes)):
+            self._send(index, message)
+
+    def _send(self, index: int, message: Any) -> None:
+        try:
+            self.pipes[index].send(message)
+        except OSError:
+            raise self._failure(index, None) from None
 
     def _release(self) -> None:
         """Tell every worker to end (the exit waits for them)."""
@@ -228,6 +245,11 @@ class Crew:
 # -- in the worker process
 
 
+def _mine(number: int, index: int, count: int) -> bool:
+    """Whether the chunk `number` (from 0, in id order) is worker `index`'s of `count`."""
+    return number % count == index
+
+
 def _work(
     url: str,
     project: Project,
@@ -247,7 +269,7 @@ def _work(
             numbered = [
                 (number, chunk)
                 for number, chunk in enumerate(contact_chunks(connection, chunk_size))
-                if number % count == index
+                if _mine(number, index, count)
             ]
         chunks = [chunk for _, chunk in numbered]
         pipe.send((READY, None))

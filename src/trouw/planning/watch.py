@@ -252,6 +252,20 @@ class Overnight:
         found._ask_ahead(connection, finder, chunks, places)
         return found
 
+    def part(self, ids: Collection[str]) -> Overnight:
+        """What of this concerns the contacts `ids` alone (a worker's chunks'): all that
+        `Watch.gather` reads for their chunks, and no more to pass to that worker."""
+        return Overnight(
+            self.day,
+            events={i: rows for i, rows in self.events.items() if i in ids},
+            moved={
+                name: None if moved is None else {i for i in moved if i in ids}
+                for name, moved in self.moved.items()
+            },
+            ahead={key: found for key, found in self.ahead.items() if key in ids},
+            asked={name: {i for i in found if i in ids} for name, found in self.asked.items()},
+        )
+
     def _ask_ahead(
         self,
         connection: Connection,
