@@ -50,9 +50,9 @@ class IdList(TypeDecorator[Collection[str]]):
         return ids if dialect.name == "postgresql" else json.dumps(ids)
 
 
-def among(column: ColumnElement[Any], dialect: str, name: str = "ids") -> ColumnElement[bool]:
-    """`column` is one of the parameter `name`'s ids (give a list of strings)."""
-    ids = bindparam(name, type_=IdList())
+def among(column: ColumnElement[Any], dialect: str) -> ColumnElement[bool]:
+    """`column` is one of the parameter `ids` (give a list of strings)."""
+    ids = bindparam("ids", type_=IdList())
     if dialect == "postgresql":
         return column == any_(ids)
     given: Select[Any] = select(literal_column("value")).select_from(func.json_each(ids))
