@@ -287,6 +287,9 @@ class Overnight:
                     asking[name] |= again
         dialect, catalog = connection.dialect.name, finder.catalog
         for name, ids in asking.items():
+            if not ids:  # every chunk it moved in is gathered whole
+                self.asked[name] = set()
+                continue
             query = members_query(catalog.get(name), catalog, finder.clock, dialect)
             found = connection.execute(query.where(among(contacts.c.id, dialect)), {"ids": ids})
             self.asked[name] = set(map(str, found.scalars()))
