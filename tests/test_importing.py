@@ -11,6 +11,7 @@ from sqlalchemy import Engine, func, select, text
 
 from tests.conftest import Cli
 from trouw.contacts import is_suppressed
+from trouw.errors import ImportFileError
 from trouw.importing import import_contacts, import_events
 from trouw.store import contacts, events
 
@@ -191,6 +192,38 @@ def test_event_ids_make_reimport_idempotent(engine: Engine, tmp_path: Path) -> N
     assert (first.written, first.unchanged) == (5, 0)
     assert (second.written, second.unchanged) == (0, 5)
     assert _count(engine, events) == 5
+
+
+def test_batches_stored_while_the_next_is_read_are_counted_and_kept_whole(
+    engine: Engine, tmp_path: Path
+) -> None:
+    """Large batches (PostgreSQL stores one while the next is read, store/bulk.py): written
+    and unchanged rows are counted per batch, an id repeated in a later batch is skipped,
+    and a file that breaks off midway keeps exactly the whole batches read before."""
+    import_contacts(engine, _write(tmp_path, "c.csv", CONTACTS_CSV), timezone="UTC")
+    pad = "t" * 180  # long lines: the decoder reads ahead a few lines only
+
+    def line(n: int) -> str:
+        return f"e{n},c1,open,2027-01-01T10:00:00Z,{pad}\n"
+
+    header = "id,contact_id,type,occurred_at,tag\n"
+    path = _write(tmp_path, "e.csv", header + "".join(line(n % 250) for n in range(260)))
+    first = import_events(engine, path, timezone="UTC", batch_size=120)
+    second = import_events(engine, path, timezone="UTC", batch_size=120)
+    assert (first.written, first.unchanged) == (250, 10)
+    assert (second.written, second.unchanged) == (0, 260)
+
+    broken = tmp_path / "broken.csv"
+    good = "".join(line(n) for n in range(1000, 1500)).encode()  # then a bad byte
+    broken.write_bytes(header.encode() + good + b"e9,c1,open,2027-01-01T10:00:00Z,\xff\n")
+    with pytest.raises(ImportFileError, match="not UTF-8"):
+        import_events(engine, broken, timezone="UTC", batch_size=200)
+    with engine.connect() as connection:
+        kept = set(connection.execute(select(events.c.external_id)).scalars()) - {
+            f"e{n}" for n in range(250)
+        }
+    assert kept == {f"e{n}" for n in range(1000, 1000 + len(kept))}
+    assert len(kept) == 400, "the two batches read before the break, not the third"
 
 
 def test_postgresql_plans_a_segment_on_the_imported_rows_at_once(

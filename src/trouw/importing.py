@@ -513,7 +513,24 @@ def _time_zones() -> frozenset[str]:
     return frozenset(available_timezones())
 
 
-class _Contacts:
+class _Kind:
+    """Parses, screens and stores the rows of one kind (contacts, events)."""
+
+    def send(
+        self, connection: Connection, rows: list[tuple[Any, ...]], report: ImportReport
+    ) -> Callable[[], None]:
+        """Start storing `rows` (screened); the function returned waits for it and counts
+        it in `report`. Until then the connection serves nothing else (BulkInsert.send)."""
+        raise NotImplementedError
+
+    def store(
+        self, connection: Connection, rows: list[tuple[Any, ...]], report: ImportReport
+    ) -> None:
+        """Store `rows` (screened) and count them in `report`."""
+        self.send(connection, rows, report)()
+
+
+class _Contacts(_Kind):
     # link_key last: given to new rows only (the upsert leaves a stored one as it is).
     columns = ("id", *CONTACT_FIELDS[1:], "attributes", "created_at", "updated_at", "link_key")
 
@@ -617,11 +634,16 @@ class _Contacts:
             ).scalar_one()
         return kept
 
-    def store(
+    def send(
         self, connection: Connection, rows: list[tuple[Any, ...]], report: ImportReport
-    ) -> None:
-        self.insert.run(connection, rows)
-        report.written += len(rows)
+    ) -> Callable[[], None]:
+        written = self.insert.send(connection, rows)
+
+        def counted() -> None:
+            written()
+            report.written += len(rows)
+
+        return counted
 
 
 def _contacts_upsert(statement: Any) -> Insert:
@@ -701,7 +723,7 @@ def _known_ids(dialect: str) -> Select[Any]:
     return select(contacts.c.id).where(among(contacts.c.id, dialect))
 
 
-class _Events:
+class _Events(_Kind):
     columns = ("external_id", *EVENT_FIELDS[1:], "properties")
 
     def __init__(
@@ -826,12 +848,17 @@ class _Events:
         email = normalise_email(email)
         return email if self.local_part == "exact" else email.lower()
 
-    def store(
+    def send(
         self, connection: Connection, rows: list[tuple[Any, ...]], report: ImportReport
-    ) -> None:
-        written = self.insert.run(connection, rows)
-        report.written += written
-        report.unchanged += len(rows) - written
+    ) -> Callable[[], None]:
+        written = self.insert.send(connection, rows)
+
+        def counted() -> None:
+            count = written()
+            report.written += count
+            report.unchanged += len(rows) - count
+
+        return counted
 
 
 # ----------------------------------------------------------------------------- driver
@@ -935,6 +962,7 @@ def import_file(
         # Strict: one transaction around every batch, rolled back if any row was bad.
         outer = stack.enter_context(atomic(engine)) if strict else None
         parser = parser_for(kind, timezone, notation, local_part)
+        batches = stack.enter_context(_Batches(engine, outer, parser, report))
         rows: list[tuple[Any, ...]] = []
         lines: list[int] = []
         for line, record in records:
@@ -947,12 +975,13 @@ def import_file(
             elif sink is not None:
                 sink.forget(line)  # written already
             if len(rows) >= batch_size:
-                _flush(engine, outer, parser, rows, lines, report)
+                batches.flush(rows, lines)
                 rows, lines = [], []
                 if sink is not None:
                     sink.clear()
         if rows:
-            _flush(engine, outer, parser, rows, lines, report)
+            batches.flush(rows, lines)
+        batches.finish()
         if outer is not None and report.rejected_count:
             outer.rollback()
             report.written = report.unchanged = report.suppressed = 0
@@ -1068,16 +1097,44 @@ def parse_record(
         return None
 
 
-def _flush(
-    engine: Engine,
-    outer: Connection | None,
-    parser: Parser,
-    rows: list[tuple[Any, ...]],
-    lines: list[int],
-    report: ImportReport,
-) -> None:
-    with ExitStack() as stack:
-        connection = outer if outer is not None else stack.enter_context(atomic(engine))
-        # Strict keeps writing after a bad row (the outer transaction is rolled
-        # back at the end), so later duplicates and unknown contacts are reported too.
-        parser.store(connection, parser.screen(connection, rows, lines, report), report)
+class _Batches:
+    """Screens and stores the batches of one import, each in its own transaction (or all in
+    `outer`, strict's). A batch is screened as it comes, so its rejects come in file order.
+
+    A batch is sent to the database and the next one read while the server stores it
+    (BulkInsert.send): as in one COPY stream, neither side waits for the other all the
+    time. The batch before is finished (counted, committed) before anything else is asked
+    of the database, so a screen sees every earlier batch stored (contacts find an id seen
+    earlier in the file that way), and at most one batch is held beyond the one being read.
+    """
+
+    def __init__(
+        self, engine: Engine, outer: Connection | None, parser: Parser, report: ImportReport
+    ) -> None:
+        self.engine, self.outer, self.parser, self.report = engine, outer, parser, report
+        self.open = ExitStack()  # the transaction of the batch being stored
+        self.stored: Callable[[], None] | None = None
+
+    def __enter__(self) -> _Batches:
+        return self
+
+    def __exit__(self, kind: Any, error: Any, trace: Any) -> None:
+        if self.stored is not None:  # sent whole: stored, as when nothing overlapped
+            self.finish()
+        else:  # a batch not sent whole is rolled back
+            self.open.__exit__(kind, error, trace)
+
+    def flush(self, rows: list[tuple[Any, ...]], lines: list[int]) -> None:
+        self.finish()
+        connection = self.outer or self.open.enter_context(atomic(self.engine))
+        # Strict keeps writing after a bad row (the outer transaction is rolled back at
+        # the end), so later duplicates and unknown contacts are reported too.
+        good = self.parser.screen(connection, rows, lines, self.report)
+        self.stored = self.parser.send(connection, good, self.report)
+
+    def finish(self) -> None:
+        """Wait for the batch being stored, count it and commit it (raising its error)."""
+        with self.open:
+            if self.stored is not None:
+                stored, self.stored = self.stored, None
+                stored()

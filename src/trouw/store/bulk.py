@@ -10,6 +10,8 @@ fastest correct path:
   object that rows share (a simulated day's) is converted once.
 - PostgreSQL: rows are COPYed into a temporary staging table and moved with
   one INSERT … SELECT, which keeps the ON CONFLICT rules of the statement.
+  That INSERT is sent in pipeline mode (`send`): the server moves the rows
+  while the caller prepares its next batch, as in one COPY stream.
   A small batch (an API request's, a tracking server's) goes straight to the
   driver's executemany of the INSERT compiled once: creating, filling and
   truncating the staging table costs the server more than a few rows do.
@@ -22,6 +24,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Sequence
+from contextlib import ExitStack, closing
 from datetime import date, datetime
 from typing import Any
 
@@ -31,6 +34,8 @@ from sqlalchemy.sql.dml import Insert
 
 # Adds an ON CONFLICT clause (or nothing) to a dialect-specific INSERT.
 ConflictRule = Callable[[Any], Insert]
+# Waits for a batch sent and returns how many rows the database wrote.
+Written = Callable[[], int]
 
 
 def _sqlite_datetime(value: datetime) -> str:
@@ -88,13 +93,22 @@ class BulkInsert:
 
     def run(self, connection: Connection, rows: Sequence[tuple[Any, ...]]) -> int:
         """Insert `rows`; return how many rows the database reports as written."""
+        return self.send(connection, rows)()
+
+    def send(self, connection: Connection, rows: Sequence[tuple[Any, ...]]) -> Written:
+        """Start inserting `rows`; the function returned waits for the database and returns
+        how many rows it wrote. Until it is called, `connection` serves nothing else.
+
+        On PostgreSQL the server inserts a large batch while the caller goes on (reading
+        the next batch, say); SQLite has inserted the rows when this returns."""
         if not rows:
-            return 0
+            return lambda: 0
         dialect = connection.dialect.name
         if dialect == "sqlite":
-            return self._run_sqlite(connection, rows)
+            written = self._run_sqlite(connection, rows)
+            return lambda: written
         if dialect == "postgresql":
-            return self._run_postgresql(connection, rows)
+            return self._send_postgresql(connection, rows)
         raise NotImplementedError(f"bulk insert into {dialect}")
 
     # -- SQLite
@@ -146,7 +160,7 @@ class BulkInsert:
 
     # -- PostgreSQL
 
-    def _run_postgresql(self, connection: Connection, rows: Sequence[tuple[Any, ...]]) -> int:
+    def _send_postgresql(self, connection: Connection, rows: Sequence[tuple[Any, ...]]) -> Written:
         json_columns = [
             index
             for index, name in enumerate(self.columns)
@@ -155,8 +169,9 @@ class BulkInsert:
         if json_columns:  # jsonb takes its text form, in COPY and as a parameter
             rows = [_with_json_text(row, json_columns) for row in rows]
         if len(rows) <= SMALL_BATCH:
-            return self._run_postgresql_rows(connection, rows)
-        return self._run_postgresql_staged(connection, rows)
+            written = self._run_postgresql_rows(connection, rows)
+            return lambda: written
+        return self._send_postgresql_staged(connection, rows)
 
     def _run_postgresql_rows(self, connection: Connection, rows: Sequence[tuple[Any, ...]]) -> int:
         sql = self._postgresql_sql.get("rows")
@@ -183,23 +198,21 @@ class BulkInsert:
         finally:
             cursor.close()
 
-    def _run_postgresql_staged(
+    def _send_postgresql_staged(
         self, connection: Connection, rows: Sequence[tuple[Any, ...]]
-    ) -> int:
+    ) -> Written:
         staging = f"trouw_staging_{self.table.name}"
         names = ", ".join(self.columns)
+        driver = connection.connection.driver_connection
+        assert driver is not None
         # Same column types as the target, no constraints or defaults; lives per session.
-        connection.execute(
-            text(
-                f"CREATE TEMP TABLE IF NOT EXISTS {staging} AS "
-                f"SELECT {names} FROM {self.table.name} WITH NO DATA"
-            )
+        driver.execute(
+            f"CREATE TEMP TABLE IF NOT EXISTS {staging} AS "
+            f"SELECT {names} FROM {self.table.name} WITH NO DATA"
         )
-        cursor = connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
-        with cursor.copy(f"COPY {staging} ({names}) FROM STDIN") as copy:
+        with driver.cursor() as cursor, cursor.copy(f"COPY {staging} ({names}) FROM STDIN") as copy:
             for row in rows:
                 copy.write_row(row)
-        cursor.close()
         sql = self._postgresql_sql.get("staged")
         if sql is None:
             source = (
@@ -213,7 +226,18 @@ class BulkInsert:
             sql = self._postgresql_sql["staged"] = str(
                 statement.compile(dialect=connection.dialect)
             )
-        # Run as plain SQL: SQLAlchemy reports no rowcount for INSERT … SELECT here.
-        written = connection.exec_driver_sql(sql)
-        connection.execute(text(f"TRUNCATE {staging}"))
-        return written.rowcount
+        # In pipeline mode the INSERT and the TRUNCATE are sent, and the server runs them
+        # while the caller goes on; leaving the pipeline waits for them (raising their error).
+        insert = driver.cursor()
+        with ExitStack() as stack:
+            stack.enter_context(driver.pipeline())
+            insert.execute(sql)
+            driver.execute(f"TRUNCATE {staging}")
+            pipeline = stack.pop_all()  # left by written(), unless sending failed
+
+        def written() -> int:
+            with closing(insert):
+                pipeline.close()
+                return int(insert.rowcount)
+
+        return written
