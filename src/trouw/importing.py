@@ -1126,7 +1126,9 @@ class _Batches:
 
     def flush(self, rows: list[tuple[Any, ...]], lines: list[int]) -> None:
         self.finish()
-        connection = self.outer or self.open.enter_context(atomic(self.engine))
+        connection = self.outer
+        if connection is None:
+            connection = self.open.enter_context(atomic(self.engine))
         # Strict keeps writing after a bad row (the outer transaction is rolled back at
         # the end), so later duplicates and unknown contacts are reported too.
         good = self.parser.screen(connection, rows, lines, self.report)
