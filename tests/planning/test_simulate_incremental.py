@@ -22,7 +22,14 @@ from trouw.planning.candidates import ChunkFacts, contact_chunks
 from trouw.planning.scratch import scratch_copy
 from trouw.planning.simulate import simulate_period
 from trouw.planning.simulate_day import DayReplay
-from trouw.planning.watch import FACT_FIELDS, Overnight, Places, changed, taken_over
+from trouw.planning.watch import (
+    FACT_FIELDS,
+    Overnight,
+    Places,
+    changed,
+    from_events_of,
+    taken_over,
+)
 from trouw.project import load_project
 from trouw.store import atomic, ledger, open_store
 
@@ -190,7 +197,10 @@ def test_the_days_events_folded_into_the_facts_equal_the_facts_gathered_again(
     happened: list[tuple[int, int, int, tuple[str, str, str]]], suppressed: set[int]
 ) -> None:
     """The watch brings the facts from events up to date with the day's events only
-    (CandidateFinder.fold_events): each day, the same facts as reading every event again."""
+    (CandidateFinder.fold_events): each day, the same facts as reading every event again.
+    And it decides anew exactly the contacts whose facts those events changed
+    (`from_events_of`), not every contact with an event: a click without the trigger's tag,
+    a second stop or a soft bounce changes nothing."""
     contacts = ["id,email,channel,birthday,customer_since,street,postcode,city"]
     contacts += [f"c{i},c{i}@x.example,email,,,Straat 1,1234 AB,Stad" for i in range(6)]
     events = ["contact_id,type,occurred_at,tag,amount,until"]
@@ -210,15 +220,21 @@ def test_the_days_events_folded_into_the_facts_equal_the_facts_gathered_again(
             replay = DayReplay(load_project(root))
             with engine.connect() as connection:
                 (chunk,) = contact_chunks(connection, 10)
-                folded = ChunkFacts()
-                replay.day(START).finder.gather_from_events(connection, chunk, folded)
+                folded, previous = ChunkFacts(), ChunkFacts()
+                for facts in (folded, previous):
+                    replay.day(START).finder.gather_from_events(connection, chunk, facts)
+                ids = [str(row.id) for row in chunk]
                 for offset in range(1, FOLD_DAYS):
                     finder = replay.day(START + timedelta(days=offset)).finder
                     overnight = Overnight.ask(connection, finder, [chunk], Places())
                     folded = taken_over(folded)
+                    was = {i: from_events_of(folded, i) for i in ids}
                     finder.fold_events(folded, (r for rs in overnight.events.values() for r in rs))
                     again = ChunkFacts()
                     finder.gather_from_events(connection, chunk, again)
                     assert folded == again, START + timedelta(days=offset)
+                    news = {i for i in ids if from_events_of(folded, i) != was[i]}
+                    assert news == changed(previous, again)
+                    previous = again
         finally:
             engine.dispose()

@@ -60,6 +60,12 @@ class SentHistory:
     keys: set[tuple[str, str, str]] = field(default_factory=set)
     recent: list[tuple[date, str]] = field(default_factory=list)  # (day, campaign)
 
+    def counted_since(self, day: date) -> list[tuple[date, str]]:
+        """The recent sends from `day` on; those before it are let go (the days replayed
+        only go forward)."""
+        self.recent = [(d, campaign) for d, campaign in self.recent if d >= day]
+        return self.recent
+
 
 def ledger_history(
     connection: Connection,
@@ -199,12 +205,11 @@ class DayReplay:
             history = histories.get(contact_id) or SentHistory()
             kept = None if watching is None else watching.candidates(finder, contact, facts)
             candidates = open_candidates(finder, contact, facts, history.keys, kept)
-            sent = [(d, name) for d, name in history.recent if d >= today.since]
             decided = None if watching is None else watching.reused(contact_id, candidates)
             if decided is None:
                 decided = decide_among(
                     candidates, finder, self.rules, today.calendar, contact, facts,
-                    sent=sent, due_by=day,
+                    sent=history.counted_since(today.since), due_by=day,
                 )  # fmt: skip
             made: set[tuple[str, str, str]] = set()
             counted: list[tuple[date, str]] = []

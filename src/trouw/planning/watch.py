@@ -11,10 +11,11 @@ facts and each contact's next due day (`next_due`), and hands out the
 contacts due or changed. A new year starts over (other scheduled days).
 
 Yesterday's facts are also where today's start: the facts from events are
-brought up to date with the day's events (the contacts who have any), and a
-segment's members asked again only for the contacts who may have joined or
-left it overnight (segments/moving.py), which is few of the shop on most
-days. Both are asked once a day for all chunks (`Overnight`), not chunk by
+brought up to date with the day's events (the contacts who have any, of whom
+those whose facts changed count as changed: a click without a trigger's tag
+changes nothing), and a segment's members asked again only for the contacts
+who may have joined or left it overnight (segments/moving.py), which is few
+of the shop on most days. Both are asked once a day for all chunks (`Overnight`), not chunk by
 chunk; with workers, by the main process for all of them. A contact woken
 only by a send due, with the same candidates as when last decided, gets those
 decisions again (`reused`).
@@ -27,9 +28,10 @@ from dataclasses import dataclass, field
 from datetime import date, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection, case, select
 
 from trouw.planning.candidates import (
+    PAUSE,
     CandidateFinder,
     ChunkFacts,
     ContactRow,
@@ -73,7 +75,7 @@ def changed(
 ) -> set[str]:
     """The contact ids whose facts differ between two gatherings of the same chunk.
     `known`: when `after` took over `before`'s facts from events and segments' members
-    (Watch.gather, `taken_over`), the contacts whose facts may differ there: they are all
+    (Watch.gather, `taken_over`), the contacts whose facts differ there: they are all
     counted as changed, and only the dated facts `before` kept are compared."""
     found: set[str] = set()
     if known is not None:
@@ -161,6 +163,23 @@ def next_due(
 FROM_EVENTS = ("stopped", "topics_left", "paused", "suppressed", "last_purchase", "trigger_events")
 
 
+def from_events_of(facts: ChunkFacts, contact_id: str) -> tuple[Any, ...]:
+    """One contact's facts from events (FROM_EVENTS), to compare before and after new ones."""
+    found: list[Any] = []
+    for name in FROM_EVENTS:
+        value = getattr(facts, name)
+        if name in ID_SETS:
+            found.append(contact_id in value)
+        elif name in VALUES_BY_NAME_AND_ID:
+            found.append(
+                sorted((key, ids[contact_id]) for key, ids in value.items() if contact_id in ids)
+            )
+        else:  # VALUES_BY_ID, SETS_BY_ID: a set is copied, as later events may add to it
+            one = value.get(contact_id)
+            found.append(frozenset(one) if isinstance(one, set) else one)
+    return tuple(found)
+
+
 def _dated(facts: ChunkFacts, segments: Collection[str] | None = None) -> ChunkFacts:
     """The facts without those from events (and with only these `segments`' members)."""
     members = facts.members
@@ -229,7 +248,7 @@ class Overnight:
         query = (
             select(
                 events.c.contact_id, events.c.type, events.c.tag, events.c.occurred_at,
-                events.c.properties,
+                case((events.c.type == PAUSE, events.c.properties)),  # the only ones read
             )
             .where(
                 events.c.type.in_(sorted(finder.event_types())),
@@ -309,7 +328,7 @@ class Watch:
     # (chunk, day) -> contacts whose next due day it was when set (wake says if it still is)
     waking: dict[tuple[str, date], set[str]] = field(default_factory=dict)
     places: Places = field(default_factory=Places)
-    # chunk -> the contacts whose facts may have changed where they were taken over today
+    # chunk -> the contacts whose facts changed where they were taken over today
     known: dict[str, set[str]] = field(default_factory=dict)
     # contact id -> their runs (CandidateFinder.runs), kept while their facts hold
     runs: dict[str, Runs] = field(default_factory=dict)
@@ -353,9 +372,11 @@ class Watch:
         if before is None or overnight is None or ids is None:
             return finder.gather(connection, chunk)
         in_chunk = self.places(chunk)
-        known = self.known[key] = set(ids)
         facts = taken_over(before)
+        were = {i: from_events_of(facts, i) for i in ids}
         finder.fold_events(facts, (row for i in ids for row in overnight.events[i]))
+        # A click with another tag than a trigger's, a second stop: new events, the same facts.
+        known = self.known[key] = {i for i in ids if from_events_of(facts, i) != were[i]}
         for name, moved in overnight.moved.items():
             if moved is None:
                 continue  # asked for the whole chunk below
