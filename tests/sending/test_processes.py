@@ -304,3 +304,17 @@ def test_workers_settle_what_only_the_days_decision_owes_to_contacts_the_plan_al
         assert sum(received.values()) == 120 + sum(1 for s in tips.values() if s == "sent")
     finally:
         engine.dispose()
+
+
+def test_a_stop_raised_in_a_worker_process_comes_back_whole() -> None:
+    """A worker stopped by SIGTERM inside a task sends its Stopped back to the run through a
+    pipe: it must unpickle as the same stop (it once raised ValueError there, and the run
+    ended with a traceback instead of finishing the wire)."""
+    import pickle
+    import signal
+
+    from trouw.sending.run import Stopped
+
+    again = pickle.loads(pickle.dumps(Stopped(signal.SIGTERM)))
+    assert isinstance(again, Stopped)
+    assert (again.signum, str(again)) == (signal.SIGTERM, "SIGTERM")

@@ -107,6 +107,11 @@ class Stopped(KeyboardInterrupt):
         super().__init__(signal.Signals(signum).name)
         self.signum = signum
 
+    def __reduce__(self) -> tuple[type[Stopped], tuple[int]]:
+        # A worker process stopped inside a task sends it back pickled: rebuilt from the
+        # number, not from the name its args hold (Stopped("SIGTERM") raised ValueError).
+        return (Stopped, (self.signum,))
+
 
 def safe_name(*parts: str) -> str:
     return "-".join(_UNSAFE.sub("_", part).strip("_") or "_" for part in parts)
