@@ -78,6 +78,17 @@ def test_html_with_non_ascii_styles_or_long_lines_is_quoted_printable() -> None:
         assert lines_of(rich.get_content()) == html
 
 
+@pytest.mark.parametrize(("length", "encoding"), [(998, "7bit"), (999, "quoted-printable")])
+def test_a_line_of_998_characters_goes_as_it_is_and_a_longer_one_is_encoded(
+    length: int, encoding: str
+) -> None:
+    html = "<p>kort</p>\n" * 3 + "x" * length + "\n<p>kort</p>"
+    message = parse(compose([("Subject", "s")], "t", html).as_bytes())
+    rich = message.get_body(("html",))
+    assert rich is not None and rich["Content-Transfer-Encoding"] == encoding
+    assert lines_of(rich.get_content()) == html
+
+
 def test_a_display_name_with_specials_and_accents_stays_one_address() -> None:
     to = formataddr(("Zoë de Vries, jr.", "zoe@example.nl"))
     mail = compose([("To", to), ("Reply-To", '"Vries, jr." <a@b.nl>')], "hoi", "<p>hoi</p>")

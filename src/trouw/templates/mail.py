@@ -13,6 +13,7 @@ shape of a mail (see `shapes`) and fills in each mail's text and links;
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Mapping
 from datetime import datetime
@@ -69,6 +70,14 @@ def _readable_link(match: re.Match[str]) -> str:
     return f"{label}: {url}"
 
 
+# A run's sender and reply-to are the same for every mail, and parsing one costs more than
+# writing all the headers of a mail.
+@functools.lru_cache(maxsize=64)
+def mailbox_of(address: str) -> str:
+    """The bare address of `Name <address>` (email.utils.parseaddr)."""
+    return parseaddr(address)[1]
+
+
 def build_message(
     *,
     subject: str,
@@ -90,9 +99,9 @@ def build_message(
     line break into a header.
     """
     if message_id is None:
-        domain = parseaddr(sender)[1].rpartition("@")[2] or "trouw.invalid"
+        domain = mailbox_of(sender).rpartition("@")[2] or "trouw.invalid"
         message_id = make_msgid(domain=domain)
-    mailto = parseaddr(reply_to or sender)[1]
+    mailto = mailbox_of(reply_to or sender)
     fields: list[tuple[str, str | Mailbox]] = [
         ("From", sender),
         ("To", Mailbox(to_name, to_address)),

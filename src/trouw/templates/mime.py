@@ -39,7 +39,6 @@ ADDRESS_HEADERS = frozenset({"from", "to", "reply-to", "cc", "sender"})
 _WORD_BYTES = 45
 # RFC 5322: a line is at most 998 characters; longer header values are folded at spaces.
 _MAX_LINE = 998
-_LONG_LINE = re.compile(rf"^[^\r\n]{{{_MAX_LINE + 1}}}", re.MULTILINE)
 _STYLE = re.compile(r"<style\b.*?</style\s*>", re.IGNORECASE | re.DOTALL)
 
 
@@ -102,7 +101,7 @@ def _part(subtype: str, text: str) -> bytes:
     plain = body
     if subtype == "html" and not body.isascii() and _references_work(body):
         plain = body.encode("ascii", "xmlcharrefreplace").decode("ascii")
-    if plain.isascii() and _LONG_LINE.search(plain) is None:
+    if plain.isascii() and _lines_fit(plain):
         encoding, data = b"7bit", plain.encode("ascii")
     else:
         # The references made a line too long: quoted-printable of the characters
@@ -112,6 +111,12 @@ def _part(subtype: str, text: str) -> bytes:
         b"Content-Type: text/" + subtype.encode("ascii") + b'; charset="utf-8"\r\n'
         b"Content-Transfer-Encoding: " + encoding + b"\r\n\r\n" + data
     )
+
+
+def _lines_fit(body: str) -> bool:
+    """Whether every line of a CRLF body is at most 998 characters. (Splitting is 4-5 times
+    faster than a `^[^\r\n]{999}` search, which the regex engine tries at every position.)"""
+    return len(body) <= _MAX_LINE or max(map(len, body.split("\r\n"))) <= _MAX_LINE
 
 
 def _references_work(html: str) -> bool:
@@ -176,18 +181,22 @@ def _mailbox(name: str, mailbox: str) -> str:
     return formataddr((name, mailbox), charset="utf-8")
 
 
+@functools.lru_cache(maxsize=256)  # a run's subjects repeat (most are the same for all)
 def encoded_words(text: str) -> str:
-    """Text as RFC 2047 base64 encoded words (UTF-8), folded one word per line."""
+    """Text as RFC 2047 base64 encoded words (UTF-8), folded one word per line: each word
+    as many bytes as fit, never splitting a character."""
+    data = text.encode("utf-8")
     words = []
-    chunk = bytearray()
-    for character in text:
-        encoded = character.encode("utf-8")
-        if len(chunk) + len(encoded) > _WORD_BYTES:
-            words.append(_word(chunk))
-            chunk = bytearray()
-        chunk += encoded
-    if chunk:
-        words.append(_word(chunk))
+    start, size = 0, len(data)
+    while start < size:
+        end = start + _WORD_BYTES
+        if end >= size:
+            end = size
+        else:
+            while data[end] & 0xC0 == 0x80:  # a continuation byte: the character starts before
+                end -= 1
+        words.append(_word(data[start:end]))
+        start = end
     return "\r\n ".join(words)
 
 
