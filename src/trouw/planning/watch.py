@@ -15,10 +15,10 @@ brought up to date with the day's events (the contacts who have any, of whom
 those whose facts changed count as changed: a click without a trigger's tag
 changes nothing), and a segment's members asked again only for the contacts
 who may have joined or left it overnight (segments/moving.py), which is few
-of the shop on most days. Both are asked once a day for all chunks (`Overnight`), not chunk by
-chunk; with workers, by the main process for all of them. A contact woken
-only by a send due, with the same candidates as when last decided, gets those
-decisions again (`reused`).
+of the shop on most days. Both are asked once a day for all chunks
+(`Overnight`), not chunk by chunk; with workers, by the main process for all
+of them. A contact woken only by a send due, with the same candidates as when
+last decided, gets those decisions again (`reused`).
 """
 
 from __future__ import annotations

@@ -200,7 +200,7 @@ def encoded_words(text: str) -> str:
     return "\r\n ".join(words)
 
 
-def _word(data: bytes | bytearray) -> str:
+def _word(data: bytes) -> str:
     return "=?utf-8?b?" + binascii.b2a_base64(data, newline=False).decode("ascii") + "?="
 
 
