@@ -23,7 +23,9 @@ scripts/bench.py does) and, on one PostgreSQL server:
 - send: `trouw send` with 1, 2 and 4 worker processes to bench_send.py's
   aiosmtpd sink (in its own process), each on a fresh copy of the planned
   database (CREATE DATABASE … TEMPLATE), for the busiest plan days until
-  --mails are due, beside the sink's own limit for the same mail;
+  --mails are due, beside the sink's own limit for the same mail; then the
+  last day once more with nothing left to send, the cost of deciding every
+  contact that each day's run pays (`deciding_day_s`, shown beside the row);
 - clicks: scripts/bench_clicks.py with --database-url on a database of its own.
 
 Without the import stage, --database-url names a database an earlier run
@@ -584,8 +586,11 @@ def bench_send(
             seconds, sent, summaries, peak_mb = trouw_send(
                 sink, None, project, days, options, url=copy
             )
+            # The last day once more, with nothing left to send: what deciding every contact
+            # of the shop costs a run, whatever it sends (each chosen day pays it once).
+            again_s, *_ = trouw_send(sink, None, project, days[-1:], options, url=copy)
             dbs.drop_url(copy)
-            runs.append((workers, seconds, sent, summaries, peak_mb))
+            runs.append((workers, seconds, sent, summaries, peak_mb, again_s))
         sent = runs[0][2]
         sample = real_sample(None, project, days[0][0], url=dbs.url)  # the main one, used up
         print(f"sink limit ({sent} mails of {len(sample.data)} bytes) …", file=sys.stderr)
@@ -593,7 +598,7 @@ def bench_send(
     finally:
         sink.stop()
     results = []
-    for workers, seconds, sent_by_run, summaries, peak_mb in runs:
+    for workers, seconds, sent_by_run, summaries, peak_mb, again_s in runs:
         name = f"send, {workers} worker{'s' if workers > 1 else ''}"
         results.append(
             stage(
@@ -602,7 +607,7 @@ def bench_send(
                 due=due, days=[day for day, _ in days],
                 trouw_mails_per_s=round(sent_by_run / seconds),
                 limit_mails_per_s=round(sent / limit_s), trouw_peak_mb=round(peak_mb),
-                summaries=summaries,
+                deciding_day_s=round(again_s, 2), summaries=summaries,
             )
         )  # fmt: skip
     return results
@@ -648,6 +653,11 @@ def print_table(report: dict[str, Any]) -> None:
         same = "" if row.get("same_count", True) else "  (hand-written count differs!)"
         if "trouw_process_s" in row:
             same += f"  (a whole process: {row['trouw_process_s']:.2f} s)"
+        if "deciding_day_s" in row:
+            same += (
+                f"  ({len(row['days'])} days; a day with nothing left to send: "
+                f"{row['deciding_day_s']:.1f} s, deciding every contact)"
+            )
         print(
             f"{row['stage']:<32}{row['count']:>10,}{row['trouw_s']:>10.4f}  "
             f"{row['baseline']:<30}{row['baseline_s']:>9.4f}{row['ratio']:>8}  "
