@@ -59,6 +59,10 @@ CONTACT_COLUMNS = (
     contacts.c.timezone,
 )
 
+# Triggered runs a finder keeps to share (see CandidateFinder.runs): a few thousand start
+# days times steps and templates in a shop's year; past the bound, each contact makes its own.
+_TRIGGERED_RUNS = 200_000
+
 
 class Contact(NamedTuple):
     """A row of CONTACT_COLUMNS as the planner keeps it: a plain tuple, whose fields read
@@ -331,6 +335,9 @@ class CandidateFinder:
         self.year_keys = {c.name: (f"{c.name}:{year - 1}", f"{c.name}:{year}") for c in campaigns}
         self._shared: dict[tuple[str, int, str], tuple[Candidate, ...]] = {}
         self._scheduled_runs: dict[tuple[str, int, str], Run] = {}
+        # A triggered run depends on its start, not on whose it is: the contacts with the same
+        # birthday, last purchase day or event day share one (at most _TRIGGERED_RUNS).
+        self._triggered_runs: dict[tuple[str, int, str, date, str, bool], Run] = {}
         self.topics = {c.name: c.topic for c in self.campaigns if c.topic}
         # Tests with a `share:`: the rest gets the winner (sending/winners.py), read once.
         self.share_tests = any(
@@ -641,6 +648,7 @@ class CandidateFinder:
         """
         contact_id = str(contact.id)
         members = facts.members
+        shared = self._triggered_runs
         found: list[Run] = []
         today_only = False
         for plan in self.plans:
@@ -682,14 +690,18 @@ class CandidateFinder:
                 template = fixed or self._template(campaign, step, contact_id, members)
                 if template is None:
                     continue
-                offset = self.offsets[(name, index)]
                 for start, occurrence, overdue_ok in starts:
-                    due = self.raw_due(start, step, offset)
-                    candidate = Candidate(due, name, step.name, occurrence, template,
-                                          campaign.kind, campaign.priority, index)  # fmt: skip
-                    found.append(
-                        Run(plan, index, step, template, due, occurrence, overdue_ok, candidate)
-                    )
+                    started = (name, index, template, start, occurrence, overdue_ok)
+                    run = shared.get(started)
+                    if run is None:
+                        due = self.raw_due(start, step, self.offsets[(name, index)])
+                        candidate = Candidate(due, name, step.name, occurrence, template,
+                                              campaign.kind, campaign.priority, index)  # fmt: skip
+                        run = Run(plan, index, step, template, due, occurrence, overdue_ok,
+                                  candidate)  # fmt: skip
+                        if len(shared) < _TRIGGERED_RUNS:
+                            shared[started] = run
+                    found.append(run)
         return Runs(tuple(found), self.as_of if today_only else None)
 
     def on_the_day(
