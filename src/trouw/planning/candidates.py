@@ -644,7 +644,8 @@ class CandidateFinder:
 
         Runs once per contact, so the per-campaign work is done in `plans` up
         front: scheduled sends are built once per (step, template) and shared by
-        every contact (candidates are immutable tuples).
+        every contact, triggered ones once per (step, template, start) and shared
+        by the contacts with that start (runs and candidates are immutable tuples).
         """
         contact_id = str(contact.id)
         members = facts.members
