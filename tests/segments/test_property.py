@@ -12,7 +12,7 @@ from sqlalchemy import Engine
 
 from tests.segments.helpers import ZONE, contact, event, load, local, reference_holds
 from trouw.durations import Duration
-from trouw.segments.compile import Clock, members_query
+from trouw.segments.compile import Clock, chunk_members_query, members_query
 from trouw.segments.definition import (
     AllOf,
     AnyOf,
@@ -339,12 +339,14 @@ def scenarios(
     database=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
-@given(scenario=scenarios())
+@given(scenario=scenarios(), chunk=st.lists(st.sampled_from(CONTACT_IDS), min_size=2, max_size=2))
 def test_compiled_sql_matches_the_reference(
     shared_engine: Engine,
     scenario: tuple[date, list[dict[str, Any]], list[dict[str, Any]], Condition],
+    chunk: list[str],
 ) -> None:
     as_of, who, what, condition = scenario
+    first, last = sorted(chunk)
     clock = Clock(as_of, ZONE)
     catalog = _catalog()
     segment = Segment("random", Path("random.yaml"), "", condition)
@@ -352,8 +354,14 @@ def test_compiled_sql_matches_the_reference(
         load(connection, who, what)
         query = members_query(segment, catalog, clock, connection.dialect.name)
         got = set(connection.execute(query).scalars())
-        # The count takes its own shape (on PostgreSQL: the event sets alone, when it can).
+        # The count takes its own shape (on PostgreSQL: the event sets alone, when it can),
+        # and so do a chunk's members (the sets of the chunk's events).
         counted = count_members(connection, segment, catalog, clock)
+        in_chunk = chunk_members_query(
+            segment, catalog, clock, connection.dialect.name, first, last
+        )
+        got_in_chunk = set(connection.execute(in_chunk).scalars())
     expected = {p["id"] for p in who if reference_holds(condition, p, what, clock, catalog)}
     assert got == expected, condition
     assert counted == len(expected), condition
+    assert got_in_chunk == {i for i in expected if first <= i <= last}, (condition, chunk)

@@ -39,7 +39,7 @@ from trouw.experiments import WINNER_PENDING, in_first_wave, wait_days
 from trouw.importing import email_hash
 from trouw.planning.policy import SERVICE, Candidate
 from trouw.planning.send_time import own_hours, project_hour
-from trouw.segments import Catalog, Clock, members_query
+from trouw.segments import Catalog, Clock, chunk_members_query
 from trouw.store import (
     contacts,
     events,
@@ -374,7 +374,6 @@ class CandidateFinder:
         """The facts that change as days pass: segment members and entries, best hours.
         `known`: segments whose members the caller already put in `facts`."""
         first, last = str(chunk[0].id), str(chunk[-1].id)
-        in_chunk = and_(contacts.c.id >= first, contacts.c.id <= last)
         dialect = connection.dialect.name
         if self.share_tests and self.winners is None:
             self.winners = winners_of(connection)
@@ -387,10 +386,9 @@ class CandidateFinder:
         for name in self.segments:
             if name in known:
                 continue
-            query = members_query(self.catalog.get(name), self.catalog, self.clock, dialect)
-            facts.members[name] = set(
-                map(str, connection.execute(query.where(in_chunk)).scalars().all())
-            )
+            segment = self.catalog.get(name)
+            query = chunk_members_query(segment, self.catalog, self.clock, dialect, first, last)
+            facts.members[name] = set(map(str, connection.execute(query).scalars().all()))
         for campaign in self.campaigns:
             trigger = campaign.trigger
             if trigger is not None and trigger.kind == "entered":

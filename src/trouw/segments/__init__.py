@@ -25,7 +25,7 @@ from trouw.segments.definition import (
 )
 
 if TYPE_CHECKING:
-    from trouw.segments.compile import Clock, members_query, segment_sql
+    from trouw.segments.compile import Clock, chunk_members_query, members_query, segment_sql
     from trouw.segments.explain import Explanation, Finding
     from trouw.segments.query import MEMBER_COLUMNS, count_members, is_member, member_rows
     from trouw.segments.snapshots import Snapshot, keep_day_snapshots, save_snapshot
@@ -33,6 +33,7 @@ if TYPE_CHECKING:
 # The names that need SQLAlchemy, by the module that has them.
 _LAZY = {
     "Clock": "compile",
+    "chunk_members_query": "compile",
     "members_query": "compile",
     "segment_sql": "compile",
     "Explanation": "explain",
@@ -65,6 +66,7 @@ __all__ = [
     "Segment",
     "SegmentError",
     "Snapshot",
+    "chunk_members_query",
     "count_members",
     "is_member",
     "keep_day_snapshots",
