@@ -1,4 +1,5 @@
-"""The query plans SQLite picks for the example segments.
+"""The query plans SQLite picks for the example segments, and the shape of a chunk's on
+PostgreSQL.
 
 At a million contacts the difference between a probe of the contact-first
 index per contact and a scan of every matching event (plus a table read and a
@@ -13,9 +14,10 @@ from datetime import date
 from pathlib import Path
 
 import pytest
+from sqlalchemy.dialects import postgresql
 
 from tests.segments.helpers import ZONE
-from trouw.segments import Clock, load_catalog, members_query
+from trouw.segments import Clock, chunk_members_query, load_catalog, members_query
 from trouw.store import open_store
 
 SEGMENTS = Path(__file__).resolve().parents[2] / "segments"
@@ -35,3 +37,31 @@ def test_sqlite_probes_the_contact_index_instead_of_sorting_events(
     assert not [step for step in plan if "TEMP B-TREE" in step], plan
     on_events = [step for step in plan if " events " in f"{step} "]
     assert all("ix_events_contact_type_time (contact_id=?" in step for step in on_events), plan
+
+
+# Made of event and NPS conditions alone: read from the events as sets.
+EVENT_SEGMENTS = [
+    "active-customers",
+    "big-spenders",
+    "cart-abandoners",
+    "detractors",
+    "fire-safety-prospects",
+    "lapsed-buyers",
+    "promoters",
+    "repeat-buyers",
+]
+
+
+@pytest.mark.parametrize("name", EVENT_SEGMENTS)
+def test_postgresql_reads_a_chunks_members_from_the_chunks_events_alone(name: str) -> None:
+    # In the per-contact shape PostgreSQL read every matching event of the shop for each
+    # chunk, or probed the index once per contact (scripts/bench_pg.py, plan).
+    query = chunk_members_query(
+        CATALOG.get(name), CATALOG, Clock(date(2027, 3, 1), ZONE), "postgresql", "c1", "c9"
+    )
+    sql = " ".join(str(query.compile(dialect=postgresql.dialect())).split())
+    assert "contacts" not in sql.replace("events.contact_id", ""), sql
+    reads = sql.count("FROM events")
+    assert reads >= 1
+    assert sql.count("events.contact_id >= %(contact_id_") == reads, sql
+    assert sql.count("events.contact_id <= %(contact_id_") == reads, sql
