@@ -29,6 +29,20 @@ def test_postgresql_plans_each_statement_for_its_own_parameters(engine: Engine) 
             assert mode == "auto"
 
 
+def test_postgresql_prepares_a_statement_that_asks_for_it(engine: Engine) -> None:
+    """The send's per-mail updates of a ledger row by its key ask to be prepared
+    (sending/courier.py): parsed and planned once per connection, not for every mail."""
+    if engine.dialect.name != "postgresql":
+        pytest.skip("PostgreSQL's prepared statements")
+    with engine.connect() as connection:
+        cursor = connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
+        for low in range(3):
+            cursor.execute("SELECT %s::int + 1", (low,), prepare=True)
+        cursor.execute("SELECT name FROM pg_prepared_statements")
+        assert len(cursor.fetchall()) == 1
+        cursor.close()
+
+
 def _ledger_rows(connection: Connection, first: int, count: int) -> None:
     rows = [
         {"contact_id": f"c{n}", "campaign": "spring", "step": "main", "occurrence": "2027",

@@ -68,12 +68,22 @@ def create_store_engine(url: str) -> Engine:
     return engine
 
 
+# psycopg prepares a statement on the server after this many runs: never, in effect (see
+# _tune_postgresql). A statement run with `prepare=True` is prepared all the same.
+PREPARE_ONLY_WHEN_ASKED = 2**62
+
+
 def _tune_postgresql(engine: Engine) -> None:
-    """Every statement of ours planned for its own parameters: psycopg never prepares one on
-    the server. Prepared (psycopg does it after five runs), PostgreSQL may keep a generic
-    plan, blind to the values: a chunk's query over a range of contact ids (plan, simulate,
-    send) then reads what the whole shop has for every chunk. Measured at 3M contacts, the
-    fire-safety segment's members of one chunk: 4.5 s generic, 0.1 s planned for the range.
+    """Every statement of ours planned for its own parameters: psycopg does not prepare one
+    on the server by itself. Prepared (psycopg does it after five runs by default),
+    PostgreSQL may keep a generic plan, blind to the values: a chunk's query over a range
+    of contact ids (plan, simulate, send) then reads what the whole shop has for every
+    chunk. Measured at 3M contacts, the fire-safety segment's members of one chunk: 4.5 s
+    generic, 0.1 s planned for the range.
+
+    A statement that finds one row by its key, run for every mail (sending/courier.py),
+    asks to be prepared (`prepare=True`): parsed and planned once per connection, not for
+    every row, where any plan is the key's index.
 
     The server's own statements keep their cached plans: a foreign key's check is one such
     statement per row inserted. Forcing custom plans for the session instead
@@ -82,7 +92,8 @@ def _tune_postgresql(engine: Engine) -> None:
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
-        dbapi_connection.prepare_threshold = None
+        # Not None: that would refuse `prepare=True` too.
+        dbapi_connection.prepare_threshold = PREPARE_ONLY_WHEN_ASKED
 
 
 def _tune_sqlite(engine: Engine) -> None:
