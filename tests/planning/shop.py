@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 from datetime import date
 from pathlib import Path
 
@@ -79,3 +80,14 @@ def plan_rows(
     with engine.connect() as connection:
         rows = connection.execute(query.order_by(plan.c.day, plan.c.campaign, plan.c.step))
         return [(r.day.isoformat(), r.campaign, r.step, r.occurrence, r.status) for r in rows]
+
+
+def timeline_rows(out: Path) -> list[tuple[str, str, str, str, str, str, str]]:
+    """The simulated sends in `out`'s timeline.csv, as (contact, campaign, step, occurrence,
+    day, template, channel), sorted."""
+    with (out / "timeline.csv").open(encoding="utf-8", newline="") as handle:
+        return sorted(
+            (r["contact_id"], r["campaign"], r["step"], r["occurrence"], r["day"], r["template"],
+             r["channel"])
+            for r in csv.DictReader(handle)
+        )  # fmt: skip

@@ -141,7 +141,7 @@ def test_sends_already_in_the_ledger_count_toward_the_caps(tmp_path: Path, engin
     quiet=st.sampled_from(['["sunday"]', '["sunday", "holidays:NL"]', "[]"]),
     start=st.sampled_from(["2026-12-14", "2027-03-22", "2027-04-26"]),
 )
-def test_random_shops_never_exceed_the_caps_in_the_simulated_ledger(
+def test_random_shops_never_exceed_the_caps_in_the_simulation(
     people: list[dict[str, object]], week: int, month: int, gap: int, quiet: str, start: str
 ) -> None:
     contacts, events = _shop_files(people)

@@ -1,6 +1,6 @@
 """`simulate` decides only the contacts with something due or new facts on a day
 (planning/watch.py); the plain replay decides every contact every day. Both must write the
-same ledger, row for row (sent and cancelled), and the same timeline, over random shops with
+same timeline, send for send, over random shops with
 purchases, clicks, unsubscribes, topic changes, pauses, segment entries, signups by event,
 customers who join during the period, A/B arms, a holdout and the control group."""
 
@@ -13,9 +13,9 @@ from pathlib import Path
 
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, func, select
 
-from tests.planning.shop import make_shop, policy
+from tests.planning.shop import make_shop, policy, timeline_rows
 from tests.sending.test_send_is_simulate import CAMPAIGNS, SEGMENTS, START, _shop_files, person
 from trouw.importing import suppress_addresses
 from trouw.planning.candidates import ChunkFacts, contact_chunks
@@ -33,7 +33,7 @@ from trouw.planning.watch import (
 from trouw.project import load_project
 from trouw.store import atomic, ledger, open_store
 
-Row = tuple[str, str, str, str, str, str | None, str, str]
+Row = tuple[str, str, str, str, str, str, str]
 # Segments only events change (no window): the watch reuses their members from the day
 # before and asks again only for contacts with a new purchase or click.
 UNDATED = {
@@ -61,26 +61,17 @@ def _replayed(
     days: int,
     incremental: bool,
     chunk: int = 5,
-) -> tuple[list[Row], str]:
-    """Every ledger row the simulation wrote, and its timeline.csv."""
-    with scratch_copy(engine) as scratch:
-        with atomic(scratch) as connection:
-            simulate_period(
-                connection, load_project(root), start=start,
-                end=start + timedelta(days=days - 1), out_dir=out, chunk_size=chunk,
-                incremental=incremental,
-            )  # fmt: skip
-        query = select(
-            ledger.c.contact_id, ledger.c.campaign, ledger.c.step, ledger.c.occurrence,
-            ledger.c.day, ledger.c.template, ledger.c.channel, ledger.c.status,
+) -> tuple[str, int]:
+    """The simulation's timeline.csv, and how many rows it wrote to the scratch ledger."""
+    with scratch_copy(engine) as scratch, atomic(scratch) as connection:
+        before = connection.execute(select(func.count()).select_from(ledger)).scalar_one()
+        simulate_period(
+            connection, load_project(root), start=start,
+            end=start + timedelta(days=days - 1), out_dir=out, chunk_size=chunk,
+            incremental=incremental,
         )  # fmt: skip
-        with scratch.connect() as connection:
-            rows = sorted(
-                (str(r[0]), str(r[1]), str(r[2]), str(r[3]), r[4].isoformat(), r[5], str(r[6]),
-                 str(r[7]))
-                for r in connection.execute(query)
-            )  # fmt: skip
-    return rows, (out / "timeline.csv").read_text(encoding="utf-8")
+        written = connection.execute(select(func.count()).select_from(ledger)).scalar_one()
+    return (out / "timeline.csv").read_text(encoding="utf-8"), written - before
 
 
 def _compare_on(
@@ -98,8 +89,12 @@ def _compare_on(
         root, engine, root / "watched", start=start, days=days, incremental=True, chunk=chunk
     )
     assert watched[0] == plain[0]
-    assert watched[1] == plain[1]
-    return plain[0]
+    sends = timeline_rows(root / "plain")
+    # The plain replay reads its contacts' ledger every day, so it writes every send there
+    # (and each cancelled one); the watch keeps it in memory: no A/B first wave here, no row.
+    assert plain[1] >= len(sends)
+    assert watched[1] == 0
+    return sends
 
 
 def _compare(
@@ -154,7 +149,7 @@ def test_the_same_across_a_new_year(tmp_path: Path, engine: Engine) -> None:
     ]  # fmt: skip
     start = date(2027, 12, 20)  # START + the offsets above land in late December / January
     rows = _compare_on(tmp_path, engine, people, policy(quiet="[]"), start, 20)
-    assert {row[4][:4] for row in rows} == {"2027", "2028"}
+    assert {row[4][:4] for row in rows} == {"2027", "2028"}  # the sends' days
 
 
 def test_the_watch_sees_a_change_in_every_fact_a_chunk_has() -> None:

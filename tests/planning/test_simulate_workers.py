@@ -1,9 +1,9 @@
 """`simulate --workers N`: the chunks decided in N processes, the days in lockstep, write what
-one process writes: the same ledger rows and the same timeline.csv, weeks.csv and
-pressure.csv, on SQLite and PostgreSQL. The demo shop with the example calendar, plus an A/B
-test whose winner (picked in the main process between days) goes to the rest, and an
-`entered` trigger (the main process's day snapshots). A worker that dies or fails makes the
-run fail with a message, not hang."""
+one process writes: the same timeline.csv, weeks.csv and pressure.csv, and the same ledger
+rows (those the A/B winner is picked from), on SQLite and PostgreSQL. The demo shop with
+the example calendar, plus an A/B test whose winner (picked in the main process between
+days) goes to the rest, and an `entered` trigger (the main process's day snapshots). A
+worker that dies or fails makes the run fail with a message, not hang."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ import pytest
 from sqlalchemy import Engine, select, text
 
 from tests.conftest import Cli
+from tests.planning.shop import timeline_rows
 from trouw.demo.generator import write_demo_files
 from trouw.errors import WorkFailed
 from trouw.importing import import_contacts, import_events
@@ -92,13 +93,16 @@ def test_two_workers_write_what_one_process_writes(
     assert two[0] == one[0]
     assert two[1] == one[1]
     assert two[2] == one[2]
-    sends = [row for row in one[0] if row[7] == "sent"]
+    sends = timeline_rows(tmp_path / "one")
     campaigns = {row[1] for row in sends}
     assert {"spring-outing", "launch"} <= campaigns, campaigns
     # The winner, picked between days by the main process, went to the rest on 7 April.
     assert [w[:3] for w in one[2]] == [("launch", "main", "launch:2027-04-06")]
-    rest = {row[0] for row in sends if row[1] == "launch" and row[4] == date(2027, 4, 7)}
+    rest = {row[0] for row in sends if row[1] == "launch" and row[4] == "2027-04-07"}
     assert rest, "the rest of the A/B test got the winner"
+    # The scratch ledger holds the sends the main process picks the winner from, no others.
+    launched = [row[:7] for row in sends if row[1] == "launch"]
+    assert sorted((*row[:4], row[4].isoformat(), *row[5:7]) for row in one[0]) == launched
 
 
 def test_a_worker_that_is_killed_fails_the_run(
@@ -119,14 +123,15 @@ def test_a_worker_that_fails_fails_the_run_with_its_error(
     tmp_path: Path, db_url: str, engine: Engine, demo_files: Path
 ) -> None:
     root = _shop(tmp_path / "shop", engine, demo_files)
-    (root / "campaigns" / "launch.yaml").unlink()  # the main process reads no ledger then
 
-    def lose_the_ledger(day: date) -> None:  # after the first day, on the scratch copy
-        if day == START:
-            with scratch.begin() as connection:
-                connection.execute(text("ALTER TABLE ledger RENAME TO ledger_gone"))
+    def lose_the_snapshots(day: date) -> None:  # after the first day, on the scratch copy
+        if day == START:  # the workers read them for the `entered` trigger, before the main
+            with scratch.begin() as connection:  # process's day ends and writes them
+                connection.execute(
+                    text("ALTER TABLE segment_snapshots RENAME TO segment_snapshots_gone")
+                )
 
-    failure = r"simulate worker \d of 2 .* simulating 2027-03-30: .*ledger"
+    failure = r"simulate worker \d of 2 .* simulating 2027-03-30: .*segment_snapshots"
     with (
         scratch_copy(engine) as scratch,
         scratch.connect() as connection,
@@ -134,7 +139,7 @@ def test_a_worker_that_fails_fails_the_run_with_its_error(
     ):
         simulate_period(
             connection, load_project(root), start=START, end=START + timedelta(days=3),
-            out_dir=tmp_path / "out", chunk_size=CHUNK, workers=2, progress=lose_the_ledger,
+            out_dir=tmp_path / "out", chunk_size=CHUNK, workers=2, progress=lose_the_snapshots,
         )  # fmt: skip
 
 

@@ -21,7 +21,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import Engine, select
 
-from tests.planning.shop import make_shop, policy, run_plan
+from tests.planning.shop import make_shop, policy, run_plan, timeline_rows
 from trouw.planning.scratch import scratch_copy
 from trouw.planning.simulate import simulate_period
 from trouw.project import load_project
@@ -132,13 +132,13 @@ def _rows(engine: Engine, *, status: str | None = None) -> list[Row]:
 
 
 def _simulated(root: Path, engine: Engine, out: Path) -> list[Row]:
-    with scratch_copy(engine) as scratch:
-        with atomic(scratch) as connection:
-            simulate_period(
-                connection, load_project(root), start=START,
-                end=START + timedelta(days=DAYS - 1), out_dir=out, chunk_size=7,
-            )  # fmt: skip
-        return _rows(scratch, status=SENT)
+    """The sends of the simulation's timeline."""
+    with scratch_copy(engine) as scratch, atomic(scratch) as connection:
+        simulate_period(
+            connection, load_project(root), start=START,
+            end=START + timedelta(days=DAYS - 1), out_dir=out, chunk_size=7,
+        )  # fmt: skip
+    return timeline_rows(out)
 
 
 def _sent_day_by_day(root: Path, engine: Engine, out: Path) -> list[Row]:

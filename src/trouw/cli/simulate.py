@@ -37,7 +37,7 @@ MAX_DAYS = 400
     type=click.IntRange(100, 1_000_000),
     default=CHUNK_SIZE,
     show_default=True,
-    help="Contacts per batch (memory grows with it, not with the contacts).",
+    help="Contacts per batch, read and decided together.",
 )
 @click.option(
     "--workers",
@@ -56,9 +56,9 @@ def simulate_command(
     temporary file; PostgreSQL: a temporary schema), so nothing is sent and
     the real ledger and plan are untouched. Each day, segments are evaluated
     as of that day and every campaign's due sends are decided as the planner
-    decides them, with caps counted against the sends already made in the
-    scratch ledger; the sends go into that ledger, so journeys, clicks,
-    win-backs and caps interact as they would in reality. Prints sends per
+    decides them, with caps counted against the ledger copied and the sends
+    simulated so far, so journeys, clicks, win-backs and caps interact as they
+    would in reality. Prints sends per
     week and campaign and the pressure per inbox; writes timeline.csv (one
     row per contact and send), weeks.csv and pressure.csv. With --workers N
     the batches are split over N processes, which go through the days

@@ -6,13 +6,17 @@ change during the replay); the planner's candidate finder (candidates.py)
 answers, as of that day, what every campaign wants to send, and the planner's
 policy (policy.py `resolve`, through decision.py) decides, for the contacts
 with a send due that day or facts that changed since the day before (watch.py:
-the others would get nothing that day), with the mails already "made" in the
-scratch ledger counting toward the caps and the gap, as they would at send
-time (the ledger, not the plan, is the truth). What falls on the day is
-written to the scratch ledger with status `sent` (and a send a fresher
-occurrence superseded, `cancelled`, as the send run ends it), so the next day
-sees it: caps, journeys, clicks, win-backs and segment entries (a snapshot per
-day) interact as they would in reality.
+the others would get nothing that day), with the mails already "made" counting
+toward the caps and the gap, as they would at send time (the ledger, not the
+plan, is the truth): the scratch copy's ledger from before the period, and the
+sends simulated since, which each process keeps for the contacts it decides
+(simulate_day.py `DayReplay`). What falls on the day is `sent` (and a send a
+fresher occurrence superseded, `cancelled`, as the send run ends it), so the
+next day sees it: caps, journeys, clicks, win-backs and segment entries (a
+snapshot per day) interact as they would in reality. Only the sends a
+shop-wide step reads are written to the scratch ledger (those of A/B tests,
+whose winners a day's start picks from the first wave), or all of them in the
+plain replay, which reads each day's ledger anew.
 
 Events after the day are ignored (the Clock); a contact gets nothing before
 their `customer_since` (decision.py).
@@ -20,7 +24,8 @@ their `customer_since` (decision.py).
 A day's decisions and the shop-wide steps around it are in simulate_day.py;
 with `workers` > 1 the chunks are decided in worker processes, the days in
 lockstep (simulate_workers.py), with the same result. The files it writes are
-timeline.py's, a chunk at a time (by the workers side by side, when there are).
+timeline.py's, from the sends kept in memory, a chunk at a time (by the workers
+side by side, when there are).
 """
 
 from __future__ import annotations
@@ -34,7 +39,7 @@ from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, func, select
+from sqlalchemy import Connection
 
 from trouw.planning.candidates import ContactRow, contact_chunks
 from trouw.planning.collector import rarer_collections
@@ -47,11 +52,9 @@ from trouw.planning.timeline import (
     Tally,
     pressures,
     write_pressure,
-    write_timeline,
     write_weeks,
 )
 from trouw.project import Project
-from trouw.store import ledger
 
 TIMELINE = "timeline.csv"
 
@@ -84,17 +87,18 @@ def simulate_period(
 ) -> SimulationSummary:
     """Replay `start` … `end` day by day on `connection`, which must be a scratch copy.
 
-    Writes its sends into that connection's ledger, then the timeline
-    (timeline.csv), sends per week and campaign (weeks.csv) and the pressure
-    figures (pressure.csv) into `out_dir`. `progress` is called after each day.
-    `incremental=False` decides every contact every day (the plain replay, which
-    the incremental one must equal row for row: tests/planning/test_simulate_incremental.py).
+    Writes the timeline of its sends (timeline.csv), sends per week and campaign
+    (weeks.csv) and the pressure figures (pressure.csv) into `out_dir`, and into
+    that connection's ledger the sends a later day reads there (DayReplay.keep).
+    `progress` is called after each day. `incremental=False` decides every contact
+    every day (the plain replay, which the incremental one must equal send for send:
+    tests/planning/test_simulate_incremental.py).
 
     `workers` > 1 splits the contacts' chunks over that many processes
     (simulate_workers.py), which open the scratch copy themselves: the days are then
     committed one by one, so `connection` must not be in a transaction (a fresh
     `scratch.connect()`). 1 replays in this process, in `connection`'s transaction
-    (begun here if none is). Both write the same ledger and files.
+    (begun here if none is). Both write the same ledger rows and files.
     """
     if workers < 1:
         raise ValueError(f"workers must be at least 1, not {workers}")
@@ -104,25 +108,20 @@ def simulate_period(
             "simulate with workers commits day by day: give a connection outside a transaction"
         )
     with connection.begin() if not connection.in_transaction() else nullcontext():
-        # Rows the simulation writes have ids above the ledger's highest before it.
-        first_id = int(
-            connection.execute(select(func.coalesce(func.max(ledger.c.id), 0))).scalar_one()
-        )
         summary = SimulationSummary(start, end, contacts=count_contacts(connection))
     # More workers than chunks would have nothing to do.
     workers = min(workers, max(1, math.ceil(summary.contacts / chunk_size)))
     out_dir.mkdir(parents=True, exist_ok=True)
     if workers > 1:
         tally = _replay_in_workers(
-            connection, project, replay, start, end, chunk_size, workers, progress,
-            first_id=first_id, out_dir=out_dir,
-        )  # fmt: skip
+            connection, project, replay, start, end, chunk_size, workers, progress, out_dir
+        )
     else:
         with connection.begin() if not connection.in_transaction() else nullcontext():
             # The contacts do not change during the replay: read once, in the planner's chunks.
             chunks = list(contact_chunks(connection, chunk_size))
             _replay_here(connection, replay, start, end, chunks, progress)
-            tally = write_timeline(connection, chunks, first_id, out_dir / TIMELINE)
+            tally = replay.sends.write_timeline(chunks, out_dir / TIMELINE)
     _write_files(summary, tally, out_dir)
     return summary
 
@@ -143,7 +142,7 @@ def _replay_here(
             replay.begin(connection, today)
             replay.watch(connection, today, chunks)
             for chunk in chunks:
-                replay.write(connection, replay.decide(connection, today, chunk))
+                replay.write(connection, replay.keep(replay.decide(connection, today, chunk)))
             replay.end(connection, today)
             if progress is not None:
                 progress(day)
@@ -159,8 +158,6 @@ def _replay_in_workers(
     chunk_size: int,
     workers: int,
     progress: Callable[[date], Any] | None,
-    *,
-    first_id: int,
     out_dir: Path,
 ) -> Tally:
     """Every day in lockstep: the shop-wide steps here, each committed before the workers
@@ -195,7 +192,7 @@ def _replay_in_workers(
             if progress is not None:
                 progress(today.day)
             today = tomorrow
-        return crew.write_timeline(first_id, out_dir / TIMELINE, len(chunks))
+        return crew.write_timeline(out_dir / TIMELINE, len(chunks))
 
 
 def _write_files(summary: SimulationSummary, tally: Tally, out_dir: Path) -> None:

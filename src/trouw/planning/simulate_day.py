@@ -26,11 +26,12 @@ from trouw.planning.candidates import CandidateFinder, ContactRow, send_channel
 from trouw.planning.decision import decide_among, ends_on, open_candidates, sends_on
 from trouw.planning.planner import calendar_campaigns
 from trouw.planning.policy import Rules, YearCalendar
+from trouw.planning.timeline import Sends
 from trouw.planning.watch import Overnight, Places, Watch
 from trouw.project import Project
 from trouw.segments import Clock, keep_day_snapshots, load_catalog
 from trouw.sending.ledger import CANCELLED, COUNTED, SENT
-from trouw.sending.winners import decide_winners
+from trouw.sending.winners import decide_winners, share_tests
 from trouw.store import ledger
 from trouw.store.bulk import BulkInsert
 
@@ -49,6 +50,7 @@ LEDGER_COLUMNS = (
     "due",
     "attempts",
 )
+_CAMPAIGN, _STEP, _STATUS = (LEDGER_COLUMNS.index(c) for c in ("campaign", "step", "status"))
 # How far back the ledger matters for caps: a month, a week and any sane min_gap.
 HISTORY_DAYS = 62
 
@@ -127,6 +129,8 @@ class DayReplay:
         # writes for these contacts (simulate_workers.py: a chunk stays in one worker).
         self.ledgers: dict[str, dict[str, SentHistory]] = {}
         self.writer = BulkInsert(ledger, LEDGER_COLUMNS)
+        self.sends = Sends()  # what the chunks decided here sent, for the timeline
+        self.tested = {(c.name, step.name) for c, step in share_tests(self.campaigns)}
         self.places = Places()  # of the chunks `overnight` asks about
         self._calendars: dict[int, YearCalendar] = {}
 
@@ -254,8 +258,21 @@ class DayReplay:
             kept = self.ledgers[key] = ledger_history(connection, chunk, today.since)
         return kept
 
+    def keep(self, rows: Sequence[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+        """Keep the `sent` ones of a chunk's rows of the day for the timeline (`sends`);
+        return those a later day reads in the scratch ledger, to `write` there: every row
+        in the plain replay, which reads its contacts' ledger anew each day; in the
+        incremental one, which keeps it in memory, the sends of steps with an A/B test, from
+        which `begin` picks the winners."""
+        self.sends.add(rows)
+        if not self.incremental:
+            return list(rows)
+        tested = self.tested
+        return [r for r in rows if r[_STATUS] == SENT and (r[_CAMPAIGN], r[_STEP]) in tested]
+
     def write(self, connection: Connection, rows: Sequence[tuple[Any, ...]]) -> None:
-        self.writer.run(connection, rows)
+        if rows:
+            self.writer.run(connection, rows)
 
 
 __all__ = [

@@ -5,14 +5,15 @@ watch (watch.py) of its chunks from day to day. For each day the main process
 does the shop-wide step (simulate_day.py `begin`: the A/B winners) and
 commits, then tells every worker the day and what changed overnight
 (watch.py `Overnight`, asked once for all of them); each decides its chunks as
-the one-process loop does, writes their ledger rows, commits and says so.
+the one-process loop does, keeps their sends, writes the ledger rows a later day
+reads (simulate_day.py `DayReplay.keep`), commits and says so.
 Meanwhile the main process asks what changes overnight before the next day
 (events and contacts only, which the replay does not write); when all workers
 are done, it takes the day's snapshots (`end`) and commits, and the next day
 starts. So every worker reads what the days before wrote, as one
 process would. After the last day each worker writes its chunks' parts of the
-timeline (timeline.py), side by side, and ends (at once: its watch is not
-freed object by object) while the main process joins the parts.
+timeline from the sends it kept (timeline.py), side by side, and ends (at once:
+its watch is not freed object by object) while the main process joins the parts.
 
 Each worker opens the scratch copy through its own engine (scratch.py
 `scratch_url`). On SQLite a worker reads the day in a deferred transaction and
@@ -57,7 +58,7 @@ from trouw.planning.candidates import ContactRow, contact_chunks
 from trouw.planning.collector import rarer_collections
 from trouw.planning.scratch import scratch_engine
 from trouw.planning.simulate_day import DayReplay
-from trouw.planning.timeline import Tally, join_parts, write_part
+from trouw.planning.timeline import Tally, join_parts
 from trouw.planning.watch import Overnight
 from trouw.project import Project
 from trouw.store.engine import atomic
@@ -76,7 +77,6 @@ FAILED = "failed"
 class TimelineParts:
     """The order to write the timeline of a worker's chunks into `folder`, one part each."""
 
-    first_id: int  # the simulated sends have ledger ids above it
     folder: str
 
 
@@ -150,14 +150,14 @@ class Crew:
         """Return when every worker has written the day `start_day` gave."""
         self._wait_all(DONE)
 
-    def write_timeline(self, first_id: int, path: Path, chunks: int) -> Tally:
+    def write_timeline(self, path: Path, chunks: int) -> Tally:
         """Write the timeline of the `chunks` chunks to `path` (timeline.py), the workers'
         parts side by side in a folder beside it, joined here; what its sends add up to.
         The workers are then told to end: they do while the parts are joined."""
         self.what = "writing the timeline"
         folder = Path(tempfile.mkdtemp(prefix=".timeline-", dir=path.parent))
         try:
-            self._send_all(TimelineParts(first_id, str(folder)))
+            self._send_all(TimelineParts(str(folder)))
             tallies = self._wait_all(DONE)
             self._release()
             join_parts(folder, chunks, path)
@@ -283,13 +283,8 @@ def _work(
                     _end_now(engine)
                 if isinstance(given, TimelineParts):
                     tally = Tally()
-                    with engine.connect() as connection, connection.begin():
-                        for number, chunk in numbered:
-                            tally.add(
-                                write_part(
-                                    connection, chunk, number, given.first_id, Path(given.folder)
-                                )
-                            )
+                    for number, chunk in numbered:
+                        tally.add(replay.sends.write_part(chunk, number, Path(given.folder)))
                     pipe.send((DONE, tally))
                     continue
                 day, overnight = given
@@ -298,7 +293,7 @@ def _work(
                 with engine.connect() as connection, connection.begin():
                     replay.watch(connection, today, chunks, overnight)
                     for chunk in chunks:
-                        rows.extend(replay.decide(connection, today, chunk))
+                        rows.extend(replay.keep(replay.decide(connection, today, chunk)))
                 if rows:
                     with atomic(engine) as connection:
                         replay.write(connection, rows)
