@@ -268,6 +268,8 @@ class DayReplay:
         if not self.incremental:
             return list(rows)
         tested = self.tested
+        if not tested:
+            return []
         return [r for r in rows if r[_STATUS] == SENT and (r[_CAMPAIGN], r[_STEP]) in tested]
 
     def write(self, connection: Connection, rows: Sequence[tuple[Any, ...]]) -> None:
