@@ -164,6 +164,9 @@ def test_random_shops_never_exceed_the_caps_in_the_simulation(
         finally:
             engine.dispose()
     assert timeline == repeat, "same input, same simulation"
+    order = [(r["contact_id"], r["day"], r["campaign"], r["step"], r["occurrence"])
+             for r in timeline]  # fmt: skip
+    assert order == sorted(order), "the timeline goes by contact, then day, then campaign"
     keys = Counter((r["contact_id"], r["campaign"], r["step"], r["occurrence"]) for r in timeline)
     assert max(keys.values(), default=1) == 1, "a (contact, campaign, step, occurrence) twice"
     quiet_days = QuietDays(json.loads(quiet))
