@@ -68,17 +68,21 @@ class Sends:
                 sends.append((day, campaign, step, occurrence, template, channel))
 
     def write_chunk(self, chunk: Sequence[ContactRow], writer: Any) -> Tally:
-        """Write the sends of the chunk's contacts to the csv `writer`, by contact id (as
-        text), then day, down to the occurrence (the same for any order they came in), and
-        count them."""
+        """Write the sends of the chunk's contacts to the csv `writer`, by contact in the
+        chunk's order (the database's id order), then day, down to the occurrence (the same
+        for any order they came in), and count them."""
         tally = Tally()
         weekly, monthly, sends = tally.weekly, tally.monthly, tally.sends
         days: dict[date, tuple[str, date, tuple[int, int]]] = {}  # day -> text, Monday, month
         by_contact = self.by_contact
-        for contact_id in sorted(str(row.id) for row in chunk if str(row.id) in by_contact):
+        for row in chunk:
+            contact_id = str(row.id)
+            kept = by_contact.get(contact_id)
+            if kept is None:
+                continue
             weeks: Counter[date] = Counter()
             months: Counter[tuple[int, int]] = Counter()
-            for day, campaign, *rest in sorted(by_contact[contact_id]):
+            for day, campaign, *rest in sorted(kept):
                 known = days.get(day)
                 if known is None:
                     known = days[day] = (day.isoformat(), monday_of(day), (day.year, day.month))
