@@ -566,7 +566,15 @@ def earlier_days_sent(url: str, chosen: list[str]) -> None:
 def bench_send(
     dbs: Databases, project: Path, mails: int, crews: Sequence[int] = SEND_WORKERS
 ) -> list[dict[str, Any]]:
-    from bench_send import DAYS_SQL, Sink, choose_days, real_sample, sink_limit, trouw_send
+    from bench_send import (
+        DAYS_SQL,
+        Sink,
+        busiest,
+        choose_days,
+        real_sample,
+        sink_limit,
+        trouw_send,
+    )
 
     with raw(dbs.url) as connection:
         counts = [(str(day), int(n)) for day, n in connection.execute(DAYS_SQL).fetchall()]
@@ -592,7 +600,7 @@ def bench_send(
             dbs.drop_url(copy)
             runs.append((workers, seconds, sent, summaries, peak_mb, again_s))
         sent = runs[0][2]
-        sample = real_sample(None, project, days[0][0], url=dbs.url)  # the main one, used up
+        sample = real_sample(None, project, busiest(days), url=dbs.url)  # the main one, used up
         print(f"sink limit ({sent} mails of {len(sample.data)} bytes) …", file=sys.stderr)
         limit_s = sink_limit(sink, sent, sample)
     finally:

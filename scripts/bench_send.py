@@ -6,7 +6,8 @@
 Generates the demo shop at that scale (in a child process, as bench_plan.py
 does), or reuses the one in --workdir, and plans --year with the example
 calendar once (kept as planned.db). The plan days with the most due email
-sends are taken, largest first, until at least --mails are due.
+sends are taken, largest first, until at least --mails are due, and sent in
+calendar order.
 
 An aiosmtpd sink runs in its own process on a free loopback port; its handler
 only counts messages and answers 250. Against it, in one run:
@@ -162,17 +163,23 @@ DAYS_SQL = (
 
 
 def busiest_days(planned: Path, mails: int) -> list[tuple[str, int]]:
-    """The days with the most due email sends, largest first, until `mails` are due."""
+    """The days with the most due email sends until `mails` are due, in calendar order."""
     connection = sqlite3.connect(planned)
     rows = connection.execute(DAYS_SQL).fetchall()
     connection.close()
     return choose_days(rows, mails)
 
 
+def busiest(days: list[tuple[str, int]]) -> str:
+    """The chosen day with the most due sends (its mail is the sink's sample)."""
+    return max(days, key=lambda row: row[1])[0]
+
+
 def choose_days(rows: list[tuple[object, int]], mails: int) -> list[tuple[str, int]]:
-    """From (day, due) largest first: the days until `mails` are due. A day with more than
-    twice `mails` due is passed over while a smaller one is left (a large shop's newsletter
-    day holds half a million: an hour a run); the largest is taken when all are."""
+    """From (day, due) largest first: the days until `mails` are due, in calendar order (the
+    order a shop's daily runs send them in). A day with more than twice `mails` due is passed
+    over while a smaller one is left (a large shop's newsletter day holds half a million: an
+    hour a run); the largest is taken when all are."""
     fitting = [row for row in rows if int(row[1]) <= 2 * mails] or rows[:1]
     chosen, total = [], 0
     for day, count in fitting:
@@ -180,7 +187,7 @@ def choose_days(rows: list[tuple[object, int]], mails: int) -> list[tuple[str, i
             break
         chosen.append((str(day), int(count)))
         total += int(count)
-    return chosen
+    return sorted(chosen)
 
 
 def earlier_days_sent(planned: Path, chosen: list[str]) -> None:
@@ -445,7 +452,7 @@ def main() -> None:
         print("trouw send …", file=sys.stderr)
         options = ["--workers", str(args.workers), "--connections", str(args.connections)]
         trouw_s, sent, summaries, _peak_mb = trouw_send(sink, planned, project, days, options)
-        sample = real_sample(planned, project, days[0][0])
+        sample = real_sample(planned, project, busiest(days))
         small = small_sample()
         print(f"sink limit ({sent} mails of {len(sample.data)} bytes) …", file=sys.stderr)
         limit_s = sink_limit(sink, sent, sample)
@@ -459,7 +466,7 @@ def main() -> None:
         if args.profile_mails:
             print(f"profiling {args.profile_mails} mails …", file=sys.stderr)
             breakdown = profile_send(
-                sink, planned, project, days[0][0], args.profile_mails, args.connections
+                sink, planned, project, busiest(days), args.profile_mails, args.connections
             )
     finally:
         sink.stop()
