@@ -58,11 +58,10 @@ def simulate_command(
     as of that day and every campaign's due sends are decided as the planner
     decides them, with caps counted against the ledger copied and the sends
     simulated so far, so journeys, clicks, win-backs and caps interact as they
-    would in reality. Prints sends per
-    week and campaign and the pressure per inbox; writes timeline.csv (one
-    row per contact and send), weeks.csv and pressure.csv. With --workers N
-    the batches are split over N processes, which go through the days
-    together: the same result as one process.
+    would in reality. Prints sends per week and campaign and the pressure per
+    inbox; writes timeline.csv (one row per contact and send), weeks.csv and
+    pressure.csv. With --workers N the batches are split over N processes,
+    which go through the days together: the same result as one process.
 
     \b
     Example:
