@@ -208,6 +208,7 @@ class CampaignPlan:
     scheduled: bool
     steps: tuple[tuple[int, Step, str | None], ...]
     lookup: str | None  # the trigger kind when it is found in a per-chunk lookup
+    lasting: bool  # started by a lasting state (Trigger.lasting): due however late
 
     @classmethod
     def of(cls, campaign: Campaign) -> CampaignPlan:
@@ -232,6 +233,7 @@ class CampaignPlan:
             campaign.schedule is not None,
             tuple(steps),
             trigger.kind if trigger is not None and trigger.kind in LOOKUPS else None,
+            trigger is not None and trigger.lasting,
         )
 
 
@@ -329,6 +331,25 @@ class CandidateFinder:
                         if self.raw_due(start, step, offset) < self.as_of:
                             self.late.add((campaign.name, step.name, occurrence))
                 self.scheduled_dues[(campaign.name, index)] = dues
+        # Per scheduled step: whether a send of it is due by the planning day (`any_due`).
+        self.scheduled_due_by_day = {
+            key: any(due <= self.as_of for due, _ in dues)
+            for key, dues in self.scheduled_dues.items()
+        }
+        # Per triggered campaign: the first and last day a run may start on for a send of it
+        # to be due by the planning day, when every step's `after` is whole days (the first
+        # None for a lasting state, caught up at any time); `any_due` passes over the others.
+        self.due_starts: dict[str, tuple[date | None, date]] = {}
+        for campaign in self.campaigns:
+            offsets = [self.offsets[(campaign.name, i)] for i in range(len(campaign.steps))]
+            if campaign.trigger is None or None in offsets or not offsets:
+                continue
+            days = [offset for offset in offsets if offset is not None]
+            last = self.as_of - timedelta(days=min(days))
+            first = None
+            if not campaign.trigger.lasting:
+                first = self.catch_up_from[campaign.name] - timedelta(days=max(days))
+            self.due_starts[campaign.name] = (first, last)
         self.any_suppressed: bool | None = None
         self.plans = [CampaignPlan.of(c) for c in self.campaigns]
         # Occurrence keys of yearly triggers (birthday:2026, birthday:2027), made once.
@@ -562,53 +583,52 @@ class CandidateFinder:
             return [(day, f"{name}:{day}", False) for day in self.scheduled[name]]
         trigger = campaign.trigger
         assert trigger is not None
-        contact_id = str(contact.id)
+        days = self.start_days(campaign, contact, facts)
+        if trigger.kind in ("birthday", "anniversary"):  # once a year: keyed by the year
+            keys = self.year_keys[name]
+            return [(day, keys[day.year - self.year + 1], False) for day in days]
+        # A lasting state (inactivity) is due however late: once for this spell of it.
+        return [(day, f"{name}:{day}", trigger.lasting) for day in days]
+
+    def start_days(self, campaign: Campaign, contact: ContactRow, facts: ChunkFacts) -> list[date]:
+        """The days a triggered campaign's runs start on for the contact (this year's and
+        last year's for a yearly one), as `starts` keys them."""
+        name = campaign.name
+        trigger = campaign.trigger
+        assert trigger is not None
         kind = trigger.kind
-        if kind == "signup":
-            # The day they became a customer, or, when the shop did not say, the day of their
-            # `signup` event (one pushed to POST /api/events as it happened).
-            since = contact.customer_since
-            if not isinstance(since, date):
-                moment = facts.trigger_events[name].get(contact_id)
-                if moment is None:
-                    return []
-                since = self.local_day(moment, contact.timezone)
-            return [(since, f"{name}:{since}", False)]
         if kind in ("birthday", "anniversary"):
             origin = contact.birthday if kind == "birthday" else contact.customer_since
             if not isinstance(origin, date):
                 return []
-            previous, current = self.year_keys[name]
             year = self.year
             if kind == "birthday":
-                return [
-                    (day_in_year(origin, year - 1), previous, False),
-                    (day_in_year(origin, year), current, False),
-                ]
+                return [day_in_year(origin, year - 1), day_in_year(origin, year)]
             found = []  # an anniversary needs a full year as a customer
             if year - 1 > origin.year:
-                found.append((day_in_year(origin, year - 1), previous, False))
+                found.append(day_in_year(origin, year - 1))
             if year > origin.year:
-                found.append((day_in_year(origin, year), current, False))
+                found.append(day_in_year(origin, year))
             return found
+        if kind == "signup":
+            # The day they became a customer, or, when the shop did not say, the day of their
+            # `signup` event (one pushed to POST /api/events as it happened).
+            since = contact.customer_since
+            if isinstance(since, date):
+                return [since]
+            moment = facts.trigger_events[name].get(str(contact.id))
+            return [] if moment is None else [self.local_day(moment, contact.timezone)]
         if kind == "event":
-            moment = facts.trigger_events[name].get(contact_id)
-            if moment is None:
-                return []
-            day = self.local_day(moment, contact.timezone)
-            return [(day, f"{name}:{day}", False)]
+            moment = facts.trigger_events[name].get(str(contact.id))
+            return [] if moment is None else [self.local_day(moment, contact.timezone)]
         if kind == "inactive":
-            moment = facts.last_purchase.get(contact_id)
+            moment = facts.last_purchase.get(str(contact.id))
             if moment is None:
                 return []  # never bought: nothing to win back
             assert trigger.duration is not None
-            due = trigger.duration.after(self.local_day(moment, contact.timezone))
-            # Already inactive that long: due now, once for this spell of inactivity.
-            return [(due, f"{name}:{due}", trigger.lasting)]
+            return [trigger.duration.after(self.local_day(moment, contact.timezone))]
         if kind == "entered":
-            if contact_id in facts.entered[name]:
-                return [(self.as_of, f"{name}:{self.as_of}", False)]
-            return []
+            return [self.as_of] if str(contact.id) in facts.entered[name] else []
         raise AssertionError(f"unknown trigger {kind}")
 
     def due(
@@ -702,6 +722,74 @@ class CandidateFinder:
                             shared[started] = run
                     found.append(run)
         return Runs(tuple(found), self.as_of if today_only else None)
+
+    def any_due(self, contact: ContactRow, facts: ChunkFacts) -> bool:
+        """Whether any of the contact's `candidates` is due on or before the planning day,
+        without making them. A send run asks this of every contact every day, and the
+        answer is mostly no: a scheduled step is due on a few days of the year, a trigger's
+        send on one. The same walk as `runs` and `on_the_day`, except that a step with no
+        send due by the day is passed over before the contact's template is chosen
+        (tests/planning/test_any_due.py compares both over random shops and days)."""
+        contact_id = str(contact.id)
+        members = facts.members
+        for plan in self.plans:
+            campaign = plan.campaign
+            if plan.segment is not None and contact_id not in members[plan.segment]:
+                continue
+            name = plan.name
+            if plan.scheduled:
+                for index, step, fixed in plan.steps:
+                    share = step.test.share if step.test is not None else None
+                    due = self.scheduled_due_by_day[(name, index)]
+                    if not due and share is None:
+                        continue
+                    template = fixed or self._template(campaign, step, contact_id, members)
+                    if template is None:
+                        continue
+                    if share is not None and not in_first_wave(contact_id, name, step.name, share):
+                        rest = self._rest_of_test(plan, index, step)
+                        if any(c.due <= self.as_of for c in rest):
+                            return True
+                    elif due:
+                        return True
+                continue
+            lookup = plan.lookup
+            if lookup == "event" and contact_id not in facts.trigger_events[name]:
+                continue
+            if lookup == "inactive" and contact_id not in facts.last_purchase:
+                continue
+            if lookup == "entered" and contact_id not in facts.entered[name]:
+                continue
+            days = self.start_days(campaign, contact, facts)
+            if not days:
+                continue
+            window = self.due_starts.get(name)
+            if window is not None:
+                first, last = window
+                for day in days:
+                    if day <= last and (first is None or day >= first):
+                        break
+                else:
+                    continue  # none of them starts a send due by the day
+            for index, step, fixed in plan.steps:
+                offset = self.offsets[(name, index)]
+                if not any(
+                    self._due_by_day(name, self.raw_due(day, step, offset), plan.lasting)
+                    for day in days
+                ):
+                    continue
+                if (fixed or self._template(campaign, step, contact_id, members)) is not None:
+                    return True
+        return False
+
+    def _due_by_day(self, campaign: str, due: date, overdue_ok: bool) -> bool:
+        """Whether a triggered send due on `due` is a candidate due by the planning day
+        (`on_the_day`: one missed is caught up on the day while still valid)."""
+        if due > self.as_of:
+            return False
+        if due < self.as_of and not overdue_ok and due < self.catch_up_from[campaign]:
+            return False
+        return self.as_of.year == self.year
 
     def on_the_day(
         self,

@@ -89,6 +89,15 @@ def open_candidates(
     return candidates
 
 
+def anything_due(finder: CandidateFinder, contact: ContactRow, facts: ChunkFacts) -> bool:
+    """Whether `open_candidates` (before the ledger's `made`) holds a send due by the
+    finder's day: nothing is due before the contact became a customer."""
+    joined = contact.customer_since
+    if isinstance(joined, date) and joined > finder.as_of:
+        return False
+    return finder.any_due(contact, facts)
+
+
 def decide_among(
     candidates: Sequence[Candidate],
     finder: CandidateFinder,
@@ -183,6 +192,7 @@ def ends_on(day: date, decisions: Sequence[Decision]) -> list[Decision]:
 
 
 __all__ = [
+    "anything_due",
     "decide",
     "decide_among",
     "ends_on",

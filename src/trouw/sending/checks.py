@@ -42,6 +42,7 @@ from trouw.planning.candidates import (
     zone_named,
 )
 from trouw.planning.decision import (
+    anything_due,
     decide,
     decide_among,
     ends_on,
@@ -160,9 +161,8 @@ class SendChecks:
         # the others' ledgers are read (on most days, a few of the shop).
         due_by_today: dict[str, list[Candidate]] = {}
         for contact_id, person in gathered.people.items():
-            candidates = open_candidates(self.finder, person, gathered.facts)
-            if any(c.due <= self.as_of for c in candidates):
-                due_by_today[contact_id] = candidates
+            if anything_due(self.finder, person, gathered.facts):
+                due_by_today[contact_id] = open_candidates(self.finder, person, gathered.facts)
         histories = book.histories(
             connection,
             list(due_by_today),
