@@ -1,4 +1,5 @@
-"""Python's cyclic garbage collector, run less often while a simulation replays its days.
+"""Python's cyclic garbage collector, run less often while a simulation replays its days
+and while a send run works its day.
 
 A replay keeps every contact's runs, decisions and ledger for the whole year
 (watch.py) and makes and drops millions of candidates and decisions a day.
@@ -9,7 +10,15 @@ Almost nothing a replay makes is cyclic: reference counting frees it the
 moment it is dropped, and the collector finds little (1,068 objects in 120
 days of a 100k-contact shop). Measured there, in one process: 33.0 s, and
 24.2 s with collections rarer as here (`rarer_collections`); a plan, which
-keeps little from one chunk to the next, gained nothing measurable.
+keeps little from one chunk to the next, gained nothing measurable (PostgreSQL,
+200k contacts: 15.0 and 16.4 s without, 17.0 and 16.7 s with).
+
+A send run (sending/run.py) makes the same candidates and decisions for every
+contact, and a mail's message, parts and ledger rows besides, in threads
+that hold the collector's walks up for all of them. On PostgreSQL at 200k
+contacts, 2 workers, `perf` put 7.8% of a worker's CPU in the collector on a
+day of 32,977 mails, and 0.5% with collections rarer; a day with nothing
+left to send took 6.8-7.2 s of trouw's CPU instead of 8.1-8.6 s.
 """
 
 from __future__ import annotations

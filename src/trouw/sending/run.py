@@ -48,6 +48,7 @@ from trouw.bounces.verp import return_path
 from trouw.campaigns import load_campaigns
 from trouw.importing import suppress_addresses
 from trouw.planning.candidates import Bounds, chunk_bounds
+from trouw.planning.collector import rarer_collections
 from trouw.planning.runs import year_planned
 from trouw.project import Project
 from trouw.segments import keep_day_snapshots, load_catalog
@@ -443,6 +444,7 @@ def send_day(
     return summary
 
 
+@rarer_collections()  # the day's candidates, decisions and mails are rarely cyclic
 def _work(
     run: DaySender,
     summary: SendSummary,
