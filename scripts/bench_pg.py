@@ -25,7 +25,9 @@ scripts/bench.py does) and, on one PostgreSQL server:
   database (CREATE DATABASE … TEMPLATE), for the busiest plan days until
   --mails are due, beside the sink's own limit for the same mail; then the
   last day once more with nothing left to send, the cost of deciding every
-  contact that each day's run pays (`deciding_day_s`, shown beside the row);
+  contact that each day's run pays (`deciding_day_s`, shown beside the row),
+  and the day with the most mail alone against the sink's limit for its mails
+  (`busiest_day_ratio`): the mails' own cost, beside that of deciding;
 - clicks: scripts/bench_clicks.py with --database-url on a database of its own.
 
 Without the import stage, --database-url names a database an earlier run
@@ -591,14 +593,14 @@ def bench_send(
             print(f"send, --workers {workers} …", file=sys.stderr, flush=True)
             copy = dbs.copy(f"send{workers}")
             options = ["--workers", str(workers), "--connections", "4"]
-            seconds, sent, summaries, peak_mb = trouw_send(
+            seconds, sent, summaries, peak_mb, per_day = trouw_send(
                 sink, None, project, days, options, url=copy
             )
             # The last day once more, with nothing left to send: what deciding every contact
             # of the shop costs a run, whatever it sends (each chosen day pays it once).
             again_s, *_ = trouw_send(sink, None, project, days[-1:], options, url=copy)
             dbs.drop_url(copy)
-            runs.append((workers, seconds, sent, summaries, peak_mb, again_s))
+            runs.append((workers, seconds, sent, summaries, peak_mb, again_s, per_day))
         sent = runs[0][2]
         sample = real_sample(None, project, busiest(days), url=dbs.url)  # the main one, used up
         print(f"sink limit ({sent} mails of {len(sample.data)} bytes) …", file=sys.stderr)
@@ -606,8 +608,12 @@ def bench_send(
     finally:
         sink.stop()
     results = []
-    for workers, seconds, sent_by_run, summaries, peak_mb, again_s in runs:
+    for workers, seconds, sent_by_run, summaries, peak_mb, again_s, per_day in runs:
         name = f"send, {workers} worker{'s' if workers > 1 else ''}"
+        # The day with the most mail alone against the sink's limit for its mails: the
+        # mails' own cost, beside deciding every contact (which the other days mostly pay).
+        day, day_s, day_mails = max(per_day, key=lambda row: row[2])
+        day_limit_s = limit_s * day_mails / sent if sent else limit_s
         results.append(
             stage(
                 name, sent_by_run, seconds, f"sink limit ({len(sample.data)} B, 4 conns)",
@@ -616,6 +622,8 @@ def bench_send(
                 trouw_mails_per_s=round(sent_by_run / seconds),
                 limit_mails_per_s=round(sent / limit_s), trouw_peak_mb=round(peak_mb),
                 deciding_day_s=round(again_s, 2), summaries=summaries,
+                busiest_day=day, busiest_day_mails=day_mails, busiest_day_s=round(day_s, 2),
+                busiest_day_ratio=round(day_s / day_limit_s, 2) if day_limit_s else None,
             )
         )  # fmt: skip
     return results
@@ -664,7 +672,9 @@ def print_table(report: dict[str, Any]) -> None:
         if "deciding_day_s" in row:
             same += (
                 f"  ({len(row['days'])} days; a day with nothing left to send: "
-                f"{row['deciding_day_s']:.1f} s, deciding every contact)"
+                f"{row['deciding_day_s']:.1f} s, deciding every contact; the busiest day "
+                f"alone, {row['busiest_day_mails']:,} mails in {row['busiest_day_s']:.1f} s: "
+                f"x {row['busiest_day_ratio']} its sink limit)"
             )
         print(
             f"{row['stage']:<32}{row['count']:>10,}{row['trouw_s']:>10.4f}  "

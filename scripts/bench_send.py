@@ -323,18 +323,20 @@ def trouw_send(
     days: list[tuple[str, int]],
     options: list[str],
     url: str | None = None,
-) -> tuple[float, int, list[str], float]:
+) -> tuple[float, int, list[str], float, list[tuple[str, float, int]]]:
     """`trouw send` for each day on a fresh copy of the plan (or on the database `url`):
-    seconds, mails received, summaries, and the peak RSS in MB of the largest process
-    (the run or one of its workers)."""
+    seconds, mails received, summaries, the peak RSS in MB of the largest process (the
+    run or one of its workers), and each day's (day, seconds, mails received)."""
     if url is None:
         assert planned is not None
         url = f"sqlite:///{fresh_copy(planned, 'send.db')}"
     start_count = sink.count
     summaries = []
     peak_mb = 0.0
+    per_day = []
     started = time.perf_counter()
     for day, _ in days:
+        day_started, day_count = time.perf_counter(), sink.count
         command = ["trouw", "--project", str(project), "--db", url, "send",
                    "--as-of", day, "--now", midday(day), "--smtp", f"smtp://127.0.0.1:{sink.port}",
                    *options]  # fmt: skip
@@ -350,8 +352,9 @@ def trouw_send(
             raise RuntimeError(f"trouw send failed for {day}:\n{output}")
         peak_mb = max(peak_mb, usage.ru_maxrss / 1024)
         summaries.append(output.strip())
+        per_day.append((day, time.perf_counter() - day_started, sink.count - day_count))
     elapsed = time.perf_counter() - started
-    return elapsed, sink.count - start_count, summaries, peak_mb
+    return elapsed, sink.count - start_count, summaries, peak_mb, per_day
 
 
 LEDGER_FUNCTIONS = ("reserve", "reclaim", "start_sending", "confirm", "release", "settle",
@@ -451,7 +454,9 @@ def main() -> None:
     try:
         print("trouw send …", file=sys.stderr)
         options = ["--workers", str(args.workers), "--connections", str(args.connections)]
-        trouw_s, sent, summaries, _peak_mb = trouw_send(sink, planned, project, days, options)
+        trouw_s, sent, summaries, _peak_mb, _per_day = trouw_send(
+            sink, planned, project, days, options
+        )
         sample = real_sample(planned, project, busiest(days))
         small = small_sample()
         print(f"sink limit ({sent} mails of {len(sample.data)} bytes) …", file=sys.stderr)
