@@ -14,8 +14,8 @@ keeps little from one chunk to the next, gained nothing measurable (PostgreSQL,
 200k contacts: 15.0 and 16.4 s without, 17.0 and 16.7 s with).
 
 A send run (sending/run.py) makes the same candidates and decisions for every
-contact, and a mail's message, parts and ledger rows besides, in threads
-that hold the collector's walks up for all of them. On PostgreSQL at 200k
+contact, and each mail's parts, message and ledger rows besides; a walk holds
+the GIL, so the run's SMTP threads wait for it too. On PostgreSQL at 200k
 contacts, 2 workers, `perf` put 7.8% of a worker's CPU in the collector on a
 day of 32,977 mails, and 0.5% with collections rarer; a day with nothing
 left to send took 6.8-7.2 s of trouw's CPU instead of 8.1-8.6 s.
