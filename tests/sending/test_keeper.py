@@ -1,6 +1,6 @@
 """The per-mail ledger marks (courier.Keeper): `sending` only on the run's own reservations,
 the previous mail's outcome recorded with the next mark, several threads' marks in one
-commit (on PostgreSQL in one round trip: pipeline mode)."""
+commit (on PostgreSQL in one round trip that is also the commit: store/compiled.PreparedCalls)."""
 
 from __future__ import annotations
 
@@ -113,15 +113,22 @@ def test_a_mark_finds_its_row_by_key_though_the_statistics_saw_no_reservation(
         book.reserve(connection, sent, domain="x.example", now=NOW, run_id=1)
         connection.execute(update(ledger).values(status=book.SENT, run_id=None))
         connection.execute(text("ANALYZE ledger"))
+    from psycopg.sql import Literal  # PostgreSQL only
+
     (item,) = _reserve(engine, ["ann"])
-    mark = Compiled(book.START_SENDING, engine.dialect)  # as the Keeper runs it
+    mark = Compiled(book.START_SENDING, engine.dialect)
+    sql, names = mark.numbered()  # prepared, as the Keeper runs it
+    values = mark.parameters(book.start_params(item.send.key, 1))
     raw = engine.raw_connection()
     try:
         cursor = raw.cursor()
-        params = mark.parameters(book.start_params(item.send.key, 1))
-        cursor.execute(f"EXPLAIN {mark.sql}", params)
-        plan = "\n".join(row[0] for row in cursor.fetchall())
+        cursor.execute(f"PREPARE mark AS {sql}")
+        arguments = ", ".join(Literal(values[name]).as_string(cursor.connection) for name in names)
+        for mode in ("force_custom_plan", "force_generic_plan"):  # the first calls, the later
+            cursor.execute(f"SET plan_cache_mode = {mode}")
+            cursor.execute(f"EXPLAIN EXECUTE mark({arguments})")
+            plan = "\n".join(row[0] for row in cursor.fetchall())
+            assert "ix_ledger_status_next_attempt_at" not in plan, plan
+            assert "Index Cond: ((contact_id)::text = " in plan, plan  # a contact's rows
     finally:
-        raw.close()
-    assert "ix_ledger_status_next_attempt_at" not in plan, plan
-    assert "Index Cond: ((contact_id)::text = 'ann'::text)" in plan, plan  # a contact's rows
+        raw.invalidate()  # not back to the pool with the statement and the setting

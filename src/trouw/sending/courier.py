@@ -29,7 +29,7 @@ from typing import Any
 from sqlalchemy import Engine
 
 from trouw.sending import ledger as book
-from trouw.store.compiled import Compiled, KeptConnection
+from trouw.store.compiled import Compiled, KeptConnection, PreparedCalls
 from trouw.store.groupcommit import GroupCommit, WriteFailed
 
 
@@ -67,7 +67,13 @@ class Keeper:
         self._start = Compiled(book.START_SENDING, engine.dialect)
         self._confirm = Compiled(book.CONFIRM, engine.dialect)
         self._lock = threading.Lock()
-        self._kept = KeptConnection(engine, lock)
+        # PostgreSQL: a group's marks in one round trip, which is also its commit.
+        self._calls = (
+            PreparedCalls({"start": self._start, "confirm": self._confirm})
+            if engine.dialect.name == "postgresql"
+            else None
+        )
+        self._kept = KeptConnection(engine, lock, autocommit=self._calls is not None)
         self._held: dict[int, book.Confirmation] = {}  # thread id -> its previous outcome
         self._marks: GroupCommit[tuple[book.Confirmation | None, book.Key], bool, Any] = (
             GroupCommit(self._kept.transaction, self._write)
@@ -76,9 +82,8 @@ class Keeper:
     def _write(
         self, cursor: Any, marks: Sequence[tuple[book.Confirmation | None, book.Key]]
     ) -> list[bool]:
-        pipeline = getattr(cursor.connection, "pipeline", None)  # psycopg 3: PostgreSQL
-        if pipeline is not None:
-            return self._write_pipelined(cursor, pipeline, marks)
+        if self._calls is not None:
+            return self._write_in_one_trip(cursor, marks)
         owned = []
         for previous, key in marks:
             if previous is not None:
@@ -90,37 +95,24 @@ class Keeper:
             owned.append(cursor.rowcount > 0)
         return owned
 
-    def _write_pipelined(
-        self,
-        cursor: Any,
-        pipeline: Any,
-        marks: Sequence[tuple[book.Confirmation | None, book.Key]],
+    def _write_in_one_trip(
+        self, cursor: Any, marks: Sequence[tuple[book.Confirmation | None, book.Key]]
     ) -> list[bool]:
-        """The same statements in one round trip (psycopg's pipeline mode): a group's two
-        updates per mail each waited for the server's answer, on a server whose commit
-        itself takes milliseconds, while every mail of the group waited for the commit.
-        Each mark has its own cursor to read its own row count at the end. Both updates
-        find one row by its key: prepared, PostgreSQL parses and plans each once per
-        connection, not for every mail (10.2 s of its 16.5 s for them over 38,364 mails)."""
-        starts = []
-        with pipeline():
-            for previous, key in marks:
-                if previous is not None:
-                    params = book.confirm_params(previous, self.run_id)
-                    cursor.execute(
-                        self._confirm.sql, self._confirm.parameters(params), prepare=True
-                    )
-                start = cursor.connection.cursor()
-                start.execute(
-                    self._start.sql,
-                    self._start.parameters(book.start_params(key, self.run_id)),
-                    prepare=True,
-                )
-                starts.append(start)
-        owned = [start.rowcount > 0 for start in starts]
-        for start in starts:
-            start.close()
-        return owned
+        """PostgreSQL: the group's updates, prepared, in one round trip that is also the
+        commit (store/compiled.PreparedCalls). Every mail of the group waits for that
+        commit, on a server whose commit itself takes a millisecond. In psycopg's
+        pipeline mode the same updates cost a send run about 0.3 ms of Python a mail, and
+        a round trip more; here about 0.1 ms."""
+        assert self._calls is not None
+        calls: list[tuple[str, dict[str, Any]]] = []
+        starts = []  # where each mark's START_SENDING is among the calls
+        for previous, key in marks:
+            if previous is not None:
+                calls.append(("confirm", book.confirm_params(previous, self.run_id)))
+            starts.append(len(calls))
+            calls.append(("start", book.start_params(key, self.run_id)))
+        counts = self._calls.run(cursor, calls)
+        return [counts[i] > 0 for i in starts]
 
     def leaving(self, item: Any) -> bool:
         with self._lock:
