@@ -10,6 +10,7 @@ from __future__ import annotations
 import tempfile
 from datetime import date, timedelta
 from pathlib import Path
+from random import Random
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -20,7 +21,7 @@ from tests.sending.test_send_is_simulate import START, _shop_files, person
 from trouw.planning.candidates import CandidateFinder, contact_chunks
 from trouw.planning.decision import anything_due, open_candidates
 from trouw.planning.planner import calendar_campaigns
-from trouw.planning.policy import Rules
+from trouw.planning.policy import Candidate, Rules
 from trouw.project import load_project
 from trouw.segments import Clock, load_catalog
 from trouw.store import atomic, open_store
@@ -52,10 +53,14 @@ CAMPAIGNS = {
     people=st.lists(person, min_size=1, max_size=12),
     later=st.lists(st.integers(41, 320), max_size=4, unique=True),  # into the next year
     defer=st.integers(0, 8),
+    seed=st.integers(0, 2**32),  # for the ledger's keys (a plain Random: cheap to draw from)
 )
 def test_anything_due_says_what_the_candidates_say(
-    people: list[dict[str, object]], later: list[int], defer: int
+    people: list[dict[str, object]], later: list[int], defer: int, seed: int
 ) -> None:
+    """Also with the ledger's keys (`made`): some of the contact's candidates, often all
+    of those due by the day (a send run's second question)."""
+    chance = Random(seed)
     days = [*range(-10, 41), *later]  # every day the people's dates fall on, and some after
     contacts_csv, events_csv = _shop_files(people)
     with tempfile.TemporaryDirectory() as folder:
@@ -84,8 +89,26 @@ def test_anything_due_says_what_the_candidates_say(
                                 expected = any(c.due <= day for c in candidates)
                                 found = anything_due(finder, contact, facts)
                                 assert found == expected, (contact.id, day, year)
+                                made = _some_made(candidates, day, chance)
+                                expected = any(
+                                    c.due <= day and c.key not in made for c in candidates
+                                )
+                                found = anything_due(finder, contact, facts, made)
+                                assert found == expected, (contact.id, day, year, made)
         finally:
             engine.dispose()
+
+
+def _some_made(candidates: list[Candidate], day: date, chance: Random) -> set[tuple[str, str, str]]:
+    """Keys the ledger might hold: each candidate's at random, or all of those due by `day`
+    (then nothing is left due), and now and then one no candidate has."""
+    if chance.random() < 0.4:
+        made = {c.key for c in candidates if c.due <= day}
+    else:
+        made = {c.key for c in candidates if chance.random() < 0.5}
+    if chance.random() < 0.2:
+        made.add(("birthday", "mail", "birthday:1999"))
+    return made
 
 
 def test_a_scheduled_day_wakes_its_audience_and_a_birthday_one_contact(tmp_path: Path) -> None:

@@ -19,6 +19,7 @@ from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, S
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from functools import lru_cache
+from itertools import repeat
 from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -584,11 +585,18 @@ class CandidateFinder:
         trigger = campaign.trigger
         assert trigger is not None
         days = self.start_days(campaign, contact, facts)
-        if trigger.kind in ("birthday", "anniversary"):  # once a year: keyed by the year
-            keys = self.year_keys[name]
-            return [(day, keys[day.year - self.year + 1], False) for day in days]
         # A lasting state (inactivity) is due however late: once for this spell of it.
-        return [(day, f"{name}:{day}", trigger.lasting) for day in days]
+        return list(zip(days, self.occurrences(campaign, days), repeat(trigger.lasting)))
+
+    def occurrences(self, campaign: Campaign, days: Sequence[date]) -> list[str]:
+        """The occurrence keys of a triggered campaign's runs that start on `days`: by the
+        year for a yearly trigger (birthday:2027), else by the start day."""
+        name = campaign.name
+        assert campaign.trigger is not None
+        if campaign.trigger.kind in ("birthday", "anniversary"):  # once a year
+            keys = self.year_keys[name]
+            return [keys[day.year - self.year + 1] for day in days]
+        return [f"{name}:{day}" for day in days]
 
     def start_days(self, campaign: Campaign, contact: ContactRow, facts: ChunkFacts) -> list[date]:
         """The days a triggered campaign's runs start on for the contact (this year's and
@@ -723,13 +731,16 @@ class CandidateFinder:
                     found.append(run)
         return Runs(tuple(found), self.as_of if today_only else None)
 
-    def any_due(self, contact: ContactRow, facts: ChunkFacts) -> bool:
+    def any_due(
+        self, contact: ContactRow, facts: ChunkFacts, made: Collection[tuple[str, str, str]] = ()
+    ) -> bool:
         """Whether any of the contact's `candidates` is due on or before the planning day,
-        without making them. A send run asks this of every contact every day, and the
-        answer is mostly no: a scheduled step is due on a few days of the year, a trigger's
-        send on one. The same walk as `runs` and `on_the_day`, except that a step with no
-        send due by the day is passed over before the contact's template is chosen
-        (tests/planning/test_any_due.py compares both over random shops and days)."""
+        without making them; `made`: the keys of sends that no longer count (the ledger's,
+        as `open_candidates` leaves them out). A send run asks this of every contact every
+        day, and the answer is mostly no: a scheduled step is due on a few days of the year,
+        a trigger's send on one. The same walk as `runs` and `on_the_day`, except that a
+        step with no send due by the day is passed over before the contact's template is
+        chosen (tests/planning/test_any_due.py compares both over random shops and days)."""
         contact_id = str(contact.id)
         members = facts.members
         for plan in self.plans:
@@ -748,9 +759,15 @@ class CandidateFinder:
                         continue
                     if share is not None and not in_first_wave(contact_id, name, step.name, share):
                         rest = self._rest_of_test(plan, index, step)
-                        if any(c.due <= self.as_of for c in rest):
+                        if any(c.due <= self.as_of and c.key not in made for c in rest):
                             return True
-                    elif due:
+                    elif due and (
+                        not made
+                        or any(
+                            day <= self.as_of and (name, step.name, occurrence) not in made
+                            for day, occurrence in self.scheduled_dues[(name, index)]
+                        )
+                    ):
                         return True
                 continue
             lookup = plan.lookup
@@ -773,10 +790,16 @@ class CandidateFinder:
                     continue  # none of them starts a send due by the day
             for index, step, fixed in plan.steps:
                 offset = self.offsets[(name, index)]
-                if not any(
-                    self._due_by_day(name, self.raw_due(day, step, offset), plan.lasting)
+                due_by_day = [
+                    day
                     for day in days
-                ):
+                    if self._due_by_day(name, self.raw_due(day, step, offset), plan.lasting)
+                ]
+                if made and due_by_day:
+                    occurrences = self.occurrences(campaign, due_by_day)
+                    if all((name, step.name, occurrence) in made for occurrence in occurrences):
+                        continue
+                if not due_by_day:
                     continue
                 if (fixed or self._template(campaign, step, contact_id, members)) is not None:
                     return True

@@ -89,13 +89,18 @@ def open_candidates(
     return candidates
 
 
-def anything_due(finder: CandidateFinder, contact: ContactRow, facts: ChunkFacts) -> bool:
-    """Whether `open_candidates` (before the ledger's `made`) holds a send due by the
-    finder's day: nothing is due before the contact became a customer."""
+def anything_due(
+    finder: CandidateFinder,
+    contact: ContactRow,
+    facts: ChunkFacts,
+    made: Collection[tuple[str, str, str]] = (),
+) -> bool:
+    """Whether `open_candidates` (with the same `made`) holds a send due by the finder's
+    day: nothing is due before the contact became a customer."""
     joined = contact.customer_since
     if isinstance(joined, date) and joined > finder.as_of:
         return False
-    return finder.any_due(contact, facts)
+    return finder.any_due(contact, facts, made)
 
 
 def decide_among(

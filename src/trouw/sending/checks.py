@@ -54,7 +54,6 @@ from trouw.planning.decision import (
 from trouw.planning.planner import calendar_campaigns
 from trouw.planning.policy import (
     DROPPED,
-    Candidate,
     Decision,
     Rules,
     SendWindow,
@@ -158,27 +157,32 @@ class SendChecks:
         found: list[tuple[book.Send, int]] = []
         # The ledger's keys only take candidates away (`made`), so a contact with nothing
         # the calendar wants by today gets nothing today whatever their ledger holds: only
-        # the others' ledgers are read (on most days, a few of the shop).
-        due_by_today: dict[str, list[Candidate]] = {}
-        for contact_id, person in gathered.people.items():
-            if anything_due(self.finder, person, gathered.facts):
-                due_by_today[contact_id] = open_candidates(self.finder, person, gathered.facts)
+        # the others' ledgers are read (on most days, a few of the shop). Of those, most
+        # have had what is due already (yesterday's send, caught up until it expires):
+        # asked again with the ledger's keys, they are passed over before their
+        # candidates are made.
+        facts = gathered.facts
+        due_by_today = [
+            contact_id
+            for contact_id, person in gathered.people.items()
+            if anything_due(self.finder, person, facts)
+        ]
         histories = book.histories(
             connection,
-            list(due_by_today),
+            due_by_today,
             since=self.as_of - timedelta(days=HISTORY_DAYS),
             until=self.as_of + timedelta(days=HISTORY_DAYS),
         )
-        for contact_id, candidates in due_by_today.items():
+        for contact_id in due_by_today:
             person = gathered.people[contact_id]
             history = histories.get(contact_id) or book.History({}, {}, set())
             status = history.status
             made = {k for k, s in status.items() if s not in OPEN}
-            candidates = [c for c in candidates if c.key not in made]
-            if all(c.due > self.as_of for c in candidates):
+            if made and not anything_due(self.finder, person, facts, made):
                 continue  # nothing due by today (decide's due_by): nothing to owe or keep
+            candidates = open_candidates(self.finder, person, facts, made)
             decisions = decide_among(
-                candidates, self.finder, self.rules, self.calendar, person, gathered.facts,
+                candidates, self.finder, self.rules, self.calendar, person, facts,
                 sent=list(history.counted.values()),
             )  # fmt: skip
             gathered.decided[contact_id] = (history, decisions)
