@@ -795,12 +795,13 @@ class CandidateFinder:
                     for day in days
                     if self._due_by_day(name, self.raw_due(day, step, offset), plan.lasting)
                 ]
-                if made and due_by_day:
-                    occurrences = self.occurrences(campaign, due_by_day)
-                    if all((name, step.name, occurrence) in made for occurrence in occurrences):
-                        continue
                 if not due_by_day:
                     continue
+                if made and all(
+                    (name, step.name, occurrence) in made
+                    for occurrence in self.occurrences(campaign, due_by_day)
+                ):
+                    continue  # the ledger has them all
                 if (fixed or self._template(campaign, step, contact_id, members)) is not None:
                     return True
         return False
