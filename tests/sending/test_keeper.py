@@ -132,3 +132,28 @@ def test_a_mark_finds_its_row_by_key_though_the_statistics_saw_no_reservation(
             assert "Index Cond: ((contact_id)::text = " in plan, plan  # a contact's rows
     finally:
         raw.invalidate()  # not back to the pool with the statement and the setting
+
+
+def test_marks_go_on_when_the_session_loses_the_prepared_statements(engine: Engine) -> None:
+    """Behind PgBouncer in transaction mode each transaction may get another server session,
+    without the statements PREPAREd on an earlier one: the marks go on (pipelined, as the
+    driver prepares them), and a batch that found them missing did nothing."""
+    if engine.dialect.name != "postgresql":
+        pytest.skip("prepared statements of a PostgreSQL session")
+    ann, bob, cor = _reserve(engine, ["ann", "bob", "cor"])
+    keeper = _keeper(engine)
+    try:
+        assert keeper.leaving(ann) is True
+        keeper.landed(ann, book.SENT)
+        session = keeper._kept._connection  # what a pooler would swap: its statements go
+        session.cursor().execute("DEALLOCATE ALL")
+        assert keeper.leaving(bob) is True
+        keeper.landed(bob, book.SENT)
+        assert keeper.leaving(cor) is True
+        assert _statuses(engine) == {
+            "ann": (book.SENT, 1),
+            "bob": (book.SENT, 1),
+            "cor": (book.SENDING, 1),
+        }
+    finally:
+        keeper.close()

@@ -71,6 +71,13 @@ class Compiled:
 
 
 _PYFORMAT = re.compile(r"%\((\w+)\)s|%%")
+_NO_SUCH_STATEMENT = "26000"  # invalid_sql_statement_name
+
+
+class StatementsGone(Exception):
+    """The session that ran the calls does not hold the statements prepared on this
+    connection: a pooler in transaction mode (PgBouncer) hands each transaction a server
+    session of its own. Nothing of the batch was done."""
 
 
 class PreparedCalls:
@@ -123,10 +130,15 @@ class PreparedCalls:
             given = self._statements[name].parameters(dict(values))
             args = ", ".join(literal(given[n]) for n in self._numbered[name][1])
             text.append(f"EXECUTE {_prepared_name(name)}({args})")
-        cursor.execute(";\n".join(text))
-        counts = [cursor.rowcount]
-        while cursor.nextset():
-            counts.append(cursor.rowcount)
+        try:
+            cursor.execute(";\n".join(text))
+            counts = [cursor.rowcount]
+            while cursor.nextset():
+                counts.append(cursor.rowcount)
+        except Exception as exc:
+            if getattr(exc, "sqlstate", None) == _NO_SUCH_STATEMENT:
+                raise StatementsGone(str(exc)) from exc
+            raise
         if len(counts) != len(calls):  # not what was sent: roll back
             raise RuntimeError(f"{len(counts)} results for {len(calls)} calls")
         return counts
@@ -199,4 +211,4 @@ class KeptConnection:
             self._connection = None
 
 
-__all__ = ["Compiled", "KeptConnection", "PreparedCalls"]
+__all__ = ["Compiled", "KeptConnection", "PreparedCalls", "StatementsGone"]
