@@ -83,15 +83,17 @@ class StatementsGone(Exception):
 class PreparedCalls:
     """Calls of compiled statements, many in one round trip (PostgreSQL with psycopg).
 
-    Each statement is prepared once per connection (PREPARE: parsed and
-    planned once); a batch of calls then goes as one simple query, `EXECUTE
-    name(literal, …); …`, which PostgreSQL runs as one implicit transaction:
-    all of it or, when one call fails, none. The connection must be in
-    autocommit (`KeptConnection(autocommit=True)`), or psycopg would spend
-    a round trip each on BEGIN and COMMIT. The literals are written by libpq
+    Each statement is prepared once per connection (PREPARE: parsed once); a
+    batch of calls then goes as one simple query, `EXECUTE name(literal, …);
+    …`, which PostgreSQL runs as one implicit transaction: all of it or, when
+    one call fails, none. The connection must be in autocommit
+    (`KeptConnection(autocommit=True)`), or psycopg would spend a round trip
+    each on BEGIN and COMMIT. The literals are written by libpq
     (`PQescapeLiteral`). In psycopg's pipeline mode the same calls cost about
     three times as much work in Python (its cursors and result handling per
-    statement), and a second round trip for the commit.
+    statement), and a second round trip for the commit. Behind a pooler in
+    transaction mode the statements may be missing: `StatementsGone`, and the
+    caller takes another way.
     """
 
     def __init__(self, statements: Mapping[str, Compiled]) -> None:
@@ -139,7 +141,7 @@ class PreparedCalls:
             if getattr(exc, "sqlstate", None) == _NO_SUCH_STATEMENT:
                 raise StatementsGone(str(exc)) from exc
             raise
-        if len(counts) != len(calls):  # not what was sent: roll back
+        if len(counts) != len(calls):  # a bug, after the commit: say so
             raise RuntimeError(f"{len(counts)} results for {len(calls)} calls")
         return counts
 
