@@ -136,8 +136,9 @@ def test_a_mark_finds_its_row_by_key_though_the_statistics_saw_no_reservation(
 
 def test_marks_go_on_when_the_session_loses_the_prepared_statements(engine: Engine) -> None:
     """Behind PgBouncer in transaction mode each transaction may get another server session,
-    without the statements PREPAREd on an earlier one: the marks go on (pipelined, as the
-    driver prepares them), and a batch that found them missing did nothing."""
+    without the statements PREPAREd on an earlier one: the marks go on, pipelined and
+    prepared by the driver (a batch that finds them missing does nothing: PreparedCalls
+    runs it as one transaction, tests/store/test_prepared_calls.py)."""
     if engine.dialect.name != "postgresql":
         pytest.skip("prepared statements of a PostgreSQL session")
     ann, bob, cor = _reserve(engine, ["ann", "bob", "cor"])
