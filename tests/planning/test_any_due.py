@@ -1,5 +1,5 @@
 """A send run asks of every contact whether anything is due by its day
-(`decision.anything_due`, `CandidateFinder.any_due`) before it makes their candidates;
+(`decision.anything_due`, from `CandidateFinder.due_keys`) before it makes their candidates;
 those it passes over get nothing that day. The quick answer must be the one the
 candidates give, over random shops and days: scheduled steps due or caught up, an A/B
 test's rest, yearly triggers across the new year, steps months after a start, a lasting

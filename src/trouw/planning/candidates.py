@@ -332,14 +332,14 @@ class CandidateFinder:
                         if self.raw_due(start, step, offset) < self.as_of:
                             self.late.add((campaign.name, step.name, occurrence))
                 self.scheduled_dues[(campaign.name, index)] = dues
-        # Per scheduled step: whether a send of it is due by the planning day (`any_due`).
+        # Per scheduled step: whether a send of it is due by the planning day (`due_keys`).
         self.scheduled_due_by_day = {
             key: any(due <= self.as_of for due, _ in dues)
             for key, dues in self.scheduled_dues.items()
         }
         # Per triggered campaign: the first and last day a run may start on for a send of it
         # to be due by the planning day, when every step's `after` is whole days (the first
-        # None for a lasting state, caught up at any time); `any_due` passes over the others.
+        # None for a lasting state, caught up at any time); `due_keys` passes over the others.
         self.due_starts: dict[str, tuple[date | None, date]] = {}
         for campaign in self.campaigns:
             offsets = [self.offsets[(campaign.name, i)] for i in range(len(campaign.steps))]
@@ -731,18 +731,17 @@ class CandidateFinder:
                     found.append(run)
         return Runs(tuple(found), self.as_of if today_only else None)
 
-    def any_due(
-        self, contact: ContactRow, facts: ChunkFacts, made: Collection[tuple[str, str, str]] = ()
-    ) -> bool:
-        """Whether any of the contact's `candidates` is due on or before the planning day,
-        without making them; `made`: the keys of sends that no longer count (the ledger's,
-        as `open_candidates` leaves them out). A send run asks this of every contact every
-        day, and the answer is mostly no: a scheduled step is due on a few days of the year,
-        a trigger's send on one. The same walk as `runs` and `on_the_day`, except that a
-        step with no send due by the day is passed over before the contact's template is
-        chosen (tests/planning/test_any_due.py compares both over random shops and days)."""
+    def due_keys(self, contact: ContactRow, facts: ChunkFacts) -> list[tuple[str, str, str]]:
+        """The keys (campaign, step, occurrence) of the contact's `candidates` due on or
+        before the planning day, without making them (`decision.anything_due`: whether
+        one of them is not made yet). A send run asks this of every contact every day, and
+        the answer is mostly none: a scheduled step is due on a few days of the year, a
+        trigger's send on one. The same walk as `runs` and `on_the_day`, except that a step
+        with no send due by the day is passed over before the contact's template is chosen
+        (tests/planning/test_any_due.py compares both over random shops and days)."""
         contact_id = str(contact.id)
         members = facts.members
+        found: list[tuple[str, str, str]] = []
         for plan in self.plans:
             campaign = plan.campaign
             if plan.segment is not None and contact_id not in members[plan.segment]:
@@ -759,16 +758,13 @@ class CandidateFinder:
                         continue
                     if share is not None and not in_first_wave(contact_id, name, step.name, share):
                         rest = self._rest_of_test(plan, index, step)
-                        if any(c.due <= self.as_of and c.key not in made for c in rest):
-                            return True
-                    elif due and (
-                        not made
-                        or any(
-                            day <= self.as_of and (name, step.name, occurrence) not in made
+                        found += [c.key for c in rest if c.due <= self.as_of]
+                    elif due:
+                        found += [
+                            (name, step.name, occurrence)
                             for day, occurrence in self.scheduled_dues[(name, index)]
-                        )
-                    ):
-                        return True
+                            if day <= self.as_of
+                        ]
                 continue
             lookup = plan.lookup
             if lookup == "event" and contact_id not in facts.trigger_events[name]:
@@ -795,16 +791,15 @@ class CandidateFinder:
                     for day in days
                     if self._due_by_day(name, self.raw_due(day, step, offset), plan.lasting)
                 ]
-                if not due_by_day:
-                    continue
-                if made and all(
-                    (name, step.name, occurrence) in made
-                    for occurrence in self.occurrences(campaign, due_by_day)
+                if (
+                    due_by_day
+                    and (fixed or self._template(campaign, step, contact_id, members)) is not None
                 ):
-                    continue  # the ledger has them all
-                if (fixed or self._template(campaign, step, contact_id, members)) is not None:
-                    return True
-        return False
+                    found += [
+                        (name, step.name, occurrence)
+                        for occurrence in self.occurrences(campaign, due_by_day)
+                    ]
+        return found
 
     def _due_by_day(self, campaign: str, due: date, overdue_ok: bool) -> bool:
         """Whether a triggered send due on `due` is a candidate due by the planning day

@@ -96,11 +96,20 @@ def anything_due(
     made: Collection[tuple[str, str, str]] = (),
 ) -> bool:
     """Whether `open_candidates` (with the same `made`) holds a send due by the finder's
-    day: nothing is due before the contact became a customer."""
+    day."""
+    return any(key not in made for key in due_keys(finder, contact, facts))
+
+
+def due_keys(
+    finder: CandidateFinder, contact: ContactRow, facts: ChunkFacts
+) -> list[tuple[str, str, str]]:
+    """The keys of the sends due by the finder's day that `open_candidates` holds unless
+    they are `made` (`CandidateFinder.due_keys`): nothing is due before the contact became
+    a customer."""
     joined = contact.customer_since
     if isinstance(joined, date) and joined > finder.as_of:
-        return False
-    return finder.any_due(contact, facts, made)
+        return []
+    return finder.due_keys(contact, facts)
 
 
 def decide_among(
@@ -200,6 +209,7 @@ __all__ = [
     "anything_due",
     "decide",
     "decide_among",
+    "due_keys",
     "ends_on",
     "holding",
     "kept_out",

@@ -42,9 +42,9 @@ from trouw.planning.candidates import (
     zone_named,
 )
 from trouw.planning.decision import (
-    anything_due,
     decide,
     decide_among,
+    due_keys,
     ends_on,
     holding,
     open_candidates,
@@ -155,30 +155,29 @@ class SendChecks:
         sent, or ended because a fresher occurrence superseded it.
         """
         found: list[tuple[book.Send, int]] = []
-        # The ledger's keys only take candidates away (`made`), so a contact with nothing
+        # The ledger's keys only take candidates away (`made`), so a contact with no send
         # the calendar wants by today gets nothing today whatever their ledger holds: only
         # the others' ledgers are read (on most days, a few of the shop). Of those, most
-        # have had what is due already (yesterday's send, caught up until it expires):
-        # asked again with the ledger's keys, they are passed over before their
+        # have had what is due already (yesterday's send, caught up until it expires): when
+        # the ledger holds every key due by today, they are passed over before their
         # candidates are made.
         facts = gathered.facts
-        due_by_today = [
-            contact_id
-            for contact_id, person in gathered.people.items()
-            if anything_due(self.finder, person, facts)
-        ]
+        due: dict[str, list[tuple[str, str, str]]] = {}
+        for contact_id, person in gathered.people.items():
+            if keys := due_keys(self.finder, person, facts):
+                due[contact_id] = keys
         histories = book.histories(
             connection,
-            due_by_today,
+            list(due),
             since=self.as_of - timedelta(days=HISTORY_DAYS),
             until=self.as_of + timedelta(days=HISTORY_DAYS),
         )
-        for contact_id in due_by_today:
+        for contact_id, keys in due.items():
             person = gathered.people[contact_id]
             history = histories.get(contact_id) or book.History({}, {}, set())
             status = history.status
             made = {k for k, s in status.items() if s not in OPEN}
-            if made and not anything_due(self.finder, person, facts, made):
+            if made and all(key in made for key in keys):
                 continue  # nothing due by today (decide's due_by): nothing to owe or keep
             candidates = open_candidates(self.finder, person, facts, made)
             decisions = decide_among(
