@@ -18,6 +18,7 @@ from trouw.errors import WorkFailed
 from trouw.sending import SendSummary
 from trouw.sending.destinations import choose_destination
 from trouw.sending.run import CHUNK_CONTACTS
+from trouw.sending.transports import CONNECTIONS
 from trouw.sending.workers import send_with_workers, stop_on_signal
 
 
@@ -68,7 +69,7 @@ from trouw.sending.workers import send_with_workers, stop_on_signal
 @click.option(
     "--connections",
     type=click.IntRange(min=1),
-    default=4,
+    default=CONNECTIONS,
     show_default=True,
     help="SMTP connections each worker keeps busy at once.",
 )

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from trouw.errors import UserError
 from trouw.sending.transports import (
+    CONNECTIONS,
     LetterBox,
     OutboxTransport,
     Routed,
@@ -29,7 +30,7 @@ class Destination:
     smtp_url: str | None = None
     outbox: Path | None = None
     letters: Path | None = None
-    connections: int = 4
+    connections: int = CONNECTIONS
     rate: float | None = None  # this worker's share of --rate
 
     def __call__(self) -> Transport:
