@@ -45,11 +45,12 @@ DATA_TIMEOUT = 600.0
 # SMTP connections a worker keeps busy at once (`send --connections`). Each mail waits for
 # the server three times; while one connection waits, the others' mails go out, and the
 # marks of the connections waiting at a moment share one commit. With 8 rather than 4, the
-# busiest day of 1,000,000 contacts (175,684 mails, 2 workers, scripts/bench_pg.py's
+# busiest day of 1,000,000 contacts (175,684 mails, 2 workers, a copy of scripts/bench_pg.py's
 # database) took 195 s instead of 222 s, with less CPU in trouw (200 against 215 s),
-# PostgreSQL (76 against 88 s) and the SMTP server (91 against 101 s); 16 took 190 s. A
-# killed run leaves at most one mail in doubt (`unknown`) per connection. listmonk's
-# default is 10 per SMTP server, Postfix's per destination 20.
+# PostgreSQL (76 against 88 s) and the SMTP server (91 against 101 s); 16 took 190 s. In
+# bench_pg's own runs the gain was smaller: its busiest day took 191-201 s against 208 s.
+# A killed run leaves at most one mail in doubt (`unknown`) per connection. listmonk's
+# sample configuration has 10 per SMTP server, Postfix 20 per destination.
 CONNECTIONS = 8
 
 
