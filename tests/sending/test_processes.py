@@ -25,6 +25,7 @@ from sqlalchemy import Engine, select
 from tests.conftest import _fresh_postgres_database
 from tests.planning.shop import make_shop, policy, run_plan
 from tests.sending.conftest import DAY, SmtpServer
+from trouw.sending.transports import CONNECTIONS  # trouw send's default per worker
 from trouw.store import ledger, open_store, plan
 
 pytestmark = pytest.mark.slow
@@ -112,7 +113,6 @@ TWO_DAYS = {
     "spring": "priority: 50\nschedule:\n  dates: [2027-04-06]\ntemplate: mail\n",
     "autumn": "priority: 40\nschedule:\n  dates: [2027-04-07]\ntemplate: mail\n",
 }
-CONNECTIONS = 4  # trouw send's default per worker
 
 
 def _two_day_shop(root: Path, engine: Engine, n: int) -> list[tuple[str, ...]]:
