@@ -97,7 +97,14 @@ def anything_due(
 ) -> bool:
     """Whether `open_candidates` (with the same `made`) holds a send due by the finder's
     day."""
-    return any(key not in made for key in due_keys(finder, contact, facts))
+    return still_due(due_keys(finder, contact, facts), made)
+
+
+def still_due(
+    keys: Collection[tuple[str, str, str]], made: Collection[tuple[str, str, str]]
+) -> bool:
+    """Whether one of the `due_keys` is not `made` yet (the ledger's keys)."""
+    return any(key not in made for key in keys)
 
 
 def due_keys(
@@ -215,6 +222,7 @@ __all__ = [
     "kept_out",
     "open_candidates",
     "sends_on",
+    "still_due",
     "stop_reasons",
     "superseded",
 ]

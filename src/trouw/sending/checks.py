@@ -49,6 +49,7 @@ from trouw.planning.decision import (
     holding,
     open_candidates,
     sends_on,
+    still_due,
     superseded,
 )
 from trouw.planning.planner import calendar_campaigns
@@ -177,7 +178,7 @@ class SendChecks:
             history = histories.get(contact_id) or book.History({}, {}, set())
             status = history.status
             made = {k for k, s in status.items() if s not in OPEN}
-            if made and all(key in made for key in keys):
+            if not still_due(keys, made):
                 continue  # nothing due by today (decide's due_by): nothing to owe or keep
             candidates = open_candidates(self.finder, person, facts, made)
             decisions = decide_among(
