@@ -352,6 +352,7 @@ class CandidateFinder:
                 first = self.catch_up_from[campaign.name] - timedelta(days=max(days))
             self.due_starts[campaign.name] = (first, last)
         self.any_suppressed: bool | None = None
+        self._yearly_starts: dict[tuple[str, date], tuple[date, ...]] = {}
         self.plans = [CampaignPlan.of(c) for c in self.campaigns]
         # Occurrence keys of yearly triggers (birthday:2026, birthday:2027), made once.
         self.year_keys = {c.name: (f"{c.name}:{year - 1}", f"{c.name}:{year}") for c in campaigns}
@@ -598,7 +599,9 @@ class CandidateFinder:
             return [keys[day.year - self.year + 1] for day in days]
         return [f"{name}:{day}" for day in days]
 
-    def start_days(self, campaign: Campaign, contact: ContactRow, facts: ChunkFacts) -> list[date]:
+    def start_days(
+        self, campaign: Campaign, contact: ContactRow, facts: ChunkFacts
+    ) -> Sequence[date]:
         """The days a triggered campaign's runs start on for the contact (this year's and
         last year's for a yearly one), as `starts` keys them."""
         name = campaign.name
@@ -608,15 +611,12 @@ class CandidateFinder:
         if kind in ("birthday", "anniversary"):
             origin = contact.birthday if kind == "birthday" else contact.customer_since
             if not isinstance(origin, date):
-                return []
-            year = self.year
-            if kind == "birthday":
-                return [day_in_year(origin, year - 1), day_in_year(origin, year)]
-            found = []  # an anniversary needs a full year as a customer
-            if year - 1 > origin.year:
-                found.append(day_in_year(origin, year - 1))
-            if year > origin.year:
-                found.append(day_in_year(origin, year))
+                return ()
+            # A send run asks this of every contact every day: the days are worked out once
+            # per date (a shop's contacts share a few tens of thousands of them).
+            found = self._yearly_starts.get((kind, origin))
+            if found is None:
+                found = self._yearly_starts[(kind, origin)] = self._yearly(kind, origin)
             return found
         if kind == "signup":
             # The day they became a customer, or, when the shop did not say, the day of their
@@ -638,6 +638,17 @@ class CandidateFinder:
         if kind == "entered":
             return [self.as_of] if str(contact.id) in facts.entered[name] else []
         raise AssertionError(f"unknown trigger {kind}")
+
+    def _yearly(self, kind: str, origin: date) -> tuple[date, ...]:
+        year = self.year
+        if kind == "birthday":
+            return (day_in_year(origin, year - 1), day_in_year(origin, year))
+        found = []  # an anniversary needs a full year as a customer
+        if year - 1 > origin.year:
+            found.append(day_in_year(origin, year - 1))
+        if year > origin.year:
+            found.append(day_in_year(origin, year))
+        return tuple(found)
 
     def due(
         self, campaign: str, start: date, step: Step, offset: int | None, overdue_ok: bool
