@@ -1039,17 +1039,14 @@ def members_among(
     """For each segment name: which of `contact_ids` are members, one query per segment."""
     from trouw.segments import members_query
     from trouw.store import contacts
+    from trouw.store.among import among
 
     result: dict[str, set[str]] = {}
     dialect = connection.dialect.name
     for name in names:
         query = members_query(catalog.get(name), catalog, clock, dialect)
-        found: set[str] = set()
-        for start in range(0, len(contact_ids), 900):
-            batch = contact_ids[start : start + 900]
-            rows = connection.execute(query.where(contacts.c.id.in_(batch)))
-            found.update(str(row[0]) for row in rows)
-        result[name] = found
+        rows = connection.execute(query.where(among(contacts.c.id, dialect)), {"ids": contact_ids})
+        result[name] = {str(row[0]) for row in rows}
     return result
 
 

@@ -18,7 +18,7 @@ from zoneinfo import ZoneInfo
 if TYPE_CHECKING:  # templates use `Facts` without SQLAlchemy (`trouw check`)
     from sqlalchemy import Connection
 
-BATCH = 900  # ids per IN list; below SQLite's old 999-parameter limit
+BATCH = 900  # contacts per statement (their ids are one parameter: store/among.py)
 
 
 @dataclass(frozen=True)
@@ -112,6 +112,7 @@ def _purchases(
     from sqlalchemy import func, select
 
     from trouw.store import events
+    from trouw.store.among import among
 
     ranked = (
         select(
@@ -132,7 +133,7 @@ def _purchases(
         .where(
             events.c.type == "purchase",
             events.c.occurred_at < end,
-            events.c.contact_id.in_(list(ids)),
+            among(events.c.contact_id, connection.dialect.name),
         )
         .subquery()
     )
@@ -141,7 +142,7 @@ def _purchases(
     ).where(ranked.c.rank == 1)
     return {
         row.contact_id: (row.orders, row.spent, row.occurred_at, row.product)
-        for row in connection.execute(query)
+        for row in connection.execute(query, {"ids": list(ids)})
     }
 
 
@@ -152,6 +153,7 @@ def _favourite_categories(
     from sqlalchemy import func, select
 
     from trouw.store import events
+    from trouw.store.among import among
 
     ranked = (
         select(
@@ -172,13 +174,13 @@ def _favourite_categories(
             events.c.type == "purchase",
             events.c.category.is_not(None),
             events.c.occurred_at < end,
-            events.c.contact_id.in_(list(ids)),
+            among(events.c.contact_id, connection.dialect.name),
         )
         .group_by(events.c.contact_id, events.c.category)
         .subquery()
     )
     query = select(ranked.c.contact_id, ranked.c.category).where(ranked.c.rank == 1)
-    return {row.contact_id: row.category for row in connection.execute(query)}
+    return {row.contact_id: row.category for row in connection.execute(query, {"ids": list(ids)})}
 
 
 def _latest_nps(connection: Connection, ids: Iterable[str], end: datetime) -> dict[str, int]:
@@ -186,6 +188,7 @@ def _latest_nps(connection: Connection, ids: Iterable[str], end: datetime) -> di
     from sqlalchemy import func, select
 
     from trouw.store import events
+    from trouw.store.among import among
 
     ranked = (
         select(
@@ -203,9 +206,9 @@ def _latest_nps(connection: Connection, ids: Iterable[str], end: datetime) -> di
             events.c.tag == "nps",
             events.c.score.is_not(None),
             events.c.occurred_at < end,
-            events.c.contact_id.in_(list(ids)),
+            among(events.c.contact_id, connection.dialect.name),
         )
         .subquery()
     )
     query = select(ranked.c.contact_id, ranked.c.score).where(ranked.c.rank == 1)
-    return {row.contact_id: int(row.score) for row in connection.execute(query)}
+    return {row.contact_id: int(row.score) for row in connection.execute(query, {"ids": list(ids)})}

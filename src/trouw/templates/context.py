@@ -33,12 +33,12 @@ def load_contacts(connection: Connection, ids: Sequence[str]) -> list[dict[str, 
     from sqlalchemy import select
 
     from trouw.store import contacts
+    from trouw.store.among import among
 
     found: dict[str, dict[str, Any]] = {}
-    for start in range(0, len(ids), 900):
-        query = select(contacts).where(contacts.c.id.in_(list(ids[start : start + 900])))
-        for row in connection.execute(query).mappings():
-            found[row["id"]] = dict(row)
+    query = select(contacts).where(among(contacts.c.id, connection.dialect.name))
+    for row in connection.execute(query, {"ids": list(ids)}).mappings():
+        found[row["id"]] = dict(row)
     return [found[contact_id] for contact_id in ids if contact_id in found]
 
 
