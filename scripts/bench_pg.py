@@ -603,7 +603,9 @@ def bench_send(
     try:
         # The limit before and after the runs: this machine's speed drifts within a run
         # (session 28: 121.5, 138.9 and 86.5 s for the same mail in three runs), so the
-        # ratio is taken to their mean and their spread is shown beside it.
+        # ratio is taken to their mean and both are shown beside it. Before the runs, the
+        # mails they will send are not known yet: the limit is taken over the due ones and
+        # scaled to those sent (the limit is linear in the mails).
         limits = [sink_limit(sink, due, sample, connections=conns)]
         for workers in crews:
             print(f"send, --workers {workers} …", file=sys.stderr, flush=True)
