@@ -704,9 +704,15 @@ def print_table(report: dict[str, Any]) -> None:
                 f"  ({len(row['days'])} days; a day with nothing left to send: "
                 f"{row['deciding_day_s']:.1f} s, deciding every contact; the busiest day "
                 f"alone, {row['busiest_day_mails']:,} mails in {row['busiest_day_s']:.1f} s: "
-                f"x {row['busiest_day_ratio']} its sink limit; the other days, "
-                f"{row['other_days_mails']:,} mails in {row['other_days_s']:.1f} s: "
-                f"x {row['other_days_ratio']}; the sink's limit before and after the runs: "
+                f"x {row['busiest_day_ratio']} its sink limit; "
+            )
+            if row["other_days_mails"]:
+                same += (
+                    f"the other days, {row['other_days_mails']:,} mails in "
+                    f"{row['other_days_s']:.1f} s: x {row['other_days_ratio']}; "
+                )
+            same += (
+                "the sink's limit before and after the runs: "
                 f"{' and '.join(f'{s:.1f}' for s in row['limit_before_after_s'])} s)"
             )
         print(
