@@ -639,7 +639,7 @@ def bench_send(
         results.append(
             stage(
                 name, sent_by_run, seconds, f"sink limit ({len(sample.data)} B, {conns} conns)",
-                per_mail * sent_by_run if sent else limit_s,
+                per_mail * sent_by_run,
                 due=due, days=[day for day, _ in days],
                 trouw_mails_per_s=round(sent_by_run / seconds),
                 limit_mails_per_s=round(1 / per_mail) if per_mail else None,
