@@ -192,7 +192,11 @@ def imported(url: str) -> dict[str, int]:
     """A database an earlier run imported into and kept (--keep): its contacts and events,
     so that the later stages can be run again on it alone. Its plan and ledger (the send
     stage's earlier days) are emptied: the plan stage measures a first plan, as the run that
-    imported did."""
+    imported did. Its schema is brought up to date first, and the baseline's plan table
+    made again from trouw's, so that the COPY baseline meets the same indexes."""
+    from trouw.store import open_store
+
+    open_store(url).dispose()
     with raw(url) as connection:
         found = connection.execute(
             "SELECT (SELECT count(*) FROM contacts), (SELECT count(*) FROM events), "
@@ -204,10 +208,9 @@ def imported(url: str) -> dict[str, int]:
             raise SystemExit(
                 f"{url} holds no import of an earlier run: run with --stages import,… --keep"
             )
-        connection.execute(
-            "TRUNCATE plan, plan_runs, plan_jobs, plan_chunks, plan_staging, ledger, send_runs"
-        )
-        connection.execute(f"TRUNCATE {BASELINE}.plan")
+        connection.execute("TRUNCATE plan, plan_runs, plan_jobs, plan_chunks, ledger, send_runs")
+        connection.execute(f"DROP TABLE {BASELINE}.plan")
+        connection.execute(f"CREATE TABLE {BASELINE}.plan (LIKE public.plan INCLUDING ALL)")
     return {"contacts": int(found[0]), "events": int(found[1])}
 
 

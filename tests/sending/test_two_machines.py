@@ -41,6 +41,10 @@ pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 CONTACTS = 120
 CHUNK = "10"  # contacts per send chunk: 12 chunks, so both machines find work
 GATE_SECONDS = 20.0  # how long a sink holds its first reply for the other machine
+# Held by the test while plan runs start: a run claims a chunk, then waits to read its
+# contacts' events (a job's start reads none), so each run holds one chunk while it waits.
+HOLD_CHUNKS = "LOCK TABLE events IN ACCESS EXCLUSIVE MODE"
+JOB_TABLES = text("SELECT count(*) FROM pg_tables WHERE tablename LIKE 'plan\\_job\\_%'")
 
 FILES = {
     "trouw.toml": SETTINGS + policy(week=1, gap="0d"),
@@ -219,13 +223,13 @@ def test_two_machines_plan_one_year_together_as_one_process_would(
     _prepare(machine_a, shared, plan=False)
     _prepare(single, reference, plan=True)
 
-    # Two chunks. Each run's chunk waits to write its rows until both runs hold one, so the
+    # Two chunks. Each run's chunk waits to read its events until both runs hold one, so the
     # first run to start cannot plan both before the other has joined.
     plan = ("plan", "2027", "--as-of", "2027-01-01", "--workers", "1", "--chunk-size", "100")
     engine = create_engine(shared)
     try:
         with engine.connect() as holder:
-            holder.execute(text("LOCK TABLE plan_staging IN EXCLUSIVE MODE"))
+            holder.execute(text(HOLD_CHUNKS))
             runs = [_start(machine_a, shared, *plan), _start(machine_b, shared, *plan)]
             _wait_for_waiters(engine, runs, 2)
             holder.rollback()
@@ -254,12 +258,12 @@ def test_a_killed_plan_run_leaves_its_chunk_to_the_other_machine(
     _prepare(machine_a, shared, plan=True)  # an old plan of the year, to be replaced
     _prepare(single, reference, plan=True)
 
-    # Each machine claims one of the two chunks and waits to write it; then one of them dies.
+    # Each machine claims one of the two chunks and waits to plan it; then one of them dies.
     plan = ("plan", "2027", "--as-of", "2027-01-01", "--workers", "1", "--chunk-size", "100")
     engine = create_engine(shared)
     try:
         with engine.connect() as holder:
-            holder.execute(text("LOCK TABLE plan_staging IN EXCLUSIVE MODE"))
+            holder.execute(text(HOLD_CHUNKS))
             runs = [_start(machine_a, shared, *plan), _start(machine_b, shared, *plan)]
             _wait_for_waiters(engine, runs, 2)
             dying, survivor = runs
@@ -269,7 +273,7 @@ def test_a_killed_plan_run_leaves_its_chunk_to_the_other_machine(
         output = _finish(survivor)
         with engine.connect() as connection:
             runs_made = connection.execute(text("SELECT count(*) FROM plan_runs")).scalar_one()
-            staged = connection.execute(text("SELECT count(*) FROM plan_staging")).scalar_one()
+            staged = connection.execute(JOB_TABLES).scalar_one()
     finally:
         engine.dispose()
     assert dying.returncode == -9
@@ -345,7 +349,7 @@ def test_a_plan_run_with_other_campaigns_is_refused_rather_than_mixed_in(
     engine = create_engine(shared)
     try:
         with engine.connect() as holder:
-            holder.execute(text("LOCK TABLE plan_staging IN EXCLUSIVE MODE"))
+            holder.execute(text(HOLD_CHUNKS))
             first = _start(machine_a, shared, *plan)
             _wait_for_waiters(engine, [first], 1)  # machine A's run holds a chunk
             refused = _start(machine_b, shared, *plan)

@@ -57,7 +57,8 @@ from trouw.project import Project
 from trouw.store import plan
 from trouw.store.bulk import copy_types
 from trouw.store.engine import create_store_engine
-from trouw.store.tables import plan_chunks, plan_jobs, plan_staging
+from trouw.store.plan_years import create_job_table, drop_job_table, job_table, swap_in
+from trouw.store.tables import plan_chunks, plan_jobs
 
 if TYPE_CHECKING:
     from trouw.planning.planner import ChunkPlanner
@@ -201,26 +202,24 @@ def _plan_chunk(bounds: Bounds) -> ChunkResult:
 # - Starting a job writes its chunks (id bounds, as above) in plan_chunks and commits, under
 #   a per-year advisory lock, so two runs starting at once make one job.
 # - Each run (and each of its local worker processes) claims one chunk at a time with
-#   SELECT … FOR UPDATE SKIP LOCKED, plans it, COPYs its rows into plan_staging and marks it
-#   done in that one transaction. A run killed mid-chunk loses its connection, PostgreSQL
-#   rolls the transaction back, and the chunk is free again.
+#   SELECT … FOR UPDATE SKIP LOCKED, plans it, COPYs its rows into the job's own table (made
+#   with the job, store/plan_years.py) and marks it done in that one transaction. A run
+#   killed mid-chunk loses its connection, PostgreSQL rolls the transaction back, and the
+#   chunk is free again.
 # - A run with no free chunk left waits on the first chunk still claimed by another (FOR
 #   UPDATE without SKIP LOCKED): it goes on when that one is done, or takes the chunk over
 #   when its run died. So every run that ends normally has seen every chunk done.
-# - The first run to lock the job row then moves the rows into `plan` in one transaction:
-#   the year's old plan is deleted and the new one inserted (the same rows as one process
-#   writes, their ids in another order; the plan's indexes built after them when the year is
-#   most of the plan), the plan run recorded, the job marked done.
-#   Readers see the old plan or the new one. The others find the job done and end.
+# - The first run to lock the job row then makes the job's table the year's partition of
+#   `plan` in one transaction: the year's old partition dropped, the new one's indexes built,
+#   attached (the same rows as one process writes, their ids in another order), the plan
+#   run recorded, the job marked done. Readers see the old plan or the new one. The others
+#   find the job done and end.
 # - Each run holds a shared advisory lock on the job while it takes part. A job nobody holds
 #   is abandoned (every run of it died): the next run discards it and starts afresh.
 # - Chunks read what is committed when each is claimed, not one snapshot of the whole run.
 
 JOIN_LOCKS = 0x706A  # (JOIN_LOCKS, year): finding or starting the year's job
 JOB_LOCKS = 0x704A  # (JOB_LOCKS, job id): held shared by every run taking part
-STAGING_COLUMNS = ("job", "seq")
-# Sort memory of the move's index builds (PostgreSQL's maintenance_work_mem, for them only).
-INDEX_BUILD_MEMORY = "256MB"
 
 
 @dataclass(frozen=True)
@@ -324,6 +323,7 @@ def open_job(
             for seq, (after, upto) in enumerate(chunk_bounds(lease, chunk_size))
         ]
         lease.execute(insert(plan_chunks), chunks)
+        create_job_table(lease, job_id, year)
         _lock_shared(lease, job_id)
     return Job(int(job_id), year, as_of, chunk_size, joined=False, chunks=len(chunks))
 
@@ -348,21 +348,9 @@ def _job_key(job: int) -> dict[str, int]:
     return {"space": JOB_LOCKS, "key": job % 2**31}
 
 
-def _discard(connection: Connection, job: int, state: str, *, alone: bool = False) -> None:
-    """Mark the job `state` and drop its chunks and staged rows.
-
-    `alone`: when no other job is running, its rows are all that plan_staging holds, and
-    TRUNCATE frees them at once instead of deleting millions one by one. The table is
-    locked first, so that no other run stages rows meanwhile (they wait for the commit)."""
-    truncate = False
-    if alone:
-        connection.execute(text("LOCK TABLE plan_staging IN ACCESS EXCLUSIVE MODE"))
-        others = select(plan_jobs.c.id).where(plan_jobs.c.state == "running", plan_jobs.c.id != job)
-        truncate = connection.execute(others.limit(1)).first() is None
-    if truncate:
-        connection.execute(text("TRUNCATE plan_staging"))
-    else:
-        connection.execute(delete(plan_staging).where(plan_staging.c.job == job))
+def _discard(connection: Connection, job: int, state: str) -> None:
+    """Mark the job `state` and drop its chunks and its table (if it is not the plan's now)."""
+    drop_job_table(connection, job)
     connection.execute(delete(plan_chunks).where(plan_chunks.c.job == job))
     connection.execute(update(plan_jobs).where(plan_jobs.c.id == job).values(state=state))
 
@@ -399,7 +387,7 @@ def take_part(
             seq, after, upto = claimed
             chunk = contacts_within(connection, (after, upto))
             rows = planner.rows(connection, chunk) if chunk else []
-            _copy_rows(connection, job, seq, rows)
+            _copy_rows(connection, job, rows)
             connection.execute(
                 update(plan_chunks)
                 .where(plan_chunks.c.job == job, plan_chunks.c.seq == seq)
@@ -416,18 +404,17 @@ def take_part(
     return share
 
 
-def _copy_rows(connection: Connection, job: int, seq: int, rows: Sequence[tuple[Any, ...]]) -> None:
+def _copy_rows(connection: Connection, job: int, rows: Sequence[tuple[Any, ...]]) -> None:
     if not rows:
         return
     from trouw.planning.planner import PLAN_COLUMNS
 
-    columns = (*STAGING_COLUMNS, *PLAN_COLUMNS)
     cursor = connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
-    sql = f"COPY plan_staging ({', '.join(columns)}) FROM STDIN (FORMAT BINARY)"
+    sql = f"COPY {job_table(job)} ({', '.join(PLAN_COLUMNS)}) FROM STDIN (FORMAT BINARY)"
     with cursor.copy(sql) as copy:
-        copy.set_types(copy_types(connection, plan_staging, columns))
+        copy.set_types(copy_types(connection, plan, PLAN_COLUMNS))
         for row in rows:
-            copy.write_row((job, seq, *row))
+            copy.write_row(row)
     cursor.close()
 
 
@@ -440,14 +427,11 @@ def lock_job(connection: Connection, job: Job) -> bool:
     return bool(state == "running")
 
 
-def move_staged(connection: Connection, job: Job, kept: int) -> tuple[int, Counter[str], int]:
-    """Insert the job's staged rows into `plan`, and discard the job.
+def finish_job(connection: Connection, job: Job) -> tuple[int, Counter[str], int]:
+    """Make the job's table the plan of its year (store/plan_years.py), and discard the job.
 
-    `kept`: the rows `plan` keeps of other years (an estimate will do, see kept_rows).
     Returns (contacts, rows per status, runs that took part). Call it after `lock_job`, in
-    the transaction that deletes the year's old plan."""
-    from trouw.planning.planner import PLAN_COLUMNS
-
+    the transaction that records the plan run."""
     done = connection.execute(
         select(
             func.coalesce(func.sum(plan_chunks.c.contacts), 0),
@@ -458,57 +442,12 @@ def move_staged(connection: Connection, job: Job, kept: int) -> tuple[int, Count
     if done[2]:
         raise RuntimeError(f"plan job {job.id} has {done[2]} chunks not done")
     statuses: Counter[str] = Counter()
-    for status, count in connection.execute(
-        select(plan_staging.c.status, func.count())
-        .where(plan_staging.c.job == job.id)
-        .group_by(plan_staging.c.status)
-    ):
+    counted = text(f"SELECT status, count(*) FROM {job_table(job.id)} GROUP BY status")
+    for status, count in connection.execute(counted):
         statuses[str(status)] = int(count)
-    staged = select(*(plan_staging.c[name] for name in PLAN_COLUMNS)).where(
-        plan_staging.c.job == job.id
-    )
-    # No ORDER BY: sorting costs a third of the insert, and no reader goes by the plan's ids.
-    with _indexes_built_after(connection, rebuild=statuses.total() >= kept):
-        connection.execute(insert(plan).from_select(PLAN_COLUMNS, staged))
-    # Fresh statistics for the readers of the plan, at once rather than when autovacuum
-    # comes by: without them a send run's query for a chunk of contacts' owed sends read
-    # the day index's whole look-back (1.7M entries at 1M contacts) for each chunk.
-    connection.execute(text("ANALYZE plan"))
-    _discard(connection, job.id, "done", alone=True)
+    swap_in(connection, job.id, job.year)
+    _discard(connection, job.id, "done")
     return int(done[0]), statuses, int(done[1])
-
-
-@contextmanager
-def _indexes_built_after(connection: Connection, *, rebuild: bool) -> Iterator[None]:
-    """With `rebuild`, the plan's secondary indexes are dropped for the insert and built
-    again over the whole table after it, in the same transaction.
-
-    Inserting the year's rows entry by entry into each index was most of the move (at 1M
-    contacts, 6M rows: see the commit); one sorted build is several times cheaper, as long
-    as the rows kept of other years are no more than the new ones (they are indexed again
-    too). The price: DROP INDEX locks `plan` until the commit, so a reader of the plan
-    (a send run) waits for the move instead of reading the old plan meanwhile."""
-    if not rebuild:
-        yield
-        return
-    indexes = sorted(plan.indexes, key=lambda index: str(index.name))
-    for index in indexes:
-        index.drop(connection)
-    yield
-    # Each build sorts the whole table: with PostgreSQL's default 64 MB a year of 1M
-    # contacts (6M rows) is sorted on disk.
-    connection.execute(text(f"SET LOCAL maintenance_work_mem = '{INDEX_BUILD_MEMORY}'"))
-    for index in indexes:
-        index.create(connection)
-
-
-def kept_rows(connection: Connection, deleted: int) -> int:
-    """About how many rows `plan` holds besides the year just deleted (`deleted` rows):
-    PostgreSQL's own estimate of the table's rows (no scan), less the deleted ones."""
-    estimate = connection.execute(
-        text("SELECT reltuples FROM pg_class WHERE oid = CAST('plan' AS regclass)")
-    ).scalar_one()
-    return max(0, int(estimate or 0) - deleted)
 
 
 class Helpers:
@@ -573,10 +512,9 @@ __all__ = [
     "Job",
     "Share",
     "default_workers",
+    "finish_job",
     "job_of_year",
-    "kept_rows",
     "lock_job",
-    "move_staged",
     "open_job",
     "project_fingerprint",
     "shared_url",

@@ -36,10 +36,9 @@ from trouw.planning.decision import decide
 from trouw.planning.parallel import (
     ChunkPool,
     Helpers,
+    finish_job,
     job_of_year,
-    kept_rows,
     lock_job,
-    move_staged,
     shared_url,
     take_part,
 )
@@ -293,9 +292,7 @@ def plan_year_together(
                 started_at = connection.execute(
                     select(plan_jobs.c.started_at).where(plan_jobs.c.id == job.id)
                 ).scalar_one()
-                deleted = _delete_year(connection, year)
-                kept = 0 if deleted is None else kept_rows(connection, deleted)
-                summary.year_contacts, statuses, summary.runs = move_staged(connection, job, kept)
+                summary.year_contacts, statuses, summary.runs = finish_job(connection, job)
                 record_plan_run(
                     connection,
                     year=year,

@@ -7,8 +7,6 @@ checks that the two never drift apart.
 
 from __future__ import annotations
 
-from typing import Any
-
 from sqlalchemy import (
     JSON,
     BigInteger,
@@ -127,28 +125,22 @@ segment_members = Table(
 )
 
 
-def _plan_rows() -> list[Column[Any]]:
-    """The columns of a plan row: the plan's, and the staging table's that a plan made on
-    several machines fills before it is swapped in (planning/parallel.py)."""
-    return [
-        Column("contact_id", String(200), nullable=False),
-        Column("day", Date, nullable=False),
-        Column("campaign", String(200), nullable=False),
-        Column("step", String(200), nullable=False),
-        Column("occurrence", String(50), nullable=False),
-        Column("template", String(300)),
-        Column("channel", String(10), nullable=False),
-        Column("priority", Integer, nullable=False),
-        Column("status", String(10), nullable=False),
-        Column("reason", Text),
-    ]
-
-
+# On PostgreSQL a table partitioned by year, with no primary key (it would have to hold
+# `day`; the ids come from the same sequence): store/plan_years.py, migration 0010.
 plan = Table(
     "plan",
     metadata,
     Column("id", RowId, primary_key=True, autoincrement=True),
-    *_plan_rows(),
+    Column("contact_id", String(200), nullable=False),
+    Column("day", Date, nullable=False),
+    Column("campaign", String(200), nullable=False),
+    Column("step", String(200), nullable=False),
+    Column("occurrence", String(50), nullable=False),
+    Column("template", String(300)),
+    Column("channel", String(10), nullable=False),
+    Column("priority", Integer, nullable=False),
+    Column("status", String(10), nullable=False),
+    Column("reason", Text),
     Index("ix_plan_day", "day"),
     Index("ix_plan_contact_id", "contact_id"),
 )
@@ -209,8 +201,8 @@ plan_runs = Table(
 )
 
 # A year plan made by `trouw plan` runs on several machines at once (planning/parallel.py):
-# the job, its chunks of contacts (claimed FOR UPDATE SKIP LOCKED), and the chunks' rows
-# until the job's last run moves them into `plan` (UNLOGGED on PostgreSQL, see 0009).
+# the job and its chunks of contacts (claimed FOR UPDATE SKIP LOCKED); the chunks' rows go
+# into a table of the job's own that becomes the year's partition of `plan` (plan_years.py).
 plan_jobs = Table(
     "plan_jobs",
     metadata,
@@ -234,14 +226,6 @@ plan_chunks = Table(
     Column("done", Boolean, nullable=False, server_default=false()),
     Column("contacts", Integer),
     Column("host", String(255)),  # the machine that planned it
-)
-
-plan_staging = Table(
-    "plan_staging",
-    metadata,
-    Column("job", BigInteger, nullable=False),
-    Column("seq", Integer, nullable=False),
-    *_plan_rows(),
 )
 
 keys = Table(
