@@ -377,6 +377,8 @@ def take_part(
     done_contacts = select(func.coalesce(func.sum(plan_chunks.c.contacts), 0)).where(
         plan_chunks.c.job == job, plan_chunks.c.done
     )
+    from trouw.planning.planner import row_counts
+
     while not stop():
         with engine.connect() as connection, connection.begin():
             claimed = connection.execute(pending.with_for_update(skip_locked=True)).first()
@@ -388,16 +390,18 @@ def take_part(
             chunk = contacts_within(connection, (after, upto))
             rows = planner.rows(connection, chunk) if chunk else []
             _copy_rows(connection, job, rows)
+            counts = row_counts(rows)
+            statuses: Counter[str] = Counter()
+            for (_, status), count in counts.items():
+                statuses[status] += count
             connection.execute(
                 update(plan_chunks)
                 .where(plan_chunks.c.job == job, plan_chunks.c.seq == seq)
-                .values(done=True, contacts=len(chunk), host=host)
+                .values(done=True, contacts=len(chunk), host=host, statuses=dict(statuses))
             )
         share.contacts += len(chunk)
         share.chunks += 1
-        from trouw.planning.planner import row_counts
-
-        share.counts.update(row_counts(rows))
+        share.counts.update(counts)
         if progress is not None:  # the whole job's, whoever planned it
             with engine.connect() as connection:
                 progress(connection.execute(done_contacts).scalar_one())
@@ -442,9 +446,10 @@ def finish_job(connection: Connection, job: Job) -> tuple[int, Counter[str], int
     if done[2]:
         raise RuntimeError(f"plan job {job.id} has {done[2]} chunks not done")
     statuses: Counter[str] = Counter()
-    counted = text(f"SELECT status, count(*) FROM {job_table(job.id)} GROUP BY status")
-    for status, count in connection.execute(counted):
-        statuses[str(status)] = int(count)
+    for counted in connection.execute(
+        select(plan_chunks.c.statuses).where(plan_chunks.c.job == job.id)
+    ).scalars():
+        statuses.update(counted or {})
     swap_in(connection, job.id, job.year)
     _discard(connection, job.id, "done")
     return int(done[0]), statuses, int(done[1])

@@ -61,25 +61,29 @@ def drop_job_table(connection: Connection, job: int) -> None:
 def swap_in(connection: Connection, job: int, year: int) -> None:
     """Make job `job`'s table the partition of `year`, in place of the year's old plan.
 
-    Dropping the old partition and attaching the new one lock `plan` until the commit:
-    a reader (a send run) waits for the swap, a few seconds of index builds, and then
-    reads the new plan."""
+    Its indexes are built first, while readers still read the old plan; dropping the old
+    partition and attaching the new one lock `plan` until the commit, so a reader (a send
+    run) waits for the statistics of the new plan, and then reads it."""
     name, partition = job_table(job), partition_of(year)
+    indexes = sorted(plan.indexes, key=lambda index: str(index.name))
+    connection.execute(text(f"SET LOCAL maintenance_work_mem = '{INDEX_BUILD_MEMORY}'"))
+    for index in indexes:  # named after the job until the year's old ones are gone
+        columns = ", ".join(column.name for column in index.columns)
+        connection.execute(text(f"CREATE INDEX {index.name}_{name} ON {name} ({columns})"))
     connection.execute(text(f"DROP TABLE IF EXISTS {partition}"))
     connection.execute(
         text("DELETE FROM plan_default WHERE day >= :start AND day < :end"),
         {"start": date(year, 1, 1), "end": date(year + 1, 1, 1)},
     )
-    connection.execute(text(f"SET LOCAL maintenance_work_mem = '{INDEX_BUILD_MEMORY}'"))
-    for index in sorted(plan.indexes, key=lambda index: str(index.name)):
-        columns = ", ".join(column.name for column in index.columns)
-        connection.execute(text(f"CREATE INDEX {index.name}_{year} ON {name} ({columns})"))
     connection.execute(text(f"ALTER TABLE plan ATTACH PARTITION {name} FOR VALUES {_bounds(year)}"))
     connection.execute(text(f"ALTER TABLE {name} DROP CONSTRAINT {name}_year"))
     connection.execute(text(f"ALTER TABLE {name} RENAME TO {partition}"))
+    for index in indexes:
+        connection.execute(text(f"ALTER INDEX {index.name}_{name} RENAME TO {index.name}_{year}"))
     # Fresh statistics for the readers of the plan, at once rather than when autovacuum
-    # comes by: without them a send run's query for a chunk of contacts' owed sends read
-    # the day index's whole look-back (1.7M entries at 1M contacts) for each chunk.
+    # comes by (which never analyzes a partitioned table itself): without them a send
+    # run's query for a chunk of contacts' owed sends read the day index's whole look-back
+    # (1.7M entries at 1M contacts) for each chunk.
     connection.execute(text("ANALYZE plan"))  # and each partition
 
 

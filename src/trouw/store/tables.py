@@ -226,6 +226,7 @@ plan_chunks = Table(
     Column("done", Boolean, nullable=False, server_default=false()),
     Column("contacts", Integer),
     Column("host", String(255)),  # the machine that planned it
+    Column("statuses", Json),  # plan rows per status
 )
 
 keys = Table(

@@ -6,7 +6,9 @@ The year partitions are made by the plans (`plan_y2027`); `plan_default` takes r
 that has none (a plan made on one machine, rows written by hand). The partitioned table has
 no primary key (it would have to hold `day`): no reader goes by the plan's ids, which come
 from the same sequence as before. The rows of an existing plan move into their years'
-partitions. SQLite keeps its one `plan` table; plan_staging goes on both.
+partitions. SQLite keeps its one `plan` table; plan_staging goes on both. Each chunk of a
+job keeps its rows per status (`plan_chunks.statuses`): the plan run's summary, without
+counting the rows again.
 
 Revision ID: 0010
 Revises: 0009
@@ -16,17 +18,20 @@ from datetime import date
 
 import sqlalchemy as sa
 from alembic import op
+from sqlalchemy.dialects.postgresql import JSONB
 
 revision = "0010"
 down_revision = "0009"
 branch_labels = None
 depends_on = None
 
+Json = sa.JSON().with_variant(JSONB(), "postgresql")
 COLUMNS = "contact_id, day, campaign, step, occurrence, template, channel, priority, status, reason"
 
 
 def upgrade() -> None:
     op.drop_table("plan_staging")
+    op.add_column("plan_chunks", sa.Column("statuses", Json))
     bind = op.get_bind()
     if bind.dialect.name != "postgresql":
         return
@@ -71,6 +76,7 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    op.drop_column("plan_chunks", "statuses")
     bind = op.get_bind()
     if bind.dialect.name == "postgresql":
         op.execute("ALTER TABLE plan RENAME TO plan_partitioned")
