@@ -75,3 +75,9 @@ def test_the_move_keeps_other_years_indexes_and_other_jobs(tmp_path: Path, engin
     assert _year(engine, 2028) == next_year  # in the default partition: no plan made it
     assert _partitions(engine) == ["plan_default", "plan_y2027"]
     assert _indexes(engine) == indexes == _indexes(engine, "plan_y2027")
+    with atomic(engine) as connection:  # and once more on one machine, into the partition
+        plan_year(connection, load_project(tmp_path), year=2027, as_of=date(2026, 12, 1))
+    assert _year(engine, 2027) == first
+    with engine.connect() as connection:
+        in_partition = connection.execute(text("SELECT count(*) FROM plan_y2027")).scalar_one()
+    assert in_partition == len(first)

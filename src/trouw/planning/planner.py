@@ -22,7 +22,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, delete, exists, func, or_, select, text
+from sqlalchemy import Connection, Engine, delete, exists, func, or_, select
 
 from trouw.campaigns import Campaign, CampaignError, check_references, load_campaigns
 from trouw.planning.candidates import (
@@ -49,6 +49,7 @@ from trouw.project import Project
 from trouw.segments import Catalog, Clock, load_catalog
 from trouw.store import contacts, plan
 from trouw.store.bulk import BulkInsert
+from trouw.store.plan_years import clear_year
 from trouw.store.tables import plan_jobs
 
 CHUNK_SIZE = 10_000
@@ -304,27 +305,24 @@ def plan_year_together(
     return summary
 
 
-def _delete_year(connection: Connection, year: int) -> int | None:
-    """Delete the year's old plan rows; return how many, or None when the plan held no other
-    year and was emptied.
+def _delete_year(connection: Connection, year: int) -> None:
+    """Delete the year's old plan rows.
 
-    When the plan holds no other year, the whole table is emptied instead of
-    deleted row by row (and index entry by entry): SQLite frees the pages of a
-    DELETE without WHERE, PostgreSQL's TRUNCATE (transactional: readers see the
-    old plan until the commit, as DROP INDEX in the move makes them wait anyway)
-    drops the files. The same delete, many times faster: at 1M contacts a year
-    is 6M rows.
+    Emptied whole rather than deleted row by row (and index entry by entry) where it can:
+    on PostgreSQL the year's partition is truncated (store/plan_years.py); SQLite empties
+    the table when it holds no other year (it frees the pages of a DELETE without WHERE).
+    Both are transactional: readers see the old plan until the commit. At 1M contacts a
+    year is 6M rows.
     """
+    if connection.dialect.name == "postgresql":
+        clear_year(connection, year)
+        return
     start, end = date(year, 1, 1), date(year, 12, 31)
     other_years = exists().where(or_(plan.c.day < start, plan.c.day > end))
-    if not connection.execute(select(other_years)).scalar():
-        if connection.dialect.name == "postgresql":
-            connection.execute(text("TRUNCATE plan"))
-        else:
-            connection.execute(delete(plan))
-        return None
-    deleted = connection.execute(delete(plan).where(plan.c.day >= start, plan.c.day <= end))
-    return int(deleted.rowcount)
+    if connection.execute(select(other_years)).scalar():
+        connection.execute(delete(plan).where(plan.c.day >= start, plan.c.day <= end))
+    else:
+        connection.execute(delete(plan))
 
 
 def count_contacts(connection: Connection) -> int:

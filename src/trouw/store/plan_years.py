@@ -58,6 +58,20 @@ def drop_job_table(connection: Connection, job: int) -> None:
     connection.execute(text(f"DROP TABLE IF EXISTS {job_table(job)}"))
 
 
+def clear_year(connection: Connection, year: int) -> None:
+    """Delete the plan's rows of `year`: its partition emptied whole, if it has one."""
+    if connection.execute(text("SELECT to_regclass(:name)"), {"name": partition_of(year)}).scalar():
+        connection.execute(text(f"TRUNCATE {partition_of(year)}"))
+    _delete_from_default(connection, year)
+
+
+def _delete_from_default(connection: Connection, year: int) -> None:
+    connection.execute(
+        text("DELETE FROM plan_default WHERE day >= :start AND day < :end"),
+        {"start": date(year, 1, 1), "end": date(year + 1, 1, 1)},
+    )
+
+
 def swap_in(connection: Connection, job: int, year: int) -> None:
     """Make job `job`'s table the partition of `year`, in place of the year's old plan.
 
@@ -71,10 +85,7 @@ def swap_in(connection: Connection, job: int, year: int) -> None:
         columns = ", ".join(column.name for column in index.columns)
         connection.execute(text(f"CREATE INDEX {index.name}_{name} ON {name} ({columns})"))
     connection.execute(text(f"DROP TABLE IF EXISTS {partition}"))
-    connection.execute(
-        text("DELETE FROM plan_default WHERE day >= :start AND day < :end"),
-        {"start": date(year, 1, 1), "end": date(year + 1, 1, 1)},
-    )
+    _delete_from_default(connection, year)
     connection.execute(text(f"ALTER TABLE plan ATTACH PARTITION {name} FOR VALUES {_bounds(year)}"))
     connection.execute(text(f"ALTER TABLE {name} DROP CONSTRAINT {name}_year"))
     connection.execute(text(f"ALTER TABLE {name} RENAME TO {partition}"))
@@ -89,6 +100,7 @@ def swap_in(connection: Connection, job: int, year: int) -> None:
 
 __all__ = [
     "INDEX_BUILD_MEMORY",
+    "clear_year",
     "create_job_table",
     "drop_job_table",
     "job_table",
