@@ -209,6 +209,9 @@ def imported(url: str) -> dict[str, int]:
                 f"{url} holds no import of an earlier run: run with --stages import,… --keep"
             )
         connection.execute("TRUNCATE plan, plan_runs, plan_jobs, plan_chunks, ledger, send_runs")
+        jobs = "SELECT tablename FROM pg_tables WHERE starts_with(tablename, 'plan_job_')"
+        for (table,) in connection.execute(jobs).fetchall():  # of plans that never finished
+            connection.execute(f'DROP TABLE "{table}"')
         connection.execute(f"DROP TABLE {BASELINE}.plan")
         connection.execute(f"CREATE TABLE {BASELINE}.plan (LIKE public.plan INCLUDING ALL)")
     return {"contacts": int(found[0]), "events": int(found[1])}

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, func, select, text
+from sqlalchemy import Engine, func, select
 
 from tests.planning.shop import make_shop, policy
 from tests.planning.test_planner import CAMPAIGNS
@@ -18,6 +18,7 @@ from trouw.planning.planner import PLAN_COLUMNS, plan_year_together
 from trouw.planning.runs import latest_plan_runs
 from trouw.project import load_project
 from trouw.store import atomic, contacts, open_store, plan
+from trouw.store.plan_years import job_tables
 from trouw.store.tables import plan_chunks, plan_jobs
 
 PEOPLE = 250  # chunks of 100: three chunks, the last one short
@@ -145,16 +146,13 @@ def _plan_together(root: Path, engine: Engine, workers: int, **options: Any) -> 
     )
 
 
-JOB_TABLES = text("SELECT count(*) FROM pg_tables WHERE tablename LIKE 'plan\\_job\\_%'")
-
-
 def _left_over(engine: Engine) -> tuple[int, int, list[str]]:
     """Jobs' tables (store/plan_years.py), chunks, and the states of the plan jobs."""
     with engine.connect() as connection:
-        staged = connection.execute(JOB_TABLES).scalar_one()
+        tables = len(job_tables(connection))
         chunks = connection.execute(select(func.count()).select_from(plan_chunks)).scalar_one()
         states = list(connection.execute(select(plan_jobs.c.state).order_by(plan_jobs.c.id)))
-    return staged, chunks, [state for (state,) in states]
+    return tables, chunks, [state for (state,) in states]
 
 
 @pytest.mark.postgres

@@ -210,10 +210,10 @@ def _plan_chunk(bounds: Bounds) -> ChunkResult:
 #   UPDATE without SKIP LOCKED): it goes on when that one is done, or takes the chunk over
 #   when its run died. So every run that ends normally has seen every chunk done.
 # - The first run to lock the job row then makes the job's table the year's partition of
-#   `plan` in one transaction: the year's old partition dropped, the new one's indexes built,
-#   attached (the same rows as one process writes, their ids in another order), the plan
-#   run recorded, the job marked done. Readers see the old plan or the new one. The others
-#   find the job done and end.
+#   `plan` in one transaction: its indexes built, the year's old partition dropped, the new
+#   one attached (the same rows as one process writes, their ids in another order), the
+#   plan run recorded, the job marked done. Readers see the old plan or the new one. The
+#   others find the job done and end.
 # - Each run holds a shared advisory lock on the job while it takes part. A job nobody holds
 #   is abandoned (every run of it died): the next run discards it and starts afresh.
 # - Chunks read what is committed when each is claimed, not one snapshot of the whole run.
@@ -349,10 +349,13 @@ def _job_key(job: int) -> dict[str, int]:
 
 
 def _discard(connection: Connection, job: int, state: str) -> None:
-    """Mark the job `state` and drop its chunks and its table (if it is not the plan's now)."""
-    drop_job_table(connection, job)
+    """Mark the job `state` and drop its chunks and its table (if it is not the plan's now).
+
+    The chunks first: a process still writing one (its run killed under it) holds the
+    chunk's row, and then the table; the table's DROP waits for it behind the chunks."""
     connection.execute(delete(plan_chunks).where(plan_chunks.c.job == job))
     connection.execute(update(plan_jobs).where(plan_jobs.c.id == job).values(state=state))
+    drop_job_table(connection, job)
 
 
 def take_part(

@@ -309,10 +309,9 @@ def _delete_year(connection: Connection, year: int) -> None:
     """Delete the year's old plan rows.
 
     Emptied whole rather than deleted row by row (and index entry by entry) where it can:
-    on PostgreSQL the year's partition is truncated (store/plan_years.py); SQLite empties
-    the table when it holds no other year (it frees the pages of a DELETE without WHERE).
-    Both are transactional: readers see the old plan until the commit. At 1M contacts a
-    year is 6M rows.
+    on PostgreSQL the year's partition is truncated (store/plan_years.py: readers of the
+    year wait for the commit); SQLite empties the table when it holds no other year (it
+    frees the pages of a DELETE without WHERE). At 1M contacts a year is 6M rows.
     """
     if connection.dialect.name == "postgresql":
         clear_year(connection, year)

@@ -191,7 +191,7 @@ def _plan_day(connection: Connection, contacts: Bounds) -> ColumnElement[date]:
     SQLite would pick the day index and read the whole look-back (every plan
     row of two months) for each chunk; `+day` keeps the day test off the index,
     so the contact id index serves the chunk's range. (PostgreSQL goes by its
-    statistics: the plan is analyzed when it is written, store/plan_years.py.)
+    statistics: a plan made together is analyzed when it is written, plan_years.py.)
     """
     if connection.dialect.name == "sqlite" and contacts != (None, None):
         return literal_column("+plan.day", Date)

@@ -6,9 +6,9 @@ The year partitions are made by the plans (`plan_y2027`); `plan_default` takes r
 that has none (a plan made on one machine, rows written by hand). The partitioned table has
 no primary key (it would have to hold `day`): no reader goes by the plan's ids, which come
 from the same sequence as before. The rows of an existing plan move into their years'
-partitions. SQLite keeps its one `plan` table; plan_staging goes on both. Each chunk of a
-job keeps its rows per status (`plan_chunks.statuses`): the plan run's summary, without
-counting the rows again.
+partitions (copied once, while the upgrade holds the tables). SQLite keeps its one `plan`
+table; plan_staging goes on both. Each chunk of a job keeps its rows per status
+(`plan_chunks.statuses`): the plan run's summary, without counting the rows again.
 
 Revision ID: 0010
 Revises: 0009
@@ -79,6 +79,14 @@ def downgrade() -> None:
     op.drop_column("plan_chunks", "statuses")
     bind = op.get_bind()
     if bind.dialect.name == "postgresql":
+        # Jobs under way wrote their rows into tables of their own: they start afresh.
+        op.execute("DELETE FROM plan_chunks")
+        op.execute("UPDATE plan_jobs SET state = 'abandoned' WHERE state = 'running'")
+        tables = bind.execute(
+            sa.text("SELECT tablename FROM pg_tables WHERE starts_with(tablename, 'plan_job_')")
+        ).scalars()
+        for table in list(tables):
+            op.execute(f'DROP TABLE "{table}"')
         op.execute("ALTER TABLE plan RENAME TO plan_partitioned")
         op.execute("ALTER INDEX ix_plan_day RENAME TO ix_plan_day_partitioned")
         op.execute("ALTER INDEX ix_plan_contact_id RENAME TO ix_plan_contact_id_partitioned")

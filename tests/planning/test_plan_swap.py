@@ -44,7 +44,7 @@ def _year(engine: Engine, year: int) -> list[tuple[Any, ...]]:
 
 @pytest.mark.postgres
 @pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
-def test_the_move_keeps_other_years_indexes_and_other_jobs(tmp_path: Path, engine: Engine) -> None:
+def test_the_swap_keeps_other_years_indexes_and_other_jobs(tmp_path: Path, engine: Engine) -> None:
     _shop(tmp_path, engine)
     indexes = _indexes(engine)
     assert indexes == {
