@@ -159,14 +159,21 @@ class SendChecks:
         # The ledger's keys only take candidates away (`made`), so a contact with no send
         # the calendar wants by today gets nothing today whatever their ledger holds: only
         # the others' ledgers are read (on most days, a few of the shop). Of those, most
-        # have had what is due already (yesterday's send, caught up until it expires): when
-        # the ledger holds every key due by today, they are passed over before their
-        # candidates are made.
+        # have had what is due already (yesterday's send, caught up until it expires, a
+        # lapsed buyer's win-back every day): when the ledger holds every key due by today,
+        # they are passed over, seen from those keys' campaigns alone, before their whole
+        # ledger is read and their candidates are made.
         facts = gathered.facts
         due: dict[str, list[tuple[str, str, str]]] = {}
         for contact_id, person in gathered.people.items():
             if keys := due_keys(self.finder, person, facts):
                 due[contact_id] = keys
+        keyed = book.statuses(
+            connection, list(due), {key[0] for keys in due.values() for key in keys}
+        )
+        for contact_id, status in keyed.items():
+            if not still_due(due[contact_id], {k for k, s in status.items() if s not in OPEN}):
+                del due[contact_id]
         histories = book.histories(
             connection,
             list(due),
