@@ -587,8 +587,8 @@ __all__ = [
     "release",
     "reserve",
     "settle",
-    "statuses",
     "start_params",
     "start_sending",
+    "statuses",
     "take_over",
 ]
